@@ -1,0 +1,51 @@
+# Workaround for ROS 2 installed from PyPI wheels (ros-* packages).
+#
+# The wheels' exported CMake targets carry INTERFACE_INCLUDE_DIRECTORIES from the machine that
+# built them (/opt/python/cp311-cp311/include/python3.11 and a NumPy include under it). CMake
+# refuses imported targets whose include directories do not exist. This function replaces every
+# such non-existent Python/NumPy include directory with the ones of the interpreter found here.
+#
+# On a normal ROS 2 install (apt, source) no imported target names a missing directory, so nothing
+# is changed: the function only acts on paths that do not exist.
+function(dp_msgs_fix_wheel_include_dirs)
+  get_directory_property(_targets IMPORTED_TARGETS)
+  set(_need_fix FALSE)
+  foreach(_t IN LISTS _targets)
+    get_target_property(_dirs ${_t} INTERFACE_INCLUDE_DIRECTORIES)
+    if(_dirs)
+      foreach(_d IN LISTS _dirs)
+        if(NOT _d MATCHES "^\\$<" AND NOT EXISTS "${_d}")
+          set(_need_fix TRUE)
+        endif()
+      endforeach()
+    endif()
+  endforeach()
+  if(NOT _need_fix)
+    return()
+  endif()
+  find_package(Python3 REQUIRED COMPONENTS Interpreter Development NumPy)
+  set(_good ${Python3_INCLUDE_DIRS} ${Python3_NumPy_INCLUDE_DIRS})
+  foreach(_t IN LISTS _targets)
+    get_target_property(_dirs ${_t} INTERFACE_INCLUDE_DIRECTORIES)
+    if(NOT _dirs)
+      continue()
+    endif()
+    set(_new "")
+    set(_changed FALSE)
+    foreach(_d IN LISTS _dirs)
+      if(NOT _d MATCHES "^\\$<" AND NOT EXISTS "${_d}")
+        set(_changed TRUE)
+        if(_d MATCHES "numpy|python")
+          list(APPEND _new ${_good})
+        endif()
+      else()
+        list(APPEND _new "${_d}")
+      endif()
+    endforeach()
+    if(_changed)
+      list(REMOVE_DUPLICATES _new)
+      set_target_properties(${_t} PROPERTIES INTERFACE_INCLUDE_DIRECTORIES "${_new}")
+      message(STATUS "dp_msgs: rewrote wheel include directories of ${_t}")
+    endif()
+  endforeach()
+endfunction()

@@ -1,0 +1,23 @@
+from setuptools import find_packages, setup
+
+package_name = 'dp_policy_node'
+
+setup(
+    name=package_name,
+    version='0.1.0',
+    packages=find_packages(exclude=['test']),
+    data_files=[
+        ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
+        ('share/' + package_name, ['package.xml']),
+    ],
+    install_requires=['setuptools'],
+    zip_safe=True,
+    maintainer='dp_ros developers',
+    maintainer_email='dev@dp-ros.invalid',
+    description='Diffusion Policy: ROS-free core (network, schedulers, policy, checkpoints, rosbag2 dataset, training) and the policy_node.',
+    license='Apache-2.0',
+    entry_points={
+        'console_scripts': [
+        ],
+    },
+)
