@@ -18,6 +18,7 @@ setup(
     license='Apache-2.0',
     entry_points={
         'console_scripts': [
+            'follower_node = dp_controller.follower_node:main',
         ],
     },
 )

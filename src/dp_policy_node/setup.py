@@ -18,6 +18,8 @@ setup(
     license='Apache-2.0',
     entry_points={
         'console_scripts': [
+            'policy_node = dp_policy_node.policy_node:main',
+            'dp_train = dp_policy_node.train_cli:main',
         ],
     },
 )
