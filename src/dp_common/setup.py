@@ -14,7 +14,7 @@ setup(
     zip_safe=True,
     maintainer='dp_ros developers',
     maintainer_email='dev@dp-ros.invalid',
-    description='Shared message<->array conversions (images, joint states, trajectories) and small ROS helpers for dp_ros.',
+    description='Shared message-to-array conversions (images, joint states, trajectories) and small ROS helpers for dp_ros.',
     license='Apache-2.0',
     entry_points={
         'console_scripts': [
