@@ -51,7 +51,9 @@ fi
 
 build_hash=$( (echo "$req_hash"; ls src; find src -path '*/test' -prune -o \
   \( -name package.xml -o -name setup.py -o -name setup.cfg -o -name CMakeLists.txt -o -name '*.cmake' \
-     -o -name '*.msg' -o -name '*.srv' -o -name '*.action' \) -print | sort | xargs cat; cat colcon.meta) \
+     -o -name '*.msg' -o -name '*.srv' -o -name '*.action' \) -print | sort | xargs cat; cat colcon.meta
+  # names of installed data files (symlink-install links each file: a new one needs a build)
+  find launch config models src/*/config src/*/description src/*/launch -type f 2>/dev/null | sort) \
   | sha256sum | cut -c1-16)
 if [ "$(cat install/.dp_build 2>/dev/null)" != "$build_hash" ]; then
   log "colcon build --symlink-install"

@@ -1,0 +1,1 @@
+"""dp_bringup: launch files, robot configurations and a process starter for dp_ros."""
