@@ -45,7 +45,7 @@ from dp_common.trajectories import joint_trajectory_to_arrays
 from dp_policy_node.episode import Episode, EpisodeSetMeta
 
 __all__ = ['DatasetError', 'DatasetConfig', 'find_bags', 'bag_fingerprint', 'decode_bag',
-           'load_episodes', 'CACHE_VERSION']
+           'load_episodes', 'infer_joint_names', 'CACHE_VERSION']
 
 CACHE_VERSION = 1
 
@@ -580,3 +580,25 @@ def load_episodes(bag_paths: Sequence[str | os.PathLike] | str | os.PathLike, cf
         print(f'[dataset] {len(episodes)} episode(s), {sum(len(e) for e in episodes)} samples from '
               f'{len(bags)} bag(s) in {time.monotonic() - t_start:.1f}s', file=sys.stderr)
     return episodes, meta
+
+
+def infer_joint_names(bag: str | os.PathLike, topic: str = '/joint_states',
+                      distro: str = 'kilted') -> list[str]:
+    """The joint names of the first sensor_msgs/JointState on `topic` (message order): the
+    default joint order when none is configured. Raises DatasetError when there is none."""
+    from rosbags.highlevel import AnyReader
+
+    from dp_policy_node.bag_types import typestore
+
+    path = Path(bag)
+    with AnyReader([path], default_typestore=typestore(distro)) as reader:
+        conns = [c for c in reader.connections if c.topic == topic]
+        if not conns:
+            present = ', '.join(sorted({c.topic for c in reader.connections})) or 'none'
+            raise DatasetError(f'{path}: topic {topic}: joint states topic not found in the bag; '
+                               f'topics present: {present}')
+        for conn, _, raw in reader.messages(connections=conns):
+            names = [str(n) for n in reader.deserialize(raw, conn.msgtype).name]
+            if names:
+                return names
+    raise DatasetError(f'{path}: topic {topic}: no JointState with joint names')
