@@ -60,6 +60,7 @@ class Skip:
     counter: str
     rejected: bool = False
     detail: str = ''     # the converter's message, for the log
+    stream: str = ''     # the stream key ('joint_states' or a camera name) it is about
 
 
 @dataclass
@@ -271,12 +272,12 @@ class ObservationHistory:
         with self._lock:
             for key, ring in self._rings.items():
                 if not len(ring):
-                    return Skip(f'missing:{self.labels[key]}', 'missing')
+                    return Skip(f'missing:{self.labels[key]}', 'missing', stream=key)
             newest = {k: r.newest_ns for k, r in self._rings.items()}
             lag_key = min(newest, key=lambda k: newest[k])
             t0 = newest[lag_key]
             if now_ns - t0 > self.max_age_ns:
-                return Skip(f'stale:{self.labels[lag_key]}', 'stale')
+                return Skip(f'stale:{self.labels[lag_key]}', 'stale', stream=lag_key)
             grid = t0 - self.dt_ns * np.arange(n - 1, -1, -1, dtype=np.int64)   # (n,) oldest first
             chosen: dict[str, list[tuple[int, Any]]] = {}
             for key, ring in self._rings.items():
@@ -284,7 +285,7 @@ class ObservationHistory:
                 for g in grid.tolist():
                     i = ring.nearest(g)
                     if abs(ring.stamps[i] - g) > self.tolerance_ns:
-                        return Skip(f'misaligned:{self.labels[key]}', 'misaligned')
+                        return Skip(f'misaligned:{self.labels[key]}', 'misaligned', stream=key)
                     picks.append((ring.stamps[i], ring.values[i]))
                 chosen[key] = picks
 
@@ -328,7 +329,8 @@ class ObservationHistory:
             i = bisect.bisect_left(ring.stamps, stamp)
             if i < len(ring.stamps) and ring.stamps[i] == stamp and ring.values[i] is value:
                 ring.remove_stamp(stamp)
-        return None, Skip(f'{code}:{self.labels[cam]}', code, rejected=True, detail=detail)
+        return None, Skip(f'{code}:{self.labels[cam]}', code, rejected=True, detail=detail,
+                          stream=cam)
 
 
 class ClockJumpDetector:
