@@ -1,0 +1,98 @@
+"""ControlLoop: a thread that calls `tick` at a fixed rate with absolute-time scheduling.
+
+ROS-free. Deadlines are k * period after the start on the monotonic clock (never "sleep one
+period", so errors do not accumulate). Each wait is a coarse `time.sleep` until `spin_s` before
+the deadline, then a short spin on the monotonic clock. A tick that overruns whole periods skips
+them (counted in `overruns`) instead of bursting. Period errors (actual minus nominal period,
+seconds) go into a ring buffer for `period_error_stats()`.
+
+It paces with the monotonic clock only; the tick reads whatever clock its plan uses (the node's
+ROS or sim time), so clock jumps never disturb the pacing. Not an executor timer: rclpy
+callbacks in other threads do not delay it (beyond the GIL; follower_node lowers the switch
+interval).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable
+
+import numpy as np
+
+
+class ControlLoop:
+    def __init__(self, rate_hz: float, tick: Callable[[int, float], None], spin_s: float = 0.0002,
+                 name: str = 'control_loop', stats_size: int = 5000):
+        self.period = 1.0 / float(rate_hz)
+        self.tick = tick
+        self.spin_s = float(spin_s)
+        self.name = name
+        self.overruns = 0
+        self.ticks = 0
+        self._errors = np.zeros(stats_size)
+        self._n_errors = 0
+        self._stop = threading.Event()
+        self._thread = None
+        self.exception = None
+
+    def start(self):
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 2.0):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._thread = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _run(self):
+        mono = time.monotonic
+        sleep = time.sleep
+        period, spin = self.period, self.spin_s
+        deadline = mono() + period
+        last = None
+        k = 0
+        try:
+            while not self._stop.is_set():
+                remaining = deadline - mono()
+                if remaining > spin:
+                    sleep(remaining - spin)
+                while mono() < deadline:
+                    pass
+                t = mono()
+                if last is not None:
+                    err = (t - last) - period
+                    self._errors[self._n_errors % self._errors.shape[0]] = err
+                    self._n_errors += 1
+                last = t
+                self.tick(k, t)
+                self.ticks += 1
+                k += 1
+                deadline += period
+                behind = mono() - deadline
+                if behind > 0.0:   # overran whole periods: skip them, keep the phase
+                    skipped = int(behind // period) + 1
+                    self.overruns += skipped
+                    deadline += skipped * period
+                    k += skipped
+        except Exception as exc:  # surfaced by the owner (node logs it and holds)
+            self.exception = exc
+            raise
+
+    def period_error_stats(self, reset: bool = False):
+        """(p50, p99, max) of |actual - nominal period| in seconds over the buffer; NaN if empty."""
+        n = min(self._n_errors, self._errors.shape[0])
+        if n == 0:
+            return float('nan'), float('nan'), float('nan')
+        e = np.abs(self._errors[:n])
+        out = (float(np.percentile(e, 50)), float(np.percentile(e, 99)), float(e.max()))
+        if reset:
+            self._n_errors = 0
+        return out

@@ -1,0 +1,307 @@
+"""Follower: the ROS-free trajectory follower core (chunks in, limited command stream out).
+
+Ties together validation of incoming chunks, the time-indexed plan (plan.py), the switching policy
+(receding horizon / latest / temporal ensemble), the limiter (limits.py) and the watchdog
+(watchdog.py). Times are float seconds on the caller's clock (the node clock: ROS or sim time).
+
+    f = Follower(FollowerConfig(joint_names=[...], ...))
+    f.start(q_measured, now)                  # hold the current position (state IDLE)
+    f.on_chunk(stamp, names, t, pos, vel, now)  # -> 'accepted' or a rejection reason
+    q, v, a = f.step(now)                      # once per control period, command for `now`
+
+Guarantees of `step` (tested by property): every command is inside the position limits, and
+between consecutive commands |dv| <= amax*dt and |v| <= vmax, whatever chunks arrive (the start
+position is clipped into the limits). When no valid chunk was accepted for watchdog_timeout_s, the
+state becomes HOLDING and the command brakes at the acceleration limit to a standstill.
+
+Not here: ROS (follower_node.py), timing of the calls (control_loop.py).
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Optional, Sequence
+
+import numpy as np
+
+from dp_controller.config import FollowerConfig
+from dp_controller.limits import Limiter
+from dp_controller.plan import Ensemble, enter_chunk
+from dp_controller.watchdog import Watchdog
+
+STATE_IDLE = 0
+STATE_FOLLOWING = 1
+STATE_HOLDING = 2
+STATE_STOPPED = 3
+STATE_LABELS = {STATE_IDLE: 'idle', STATE_FOLLOWING: 'following', STATE_HOLDING: 'holding',
+                STATE_STOPPED: 'stopped'}
+
+ACCEPTED = 'accepted'
+# Rejection reasons (counter names in FollowerStatus.rejected).
+REASONS = ('not_started', 'held', 'empty', 'duplicate_joint', 'missing_joint', 'bad_shape',
+           'non_finite', 'non_monotonic_time', 'stamp_too_old', 'stamp_in_future',
+           'position_limit', 'out_of_order', 'expired')
+
+
+class _Chunk:
+    __slots__ = ('stamp', 't_abs', 'pos', 'vel', 'switch_time')
+
+    def __init__(self, stamp, t_abs, pos, vel, switch_time):
+        self.stamp, self.t_abs, self.pos, self.vel, self.switch_time = (
+            stamp, t_abs, pos, vel, switch_time)
+
+
+class Follower:
+    def __init__(self, config: FollowerConfig):
+        self.cfg = config
+        self.dt = config.period_s
+        self.limiter = Limiter(config.lower, config.upper, config.vmax, config.amax, self.dt)
+        self.watchdog = Watchdog(config.watchdog_timeout_s)
+        self.rejected = Counter()
+        self.chunks_accepted = 0
+        self.state = STATE_STOPPED
+        self.hold_reason = ''
+        self._held_by_request = False
+        self._plan = None
+        self._current: Optional[_Chunk] = None
+        self._pending: Optional[_Chunk] = None
+        self._last_stamp = -math.inf
+        self._last_now: Optional[float] = None
+        self._last_accept_time = math.nan
+        self._prev_a = np.zeros(config.num_joints)
+        self.max_abs_jerk = 0.0
+        self._index_cache = {}
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self, q_measured, now: float):
+        """Begin commanding from the measured position (clipped into limits); state IDLE."""
+        self.limiter.reset(q_measured)
+        self._prev_a = np.zeros(self.cfg.num_joints)
+        self._drop_plan()
+        self.state = STATE_IDLE
+        self.hold_reason = ''
+        self._last_now = now
+        self._last_stamp = -math.inf
+
+    def stop(self):
+        """Stop commanding (lifecycle deactivate)."""
+        self._drop_plan()
+        self.state = STATE_STOPPED
+
+    @property
+    def started(self) -> bool:
+        return self.state != STATE_STOPPED
+
+    @property
+    def state_label(self) -> str:
+        return STATE_LABELS[self.state]
+
+    @property
+    def command(self):
+        return self.limiter.q, self.limiter.v, self.limiter.a
+
+    @property
+    def watchdog_trips(self) -> int:
+        return self.watchdog.trips
+
+    def time_since_last_chunk(self, now: float) -> float:
+        return now - self._last_accept_time
+
+    def hold(self, reason: str = 'hold_request'):
+        """Stop following (brake within limits, hold) until resume(); chunks are rejected ('held')."""
+        self._held_by_request = True
+        self._enter_hold(reason)
+
+    def resume(self):
+        """Leave a requested hold; the next valid chunk is followed again."""
+        self._held_by_request = False
+
+    @property
+    def held_by_request(self) -> bool:
+        return self._held_by_request
+
+    # ------------------------------------------------------------------ chunks
+    def count_rejection(self, reason: str) -> str:
+        """Count a rejection decided outside on_chunk (e.g. a malformed message)."""
+        return self._reject(reason)
+
+    def _reject(self, reason: str) -> str:
+        self.rejected[reason] += 1
+        return reason
+
+    def _joint_index(self, names: Sequence[str]):
+        key = tuple(names)
+        idx = self._index_cache.get(key)
+        if idx is None:
+            if len(set(key)) != len(key):
+                return 'duplicate_joint'
+            pos_of = {n: i for i, n in enumerate(key)}
+            missing = [n for n in self.cfg.joint_names if n not in pos_of]
+            if missing:
+                return 'missing_joint'
+            idx = np.array([pos_of[n] for n in self.cfg.joint_names], dtype=np.intp)
+            if len(self._index_cache) > 16:
+                self._index_cache.clear()
+            self._index_cache[key] = idx
+        return idx
+
+    def on_chunk(self, stamp: float, names: Sequence[str], t_from_start, positions,
+                 velocities=None, now: float = 0.0, n_action_steps: Optional[int] = None) -> str:
+        """Validate a chunk and hand it to the plan. Returns 'accepted' or the rejection reason.
+
+        stamp: header stamp (newest observation time), s. names: joint names in message order
+        (extra joints are ignored, a missing configured joint rejects). t_from_start (N,) s,
+        positions (N, len(names)) rad, velocities same shape or None.
+        n_action_steps: overrides the configured value for this chunk (e.g. from ActionChunk).
+        """
+        if not self.started:
+            return self._reject('not_started')
+        if self._held_by_request:
+            return self._reject('held')
+        idx = self._joint_index(names)
+        if isinstance(idx, str):
+            return self._reject(idx)
+        try:
+            t = np.asarray(t_from_start, dtype=np.float64).reshape(-1)
+            pos = np.asarray(positions, dtype=np.float64)
+            vel = None if velocities is None else np.asarray(velocities, dtype=np.float64)
+        except (TypeError, ValueError):
+            return self._reject('bad_shape')
+        if t.shape[0] == 0:
+            return self._reject('empty')
+        if pos.ndim != 2 or pos.shape != (t.shape[0], len(names)) or (
+                vel is not None and vel.shape != pos.shape):
+            return self._reject('bad_shape')
+        pos = pos[:, idx]
+        if vel is not None:
+            vel = vel[:, idx]
+        if not (math.isfinite(stamp) and np.all(np.isfinite(t)) and np.all(np.isfinite(pos))
+                and (vel is None or np.all(np.isfinite(vel)))):
+            return self._reject('non_finite')
+        if t.shape[0] > 1 and np.any(np.diff(t) <= 0.0):
+            return self._reject('non_monotonic_time')
+        if now - stamp > self.cfg.max_stamp_age_s:
+            return self._reject('stamp_too_old')
+        if stamp - now > self.cfg.max_future_stamp_s:
+            return self._reject('stamp_in_future')
+        tol = self.cfg.position_tolerance_rad
+        if np.any(pos < self.cfg.lower - tol) or np.any(pos > self.cfg.upper + tol):
+            return self._reject('position_limit')
+        if stamp < self._last_stamp:
+            return self._reject('out_of_order')
+        t_abs = stamp + t
+        if t_abs[-1] <= now:
+            return self._reject('expired')
+
+        n_steps = self.cfg.n_action_steps if n_action_steps is None else int(n_action_steps)
+        first = int(np.searchsorted(t, -1e-9, side='left'))   # action for the stamp itself
+        k = first + n_steps
+        switch_time = float(t_abs[k]) if (n_steps > 0 and k < t.shape[0]) else float(t_abs[-1])
+        chunk = _Chunk(stamp, t_abs, np.clip(pos, self.cfg.lower, self.cfg.upper), vel, switch_time)
+
+        self._last_stamp = stamp
+        self.chunks_accepted += 1
+        self._last_accept_time = now
+        self.watchdog.feed(now)
+        if self.state != STATE_FOLLOWING or self.cfg.execution_mode != 'receding_horizon':
+            self._enter(chunk, now)
+        else:
+            self._pending = chunk
+        return ACCEPTED
+
+    # ------------------------------------------------------------------ plan
+    def _drop_plan(self):
+        self._plan = None
+        self._current = None
+        self._pending = None
+
+    def _enter_hold(self, reason: str):
+        self._drop_plan()
+        self.watchdog.disarm()
+        if self.state != STATE_STOPPED:
+            self.state = STATE_HOLDING
+            self.hold_reason = reason
+
+    def _enter(self, chunk: _Chunk, now: float) -> bool:
+        following = self.state == STATE_FOLLOWING and self._plan is not None
+        if following:
+            entry = self._plan.evaluate(now)
+        else:
+            q, v, a = self.limiter.copy_state()
+            entry = (q, v, a)
+        ensemble = self.cfg.execution_mode == 'temporal_ensemble'
+        # Ensemble members fade in over the blend window themselves: their entry bridge is short.
+        gap = self.dt if ensemble else max(self.dt, self.cfg.blend_window_s)
+        new = enter_chunk(chunk.t_abs, chunk.pos, chunk.vel, now, entry, min_gap_s=gap)
+        if new is None:
+            return False
+        if ensemble:
+            if not (following and isinstance(self._plan, Ensemble)):
+                self._plan = Ensemble(self.cfg.ensemble_decay, self.cfg.blend_window_s,
+                                      self.cfg.max_ensemble_chunks)
+            self._plan.add(new, now)
+        else:
+            self._plan = new
+        self._current = chunk
+        self._pending = None
+        self.state = STATE_FOLLOWING
+        self.hold_reason = ''
+        return True
+
+    # ------------------------------------------------------------------ control
+    def step(self, now: float):
+        """One control period: returns the command (q, v, a) for time `now` (arrays (J,))."""
+        if self._last_now is not None and now < self._last_now - self.cfg.clock_jump_tolerance_s:
+            self._enter_hold('clock_jump')
+            self._last_stamp = -math.inf
+        self._last_now = now
+        if self.state == STATE_FOLLOWING and self.watchdog.expired(now):
+            self._enter_hold('watchdog')
+        if self.state == STATE_FOLLOWING:
+            if (self._pending is not None and self._current is not None
+                    and now >= self._current.switch_time):
+                pending = self._pending
+                self._pending = None
+                self._enter(pending, now)
+            self._plan = self._plan.simplify(now)
+            target_now = self._plan.evaluate(now - self.dt)[0].copy()
+            target_next = self._plan.evaluate(now)[0]
+            q, v, a = self.limiter.step(target_next, target_now)
+        else:
+            q, v, a = self.limiter.brake()
+        jerk = float(np.max(np.abs(a - self._prev_a))) / self.dt
+        self._prev_a = a
+        if jerk > self.max_abs_jerk:
+            self.max_abs_jerk = jerk
+        return q, v, a
+
+    def pop_max_jerk(self) -> float:
+        """Max |jerk| of the command stream since the last call (rad/s^3); resets it."""
+        j, self.max_abs_jerk = self.max_abs_jerk, 0.0
+        return j
+
+    def preview(self, now: float, times: Sequence[float]):
+        """Commands the follower would produce at future `times` (increasing, > now) if nothing
+        else arrived, without changing its state: (positions (K, J), velocities (K, J)).
+
+        Used by the joint_trajectory output to send a short rolling trajectory.
+        """
+        saved = self.limiter.copy_state()
+        plan_saved = self._plan
+        out_q, out_v = [], []
+        t = now
+        try:
+            for tk in times:
+                while t + 0.5 * self.dt < tk:
+                    t += self.dt
+                    if self.state == STATE_FOLLOWING and self._plan is not None:
+                        tn = self._plan.evaluate(t - self.dt)[0].copy()
+                        self.limiter.step(self._plan.evaluate(t)[0], tn)
+                    else:
+                        self.limiter.brake()
+                out_q.append(self.limiter.q.copy())
+                out_v.append(self.limiter.v.copy())
+        finally:
+            self.limiter.set_state(saved)
+            self._plan = plan_saved
+        return np.array(out_q), np.array(out_v)

@@ -1,0 +1,372 @@
+"""follower_node: managed (lifecycle) ROS 2 node around the ROS-free Follower core.
+
+Thin by design: reads parameters into a FollowerConfig, converts messages to arrays
+(dp_common.trajectories), calls the core, publishes. The command stream is produced by a
+ControlLoop thread (absolute-time scheduling on the monotonic clock), not an executor timer;
+plan evaluation uses the node clock (ROS time, or sim time with use_sim_time).
+
+Lifecycle: configure reads parameters and builds the core and the ROS interfaces; activate starts
+the control thread, which commands nothing until a joint state has been received, then holds that
+position until a valid chunk arrives; deactivate stops the thread (no more commands). With the
+`autostart` parameter (default true) the node configures and activates itself on start.
+
+See README.md for the topics, QoS, parameters and services.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import threading
+import time
+
+import numpy as np
+import rclpy
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+from rclpy.qos import (DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data)
+from rcl_interfaces.msg import ParameterDescriptor
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory
+
+from dp_common.trajectories import (arrays_to_joint_trajectory, joint_trajectory_to_arrays,
+                                    stamp_to_seconds)
+from dp_controller.config import OUTPUT_MODES, FollowerConfig
+from dp_controller.control_loop import ControlLoop
+from dp_controller.follower import ACCEPTED, STATE_LABELS, STATE_STOPPED, Follower
+
+PER_JOINT = ('position_lower_rad', 'position_upper_rad', 'max_velocity_rad_s',
+             'max_acceleration_rad_s2')
+DEFAULT_CONTROLLERS = {'forward_command': 'forward_position_controller',
+                       'joint_trajectory': 'joint_trajectory_controller'}
+
+# name: (default, description). Per-joint lists accept one value (all joints) or one per joint.
+PARAMETERS = {
+    'joint_names': (['joint1', 'joint2', 'joint3'],
+                    'Joints to command, in output order (chunks and joint states matched by name).'),
+    'control_rate_hz': (500.0, 'Command rate of the control thread (Hz).'),
+    'position_lower_rad': ([-3.14], 'Lower position limit per joint (rad); one value = all joints.'),
+    'position_upper_rad': ([3.14], 'Upper position limit per joint (rad); one value = all joints.'),
+    'max_velocity_rad_s': ([2.0], 'Velocity limit per joint (rad/s); one value = all joints.'),
+    'max_acceleration_rad_s2': ([10.0], 'Acceleration limit per joint (rad/s^2); one value = all joints.'),
+    'watchdog_timeout_s': (0.5, 'No valid chunk for this long: decelerate within limits and hold (s).'),
+    'blend_window_s': (0.1, 'Cross-fade from the current plan to a new chunk over this window (s).'),
+    'execution_mode': ('receding_horizon',
+                       "'receding_horizon' (execute n_action_steps, then switch), 'latest' (switch "
+                       "at once) or 'temporal_ensemble' (ACT-style weighted mean of overlapping chunks)."),
+    'n_action_steps': (8, 'Receding horizon: actions of a chunk executed before switching (0 = all).'),
+    'ensemble_decay': (0.01, 'Temporal ensemble: weight exp(-decay * i) of the i-th newer chunk.'),
+    'max_stamp_age_s': (0.5, 'Reject chunks whose header stamp is older than this (s).'),
+    'max_future_stamp_s': (0.1, 'Reject chunks whose header stamp is further ahead than this (s).'),
+    'output_mode': ('forward_command',
+                    "'forward_command' (Float64MultiArray to <controller>/commands at control_rate_hz) "
+                    "or 'joint_trajectory' (JointTrajectory to <controller>/joint_trajectory)."),
+    'controller_name': ('', "ros2_control controller to command; '' = forward_position_controller "
+                            'or joint_trajectory_controller by output_mode.'),
+    'trajectory_topic': ('trajectory', 'Input chunks (trajectory_msgs/JointTrajectory).'),
+    'action_chunk_topic': ('', "Optional input chunks as dp_msgs/ActionChunk ('' = off)."),
+    'joint_states_topic': ('joint_states', 'Measured joint states (sensor_msgs/JointState).'),
+    'status_rate_hz': (10.0, 'Rate of ~/status (Hz).'),
+    'jtc_rate_hz': (50.0, 'joint_trajectory mode: rate of the rolling trajectories (Hz).'),
+    'jtc_horizon_s': (0.1, 'joint_trajectory mode: time span of each rolling trajectory (s).'),
+    'jtc_points': (5, 'joint_trajectory mode: points per rolling trajectory.'),
+    'spin_wait_s': (0.0002, 'Control thread: busy-wait this long before each deadline (s).'),
+    'log_throttle_s': (2.0, 'Minimum interval between two logs of the same rejection reason (s).'),
+    'autostart': (True, 'Configure and activate on start (no lifecycle manager needed).'),
+}
+
+
+class FollowerNode(LifecycleNode):
+    def __init__(self, **kwargs):
+        super().__init__('follower_node', **kwargs)
+        for name, (default, desc) in PARAMETERS.items():
+            # Per-joint limits: a number or a list of numbers (ints allowed), so dynamic typing.
+            dynamic = name in PER_JOINT
+            self.declare_parameter(name, default, ParameterDescriptor(
+                description=desc, dynamic_typing=dynamic))
+        self.lifecycle_label = 'unconfigured'
+        self.follower = None
+        self.loop = None
+        self._lock = threading.Lock()
+        self._measured = None
+        self._measured_index = {}
+        self._last_log = {}
+        self._subs, self._pubs, self._srvs, self._timers = [], [], [], []
+
+    # ------------------------------------------------------------------ parameters
+    def _param(self, name):
+        value = self.get_parameter(name).value
+        if value is None:
+            value = PARAMETERS[name][0]
+        return list(value) if isinstance(value, (list, tuple, np.ndarray)) else value
+
+    def _read_config(self) -> FollowerConfig:
+        return FollowerConfig(
+            joint_names=list(self._param('joint_names')),
+            control_rate_hz=float(self._param('control_rate_hz')),
+            position_lower_rad=self._param('position_lower_rad'),
+            position_upper_rad=self._param('position_upper_rad'),
+            max_velocity_rad_s=self._param('max_velocity_rad_s'),
+            max_acceleration_rad_s2=self._param('max_acceleration_rad_s2'),
+            watchdog_timeout_s=float(self._param('watchdog_timeout_s')),
+            blend_window_s=float(self._param('blend_window_s')),
+            execution_mode=str(self._param('execution_mode')),
+            n_action_steps=int(self._param('n_action_steps')),
+            ensemble_decay=float(self._param('ensemble_decay')),
+            max_stamp_age_s=float(self._param('max_stamp_age_s')),
+            max_future_stamp_s=float(self._param('max_future_stamp_s')))
+
+    def now_s(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    # ------------------------------------------------------------------ lifecycle
+    def on_configure(self, state) -> TransitionCallbackReturn:
+        try:
+            self.cfg = self._read_config()
+            self.output_mode = str(self._param('output_mode'))
+            if self.output_mode not in OUTPUT_MODES:
+                raise ValueError(f'output_mode must be one of {OUTPUT_MODES}')
+        except ValueError as exc:
+            self.get_logger().error(f'configure failed: {exc}')
+            return TransitionCallbackReturn.FAILURE
+        self.follower = Follower(self.cfg)
+        controller = str(self._param('controller_name')) or DEFAULT_CONTROLLERS[self.output_mode]
+        reliable1 = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+        if self.output_mode == 'forward_command':
+            self.output_topic = f'{controller}/commands'
+            self._cmd_pub = self.create_publisher(Float64MultiArray, self.output_topic, reliable1)
+        else:
+            self.output_topic = f'{controller}/joint_trajectory'
+            self._cmd_pub = self.create_publisher(JointTrajectory, self.output_topic, reliable1)
+        from dp_msgs.msg import FollowerStatus
+        self._status_cls = FollowerStatus
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self._status_pub = self.create_publisher(FollowerStatus, '~/status', latched)
+        self._pubs = [self._cmd_pub, self._status_pub]
+        self._subs = [
+            self.create_subscription(JointTrajectory, str(self._param('trajectory_topic')),
+                                     self._on_trajectory, reliable1),
+            self.create_subscription(JointState, str(self._param('joint_states_topic')),
+                                     self._on_joint_state, qos_profile_sensor_data)]
+        if self._param('action_chunk_topic'):
+            from dp_msgs.msg import ActionChunk
+            self._subs.append(self.create_subscription(
+                ActionChunk, str(self._param('action_chunk_topic')), self._on_action_chunk,
+                reliable1))
+        self._srvs = [self.create_service(Trigger, '~/hold', self._on_hold),
+                      self.create_service(Trigger, '~/resume', self._on_resume)]
+        self._timers = [self.create_timer(1.0 / float(self._param('status_rate_hz')),
+                                          self._publish_status)]
+        self._cmd_msg = Float64MultiArray()
+        jtc_every = max(1, int(round(self.cfg.control_rate_hz / float(self._param('jtc_rate_hz')))))
+        self._jtc_every = jtc_every
+        n_pts = max(1, int(self._param('jtc_points')))
+        self._jtc_tfs = np.linspace(0.0, float(self._param('jtc_horizon_s')), n_pts + 1)[1:]
+        self._log_throttle = float(self._param('log_throttle_s'))
+        self._tracking_error = np.full(self.cfg.num_joints, np.nan)
+        self.lifecycle_label = 'inactive'
+        self.get_logger().info(
+            f'configured: {self.cfg.num_joints} joints, {self.cfg.control_rate_hz:g} Hz, '
+            f'{self.cfg.execution_mode}, output {self.output_mode} on {self.output_topic}')
+        self._publish_status()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state) -> TransitionCallbackReturn:
+        self.loop = ControlLoop(self.cfg.control_rate_hz, self._tick,
+                                spin_s=float(self._param('spin_wait_s')), name='follower_control')
+        self.lifecycle_label = 'active'
+        self.loop.start()
+        self.get_logger().info('active: waiting for a joint state, then holding until a chunk')
+        return super().on_activate(state)
+
+    def on_deactivate(self, state) -> TransitionCallbackReturn:
+        self._stop_loop()
+        self.lifecycle_label = 'inactive'
+        self._publish_status()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state) -> TransitionCallbackReturn:
+        self._stop_loop()
+        self._destroy_interfaces()
+        self.lifecycle_label = 'unconfigured'
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state) -> TransitionCallbackReturn:
+        self._stop_loop()
+        self.lifecycle_label = 'finalized'
+        return TransitionCallbackReturn.SUCCESS
+
+    def _stop_loop(self):
+        if self.loop is not None:
+            self.loop.stop()
+        if self.follower is not None:
+            with self._lock:
+                self.follower.stop()
+
+    def _destroy_interfaces(self):
+        for t in self._timers:
+            self.destroy_timer(t)
+        for s in self._subs:
+            self.destroy_subscription(s)
+        for p in self._pubs:
+            self.destroy_publisher(p)
+        for s in self._srvs:
+            self.destroy_service(s)
+        self._subs, self._pubs, self._srvs, self._timers = [], [], [], []
+        self.follower = None
+
+    # ------------------------------------------------------------------ inputs
+    def _on_joint_state(self, msg: JointState):
+        key = tuple(msg.name)
+        idx = self._measured_index.get(key)
+        if idx is None:
+            pos_of = {n: i for i, n in enumerate(key)}
+            if any(n not in pos_of for n in self.cfg.joint_names):
+                return
+            idx = np.array([pos_of[n] for n in self.cfg.joint_names], dtype=np.intp)
+            self._measured_index = {key: idx}
+        q = np.asarray(msg.position, dtype=np.float64)
+        if q.shape[0] < len(key) or not np.all(np.isfinite(q[idx])):
+            return
+        self._measured = q[idx]
+
+    def _on_trajectory(self, msg: JointTrajectory, n_action_steps=None):
+        now = self.now_s()
+        if self.follower is None:
+            return
+        try:
+            names, t, pos, vel = joint_trajectory_to_arrays(msg)
+        except ValueError:
+            with self._lock:
+                self.follower.count_rejection('bad_shape')
+            self._log_reject('bad_shape')
+            return
+        stamp = stamp_to_seconds(msg.header.stamp)
+        with self._lock:
+            result = self.follower.on_chunk(stamp, names, t, pos, vel, now,
+                                            n_action_steps=n_action_steps)
+        if result != ACCEPTED:
+            self._log_reject(result, f'stamp {stamp:.3f} now {now:.3f}')
+
+    def _on_action_chunk(self, msg):
+        self._on_trajectory(msg.trajectory, n_action_steps=msg.n_action_steps or None)
+
+    def _log_reject(self, reason: str, detail: str = ''):
+        t = time.monotonic()
+        if t - self._last_log.get(reason, -math.inf) >= self._log_throttle:
+            self._last_log[reason] = t
+            count = self.follower.rejected[reason] if self.follower else 0
+            self.get_logger().warn(f'chunk rejected: {reason} ({count} so far) {detail}')
+
+    def _on_hold(self, request, response):
+        if self.follower is None or not self.follower.started:
+            response.success, response.message = False, 'not active'
+            return response
+        with self._lock:
+            self.follower.hold('hold_service')
+        response.success, response.message = True, 'holding'
+        return response
+
+    def _on_resume(self, request, response):
+        if self.follower is None:
+            response.success, response.message = False, 'not configured'
+            return response
+        with self._lock:
+            self.follower.resume()
+        response.success, response.message = True, 'following the next valid chunk'
+        return response
+
+    # ------------------------------------------------------------------ control thread
+    def _tick(self, k: int, mono_now: float):
+        follower = self.follower
+        now = self.now_s()
+        with self._lock:
+            if not follower.started:
+                if self._measured is None:
+                    return
+                follower.start(self._measured, now)
+            q, v, _ = follower.step(now)
+            if self.output_mode == 'joint_trajectory' and k % self._jtc_every == 0:
+                pq, pv = follower.preview(now, now + self._jtc_tfs)
+            else:
+                pq = None
+        try:
+            if self.output_mode == 'forward_command':
+                self._cmd_msg.data = q.tolist()
+                self._cmd_pub.publish(self._cmd_msg)
+            elif pq is not None:
+                self._cmd_pub.publish(arrays_to_joint_trajectory(
+                    self.cfg.joint_names, self._jtc_tfs, pq, pv, stamp=now))
+        except Exception:
+            if self.context.ok():
+                raise   # a real failure; at shutdown the context goes first: stop quietly
+
+    # ------------------------------------------------------------------ status
+    def _publish_status(self):
+        if self.follower is None:
+            return
+        msg = self._status_cls()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        now = self.now_s()
+        with self._lock:
+            f = self.follower
+            state = f.state
+            q = f.command[0].copy()
+            jerk = f.pop_max_jerk()
+            rejected = dict(f.rejected)
+            msg.chunks_accepted = f.chunks_accepted
+            msg.watchdog_trips = f.watchdog_trips
+            since = f.time_since_last_chunk(now)
+        if self.loop is not None and self.loop.exception is not None:
+            self.get_logger().error(f'control thread died: {self.loop.exception!r}')
+        msg.state = state
+        msg.state_label = STATE_LABELS[state]
+        msg.lifecycle_state = self.lifecycle_label
+        msg.output_mode = self.output_mode
+        msg.output_topic = self.output_topic
+        msg.joint_names = list(self.cfg.joint_names)
+        if self._measured is not None and state != STATE_STOPPED:
+            err = q - self._measured
+            msg.tracking_error_rad = err.tolist()
+            msg.max_abs_tracking_error_rad = float(np.max(np.abs(err)))
+        else:
+            msg.max_abs_tracking_error_rad = math.nan
+        msg.command_jerk_max_rad_s3 = jerk
+        if self.loop is not None:
+            p50, p99, pmax = self.loop.period_error_stats(reset=True)
+            msg.period_error_p50_s, msg.period_error_p99_s, msg.period_error_max_s = p50, p99, pmax
+        else:
+            msg.period_error_p50_s = msg.period_error_p99_s = msg.period_error_max_s = math.nan
+        msg.time_since_last_chunk_s = float(since)
+        from dp_msgs.msg import Counter as CounterMsg
+        msg.rejected = [CounterMsg(name=k, count=int(c)) for k, c in sorted(rejected.items())]
+        self._status_pub.publish(msg)
+
+
+def main(args=None):
+    # A short GIL switch interval: the control thread gets the interpreter back quickly from
+    # callbacks running in the executor thread.
+    sys.setswitchinterval(0.0002)
+    rclpy.init(args=args)
+    node = FollowerNode()
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        if node.get_parameter('autostart').value:
+            node.trigger_configure()
+            if node.lifecycle_label == 'inactive':
+                node.trigger_activate()
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node.loop is not None:
+            node.loop.stop()
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == '__main__':
+    main()

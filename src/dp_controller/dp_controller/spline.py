@@ -1,0 +1,95 @@
+"""Piecewise quintic Hermite splines through joint-space knots (C2: position, velocity, acceleration).
+
+ROS-free, numpy only. `QuinticSpline` interpolates knots given with position, velocity and
+acceleration; `estimate_derivatives` supplies velocities/accelerations for knots that only carry
+positions (three-point finite differences on a non-uniform grid). Before its first knot a spline
+extrapolates the first knot's state to second order (so that a plan entered at "now" can be
+differenced over the previous control period); after its last knot it holds the last position with zero velocity
+and acceleration (the limiter in limits.py turns that step in velocity into a feasible stop).
+
+Not here: limits (limits.py) and the choice of knots from chunks (plan.py).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+
+def estimate_derivatives(t: np.ndarray, p: np.ndarray, v: Optional[np.ndarray] = None,
+                         v0: Optional[np.ndarray] = None, a0: Optional[np.ndarray] = None):
+    """Velocities and accelerations at knots t (K,) with positions p (K, J).
+
+    Interior knots: weighted three-point differences. Knot 0 takes v0/a0 when given (the state
+    the plan is entered from). The last knot keeps the slope of its last segment and zero
+    acceleration. Given velocities `v` (K, J) are used as they are.
+    """
+    k = t.shape[0]
+    vel = np.zeros_like(p) if v is None else np.array(v, dtype=np.float64)
+    acc = np.zeros_like(p)
+    if k >= 2:
+        h = np.diff(t)[:, None]                      # (K-1, 1)
+        slope = np.diff(p, axis=0) / h               # (K-1, J)
+        if v is None:
+            vel[0] = slope[0]
+            vel[-1] = slope[-1]
+        if k >= 3:
+            hl, hr = h[:-1], h[1:]                   # (K-2, 1)
+            if v is None:
+                vel[1:-1] = (slope[:-1] * hr + slope[1:] * hl) / (hl + hr)
+            acc[1:-1] = 2.0 * (slope[1:] - slope[:-1]) / (hl + hr)
+    if v0 is not None:
+        vel[0] = v0
+    if a0 is not None:
+        acc[0] = a0
+    return vel, acc
+
+
+class QuinticSpline:
+    """C2 piecewise quintic through knots (t (K,), p/v/a (K, J)); evaluate(t) -> (p, v, a)."""
+
+    def __init__(self, t: np.ndarray, p: np.ndarray, v: np.ndarray, a: np.ndarray):
+        t = np.asarray(t, dtype=np.float64)
+        p = np.asarray(p, dtype=np.float64)
+        if t.ndim != 1 or p.shape[0] != t.shape[0] or t.shape[0] < 1:
+            raise ValueError('need K >= 1 knots with matching shapes')
+        if t.shape[0] > 1 and np.any(np.diff(t) <= 0):
+            raise ValueError('knot times must increase strictly')
+        self.t = t
+        self.p_first, self.v_first, self.a_first = p[0].copy(), np.array(v[0]), np.array(a[0])
+        self.p_last = p[-1].copy()
+        self.zeros = np.zeros_like(p[0])
+        if t.shape[0] == 1:
+            self.coef = np.zeros((0, 6, p.shape[1]))
+            return
+        h = np.diff(t)[:, None]                                   # (S, 1)
+        p0, p1, v0, v1, a0, a1 = p[:-1], p[1:], v[:-1], v[1:], a[:-1], a[1:]
+        dp = p1 - p0                                              # (S, J)
+        c3 = (20 * dp - (8 * v1 + 12 * v0) * h - (3 * a0 - a1) * h**2) / (2 * h**3)
+        c4 = (-30 * dp + (14 * v1 + 16 * v0) * h + (3 * a0 - 2 * a1) * h**2) / (2 * h**4)
+        c5 = (12 * dp - 6 * (v1 + v0) * h - (a0 - a1) * h**2) / (2 * h**5)
+        self.coef = np.stack([p0, v0, 0.5 * a0, c3, c4, c5], axis=1)  # (S, 6, J)
+
+    @property
+    def t_start(self) -> float:
+        return float(self.t[0])
+
+    @property
+    def t_end(self) -> float:
+        return float(self.t[-1])
+
+    def evaluate(self, t: float):
+        """State at time t: (position (J,), velocity (J,), acceleration (J,))."""
+        if t <= self.t[0]:
+            x = t - self.t[0]   # second-order extrapolation backwards from the entry state
+            return (self.p_first + x * (self.v_first + 0.5 * x * self.a_first),
+                    self.v_first + x * self.a_first, self.a_first)
+        if t >= self.t[-1]:
+            return self.p_last, self.zeros, self.zeros
+        i = int(np.searchsorted(self.t, t, side='right')) - 1
+        c = self.coef[i]
+        x = t - self.t[i]
+        p = c[0] + x * (c[1] + x * (c[2] + x * (c[3] + x * (c[4] + x * c[5]))))
+        v = c[1] + x * (2 * c[2] + x * (3 * c[3] + x * (4 * c[4] + x * 5 * c[5])))
+        a = 2 * c[2] + x * (6 * c[3] + x * (12 * c[4] + x * 20 * c[5]))
+        return p, v, a

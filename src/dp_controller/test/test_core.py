@@ -1,0 +1,385 @@
+"""Core tests of the follower without ROS: splines, blending, limiter, switching, watchdog, bad input.
+
+Property-based tests (hypothesis) drive the Follower with random chunk sequences and arrival
+times and check, on every command: inside the position limits, |v| <= vmax, |dv| <= amax*dt,
+and a watchdog hold within the configured time.
+"""
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dp_controller.config import FollowerConfig
+from dp_controller.follower import (ACCEPTED, STATE_FOLLOWING, STATE_HOLDING, STATE_IDLE,
+                                    Follower)
+from dp_controller.limits import Limiter
+from dp_controller.plan import HoldPlan, enter_chunk
+from dp_controller.spline import QuinticSpline, estimate_derivatives
+
+NAMES = ['j1', 'j2']
+EPS = 1e-9
+
+
+def make_cfg(**kw):
+    base = dict(joint_names=NAMES, control_rate_hz=500.0, position_lower_rad=[-1.0, -2.0],
+                position_upper_rad=[1.0, 0.5], max_velocity_rad_s=[2.0, 1.0],
+                max_acceleration_rad_s2=[10.0, 5.0], watchdog_timeout_s=0.3,
+                blend_window_s=0.1, n_action_steps=4)
+    base.update(kw)
+    return FollowerConfig(**base)
+
+
+def wave(t):
+    t = np.asarray(t, dtype=np.float64)[:, None]
+    return np.concatenate([0.5 * np.sin(1.3 * t), 0.3 * np.cos(0.9 * t) - 0.5], axis=1)
+
+
+def chunk(stamp, n=16, dt=0.1, offset=0.0):
+    t = np.arange(n) * dt
+    return t, wave(stamp + t) + offset
+
+
+def run(f, t0, t1, chunks=()):
+    """Step f from t0 to t1; chunks: list of (arrival, stamp, names, t, pos, vel). Returns arrays."""
+    dt = f.dt
+    chunks = sorted(chunks, key=lambda c: c[0])
+    ci = 0
+    ts, qs, vs, states, results = [], [], [], [], []
+    for k in range(int(round((t1 - t0) / dt))):
+        now = t0 + k * dt
+        while ci < len(chunks) and chunks[ci][0] <= now:
+            _, stamp, names, t, pos, vel = chunks[ci]
+            results.append(f.on_chunk(stamp, names, t, pos, vel, now))
+            ci += 1
+        q, v, _ = f.step(now)
+        ts.append(now)
+        qs.append(q.copy())
+        vs.append(v.copy())
+        states.append(f.state)
+    return np.array(ts), np.array(qs), np.array(vs), np.array(states), results
+
+
+def assert_within_limits(cfg, q, v, q_start=None):
+    dt = cfg.period_s
+    assert np.all(q >= cfg.lower - EPS) and np.all(q <= cfg.upper + EPS), 'position limit'
+    assert np.all(np.abs(v) <= cfg.vmax * (1 + 1e-9) + EPS), 'velocity limit'
+    qq = q if q_start is None else np.vstack([q_start, q])
+    vel = np.diff(qq, axis=0) / dt
+    assert np.all(np.abs(vel) <= cfg.vmax * (1 + 1e-6) + 1e-9), 'velocity (from positions)'
+    acc = np.diff(vel, axis=0) / dt
+    assert np.all(np.abs(acc) <= cfg.amax * (1 + 1e-6) + 1e-6), 'acceleration (from positions)'
+
+
+def test_core_is_ros_free():
+    code = ('import sys; import dp_controller.follower, dp_controller.control_loop, '
+            'dp_controller.config; assert "rclpy" not in sys.modules, "rclpy imported"')
+    subprocess.run([sys.executable, '-c', code], check=True)
+
+
+def test_quintic_spline_is_c2_and_interpolates():
+    rng = np.random.default_rng(1)
+    t = np.cumsum(rng.uniform(0.05, 0.2, 8))
+    p = rng.normal(size=(8, 3))
+    v, a = estimate_derivatives(t, p)
+    s = QuinticSpline(t, p, v, a)
+    for i, ti in enumerate(t[:-1]):
+        np.testing.assert_allclose(s.evaluate(ti)[0], p[i], atol=1e-12)
+    for ti in t[1:-1]:
+        lo, hi = s.evaluate(ti - 1e-7), s.evaluate(ti + 1e-7)
+        for k in range(3):
+            np.testing.assert_allclose(lo[k], hi[k], atol=1e-3 * (10 ** k))
+    np.testing.assert_allclose(s.evaluate(t[-1] + 1.0)[0], p[-1])
+
+
+def test_entry_bridge_is_c2_and_lasts_the_blend_window():
+    """The switch onto a new chunk matches the current state (p, v, a) and reaches the chunk's
+    points only after the blend window."""
+    state = (np.array([0.2, -0.1]), np.array([0.5, -0.3]), np.array([2.0, 1.0]))
+    t = np.arange(10) * 0.1
+    new = enter_chunk(t, wave(t), None, 0.0, state, min_gap_s=0.25)
+    for k in range(3):
+        np.testing.assert_allclose(new.evaluate(0.0)[k], state[k], atol=1e-12)
+        np.testing.assert_allclose(new.evaluate(1e-6)[k], state[k], atol=1e-3 * 10 ** k)
+    assert new.spline.t[1] > 0.25
+    np.testing.assert_allclose(new.evaluate(0.4)[0], wave([0.4])[0], atol=1e-12)
+    # Only the last point ahead, inside the gap: the plan ends there, at rest.
+    end = enter_chunk(t[:3], wave(t[:3]), None, 0.15, state, min_gap_s=0.25)
+    np.testing.assert_allclose(end.evaluate(0.15 + 0.25)[0], wave([0.2])[0], atol=1e-12)
+    assert HoldPlan(state[0]).evaluate(3.0)[1].tolist() == [0.0, 0.0]
+
+
+def test_enter_chunk_skips_points_in_the_past():
+    t_abs = 10.0 + np.arange(16) * 0.1
+    plan = enter_chunk(t_abs, wave(t_abs), None, 10.33, (np.zeros(2), np.zeros(2), np.zeros(2)))
+    knots = plan.spline.t
+    assert knots[0] == 10.33 and np.all(knots[1:] > 10.33 + 0.05)
+    assert enter_chunk(t_abs, wave(t_abs), None, 12.0, (np.zeros(2),) * 3) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.floats(-1e3, 1e3), st.floats(-1e3, 1e3)), min_size=1, max_size=60),
+       st.floats(-0.99, 0.99), st.booleans())
+def test_limiter_never_leaves_limits(targets, q0, nan_in):
+    lim = Limiter([-1.0, -1.0], [1.0, 1.0], [2.0, 0.5], [10.0, 3.0], 0.002)
+    lim.reset([q0, -q0])
+    qs = [lim.q.copy()]
+    vs = [lim.v.copy()]
+    for i, (a, b) in enumerate(targets):
+        tgt = np.array([a, b])
+        if nan_in and i % 7 == 3:
+            tgt[0] = np.nan
+        for _ in range(5):
+            q, v, _ = lim.step(tgt, tgt)
+            qs.append(q.copy())
+            vs.append(v.copy())
+    q, v = np.array(qs), np.array(vs)
+    assert np.all(q >= -1.0 - EPS) and np.all(q <= 1.0 + EPS)
+    assert np.all(np.abs(v) <= np.array([2.0, 0.5]) + EPS)
+    assert np.all(np.abs(np.diff(v, axis=0)) <= np.array([10.0, 3.0]) * 0.002 * (1 + 1e-9) + EPS)
+
+
+def test_limiter_tracks_a_feasible_target_exactly():
+    lim = Limiter([-1.0], [1.0], [2.0], [10.0], 0.002)
+    t = np.arange(0, 2, 0.002)
+    ref = 0.5 * np.sin(t)
+    lim.reset([ref[0]], [0.5])
+    out = [lim.step(np.array([ref[k]]), np.array([ref[k - 1]]))[0][0] for k in range(1, len(t))]
+    np.testing.assert_allclose(out, ref[1:], atol=1e-9)
+
+
+# ------------------------------------------------------------------ follower: properties
+
+chunk_event = st.tuples(
+    st.floats(0.0, 2.5),                  # arrival time
+    st.floats(-0.6, 0.2),                 # stamp - arrival (latency; positive = future)
+    st.integers(1, 20),                   # points
+    st.floats(0.02, 0.3),                 # point spacing
+    st.floats(-1.5, 1.5), st.floats(-2.5, 1.0),   # base positions (may be outside limits)
+    st.floats(-3.0, 3.0),                 # slope (rad/s) of the chunk's positions
+    st.sampled_from(['ok', 'ok', 'ok', 'nan', 'swap_names', 'non_monotonic', 'with_vel']))
+
+
+def build_chunk(ev):
+    arrival, lat, n, dt, b0, b1, slope, kind = ev
+    t = np.arange(n) * dt
+    pos = np.stack([b0 + slope * t, b1 - 0.5 * slope * t], axis=1)
+    names = list(NAMES)
+    vel = None
+    if kind == 'nan':
+        pos[n // 2, 0] = np.nan
+    elif kind == 'swap_names':
+        names, pos = names[::-1], pos[:, ::-1]
+    elif kind == 'non_monotonic' and n > 1:
+        t[-1] = t[0]
+    elif kind == 'with_vel':
+        vel = np.tile([slope, -0.5 * slope], (n, 1)) * 5.0   # inconsistent on purpose
+    return (arrival, arrival + lat, names, t, pos, vel)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(chunk_event, min_size=0, max_size=25),
+       st.sampled_from(['receding_horizon', 'latest', 'temporal_ensemble']),
+       st.sampled_from([0.0, 0.05, 0.2]), st.integers(0, 6),
+       st.tuples(st.floats(-1.0, 1.0), st.floats(-2.0, 0.5)))
+def test_follower_output_always_inside_limits_and_watchdog_holds(events, mode, blend, n_steps, q0):
+    cfg = make_cfg(execution_mode=mode, blend_window_s=blend, n_action_steps=n_steps)
+    f = Follower(cfg)
+    f.start(np.array(q0), 0.0)
+    chunks = [build_chunk(ev) for ev in events]
+    ts, q, v, states, results = run(f, 0.0, 4.0, chunks)
+    assert_within_limits(cfg, q, v, q_start=np.clip(q0, cfg.lower, cfg.upper))
+    assert all(r == ACCEPTED or isinstance(r, str) for r in results)
+    # Watchdog: never following longer than timeout + one period after the last accepted chunk.
+    accepted_times = [c[0] for c, r in zip(sorted(chunks, key=lambda c: c[0]), results)
+                      if r == ACCEPTED]
+    last = max(accepted_times, default=-math.inf)
+    dt = cfg.period_s
+    following_late = (states == STATE_FOLLOWING) & (ts > last + cfg.watchdog_timeout_s + dt + EPS)
+    assert not np.any(following_late)
+    # ... and at a standstill once the braking time has passed too.
+    t_stop = max(last, 0.0) + cfg.watchdog_timeout_s + float(np.max(cfg.vmax / cfg.amax)) + 2 * dt
+    assert np.all(np.abs(v[ts > t_stop]) < 1e-12)
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.floats(0.0, 0.25), st.floats(0.07, 0.13), st.floats(-0.02, 0.02))
+def test_latency_compensated_and_smooth_across_chunks(latency, period, noise):
+    """Chunks of a smooth wave, each with its own offset (as a sampled policy): the command
+    follows the wave at the right time (not delayed by the latency), and the switching between
+    chunks never makes the acceleration saturate."""
+    cfg = make_cfg(execution_mode='latest', blend_window_s=0.1,
+                   max_acceleration_rad_s2=[50.0, 50.0], max_velocity_rad_s=[5.0, 5.0])
+    f = Follower(cfg)
+    f.start(wave([0.0])[0], 0.0)
+    rng = np.random.default_rng(0)
+    chunks = []
+    for i, arrival in enumerate(np.arange(0.0, 3.0, period)):
+        stamp = arrival - latency
+        t, pos = chunk(stamp, offset=noise * (1 if i % 2 else -1) * rng.uniform(0.5, 1.0))
+        chunks.append((arrival, stamp, NAMES, t, pos, None))
+    ts, q, v, states, results = run(f, 0.0, 3.0, chunks)
+    assert set(results) == {ACCEPTED}
+    late = ts > 1.0
+    assert np.max(np.abs(q[late] - wave(ts[late]))) < abs(noise) + 0.01
+    acc = np.diff(v, axis=0) / cfg.period_s
+    assert np.max(np.abs(acc[ts[1:] > 1.0])) < 0.9 * 50.0
+
+
+def test_switching_smoother_with_blending():
+    """Offset chunks: a cross-fade keeps the command jerk lower than switching without one."""
+    def max_jerk(blend):
+        cfg = make_cfg(execution_mode='latest', blend_window_s=blend,
+                       max_acceleration_rad_s2=[50.0, 50.0], max_velocity_rad_s=[5.0, 5.0])
+        f = Follower(cfg)
+        f.start(wave([0.0])[0], 0.0)
+        chunks = []
+        for i, arrival in enumerate(np.arange(0.0, 2.0, 0.1)):
+            t, pos = chunk(arrival - 0.05, offset=0.02 * (-1) ** i)
+            chunks.append((arrival, arrival - 0.05, NAMES, t, pos, None))
+        run(f, 0.0, 0.5, chunks[:5])
+        f.pop_max_jerk()
+        run(f, 0.5, 2.0, chunks[5:])
+        return f.pop_max_jerk()
+    no_blend = max_jerk(0.0)
+    assert max_jerk(0.1) <= 1.05 * no_blend
+    assert max_jerk(0.25) < 0.5 * no_blend
+
+
+def test_receding_horizon_waits_for_n_action_steps_latest_does_not():
+    def final_after(mode, t_end):
+        cfg = make_cfg(execution_mode=mode, n_action_steps=5, blend_window_s=0.0,
+                       watchdog_timeout_s=5.0)
+        f = Follower(cfg)
+        f.start([0.0, 0.0], 0.0)
+        t = np.arange(16) * 0.1
+        a = (0.0, 0.0, NAMES, t, np.full((16, 2), 0.3), None)
+        b = (0.1, 0.1, NAMES, t, np.full((16, 2), -0.3), None)
+        ts, q, *_ = run(f, 0.0, t_end, [a, b])
+        return q[-1]
+    # chunk a switches at its 6th point (t = 0.5): before that, receding horizon stays on a.
+    assert np.all(final_after('receding_horizon', 0.45) > 0.25)
+    assert np.all(final_after('latest', 0.45) < 0.0)
+    assert np.all(final_after('receding_horizon', 2.0) < -0.25)
+
+
+def test_temporal_ensemble_averages_overlapping_chunks():
+    cfg = make_cfg(execution_mode='temporal_ensemble', ensemble_decay=0.0, blend_window_s=0.05,
+                   watchdog_timeout_s=5.0)
+    f = Follower(cfg)
+    f.start([0.0, 0.0], 0.0)
+    t = np.arange(20) * 0.1
+    a = (0.0, 0.0, NAMES, t, np.full((20, 2), 0.4), None)
+    b = (0.5, 0.5, NAMES, t, np.full((20, 2), -0.2), None)
+    ts, q, *_ = run(f, 0.0, 1.3, [a, b])
+    np.testing.assert_allclose(q[-1], [0.1, 0.1], atol=1e-3)
+
+
+@pytest.mark.parametrize('mutate,reason', [
+    (lambda c: c.update(pos=np.where(np.arange(16)[:, None] == 3, np.nan, c['pos'])), 'non_finite'),
+    (lambda c: c.update(pos=c['pos'] * np.array([1.0, np.inf])), 'non_finite'),
+    (lambda c: c['t'].__setitem__(5, c['t'][4]), 'non_monotonic_time'),
+    (lambda c: c.update(names=['j1', 'other'], pos=c['pos']), 'missing_joint'),
+    (lambda c: c.update(names=['j1', 'j1'], pos=c['pos']), 'duplicate_joint'),
+    (lambda c: c.update(stamp=c['stamp'] - 5.0), 'stamp_too_old'),
+    (lambda c: c.update(stamp=c['stamp'] + 5.0), 'stamp_in_future'),
+    (lambda c: c['pos'].__setitem__((2, 0), 1.5), 'position_limit'),
+    (lambda c: c.update(t=c['t'][:0], pos=c['pos'][:0]), 'empty'),
+    (lambda c: c.update(pos=c['pos'][:, :1]), 'bad_shape'),
+    (lambda c: c.update(t=c['t'][:1], pos=c['pos'][:1]), 'expired'),
+])
+def test_bad_chunks_rejected_with_reason_and_no_jump(mutate, reason):
+    cfg = make_cfg(execution_mode='latest')
+    f = Follower(cfg)
+    f.start(wave([0.0])[0], 0.0)
+    good = [(a, a - 0.03, NAMES, *chunk(a - 0.03), None) for a in np.arange(0.0, 1.0, 0.1)]
+    run(f, 0.0, 1.0, good)
+    c = dict(zip(['stamp', 'names', 't', 'pos'], [1.0 - 0.03, list(NAMES), *chunk(1.0 - 0.03)]))
+    c['t'] = c['t'].copy()
+    mutate(c)
+    assert f.on_chunk(c['stamp'], c['names'], c['t'], c['pos'], None, 1.0) == reason
+    assert f.rejected[reason] == 1
+    q_before = f.command[0].copy()
+    ts, q, v, *_ = run(f, 1.0, 1.2)
+    assert_within_limits(cfg, q, v, q_start=q_before)
+    assert np.max(np.abs(q - wave(ts))) < 0.01   # still following the last good chunk
+
+
+def test_out_of_order_chunk_rejected():
+    f = Follower(make_cfg())
+    f.start([0.0, -0.5], 0.0)
+    assert f.on_chunk(0.0, NAMES, *chunk(0.0), None, 0.01) == ACCEPTED
+    assert f.on_chunk(-0.05, NAMES, *chunk(-0.05), None, 0.02) == 'out_of_order'
+
+
+def test_extra_joints_ignored_and_order_by_name():
+    f = Follower(make_cfg(execution_mode='latest', blend_window_s=0.0, watchdog_timeout_s=5.0))
+    f.start([0.0, 0.0], 0.0)
+    t = np.arange(16) * 0.1
+    pos = np.tile([9.0, -0.4, 0.2], (16, 1))   # extra joint 'x' out of any limit: ignored
+    assert f.on_chunk(0.0, ['x', 'j2', 'j1'], t, pos, None, 0.0) == ACCEPTED
+    run(f, 0.0, 1.0)
+    np.testing.assert_allclose(f.command[0], [0.2, -0.4], atol=1e-6)
+
+
+def test_hold_and_resume():
+    cfg = make_cfg(execution_mode='latest', watchdog_timeout_s=5.0)
+    f = Follower(cfg)
+    f.start(wave([0.0])[0], 0.0)
+    run(f, 0.0, 0.5, [(0.0, 0.0, NAMES, *chunk(0.0), None)])
+    assert f.state == STATE_FOLLOWING
+    f.hold()
+    assert f.state == STATE_HOLDING
+    assert f.on_chunk(0.5, NAMES, *chunk(0.5), None, 0.5) == 'held'
+    ts, q, v, states, _ = run(f, 0.5, 1.0)
+    assert np.all(states == STATE_HOLDING) and np.all(v[-10:] == 0.0)
+    f.resume()
+    assert f.on_chunk(1.0, NAMES, *chunk(1.0), None, 1.0) == ACCEPTED
+    ts, q, v, states, _ = run(f, 1.0, 1.5)
+    assert states[-1] == STATE_FOLLOWING
+
+
+def test_clock_jump_backwards_resets_plan_to_hold():
+    f = Follower(make_cfg(execution_mode='latest', watchdog_timeout_s=5.0))
+    f.start(wave([10.0])[0], 10.0)
+    run(f, 10.0, 10.5, [(10.0, 10.0, NAMES, *chunk(10.0), None)])
+    assert f.state == STATE_FOLLOWING
+    q_before = f.command[0].copy()
+    ts, q, v, states, _ = run(f, 2.0, 2.5)
+    assert states[0] == STATE_HOLDING and f.hold_reason == 'clock_jump'
+    assert_within_limits(f.cfg, q, v, q_start=q_before)
+    # stamps from the new time base are accepted again
+    assert f.on_chunk(2.5, NAMES, *chunk(2.5), None, 2.5) == ACCEPTED
+
+
+def test_idle_holds_start_position():
+    f = Follower(make_cfg())
+    f.start([0.3, -0.2], 0.0)
+    ts, q, v, states, _ = run(f, 0.0, 0.2)
+    assert np.all(states == STATE_IDLE)
+    np.testing.assert_array_equal(q, np.tile([0.3, -0.2], (len(ts), 1)))
+
+
+def test_preview_does_not_change_state():
+    f = Follower(make_cfg(execution_mode='latest'))
+    f.start(wave([0.0])[0], 0.0)
+    run(f, 0.0, 0.3, [(0.0, 0.0, NAMES, *chunk(0.0), None)])
+    before = [x.copy() for x in f.command]
+    pq, pv = f.preview(0.3, 0.3 + np.array([0.02, 0.04, 0.1]))
+    assert pq.shape == (3, 2) and pv.shape == (3, 2)
+    for a, b in zip(before, f.command):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(pq[-1], wave([0.4])[0], atol=2e-3)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError):
+        make_cfg(position_lower_rad=[1.0, 0.0], position_upper_rad=[0.0, 1.0])
+    with pytest.raises(ValueError):
+        make_cfg(execution_mode='nope')
+    with pytest.raises(ValueError):
+        make_cfg(max_velocity_rad_s=[1.0, 2.0, 3.0])
+    assert make_cfg(max_velocity_rad_s=3.0).vmax.tolist() == [3.0, 3.0]
