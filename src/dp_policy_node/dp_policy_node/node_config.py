@@ -27,11 +27,14 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     'backend': ('auto', "Inference backend: 'auto' (fastest measured at warm-up per batch size), "
                         "'torch' or 'onnxruntime' (CPU only)."),
     'device': ('cpu', "torch device: 'cpu', 'cuda' or 'cuda:N'."),
-    'num_threads': (0, 'CPU threads for inference (torch / ONNX Runtime); 0 = library default.'),
-    'policy_rate_hz': (10.0, 'Maximum chunks per second per robot (timer rate in trigger=timer).'),
-    'trigger': ('observation', "'observation': infer as soon as a new aligned observation is "
-                               "complete, at most at policy_rate_hz (lowest latency); 'timer': "
-                               "infer on a timer at policy_rate_hz."),
+    'num_threads': (1, 'CPU threads for inference (torch intra-op and ONNX Runtime); 0 = the '
+                       'library default (all cores). Keep it low beside a simulator.'),
+    'policy_rate_hz': (10.0, 'Chunks per second per robot: the tick rate of the inference loop '
+                             '(trigger=timer), or the most (trigger=observation).'),
+    'trigger': ('timer', "'timer': the inference thread ticks at policy_rate_hz on the node's ROS "
+                         "clock (simulated time under use_sim_time) and uses the newest complete "
+                         "observation; 'observation': infer as soon as a new complete observation "
+                         "exists, at most at policy_rate_hz by stamps (lowest latency)."),
     'num_inference_steps': (0, 'Denoising (DDIM) steps per chunk; 0 = the checkpoint default.'),
     'num_samples': (1, 'Samples drawn per observation; the one most coherent with the previous '
                        'chunk is published.'),
@@ -80,9 +83,9 @@ class PolicyNodeConfig:
     checkpoint: str = ''
     backend: str = 'auto'
     device: str = 'cpu'
-    num_threads: int = 0
+    num_threads: int = 1
     policy_rate_hz: float = 10.0
-    trigger: str = 'observation'
+    trigger: str = 'timer'
     num_inference_steps: int = 0
     num_samples: int = 1
     joint_states_topic: str = 'joint_states'

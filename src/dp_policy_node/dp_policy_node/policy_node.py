@@ -36,7 +36,8 @@ from typing import Any, Optional
 import numpy as np
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.clock import Clock, ClockType
+from rclpy.clock import Clock, ClockType, JumpThreshold
+from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
@@ -168,9 +169,8 @@ class PolicyNode(LifecycleNode):
         self._worker: Optional[threading.Thread] = None
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._busy = False
         self._active = False
-        self._timer = None
+        self._jump_handle = None
         self._cameras: list[str] = []
         self._transports: list[str] = []
         self._out_joint_names: list[str] = []
@@ -291,13 +291,19 @@ class PolicyNode(LifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop.clear()
-        self._wake.clear()
+        self._wake.set()
         self._active = True
+        # Under use_sim_time every /clock message moves the ROS clock: wake the loop on each so
+        # that timer ticks follow simulated (or replayed) time, whatever its rate.
+        self._jump_handle = self.get_clock().create_jump_callback(
+            JumpThreshold(min_forward=Duration(nanoseconds=1), min_backward=None,
+                          on_clock_change=True),
+            post_callback=lambda _jump: self._wake.set())
         self._worker = threading.Thread(target=self._worker_loop, name='policy_inference',
                                         daemon=True)
         self._worker.start()
-        self._timer = self.create_timer(1.0 / self.cfg.policy_rate_hz, self._on_timer)
-        self.get_logger().info('active: inference running')
+        self.get_logger().info(f'active: inference running (trigger {self.cfg.trigger} at '
+                               f'{self.cfg.policy_rate_hz} Hz)')
         return TransitionCallbackReturn.SUCCESS
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -321,16 +327,19 @@ class PolicyNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def stop_worker(self) -> None:
-        """Stop the inference thread (waits for a chunk in flight) and the policy timer."""
+        """Stop the inference thread (waits for a chunk in flight)."""
         self._active = False
-        if self._timer is not None:
-            self.destroy_timer(self._timer)
-            self._timer = None
         self._stop.set()
         self._wake.set()
         if self._worker is not None:
             self._worker.join(timeout=30.0)
             self._worker = None
+        if self._jump_handle is not None:
+            try:
+                self._jump_handle.unregister()
+            except Exception:  # noqa: BLE001 - clock already gone at shutdown
+                pass
+            self._jump_handle = None
 
     def _teardown(self) -> None:
         for robot in self.robots.values():
@@ -372,8 +381,10 @@ class PolicyNode(LifecycleNode):
     def _reject(self, robot: Robot, stream: str, code: str, detail: str = '') -> None:
         key = code.split(':', 1)[0]
         self._count(self._rejected, key)
+        stats = robot.stats.get(stream)
+        topic = stats.topic if stats is not None else stream
         self.get_logger().warning(
-            f'rejected {robot.stats[stream].topic}: {code}{" (" + detail + ")" if detail else ""}',
+            f'rejected {topic}: {code}{" (" + detail + ")" if detail else ""}',
             throttle_duration_sec=5.0)
 
     def _on_joint_state(self, robot: Robot, msg: JointState) -> None:
@@ -393,15 +404,18 @@ class PolicyNode(LifecycleNode):
         self._maybe_wake(robot)
 
     def _on_image(self, robot: Robot, cam: str, transport: str, msg: Any) -> None:
+        policy, cfg = self.policy, self.cfg
+        if policy is None or cfg is None:          # a callback racing on_cleanup
+            return
         stats = robot.stats[cam]
         stats.received += 1
         now = self._now_ns()
-        code = self._precheck_image(msg, transport)
+        code = self._precheck_image(msg, transport, policy.meta.image_hw, cfg.resize_images)
         if code:
             self._reject(robot, cam, code, getattr(msg, 'encoding', getattr(msg, 'format', '')))
             return
         stamp = stamp_to_ns(msg.header.stamp)
-        hw, resize = self.policy.meta.image_hw, self.cfg.resize_images
+        hw, resize = policy.meta.image_hw, cfg.resize_images
         reason = robot.history.insert_image(
             cam, stamp, lambda m=msg: decode_image(m, transport, hw, resize), now)
         if reason:
@@ -410,7 +424,8 @@ class PolicyNode(LifecycleNode):
         stats.newest_ns = stamp if stats.newest_ns is None else max(stats.newest_ns, stamp)
         self._maybe_wake(robot)
 
-    def _precheck_image(self, msg: Any, transport: str) -> str:
+    @staticmethod
+    def _precheck_image(msg: Any, transport: str, image_hw: tuple[int, int], resize: bool) -> str:
         """Cheap checks on arrival (decoding waits until the image is used)."""
         if len(msg.data) == 0:
             return 'empty_image'
@@ -423,43 +438,71 @@ class PolicyNode(LifecycleNode):
                 encoding_info(msg.encoding)
             except UnsupportedEncodingError:
                 return 'unsupported_encoding'
-        if not self.cfg.resize_images and (msg.height, msg.width) != tuple(self.policy.meta.image_hw):
+        if not resize and (msg.height, msg.width) != tuple(image_hw):
             return 'wrong_image_size'
         return ''
 
     def _maybe_wake(self, robot: Robot) -> None:
-        if not self._active or self.cfg.trigger != 'observation':
+        cfg = self.cfg
+        if not self._active or cfg is None or cfg.trigger != 'observation':
             return
         t0 = robot.history.newest_common_ns()
         if t0 is not None and (robot.last_t0_ns is None or t0 >= robot.last_t0_ns + self._min_advance_ns):
             self._wake.set()
 
-    def _on_timer(self) -> None:
-        if self._busy:
-            if self.cfg is not None and self.cfg.trigger == 'timer':
-                self._count(self._skipped, 'busy')
-            return
-        self._wake.set()
-
     # ------------------------------------------------------------------ inference
     def _worker_loop(self) -> None:
+        """The policy's own loop, on the inference thread (the executor only receives).
+
+        trigger 'timer': ticks every 1/policy_rate_hz on the node's ROS clock (simulated time
+        under use_sim_time: woken by every /clock update; a clock going backwards restarts the
+        ticks); each tick infers on the newest complete observation of every robot.
+        trigger 'observation': runs as soon as a robot's newest complete observation advanced by
+        at least 0.75/policy_rate_hz (by stamps), and every 0.5 s to refresh skip reasons.
+        """
+        cfg = self.cfg
+        period_ns = int(NS / cfg.policy_rate_hz)
+        next_tick: Optional[int] = None
         while not self._stop.is_set():
-            self._wake.wait(timeout=0.5)
-            if self._stop.is_set():
-                break
-            if not self._wake.is_set():
-                continue
-            self._wake.clear()
-            self._busy = True
-            try:
-                self._tick()
-            except Exception as err:  # noqa: BLE001 - the thread must survive anything
-                self._count(self._skipped, 'inference_error')
-                self._node_reason = f'inference_error: {type(err).__name__}: {err}'[:500]
-                self.get_logger().error(f'inference failed: {type(err).__name__}: {err}',
-                                        throttle_duration_sec=5.0)
-            finally:
-                self._busy = False
+            if cfg.trigger == 'timer':
+                now = self._now_ns()
+                if now <= 0:
+                    self._node_reason = 'waiting for the clock (use_sim_time and no /clock yet)'
+                    next_tick = None
+                    self._wait(0.1)
+                    continue
+                if next_tick is None or now < next_tick - 2 * period_ns:
+                    next_tick = now                 # first tick, or the clock went backwards
+                if now < next_tick:
+                    sim = self.get_clock().ros_time_is_active
+                    remaining = (next_tick - now) * 1e-9
+                    self._wait(min(remaining, 0.1) if sim else remaining)
+                    continue
+                self._run_tick()
+                next_tick += period_ns
+                now = self._now_ns()
+                if next_tick <= now:                 # inference longer than a period: skip ticks
+                    missed = (now - next_tick) // period_ns + 1
+                    self._count(self._skipped, 'overrun', int(missed))
+                    next_tick += missed * period_ns
+            else:
+                self._wait(0.5)
+                if self._stop.is_set():
+                    break
+                self._run_tick()
+
+    def _wait(self, timeout_s: float) -> None:
+        self._wake.wait(timeout=max(0.0, timeout_s))
+        self._wake.clear()
+
+    def _run_tick(self) -> None:
+        try:
+            self._tick()
+        except Exception as err:  # noqa: BLE001 - the thread must survive anything
+            self._count(self._skipped, 'inference_error')
+            self._node_reason = f'inference_error: {type(err).__name__}: {err}'[:500]
+            self.get_logger().error(f'inference failed: {type(err).__name__}: {err}',
+                                    throttle_duration_sec=5.0)
 
     def _tick(self) -> None:
         policy, cfg = self.policy, self.cfg
@@ -472,6 +515,9 @@ class PolicyNode(LifecycleNode):
             policy.reset(ns)
         if not self._enabled:
             self._node_reason = 'disabled'
+            return
+        if now <= 0:
+            self._node_reason = 'waiting for the clock (use_sim_time and no /clock yet)'
             return
         self._node_reason = ''
         ready: list[tuple[Robot, Observation, int]] = []
