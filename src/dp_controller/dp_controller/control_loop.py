@@ -6,24 +6,37 @@ the deadline, then a short spin on the monotonic clock. A tick that overruns who
 them (counted in `overruns`) instead of bursting. Period errors (actual minus nominal period,
 seconds) go into a ring buffer for `period_error_stats()`.
 
-It paces with the monotonic clock only; the tick reads whatever clock its plan uses (the node's
-ROS or sim time), so clock jumps never disturb the pacing. Not an executor timer: rclpy
-callbacks in other threads do not delay it (beyond the GIL; follower_node lowers the switch
-interval).
+Two time bases:
+- default: the monotonic clock (wall time; clock jumps of the ROS clock never disturb pacing);
+- `now_fn` given (simulated time, use_sim_time): deadlines are on that clock, which only moves
+  when /clock messages arrive. The loop then waits on an Event that the owner sets whenever the
+  clock moves (`notify()`, e.g. from an rclpy clock jump callback), with a short polling timeout
+  as a fallback; a clock that jumps backwards restarts the schedule at the new time (the tick
+  then sees the jump and resets its plan), one that jumps far ahead resynchronises without
+  counting overruns.
+
+Not an executor timer: rclpy callbacks in other threads do not delay it (beyond the GIL;
+follower_node lowers the switch interval).
 """
 from __future__ import annotations
 
 import threading
 import time
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
+
+RESYNC_S = 1.0   # sim time: a forward jump larger than this resynchronises the schedule
 
 
 class ControlLoop:
     def __init__(self, rate_hz: float, tick: Callable[[int, float], None], spin_s: float = 0.0002,
-                 name: str = 'control_loop', stats_size: int = 5000):
+                 name: str = 'control_loop', stats_size: int = 5000,
+                 now_fn: Optional[Callable[[], float]] = None, poll_s: float = 0.005):
         self.period = 1.0 / float(rate_hz)
+        self.now_fn = now_fn
+        self.poll_s = float(poll_s)
+        self._wake = threading.Event()
         self.tick = tick
         self.spin_s = float(spin_s)
         self.name = name
@@ -44,6 +57,7 @@ class ControlLoop:
 
     def stop(self, timeout: float = 2.0):
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
         self._thread = None
@@ -52,7 +66,17 @@ class ControlLoop:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
+    def notify(self):
+        """The (simulated) clock moved: wake the loop if it waits for a deadline on it."""
+        self._wake.set()
+
+    def _record(self, err: float):
+        self._errors[self._n_errors % self._errors.shape[0]] = err
+        self._n_errors += 1
+
     def _run(self):
+        if self.now_fn is not None:
+            return self._run_on_clock()
         mono = time.monotonic
         sleep = time.sleep
         period, spin = self.period, self.spin_s
@@ -68,9 +92,7 @@ class ControlLoop:
                     pass
                 t = mono()
                 if last is not None:
-                    err = (t - last) - period
-                    self._errors[self._n_errors % self._errors.shape[0]] = err
-                    self._n_errors += 1
+                    self._record((t - last) - period)
                 last = t
                 self.tick(k, t)
                 self.ticks += 1
@@ -83,6 +105,40 @@ class ControlLoop:
                     deadline += skipped * period
                     k += skipped
         except Exception as exc:  # surfaced by the owner (node logs it and holds)
+            self.exception = exc
+            raise
+
+    def _run_on_clock(self):
+        now_fn, period, wake, stop = self.now_fn, self.period, self._wake, self._stop
+        deadline = now_fn() + period
+        last = None
+        k = 0
+        try:
+            while not stop.is_set():
+                wake.clear()
+                now = now_fn()
+                if now < deadline - period - 1e-9:       # clock jumped backwards: restart
+                    deadline = now
+                    last = None
+                elif now < deadline:
+                    wake.wait(self.poll_s)
+                    continue
+                if last is not None and now - last < RESYNC_S:
+                    self._record((now - last) - period)
+                last = now
+                self.tick(k, now)
+                self.ticks += 1
+                k += 1
+                deadline += period
+                behind = now_fn() - deadline
+                if behind > RESYNC_S:                    # clock jumped ahead: resynchronise
+                    deadline = now_fn() + period
+                elif behind > 0.0:
+                    skipped = int(behind // period) + 1
+                    self.overruns += skipped
+                    deadline += skipped * period
+                    k += skipped
+        except Exception as exc:
             self.exception = exc
             raise
 

@@ -104,7 +104,10 @@ class Follower:
     def watchdog_trips(self) -> int:
         return self.watchdog.trips
 
-    def time_since_last_chunk(self, now: float) -> float:
+    def time_since_last_chunk(self, now: Optional[float] = None) -> float:
+        """Seconds from the last accepted chunk to `now` (default: the last step); NaN if none."""
+        if now is None:
+            now = math.nan if self._last_now is None else self._last_now
         return now - self._last_accept_time
 
     def hold(self, reason: str = 'hold_request'):

@@ -22,6 +22,8 @@ import time
 import numpy as np
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.clock import JumpThreshold
+from rclpy.duration import Duration
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos import (DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data)
 from rcl_interfaces.msg import ParameterDescriptor
@@ -92,6 +94,7 @@ class FollowerNode(LifecycleNode):
         self._measured = None
         self._measured_index = {}
         self._last_log = {}
+        self._jump_handle = None
         self._subs, self._pubs, self._srvs, self._timers = [], [], [], []
 
     # ------------------------------------------------------------------ parameters
@@ -174,11 +177,21 @@ class FollowerNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state) -> TransitionCallbackReturn:
+        sim = bool(self.get_parameter('use_sim_time').value)
+        # Sim time: deadlines on the ROS clock, woken by every /clock update (jump callback).
         self.loop = ControlLoop(self.cfg.control_rate_hz, self._tick,
-                                spin_s=float(self._param('spin_wait_s')), name='follower_control')
+                                spin_s=float(self._param('spin_wait_s')), name='follower_control',
+                                now_fn=self.now_s if sim else None)
+        if sim:
+            self._jump_handle = self.get_clock().create_jump_callback(
+                JumpThreshold(min_forward=Duration(nanoseconds=1),
+                              min_backward=Duration(nanoseconds=-1), on_clock_change=True),
+                post_callback=lambda _jump: self.loop.notify())
         self.lifecycle_label = 'active'
         self.loop.start()
-        self.get_logger().info('active: waiting for a joint state, then holding until a chunk')
+        self.get_logger().info(
+            f'active ({"sim" if sim else "wall"} time): waiting for a joint state, then holding '
+            'until a chunk')
         return super().on_activate(state)
 
     def on_deactivate(self, state) -> TransitionCallbackReturn:
@@ -199,6 +212,9 @@ class FollowerNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _stop_loop(self):
+        if self._jump_handle is not None:
+            self._jump_handle.unregister()
+            self._jump_handle = None
         if self.loop is not None:
             self.loop.stop()
         if self.follower is not None:
@@ -258,10 +274,10 @@ class FollowerNode(LifecycleNode):
         if t - self._last_log.get(reason, -math.inf) >= self._log_throttle:
             self._last_log[reason] = t
             count = self.follower.rejected[reason] if self.follower else 0
-            self.get_logger().warn(f'chunk rejected: {reason} ({count} so far) {detail}')
+            self.get_logger().warning(f'chunk rejected: {reason} ({count} so far) {detail}')
 
     def _on_hold(self, request, response):
-        if self.follower is None or not self.follower.started:
+        if self.follower is None or self.lifecycle_label != 'active':
             response.success, response.message = False, 'not active'
             return response
         with self._lock:
@@ -309,7 +325,6 @@ class FollowerNode(LifecycleNode):
             return
         msg = self._status_cls()
         msg.header.stamp = self.get_clock().now().to_msg()
-        now = self.now_s()
         with self._lock:
             f = self.follower
             state = f.state
@@ -318,7 +333,8 @@ class FollowerNode(LifecycleNode):
             rejected = dict(f.rejected)
             msg.chunks_accepted = f.chunks_accepted
             msg.watchdog_trips = f.watchdog_trips
-            since = f.time_since_last_chunk(now)
+            # At the last control step: "following" always comes with since <= watchdog_timeout_s.
+            since = f.time_since_last_chunk()
         if self.loop is not None and self.loop.exception is not None:
             self.get_logger().error(f'control thread died: {self.loop.exception!r}')
         msg.state = state

@@ -1,0 +1,301 @@
+"""follower_node in one process (private rclpy Context): start-up, following, bad chunks, watchdog,
+hold/resume, joint_trajectory output and simulated time.
+
+A test node in the same context plays policy and robot: it publishes chunks and joint states
+(echoing the follower's commands, a perfect position-controlled robot) and records the commands
+and the status. No timing asserts beyond generous timeouts (the machine may be loaded).
+"""
+import math
+import threading
+import time
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip('rclpy')
+from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
+from rosgraph_msgs.msg import Clock  # noqa: E402
+from sensor_msgs.msg import JointState  # noqa: E402
+from std_msgs.msg import Float64MultiArray  # noqa: E402
+from std_srvs.srv import Trigger  # noqa: E402
+from trajectory_msgs.msg import JointTrajectory  # noqa: E402
+
+from dp_common.trajectories import (arrays_to_joint_trajectory, duration_to_seconds,  # noqa: E402
+                                    stamp_to_seconds)
+from dp_controller.follower_node import FollowerNode  # noqa: E402
+from dp_msgs.msg import FollowerStatus  # noqa: E402
+
+JOINTS = ['joint1', 'joint2', 'joint3']
+LOWER, UPPER = np.array([-1.0, -1.0, -1.0]), np.array([1.0, 1.0, 1.0])
+VMAX = np.array([2.0, 2.0, 2.0])
+RATE_HZ = 500.0
+WATCHDOG_S = 0.3
+TIMEOUT_S = 30.0
+
+
+def wave(t):
+    t = np.asarray(t, dtype=np.float64)[:, None]
+    return np.concatenate([0.5 * np.sin(1.5 * t), 0.3 * np.cos(1.1 * t) - 0.3,
+                           0.2 * np.sin(2.3 * t + 0.5)], axis=1)
+
+
+class Harness:
+    """follower_node + a policy/robot test node, spun by a background executor."""
+
+    def __init__(self, **params):
+        base = dict(joint_names=JOINTS, control_rate_hz=RATE_HZ, position_lower_rad=LOWER.tolist(),
+                    position_upper_rad=UPPER.tolist(), max_velocity_rad_s=VMAX.tolist(),
+                    max_acceleration_rad_s2=[10.0], watchdog_timeout_s=WATCHDOG_S,
+                    execution_mode='latest', status_rate_hz=20.0, autostart=False)
+        base.update(params)
+        self.ctx = rclpy.context.Context()
+        rclpy.init(context=self.ctx)
+        self.node = FollowerNode(context=self.ctx, parameter_overrides=[
+            Parameter(k, value=v) for k, v in base.items()])
+        self.io = rclpy.create_node('follower_test_io', context=self.ctx)
+        reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.commands = []       # (wall time received, q (J,))
+        self.trajectories = []   # (wall time received, JointTrajectory)
+        self.status = None
+        self.echo_q = None       # joint state published by the fake robot (None: publish nothing)
+        self.io.create_subscription(Float64MultiArray, 'forward_position_controller/commands',
+                                    self._on_cmd, reliable)
+        self.io.create_subscription(JointTrajectory, 'joint_trajectory_controller/joint_trajectory',
+                                    self._on_traj, reliable)
+        self.io.create_subscription(FollowerStatus, 'follower_node/status', self._on_status,
+                                    latched)
+        self.chunk_pub = self.io.create_publisher(JointTrajectory, 'trajectory', reliable)
+        self.js_pub = self.io.create_publisher(JointState, 'joint_states', 10)
+        self.clock_pub = self.io.create_publisher(Clock, '/clock', 10)
+        self.io.create_timer(0.01, self._publish_js)
+        self.executor = MultiThreadedExecutor(num_threads=2, context=self.ctx)
+        self.executor.add_node(self.node)
+        self.executor.add_node(self.io)
+        self.thread = threading.Thread(target=self._spin, daemon=True)
+        self.thread.start()
+
+    def _spin(self):
+        try:
+            self.executor.spin()
+        except Exception:   # context shut down
+            pass
+
+    def _on_cmd(self, msg):
+        q = np.array(msg.data)
+        self.commands.append((time.monotonic(), q))
+        if self.echo_q is not None:
+            self.echo_q = q
+
+    def _on_traj(self, msg):
+        self.trajectories.append((time.monotonic(), msg))
+        if self.echo_q is not None and msg.points:
+            self.echo_q = np.array(msg.points[0].positions)
+
+    def _on_status(self, msg):
+        self.status = msg
+
+    def _publish_js(self):
+        if self.echo_q is not None:
+            self.js_pub.publish(JointState(name=JOINTS[::-1], position=self.echo_q[::-1].tolist()))
+
+    def now(self):
+        return self.node.get_clock().now().nanoseconds * 1e-9
+
+    def activate(self):
+        self.node.trigger_configure()
+        self.node.trigger_activate()
+        assert self.node.lifecycle_label == 'active'
+
+    def chunk(self, stamp, offset=0.0, names=JOINTS, n=16, dt=0.1):
+        t = np.arange(n) * dt
+        pos = wave(stamp + t) + offset
+        idx = [JOINTS.index(j) for j in names]
+        return arrays_to_joint_trajectory(names, t, pos[:, idx], stamp=stamp)
+
+    def stream(self, seconds, period=0.1, latency=0.03, mutate=None):
+        """Publish wave chunks stamped `latency` in the past for `seconds` (wall time)."""
+        end = time.monotonic() + seconds
+        i = 0
+        while time.monotonic() < end:
+            msg = self.chunk(self.now() - latency)
+            if mutate is not None:
+                msg = mutate(i, msg) or msg
+            self.chunk_pub.publish(msg)
+            i += 1
+            time.sleep(period)
+
+    def wait_for(self, predicate, what, timeout=TIMEOUT_S):
+        end = time.monotonic() + timeout
+        while not predicate():
+            assert time.monotonic() < end, f'timed out waiting for {what}'
+            time.sleep(0.01)
+
+    def wait_state(self, label, timeout=TIMEOUT_S):
+        self.wait_for(lambda: self.status is not None and self.status.state_label == label,
+                      f'state {label} (last: {self.status and self.status.state_label})', timeout)
+
+    def call(self, name):
+        client = self.io.create_client(Trigger, f'follower_node/{name}')
+        assert client.wait_for_service(timeout_sec=TIMEOUT_S)
+        future = client.call_async(Trigger.Request())
+        self.wait_for(future.done, f'{name} response')
+        return future.result()
+
+    def rejected(self):
+        return {c.name: c.count for c in self.status.rejected} if self.status else {}
+
+    def close(self):
+        if self.node.loop is not None:
+            self.node.loop.stop()
+        rclpy.try_shutdown(context=self.ctx)
+        self.thread.join(10.0)
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.io.destroy_node()
+
+
+@pytest.fixture
+def harness_factory():
+    made = []
+
+    def make(**params):
+        h = Harness(**params)
+        made.append(h)
+        return h
+    yield make
+    for h in made:
+        h.close()
+
+
+def assert_continuous_and_limited(qs, max_missed_periods=10):
+    """Inside the position limits, and no step larger than what the velocity limit allows over
+    a few periods (commands lost by the depth-1 publisher on a loaded machine are tolerated)."""
+    qs = np.asarray(qs)
+    assert np.all(qs >= LOWER - 1e-9) and np.all(qs <= UPPER + 1e-9)
+    steps = np.abs(np.diff(qs, axis=0))
+    assert np.all(steps <= VMAX * max_missed_periods / RATE_HZ + 1e-9), \
+        f'jump of {steps.max():.4f} rad between two commands'
+
+
+def test_start_hold_follow_reject_watchdog_and_services(harness_factory):
+    h = harness_factory()
+    h.activate()
+    # No joint state yet: nothing is commanded.
+    time.sleep(0.5)
+    assert h.commands == []
+    # A joint state arrives: the follower holds exactly that position.
+    q0 = np.array([0.1, -0.2, 0.3])
+    h.echo_q = q0.copy()
+    h.wait_for(lambda: len(h.commands) >= 50, '50 commands')
+    np.testing.assert_array_equal(np.array([q for _, q in h.commands]), np.tile(q0, (len(h.commands), 1)))
+    h.wait_state('idle')
+
+    # Chunks, with a NaN chunk, an out-of-limits chunk and a chunk missing a joint among them.
+    def mutate(i, msg):
+        if i == 5:
+            msg.points[3].positions[1] = math.nan
+        elif i == 8:
+            msg.points[2].positions[0] = 5.0
+        elif i == 11:
+            return h.chunk(h.now() - 0.03, names=JOINTS[:2])
+    n_before = len(h.commands)
+    h.stream(2.5, mutate=mutate)
+    h.wait_for(lambda: h.status.chunks_accepted >= 15 and h.rejected().get('missing_joint'),
+               'status after the stream')
+    assert h.status.state_label == 'following'
+    assert h.rejected() == {'non_finite': 1, 'position_limit': 1, 'missing_joint': 1}
+    stream = h.commands[n_before:]
+    assert_continuous_and_limited([q0] + [q for _, q in stream])
+    # Following the wave by the end of the stream (a loose bound: receive times are jittery).
+    t_end = stream[-1][0]
+    late = [q for t, q in stream if t > t_end - 0.5]
+    assert np.max(np.abs(np.array(late) - wave([h.now()])[0])) < 0.5
+    assert np.all(np.isfinite(h.status.tracking_error_rad))
+
+    # The stream stopped: the watchdog trips, the arm brakes and holds.
+    h.wait_state('holding')
+    assert h.status.watchdog_trips == 1
+    assert h.status.time_since_last_chunk_s > WATCHDOG_S
+    time.sleep(0.5)
+    n = len(h.commands)
+    time.sleep(0.2)
+    held = np.array([q for _, q in h.commands[n:]])
+    assert len(held) > 5 and np.all(held == held[0])
+    assert_continuous_and_limited([q for _, q in h.commands])
+
+    # Hold service: following stops; chunks are rejected as 'held' until resume.
+    threading.Thread(target=h.stream, args=(1.0,), daemon=True).start()
+    h.wait_state('following')
+    assert h.call('hold').success
+    h.wait_state('holding')
+    h.wait_for(lambda: h.rejected().get('held', 0) >= 2, 'held chunks counted')
+    time.sleep(0.3)
+    assert h.call('resume').success
+    h.stream(0.5)
+    h.wait_state('following')
+    assert_continuous_and_limited([q for _, q in h.commands])
+
+
+def test_joint_trajectory_output(harness_factory):
+    h = harness_factory(output_mode='joint_trajectory', jtc_rate_hz=50.0, jtc_points=5,
+                        jtc_horizon_s=0.1)
+    h.activate()
+    h.echo_q = np.zeros(3)
+    h.wait_for(lambda: len(h.trajectories) >= 5, 'trajectories')
+    h.stream(1.5)
+    assert h.commands == []
+    last_t, msg = h.trajectories[-1]
+    assert list(msg.joint_names) == JOINTS
+    assert len(msg.points) == 5
+    tfs = [duration_to_seconds(p.time_from_start) for p in msg.points]
+    assert np.all(np.diff(tfs) > 0) and tfs[0] > 0 and tfs[-1] == pytest.approx(0.1)
+    assert all(len(p.velocities) == 3 for p in msg.points)
+    # Stamped with the node clock at the command instant (JTC splices from header.stamp).
+    assert abs(stamp_to_seconds(msg.header.stamp) - h.now()) < 1.0
+    # Points inside the limits, velocities consistent with the positions.
+    pos = np.array([p.positions for p in msg.points])
+    vel = np.array([p.velocities for p in msg.points])
+    assert np.all(pos >= LOWER) and np.all(pos <= UPPER) and np.all(np.abs(vel) <= VMAX + 1e-9)
+    np.testing.assert_allclose(np.diff(pos, axis=0), 0.5 * (vel[1:] + vel[:-1]) * np.diff(tfs)[:, None],
+                               atol=0.01)
+    h.wait_state('holding')
+
+
+def test_sim_time_paces_on_clock_and_backward_jump_holds(harness_factory):
+    h = harness_factory(use_sim_time=True, max_stamp_age_s=5.0, watchdog_timeout_s=50.0)
+    h.activate()
+    h.echo_q = np.zeros(3)
+    sim_t = [100.0]
+
+    def advance(seconds, step=0.002, chunk_every=50):
+        for k in range(int(round(seconds / step))):
+            sim_t[0] += step
+            h.clock_pub.publish(Clock(clock=rclpy.time.Time(seconds=sim_t[0]).to_msg()))
+            if chunk_every and k % chunk_every == 0:
+                h.chunk_pub.publish(h.chunk(sim_t[0] - 0.01))
+            time.sleep(0.002)   # sim time runs at about half real time or slower
+
+    h.wait_for(lambda: h.clock_pub.get_subscription_count() > 0, '/clock subscription')
+    advance(0.2, chunk_every=0)
+    h.wait_for(lambda: len(h.commands) > 0, 'commands on sim time')
+    advance(1.0)
+    h.wait_state('following')
+    # The clock stops: so does the command stream (ticks are due on sim time only).
+    time.sleep(0.3)
+    n = len(h.commands)
+    time.sleep(0.5)
+    assert len(h.commands) == n
+    # Roughly one command per simulated period (some may be lost on a loaded machine).
+    assert 0.3 * 1.2 * RATE_HZ < n < 1.3 * 1.2 * RATE_HZ
+    # The clock jumps backwards: the plan is reset (holding), the commands do not jump.
+    sim_t[0] = 10.0
+    advance(0.3, chunk_every=0)
+    h.wait_state('holding')
+    assert_continuous_and_limited([q for _, q in h.commands])
+    # Chunks stamped in the new time base are followed again.
+    advance(0.5)
+    h.wait_state('following')
