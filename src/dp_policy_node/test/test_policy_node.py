@@ -1,0 +1,484 @@
+"""policy_node in one process: a private rclpy Context, the node, and a driver node that plays
+camera + joint-state publishers (and /clock for the simulated-time tests).
+
+The checkpoint is a real one with random weights (checkpoint.create_untrained_checkpoint, the
+'tiny' preset): what is tested is the node's wiring, time handling and input hygiene, not what
+the network predicts.
+"""
+import threading
+import time
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip('rclpy')
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import (DurabilityPolicy, QoSProfile, ReliabilityPolicy,  # noqa: E402
+                       qos_profile_sensor_data)
+
+from dp_common.images import numpy_to_image, rgb8_to_compressed  # noqa: E402
+from dp_common.stamps import ns_to_stamp, stamp_to_ns  # noqa: E402
+from dp_common.trajectories import duration_to_seconds  # noqa: E402
+from dp_msgs.msg import ActionChunk, PolicyStatus  # noqa: E402
+from dp_msgs.srv import ResetHistory, SetEnabled  # noqa: E402
+from dp_policy_node.checkpoint import create_untrained_checkpoint  # noqa: E402
+from dp_policy_node.policy_node import PolicyNode  # noqa: E402
+from rosgraph_msgs.msg import Clock  # noqa: E402
+from sensor_msgs.msg import CompressedImage, Image, JointState  # noqa: E402
+from trajectory_msgs.msg import JointTrajectory  # noqa: E402
+
+JOINTS = ['joint1', 'joint2', 'joint3']
+HW = (32, 32)
+NS = 1_000_000_000
+STATUS_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                        durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+@pytest.fixture(scope='module')
+def ckpt(tmp_path_factory):
+    return create_untrained_checkpoint(tmp_path_factory.mktemp('pn') / 'cam.ckpt', JOINTS, ['cam'],
+                                       HW, preset='tiny', dt_s=0.1)
+
+
+@pytest.fixture(scope='module')
+def two_cam_ckpt(tmp_path_factory):
+    return create_untrained_checkpoint(tmp_path_factory.mktemp('pn') / 'two.ckpt', JOINTS,
+                                       ['top', 'wrist'], HW, preset='tiny', dt_s=0.1)
+
+
+class Graph:
+    """The node under test + a driver node, spun by one executor on a background thread."""
+
+    def __init__(self, params: dict, *, sim_time: bool = False, name: str = 'policy_node',
+                 namespaces=('',), cams=(('cam', '/camera/image_raw'),)):
+        self.ctx = rclpy.context.Context()
+        rclpy.init(context=self.ctx)
+        overrides = [Parameter(k, value=v) for k, v in params.items()]
+        if sim_time:
+            overrides.append(Parameter('use_sim_time', value=True))
+        self.node = PolicyNode(name, context=self.ctx, parameter_overrides=overrides)
+        self.drv = rclpy.create_node('driver', context=self.ctx)
+        self.executor = SingleThreadedExecutor(context=self.ctx)
+        self.executor.add_node(self.node)
+        self.executor.add_node(self.drv)
+        self.traj: dict[str, list] = {}
+        self.chunks: dict[str, list] = {}
+        self.status: list[PolicyStatus] = []
+        self.joint_pub = {}
+        self.cam_pub = {}
+        for ns in namespaces:
+            pre = f'/{ns}' if ns else ''
+            self.traj[ns], self.chunks[ns] = [], []
+            self.drv.create_subscription(JointTrajectory, f'{pre}/{name}/trajectory',
+                                         self.traj[ns].append, 10)
+            self.drv.create_subscription(ActionChunk, f'{pre}/{name}/action_chunk',
+                                         self.chunks[ns].append, 10)
+            self.joint_pub[ns] = self.drv.create_publisher(JointState, f'{pre}/joint_states',
+                                                           qos_profile_sensor_data)
+            for cam, topic in cams:
+                compressed = topic.endswith('/compressed')
+                self.cam_pub[(ns, cam)] = self.drv.create_publisher(
+                    CompressedImage if compressed else Image, f'{pre}{topic}', qos_profile_sensor_data)
+        self.drv.create_subscription(PolicyStatus, f'/{name}/status', self.status.append, STATUS_QOS)
+        self.clock_pub = self.drv.create_publisher(Clock, '/clock', 10)
+        self.cams = [c for c, _ in cams]
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self):
+        try:
+            self.executor.spin()
+        except Exception:  # noqa: BLE001 - context shut down
+            pass
+
+    def close(self):
+        self.node.stop_worker()
+        self.executor.shutdown(timeout_sec=5)
+        rclpy.try_shutdown(context=self.ctx)
+        self._thread.join(timeout=10)
+
+    # ----------------------------------------------------------------- publishing
+    def now_ns(self) -> int:
+        return self.node.get_clock().now().nanoseconds
+
+    def joints(self, stamp_ns, ns='', names=('joint3', 'extra', 'joint1', 'joint2'),
+               positions=(0.3, 9.0, 0.1, 0.2)):
+        msg = JointState()
+        msg.header.stamp = ns_to_stamp(stamp_ns)
+        msg.name = list(names)
+        msg.position = [float(p) for p in positions]
+        self.joint_pub[ns].publish(msg)
+
+    def image(self, stamp_ns, ns='', cam=None, array=None, encoding='rgb8', msg=None):
+        cam = cam or self.cams[0]
+        if msg is None:
+            array = np.full((*HW, 3), 100, np.uint8) if array is None else array
+            msg = numpy_to_image(array, encoding, stamp=ns_to_stamp(stamp_ns))
+        self.cam_pub[(ns, cam)].publish(msg)
+
+    def play(self, seconds, joint_hz=100.0, cam_hz=20.0, namespaces=None, clock=None,
+             camera=True, joints=True, until=None):
+        """Publish joint states and images stamped with `clock()` (default the node clock) for
+        `seconds` of wall time (or until `until()` is true)."""
+        clock = clock or self.now_ns
+        namespaces = list(self.traj) if namespaces is None else namespaces
+        t_end = time.monotonic() + seconds
+        next_j = next_c = time.monotonic()
+        while time.monotonic() < t_end:
+            if until is not None and until():
+                return True
+            now = time.monotonic()
+            if joints and now >= next_j:
+                for ns in namespaces:
+                    self.joints(clock(), ns)
+                next_j += 1.0 / joint_hz
+            if camera and now >= next_c:
+                for ns in namespaces:
+                    for cam in self.cams:
+                        self.image(clock(), ns, cam)
+                next_c += 1.0 / cam_hz
+            time.sleep(0.002)
+        return until is None or until()
+
+    def wait(self, pred, timeout=30.0):
+        t_end = time.monotonic() + timeout
+        while time.monotonic() < t_end:
+            if pred():
+                return True
+            time.sleep(0.02)
+        return pred()
+
+    def call(self, srv_type, name, request, timeout=30.0):
+        client = self.drv.create_client(srv_type, name)
+        assert client.wait_for_service(timeout_sec=timeout), f'no service {name}'
+        future = client.call_async(request)
+        assert self.wait(future.done, timeout), f'{name}: no response'
+        return future.result()
+
+    def counters(self, kind='rejected'):
+        self.node._publish_status()
+        time.sleep(0.1)
+        assert self.wait(lambda: len(self.status) > 0)
+        return {c.name: c.count for c in getattr(self.status[-1], kind)}
+
+
+@pytest.fixture
+def graphs():
+    made = []
+
+    def make(*args, **kwargs):
+        g = Graph(*args, **kwargs)
+        made.append(g)
+        return g
+    yield make
+    for g in made:
+        g.close()
+
+
+def base(ckpt, **extra):
+    params = {'checkpoint': str(ckpt), 'backend': 'torch', 'warmup': False,
+              'camera_topics': ['/camera/image_raw'], 'joint_states_topic': '/joint_states'}
+    params.update(extra)
+    return params
+
+
+# --------------------------------------------------------------------------- tests
+def test_trajectory_stamps_names_points_and_status(ckpt, graphs):
+    g = graphs(base(ckpt, warmup=True))
+    assert g.node.lifecycle_state == 'active'
+    sent_image_stamps = []
+
+    def clock():
+        return g.now_ns()
+    orig_image = g.image
+
+    def image(stamp_ns, *a, **k):
+        sent_image_stamps.append(stamp_ns)
+        orig_image(stamp_ns, *a, **k)
+    g.image = image
+    assert g.play(20.0, until=lambda: len(g.traj['']) >= 5), 'no trajectories'
+    traj, chunk = g.traj[''][-1], None
+    assert list(traj.joint_names) == JOINTS           # the checkpoint's order, not the driver's
+    assert len(traj.points) == 16 - 1                  # horizon - first_action_index
+    for i, p in enumerate(traj.points):
+        assert duration_to_seconds(p.time_from_start) == pytest.approx(0.1 * i, abs=1e-9)
+        assert len(p.positions) == 3 and np.all(np.isfinite(p.positions))
+    # header stamp = the newest observation: with joints at 100 Hz and the camera at 20 Hz the
+    # camera lags, so it is exactly a published image stamp (not an arrival or publish time)
+    stamps = [stamp_to_ns(t.header.stamp) for t in g.traj['']]
+    assert all(s in sent_image_stamps for s in stamps), (stamps, sent_image_stamps[-5:])
+    assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+    assert g.wait(lambda: len(g.chunks['']) >= 2)
+    chunk = g.chunks[''][-1]
+    assert chunk.first_action_index == 1 and chunk.n_action_steps == 8 and chunk.dt_s == 0.1
+    assert len(chunk.trajectory.points) == 16 and chunk.scheduler == 'ddim'
+    assert duration_to_seconds(chunk.trajectory.points[0].time_from_start) == pytest.approx(-0.1)
+    assert chunk.sequence > g.chunks[''][0].sequence
+    assert stamp_to_ns(chunk.header.stamp) in sent_image_stamps
+    assert 0 < chunk.observation_age_s < 5 and chunk.inference_latency_s > 0
+    # joints matched by name: the history holds (joint1, joint2, joint3) = (0.1, 0.2, 0.3)
+    obs = g.node.robots[''].history.sample(g.now_ns())
+    np.testing.assert_allclose(obs.state[-1], [0.1, 0.2, 0.3])
+    # status: latched (a late subscriber gets it), active, counting chunks, inputs listed
+    late = []
+    g.drv.create_subscription(PolicyStatus, '/policy_node/status', late.append, STATUS_QOS)
+    assert g.wait(lambda: len(late) > 0)
+    assert late[0].lifecycle_state == 'active'
+    assert g.wait(lambda: late[-1].chunks_published > 0)     # 1 Hz: the next one counts chunks
+    st = late[-1]
+    assert st.enabled and st.backend.startswith('torch')
+    assert {i.topic for i in st.inputs} == {'/joint_states', '/camera/image_raw'}
+    # parameters are declared with descriptions
+    desc = g.node.describe_parameter('max_observation_age_s')
+    assert 'older' in desc.description
+
+
+def test_rate_follows_policy_rate(ckpt, graphs):
+    g = graphs(base(ckpt, policy_rate_hz=5.0))
+    assert g.play(20.0, until=lambda: len(g.traj['']) >= 2)
+    n0, t0 = len(g.traj['']), time.monotonic()
+    g.play(3.0)
+    rate = (len(g.traj['']) - n0) / (time.monotonic() - t0)
+    assert 2.0 < rate < 6.5, rate       # 5 Hz ticks (a loaded machine may skip some)
+
+
+@pytest.mark.parametrize('problem, match', [
+    ('missing', 'checkpoint file not found'),
+    ('corrupt', 'bad.ckpt: '),                       # the file named, with the core's reason
+    ('joints', 'joint_names has 2 names'),
+    ('cameras', 'camera_topics has 2 topics'),
+    ('empty', "'checkpoint' is empty"),
+])
+def test_bad_checkpoint_stays_unconfigured(ckpt, graphs, tmp_path, problem, match):
+    params = base(ckpt)
+    if problem == 'missing':
+        params['checkpoint'] = str(tmp_path / 'nope.ckpt')
+    elif problem == 'corrupt':
+        (tmp_path / 'bad.ckpt').write_bytes(b'not a checkpoint at all')
+        params['checkpoint'] = str(tmp_path / 'bad.ckpt')
+    elif problem == 'joints':
+        params['joint_names'] = ['a', 'b']
+    elif problem == 'cameras':
+        params['camera_topics'] = ['/a/image_raw', '/b/image_raw']
+    else:
+        params['checkpoint'] = ''
+    g = graphs(params)
+    assert g.node.lifecycle_state == 'unconfigured'
+    assert match in g.node.last_skip_reason
+    assert g.wait(lambda: g.status and match in g.status[-1].last_skip_reason)
+    assert g.status[-1].lifecycle_state == 'unconfigured'
+    g.play(1.0)
+    assert g.traj[''] == []
+
+
+def test_manual_lifecycle(ckpt, graphs):
+    g = graphs(base(ckpt, autostart=False))
+    assert g.node.lifecycle_state == 'unconfigured'
+    g.node.trigger_configure()
+    assert g.node.lifecycle_state == 'inactive'
+    g.play(1.5)
+    assert g.traj[''] == []                     # configured (histories fill) but not active
+    g.node.trigger_activate()
+    assert g.play(20.0, until=lambda: len(g.traj['']) >= 2)
+    g.node.trigger_deactivate()
+    time.sleep(0.3)
+    n = len(g.traj[''])
+    g.play(1.0)
+    assert len(g.traj['']) == n
+    g.node.trigger_cleanup()
+    assert g.node.lifecycle_state == 'unconfigured' and g.node.robots == {}
+
+
+def test_missing_and_stale_streams_give_reasons_and_no_chunk(ckpt, graphs):
+    g = graphs(base(ckpt, max_observation_age_s=0.3))
+    g.play(1.5, camera=False)
+    assert g.traj[''] == []
+    assert g.node.last_skip_reason == 'missing:/camera/image_raw'
+    assert g.play(20.0, until=lambda: len(g.traj['']) >= 2)
+    g.play(1.0, camera=False)                   # the camera stops; joints keep coming
+    n = len(g.traj[''])
+    g.play(1.0, camera=False)
+    assert len(g.traj['']) == n
+    assert g.node.last_skip_reason == 'stale:/camera/image_raw'
+    assert g.counters('skipped').get('stale', 0) > 0
+
+
+def test_bad_input_is_rejected_counted_and_never_published(ckpt, graphs):
+    g = graphs(base(ckpt, resize_images=False))
+    now = g.now_ns
+    bad_img = np.zeros((*HW, 3), np.uint8)
+    for k in range(30):
+        t = now()
+        g.joints(t, positions=(0.3, 0.0, float('nan'), 0.2))                   # NaN joint1
+        g.joints(t, names=('joint1', 'joint2'), positions=(0.1, 0.2))          # joint3 missing
+        g.joints(t, names=('joint1', 'joint2', 'joint3'), positions=(0.1, 0.2, float('inf')))
+        g.joints(t + 10 * NS, names=JOINTS, positions=(0.1, 0.2, 0.3))         # future stamp
+        g.joints(t - 100 * NS, names=JOINTS, positions=(0.1, 0.2, 0.3))        # far past
+        g.joints(t, names=JOINTS, positions=(0.1, 0.2))                        # lengths differ
+        msg = numpy_to_image(bad_img, 'rgb8', stamp=ns_to_stamp(t))
+        msg.encoding = 'yuv422_weird'
+        g.image(t, msg=msg)                                                    # unknown encoding
+        g.image(t, array=np.zeros((48, 64, 3), np.uint8))                      # wrong size
+        empty = numpy_to_image(bad_img, 'rgb8', stamp=ns_to_stamp(t))
+        empty.data = []
+        g.image(t, msg=empty)                                                  # empty data
+        short = numpy_to_image(bad_img, 'rgb8', stamp=ns_to_stamp(t))
+        short.data = short.data[:100]
+        g.image(t, msg=short)                                                  # truncated data
+        g.image(t + 10 * NS)                                                   # future image
+        time.sleep(0.03)
+    time.sleep(0.5)
+    assert g.traj[''] == []
+    rejected = g.counters()
+    for key in ('nan_position', 'missing_joint', 'future_stamp', 'old_stamp', 'length_mismatch',
+                'unsupported_encoding', 'wrong_image_size', 'empty_image'):
+        assert rejected.get(key, 0) > 0, (key, rejected)
+    assert g.node.robots[''].history.sizes()['joint_states'] == 0
+    # the truncated images were stored (decoding is lazy) but never made an observation
+    g.play(2.0, camera=False)
+    assert g.traj[''] == []
+    # the node is alive and good input works
+    assert g.play(20.0, until=lambda: len(g.traj['']) >= 2)
+
+
+def test_wrong_size_images_are_resized_by_default(ckpt, graphs):
+    g = graphs(base(ckpt))
+    big = np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    orig = g.image
+    g.image = lambda stamp_ns, *a, **k: orig(stamp_ns, array=big)
+    assert g.play(20.0, until=lambda: len(g.traj['']) >= 2)
+    obs = g.node.robots[''].history.sample(g.now_ns())
+    assert obs.images['cam'].shape == (2, *HW, 3)
+
+
+def test_flood_keeps_memory_bounded(ckpt, graphs):
+    g = graphs(base(ckpt, max_images_per_camera=8))
+    hist = g.node.robots[''].history
+    big = np.zeros((720, 1280, 3), np.uint8)
+    msg = numpy_to_image(big, 'rgb8')
+    t_end = time.monotonic() + 4.0
+    next_img = time.monotonic()
+    sizes = []
+    while time.monotonic() < t_end:
+        t = g.now_ns()
+        for _ in range(10):                                   # ~1 kHz joint states (bursts)
+            g.joints(t)
+        if time.monotonic() >= next_img:                      # 30 Hz 1280x720
+            msg.header.stamp = ns_to_stamp(t)
+            g.image(t, msg=msg)
+            next_img += 1 / 30
+        sizes.append(hist.sizes())
+        time.sleep(0.01)
+    assert max(s['cam'] for s in sizes) <= 8
+    # joints: bounded by the time window (max age + grid + tolerance), not by the flood
+    assert max(s['joint_states'] for s in sizes) <= 4096
+    assert g.wait(lambda: len(g.traj['']) > 0, timeout=10) or g.play(
+        20.0, until=lambda: len(g.traj['']) > 0)
+
+
+def test_services_enable_disable_and_reset(ckpt, graphs):
+    g = graphs(base(ckpt))
+    assert g.play(20.0, until=lambda: len(g.traj['']) >= 2)
+    r = g.call(SetEnabled, '/policy_node/set_enabled', SetEnabled.Request(enabled=False))
+    assert r.success
+    time.sleep(0.3)
+    n = len(g.traj[''])
+    g.play(1.5)
+    assert len(g.traj['']) == n
+    assert g.node.last_skip_reason == 'disabled'
+    assert g.counters('skipped') is not None and not g.status[-1].enabled
+    r = g.call(SetEnabled, '/policy_node/set_enabled', SetEnabled.Request(enabled=True))
+    assert r.success
+    assert g.play(20.0, until=lambda: len(g.traj['']) > n)
+
+    r = g.call(ResetHistory, '/policy_node/reset_history', ResetHistory.Request(robot_namespace='x'))
+    assert not r.success and 'unknown robot namespace' in r.message
+    # reset: the history is emptied and the next chunk needs a full new window
+    r = g.call(ResetHistory, '/policy_node/reset_history', ResetHistory.Request())
+    assert r.success
+    assert g.node.robots[''].history.sizes() == {'joint_states': 0, 'cam': 0}
+    t_reset = g.now_ns()
+    n = len(g.traj[''])
+    assert g.play(20.0, until=lambda: len(g.traj['']) > n)
+    first = g.traj[''][n]
+    assert stamp_to_ns(first.header.stamp) >= t_reset + 0.1 * NS - 0.05 * NS
+
+
+def test_compressed_camera(ckpt, graphs):
+    topic = '/camera/image_raw/compressed'
+    g = graphs(base(ckpt, camera_topics=[topic]), cams=(('cam', topic),))
+    rng = np.random.default_rng(0)
+    g.image = lambda stamp_ns, ns='', cam='cam', **k: g.cam_pub[(ns, cam)].publish(
+        rgb8_to_compressed(rng.integers(0, 255, (*HW, 3), dtype=np.uint8), 'jpeg',
+                           stamp=ns_to_stamp(stamp_ns)))
+    assert g.play(20.0, until=lambda: len(g.traj['']) >= 2)
+
+
+def test_two_cameras_and_batched_robots(two_cam_ckpt, graphs):
+    cams = (('top', '/top/image_raw'), ('wrist', '/wrist/image_raw'))
+    g = graphs(base(two_cam_ckpt, robot_namespaces=['r1', 'r2'], joint_states_topic='joint_states',
+                    camera_topics=['top/image_raw', 'wrist/image_raw']),
+               namespaces=('r1', 'r2'), cams=cams)
+    batches = []
+    predict = g.node.policy.predict
+
+    def spy(state, *a, **k):           # records the batch size of each call, runs the real thing
+        batches.append(state.shape[0])
+        return predict(state, *a, **k)
+    g.node.policy.predict = spy
+    assert g.play(30.0, until=lambda: len(g.traj['r1']) >= 3 and len(g.traj['r2']) >= 3)
+    assert 2 in batches                                       # one batch for both robots
+    c1, c2 = g.chunks['r1'][-1], g.chunks['r2'][-1]
+    assert (c1.robot_namespace, c2.robot_namespace) == ('r1', 'r2')
+    # robot r2 stops: r1 keeps getting chunks, r2's reason names its stale stream
+    n1, n2 = len(g.traj['r1']), len(g.traj['r2'])
+    g.play(2.0, namespaces=['r1'])
+    assert len(g.traj['r1']) > n1
+    g.play(1.0, namespaces=['r1'])
+    n2b = len(g.traj['r2'])
+    g.play(1.0, namespaces=['r1'])
+    assert len(g.traj['r2']) == n2b and n2b <= n2 + 8
+    assert 'r2: stale:/r2/' in g.node.last_skip_reason
+
+
+def test_sim_time_drives_the_node_and_a_backwards_jump_clears_history(ckpt, graphs):
+    g = graphs(base(ckpt), sim_time=True)
+    sim = {'t': 0}
+
+    def tick(dt_ns=10_000_000):
+        sim['t'] += dt_ns
+        g.clock_pub.publish(Clock(clock=ns_to_stamp(sim['t'])))
+
+    def run(seconds_wall, until=None, joints=True):
+        t_end = time.monotonic() + seconds_wall
+        k = 0
+        while time.monotonic() < t_end and not (until and until()):
+            tick()
+            time.sleep(0.02)            # simulated time at about half the wall rate
+            if joints:
+                g.joints(sim['t'])
+            if k % 5 == 0:
+                g.image(sim['t'])
+            k += 1
+    # no /clock yet: nothing, and the reason says so
+    time.sleep(0.5)
+    assert g.traj[''] == []
+    sim['t'] = 100 * NS
+    run(40.0, until=lambda: len(g.traj['']) >= 6)
+    assert len(g.traj['']) >= 6
+    stamps = [stamp_to_ns(t.header.stamp) for t in g.traj['']]
+    assert all(100 * NS < s <= sim['t'] for s in stamps), stamps     # simulated, not wall time
+    # ticks follow the simulated clock: 10 Hz in simulated time (5 Hz of wall time here)
+    gaps = np.diff(stamps) * 1e-9
+    assert np.median(gaps) == pytest.approx(0.1, abs=0.03), gaps
+    # replay restart: the clock jumps back to 5 s
+    before = g.counters('skipped').get('clock_jump', 0)
+    sim['t'] = 5 * NS
+    n = len(g.traj[''])
+    run(30.0, until=lambda: len(g.traj['']) >= n + 2)
+    assert g.counters('skipped').get('clock_jump', 0) > before
+    after = [stamp_to_ns(t.header.stamp) for t in g.traj[''][n:]]
+    assert after and all(5 * NS < s < 50 * NS for s in after), after
+    # the first chunk after the jump used only post-jump observations (a full new window)
+    assert after[0] >= 5 * NS + 100_000_000 - 50_000_000
