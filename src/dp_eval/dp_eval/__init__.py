@@ -1,0 +1,1 @@
+"""dp_eval: rosbag-based and closed-loop evaluation of Diffusion Policy checkpoints."""

@@ -1,0 +1,287 @@
+"""`dp_eval`: the command line of the evaluation package.
+
+    dp_eval offline CKPT [CKPT2] --bags B... [--out DIR]      checkpoint(s) vs recorded bags
+    dp_eval play BAG [--rate R] [--clock] ...                  = dp_bag_play (publish a bag)
+    dp_eval live BAG --out DIR [--rate R] [--clock] ...        play a bag, record the graph's
+                                                               outputs into a new bag, compare
+    dp_eval closed-loop [CKPT [CKPT2]] --episodes N --out DIR  N simulated episodes per checkpoint
+    dp_eval report RESULT.json [RESULT2.json] --out DIR        (re)write the report from JSON
+
+Every command that evaluates writes DIR/result.json (machines) and DIR/report.html +
+DIR/report.md with PNG plots (people), and prints a short table. Exit codes: 0 done, 1 finished
+with errors (partial results written), 2 bad input (nothing evaluated; the message says why).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Optional
+
+__all__ = ['main', 'build_parser']
+
+
+def _camera_map(items: list[str]) -> Optional[dict[str, str]]:
+    if not items:
+        return None
+    out = {}
+    for item in items:
+        if ':=' not in item:
+            raise ValueError(f'--camera takes NAME:=TOPIC, got {item!r}')
+        k, v = item.split(':=', 1)
+        out[k] = v
+    return out
+
+
+def _fmt(v, unit: str = '', digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return '-'
+    if isinstance(v, float):
+        return f'{v:.{digits}g}{unit}'
+    return f'{v}{unit}'
+
+
+def print_summary(results: list[dict], stream=sys.stdout) -> None:
+    """A short plain-text table of the headline numbers of each result."""
+    for r in results:
+        m = r.get('metrics', {})
+        head = f"== {r.get('label', '?')} ({r['kind']})" + ('  [PARTIAL]' if r.get('partial') else '')
+        print(head, file=stream)
+        if r['kind'] == 'offline':
+            if not m.get('steps'):
+                print('  no step evaluated', file=stream)
+            else:
+                e, mo, j, lat = m['error'], m['mode'], m['jerk'], m['latency']
+                print(f"  steps {m['steps']}  RMSE {_fmt(e['rmse'], ' rad')}  MAE "
+                      f"{_fmt(e['mae'], ' rad')}  (step 0 {_fmt(e['rmse_per_step'][0])}, last "
+                      f"{_fmt(e['rmse_per_step'][-1])})", file=stream)
+                print(f"  modes demo {[round(x, 2) for x in mo['demo_hist']]} pred "
+                      f"{[round(x, 2) for x in mo['pred_hist']]}  JS {_fmt(mo['js_bits'], ' bit')}"
+                      f"  agreement {_fmt(mo['agreement'])}", file=stream)
+                print(f"  jerk RMS pred {_fmt(j['pred_rms'])} / demo {_fmt(j['demo_rms'])} rad/s^3"
+                      f"  latency p50 {_fmt(lat['p50_s'] * 1e3, ' ms')} p90 "
+                      f"{_fmt(lat['p90_s'] * 1e3, ' ms')} (batch 1)", file=stream)
+        elif r['kind'] == 'closed_loop':
+            tts, lat = m['time_to_success_s'], m['latency']
+            side = m['side_of_successes']
+            print(f"  success {m['successes']}/{m['episodes']} ({_fmt(100 * m['success_rate'], '%')})"
+                  f"  left/right {side['left']}/{side['right']}  time to target mean "
+                  f"{_fmt(tts['mean'], ' s')}  obstacle contacts {m['obstacle_contacts']}",
+                  file=stream)
+            print(f"  command jerk RMS {_fmt(m['command_jerk_rms_rad_s3'])} max "
+                  f"{_fmt(m['command_jerk_max_rad_s3'])} rad/s^3  policy latency p50 "
+                  f"{_fmt(lat['p50_s'] * 1e3, ' ms')} p99 {_fmt(lat['p99_s'] * 1e3, ' ms')} "
+                  f"({lat['n']} chunks)", file=stream)
+        elif r['kind'] == 'live':
+            c = m.get('comparison', {})
+            print(f"  played {m.get('played', 0)} msgs, recorded {m.get('recorded', 0)}; "
+                  f"chunks {c.get('chunks', 0)}  RMSE vs bag commands "
+                  f"{_fmt(c.get('error', {}).get('rmse'), ' rad')}", file=stream)
+        for e in r.get('errors', [])[:5]:
+            print(f'  error: {e}', file=stream)
+
+
+def _write(results: list[dict], out: str, title: str) -> Path:
+    from dp_eval.report import write_report
+    paths = write_report(results, out, title=title)
+    print(f"dp_eval: wrote {paths['json']}, {paths['html']}, {paths['md']}", file=sys.stderr)
+    return paths['html']
+
+
+def cmd_offline(ns) -> int:
+    from dp_eval import bagio
+    from dp_eval.offline import CheckpointMismatchError, OfflineConfig, run_offline
+    from dp_policy_node.checkpoint import CheckpointError
+    from dp_policy_node.dataset import DatasetConfig
+    base = DatasetConfig.from_yaml(ns.dataset_config) if ns.dataset_config else None
+    cams = _camera_map(ns.camera)
+    cfg = OfflineConfig(batch_size=ns.batch_size, latency_probe=ns.latency_probe,
+                        modes=ns.modes, max_steps=ns.max_steps, backend=ns.backend,
+                        num_samples=ns.num_samples, seed=ns.seed)
+    results = []
+    for i, ckpt in enumerate(ns.checkpoints):
+        from dp_policy_node.dataset import DatasetConfig as DC
+        ds = base
+        if base is None:
+            from dp_policy_node.checkpoint import load_checkpoint
+            meta = load_checkpoint(ckpt, verify_weights=False)
+            ds = DC(joint_names=list(meta.joint_names),
+                    cameras=cams if cams is not None else {c: f'/{c}/image_raw'
+                                                           for c in meta.camera_names},
+                    joint_states_topic=ns.joint_states_topic, command_topic=ns.command_topic,
+                    command_joint_names=ns.command_joint_names or [],
+                    episode_topic=ns.episode_topic)
+        elif cams is not None:
+            ds = DC.from_dict({**base.to_dict(), 'cameras': cams})
+        label = ns.labels[i] if ns.labels and i < len(ns.labels) else None
+        try:
+            results.append(run_offline(ckpt, ns.bags, dataset_cfg=ds, cfg=cfg,
+                                       cache_dir=ns.cache_dir, progress=not ns.no_progress,
+                                       label=label))
+        except (bagio.BagError, CheckpointMismatchError, CheckpointError, ValueError) as exc:
+            print(f'dp_eval offline: {exc}', file=sys.stderr)
+            return 2
+    print_summary(results)
+    _write(results, ns.out, 'Offline replay')
+    return 1 if any(r['partial'] for r in results) else 0
+
+
+def cmd_closed_loop(ns) -> int:
+    from dp_eval.closed_loop import ClosedLoopConfig, ClosedLoopError, run_closed_loop
+    from dp_bringup.starter import parse_launch_args
+    extra = parse_launch_args(ns.launch_args or [])
+    ckpts = ns.checkpoints or [extra.get('checkpoint')]
+    out = Path(ns.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = []
+    for i, ckpt in enumerate(ckpts):
+        args = dict(extra)
+        if ckpt:
+            args['checkpoint'] = str(Path(ckpt).resolve())
+        label = ns.labels[i] if ns.labels and i < len(ns.labels) else (
+            Path(ckpt).stem if ckpt else 'default')
+        bag = None
+        if ns.record:
+            bag = str(out / (f'run_{label}' if len(ckpts) > 1 else 'run'))
+        try:
+            cfg = ClosedLoopConfig(
+                episodes=ns.episodes, seed=ns.seed, episode_timeout_s=ns.episode_timeout,
+                startup_timeout_s=ns.startup_timeout, start_graph=not ns.attach,
+                launch_args=args, record_bag=bag, record_storage=ns.storage,
+                log_dir=str(out / f'logs_{label}'), label=label, progress=not ns.no_progress)
+            results.append(run_closed_loop(cfg))
+        except (ClosedLoopError, ValueError) as exc:
+            print(f'dp_eval closed-loop: {exc}', file=sys.stderr)
+            if results:
+                break
+            return 2
+    print_summary(results)
+    _write(results, ns.out, 'Closed-loop evaluation')
+    return 1 if any(r['partial'] or r['errors'] for r in results) else 0
+
+
+def cmd_live(ns) -> int:
+    from dp_eval import bagio
+    from dp_eval.live import LiveConfig, run_live
+    try:
+        cfg = LiveConfig(bag=ns.bag, out_bag=str(Path(ns.out) / 'recorded'), rate=ns.rate,
+                         clock=ns.clock, record_topics=ns.record_topics or None,
+                         play_topics=ns.topics, command_topic=ns.command_topic,
+                         action_chunk_topic=ns.action_chunk_topic, settle_s=ns.settle,
+                         progress=not ns.no_progress)
+        res = run_live(cfg)
+    except (bagio.BagError, ValueError) as exc:
+        print(f'dp_eval live: {exc}', file=sys.stderr)
+        return 2
+    print_summary([res])
+    _write([res], ns.out, 'Live replay')
+    return 1 if res['partial'] else 0
+
+
+def cmd_report(ns) -> int:
+    results = []
+    for f in ns.results:
+        data = json.loads(Path(f).read_text())
+        results += data['results'] if 'results' in data else [data]
+    print_summary(results)
+    _write(results, ns.out, ns.title)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog='dp_eval', description=__doc__.split('\n\n')[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split('\n\n', 1)[1])
+    sub = p.add_subparsers(dest='command', required=True)
+
+    o = sub.add_parser('offline', help='replay recorded bags through checkpoint(s), as fast as '
+                                       'possible, and measure')
+    o.add_argument('checkpoints', nargs='+', help='one checkpoint, or two to compare')
+    o.add_argument('--bags', nargs='+', required=True, help='bag folders or folders of bags')
+    o.add_argument('--out', required=True, help='output folder (result.json, report.html/.md)')
+    o.add_argument('--labels', nargs='+', help='names of the checkpoints in the report')
+    o.add_argument('--dataset-config', help='YAML with the training DatasetConfig (topics); '
+                                            'joints, dt and image size come from the checkpoint')
+    o.add_argument('--joint-states-topic', default='/joint_states')
+    o.add_argument('--command-topic', default='/forward_position_controller/commands',
+                   help="the demonstrator's commands (Float64MultiArray or JointTrajectory)")
+    o.add_argument('--command-joint-names', nargs='+',
+                   help='joint order of Float64MultiArray commands (default: checkpoint order)')
+    o.add_argument('--camera', nargs='+', default=[], metavar='NAME:=TOPIC',
+                   help='camera topics (default /<camera name>/image_raw)')
+    o.add_argument('--episode-topic', default='',
+                   help='dp_msgs/TaskStatus topic splitting bags into episodes')
+    o.add_argument('--batch-size', type=int, default=16)
+    o.add_argument('--num-samples', type=int, default=8,
+                   help='samples per observation (mode coverage)')
+    o.add_argument('--latency-probe', type=int, default=20, help='batch-1 calls for latency')
+    o.add_argument('--modes', type=int, default=2, help='k-means modes of demonstrated futures')
+    o.add_argument('--max-steps', type=int, default=None, help='stop after this many steps')
+    o.add_argument('--backend', default='auto', choices=['auto', 'torch', 'onnxruntime'])
+    o.add_argument('--seed', type=int, default=0)
+    o.add_argument('--cache-dir', default=None, help='decoded-episode cache folder')
+    o.add_argument('--no-progress', action='store_true')
+    o.set_defaults(func=cmd_offline)
+
+    pl = sub.add_parser('play', help='publish a bag on its topics (dp_bag_play)', add_help=False)
+    pl.set_defaults(func=None)
+
+    lv = sub.add_parser('live', help="play a bag into the running graph, record the graph's "
+                                     'outputs into a new bag, compare with the bag')
+    lv.add_argument('bag')
+    lv.add_argument('--out', required=True)
+    lv.add_argument('--rate', type=float, default=1.0)
+    lv.add_argument('--clock', action='store_true', help='publish /clock (nodes use_sim_time)')
+    lv.add_argument('--topics', nargs='+', default=None,
+                    help='bag topics to play (default: observations only: joint states, images)')
+    lv.add_argument('--record-topics', nargs='+', default=None)
+    lv.add_argument('--command-topic', default='/forward_position_controller/commands',
+                    help="the demonstrator's commands in the bag (the reference)")
+    lv.add_argument('--action-chunk-topic', default='/policy_node/action_chunk')
+    lv.add_argument('--settle', type=float, default=1.0, help='seconds recorded after the bag')
+    lv.add_argument('--no-progress', action='store_true')
+    lv.set_defaults(func=cmd_live)
+
+    c = sub.add_parser('closed-loop', help='N episodes in the embedded simulation through the '
+                                           'real node graph')
+    c.add_argument('checkpoints', nargs='*', help='checkpoint(s); two are run one after the other')
+    c.add_argument('--out', required=True)
+    c.add_argument('--labels', nargs='+')
+    c.add_argument('--episodes', type=int, default=10)
+    c.add_argument('--seed', type=int, default=0)
+    c.add_argument('--episode-timeout', type=float, default=40.0, help='wall s per episode')
+    c.add_argument('--startup-timeout', type=float, default=180.0, help='wall s for the graph')
+    c.add_argument('--record', action='store_true', help='record the run as a rosbag2')
+    c.add_argument('--storage', default='mcap', choices=['mcap', 'sqlite3'])
+    c.add_argument('--attach', action='store_true',
+                   help='use the graph that is already running (start nothing)')
+    c.add_argument('--launch-args', nargs='+', metavar='NAME:=VALUE',
+                   help='arguments of sim.launch.py (see dp_launch sim.launch.py --show-args)')
+    c.add_argument('--no-progress', action='store_true')
+    c.set_defaults(func=cmd_closed_loop)
+
+    r = sub.add_parser('report', help='write the report from result JSON file(s)')
+    r.add_argument('results', nargs='+')
+    r.add_argument('--out', required=True)
+    r.add_argument('--title', default='dp_eval report')
+    r.set_defaults(func=cmd_report)
+    return p
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == 'play':
+        from dp_eval.player import main as play_main
+        return play_main(argv[1:])
+    ns = build_parser().parse_args(argv)
+    try:
+        return ns.func(ns)
+    except KeyboardInterrupt:
+        print('dp_eval: interrupted', file=sys.stderr)
+        return 130
+
+
+if __name__ == '__main__':
+    sys.exit(main())

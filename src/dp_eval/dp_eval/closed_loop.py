@@ -1,0 +1,448 @@
+"""Closed-loop evaluation: N episodes of the embedded simulation through the real node graph.
+
+What it does: starts sim_node, policy_node and follower_node as separate processes with
+dp_bringup's process starter (GRAPHS['sim.launch.py'], the same executables and parameter files as
+launch/sim.launch.py), or attaches to a graph that is already running (`start_graph=False`); waits
+until the simulation's reset service answers, the policy node is active and the follower reports;
+then per episode:
+
+    policy_node/reset_history -> sim_node/reset_episode(seed) -> policy_node/reset_history
+    -> wait for /task_status of that episode with done (or the wall-clock episode timeout)
+
+and collects, through episodes.EpisodeTracker: success, time to success (simulated s), obstacle
+contact, side of the obstacle, distance, the follower's commands (command jerk), the policy's
+ActionChunk inference latencies and the follower's own jerk estimate. Optionally records the run
+as a rosbag2 (raw CDR, log time = simulated /clock time as `ros2 bag record --use-sim-time` does).
+
+Robustness: every wait has a timeout and checks that the started processes are alive; a process
+that dies, a policy whose configuration fails (its PolicyStatus says why) or a missing service
+ends the run with an error naming it and the tail of that node's log; Ctrl-C / SIGTERM end the run
+with the episodes finished so far (partial). All started processes are stopped in every case.
+
+Thin: ROS plumbing only. The bookkeeping is episodes.py (ROS-free); reports are report.py.
+"""
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+from dp_eval.episodes import EpisodeTracker, summarize_episodes
+
+__all__ = ['ClosedLoopConfig', 'ClosedLoopError', 'run_closed_loop', 'DEFAULT_RECORD_TOPICS']
+
+DEFAULT_RECORD_TOPICS = (
+    '/joint_states', '/camera/image_raw', '/task_status',
+    '/forward_position_controller/commands', '/joint_trajectory_controller/joint_trajectory',
+    '/policy_node/trajectory', '/policy_node/action_chunk', '/policy_node/status',
+    '/follower_node/status',
+)
+
+
+class ClosedLoopError(RuntimeError):
+    """The graph could not be started or stopped answering; the message says which part."""
+
+
+@dataclass
+class ClosedLoopConfig:
+    episodes: int = 10
+    seed: int = 0                         # episode i uses seed + i (reproducible targets)
+    episode_timeout_s: float = 40.0       # wall seconds per episode before giving up on it
+    startup_timeout_s: float = 180.0      # wall seconds for the graph to become ready
+    service_timeout_s: float = 10.0       # per service call
+    start_graph: bool = True              # False: attach to an already running graph
+    launch_file: str = 'sim.launch.py'
+    launch_args: dict = field(default_factory=dict)   # e.g. {'checkpoint': 'models/x.ckpt'}
+    sim_node: str = '/sim_node'
+    policy_node: str = '/policy_node'
+    follower_node: str = '/follower_node'
+    task_status_topic: str = '/task_status'
+    command_topic: str = '/forward_position_controller/commands'
+    record_bag: Optional[str] = None      # folder of a new rosbag2 of the run (None: no bag)
+    record_storage: str = 'mcap'
+    record_topics: Sequence[str] = DEFAULT_RECORD_TOPICS
+    log_dir: Optional[str] = None         # node logs (default: next to the bag, else none)
+    jerk_dt_s: float = 0.02
+    label: str = ''
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.episodes < 1:
+            raise ValueError(f'episodes must be >= 1, got {self.episodes}')
+        for name in ('episode_timeout_s', 'startup_timeout_s', 'service_timeout_s', 'jerk_dt_s'):
+            if not getattr(self, name) > 0:
+                raise ValueError(f'{name} must be > 0, got {getattr(self, name)}')
+        if self.record_storage not in ('mcap', 'sqlite3'):
+            raise ValueError(f"record_storage must be 'mcap' or 'sqlite3', got {self.record_storage!r}")
+        if self.record_bag and Path(self.record_bag).exists():
+            raise ValueError(f'record_bag {self.record_bag} exists already; give a new folder')
+        self.launch_args = {str(k): str(v) for k, v in self.launch_args.items()}
+        self.record_topics = list(self.record_topics)
+
+
+def _log_tail(log_dir: Optional[Path], name: str, lines: int = 15) -> str:
+    if log_dir is None:
+        return ''
+    f = log_dir / f'{name}.log'
+    if not f.is_file():
+        return ''
+    tail = f.read_text(errors='replace').splitlines()[-lines:]
+    return f'\n  last lines of {f}:\n    ' + '\n    '.join(tail)
+
+
+class _Recorder:
+    """Raw-CDR recording of topics into a rosbag2 (BagWriter), thread safe."""
+
+    def __init__(self, path: str, storage: str):
+        from dp_policy_node.bag_types import BagWriter
+        self.path = path
+        self.writer = BagWriter(path, storage=storage)
+        self.writer.__enter__()
+        self.lock = threading.Lock()
+        self.counts: dict[str, int] = {}
+        self.closed = False
+
+    def write(self, topic: str, msgtype: str, data: bytes, log_ns: int) -> None:
+        with self.lock:
+            if self.closed:
+                return
+            self.writer.write_raw(topic, msgtype, bytes(data), log_ns)
+            self.counts[topic] = self.counts.get(topic, 0) + 1
+
+    def close(self) -> None:
+        with self.lock:
+            if not self.closed:
+                self.closed = True
+                self.writer.__exit__(None, None, None)
+
+
+class _Runner:
+    """The runner's rclpy node, its executor thread and the episode loop."""
+
+    def __init__(self, cfg: ClosedLoopConfig, group=None, log_dir: Optional[Path] = None):
+        import rclpy
+        from rclpy.executors import MultiThreadedExecutor
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+        from dp_msgs.msg import ActionChunk, FollowerStatus, PolicyStatus, TaskStatus
+        from dp_msgs.srv import ResetEpisode, ResetHistory
+        from rosgraph_msgs.msg import Clock
+        from std_msgs.msg import Float64MultiArray
+
+        self.cfg, self.group, self.log_dir = cfg, group, log_dir
+        self.rclpy = rclpy
+        self.context = rclpy.context.Context()
+        rclpy.init(context=self.context, args=['--ros-args', '-p', 'use_sim_time:=false'])
+        self.node = rclpy.create_node('dp_eval_closed_loop', context=self.context)
+        self.lock = threading.Lock()
+        self.clock_ns: Optional[int] = None
+        self.status = None
+        self.policy_status = None
+        self.follower_status = None
+        self.tracker: Optional[EpisodeTracker] = None
+        self.status_event = threading.Event()
+        self.recorder: Optional[_Recorder] = None
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        n = self.node
+        n.create_subscription(Clock, '/clock', self._on_clock, reliable)
+        n.create_subscription(TaskStatus, cfg.task_status_topic, self._on_status, latched)
+        n.create_subscription(ActionChunk, f'{cfg.policy_node}/action_chunk', self._on_chunk,
+                              reliable)
+        n.create_subscription(PolicyStatus, f'{cfg.policy_node}/status', self._on_policy_status,
+                              latched)
+        n.create_subscription(FollowerStatus, f'{cfg.follower_node}/status',
+                              self._on_follower_status, latched)
+        n.create_subscription(Float64MultiArray, cfg.command_topic, self._on_command, reliable)
+        self.reset_client = n.create_client(ResetEpisode, f'{cfg.sim_node}/reset_episode')
+        self.history_client = n.create_client(ResetHistory, f'{cfg.policy_node}/reset_history')
+        self.ResetEpisode, self.ResetHistory = ResetEpisode, ResetHistory
+        self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
+        self.executor.add_node(n)
+        self.spin_thread = threading.Thread(target=self._spin, name='dp_eval_spin', daemon=True)
+        self.spin_thread.start()
+
+    # ------------------------------------------------------------------ callbacks
+    def _spin(self) -> None:
+        try:
+            self.executor.spin()
+        except Exception:  # noqa: BLE001 - ExternalShutdownException / context shut down
+            pass
+
+    def now_ns(self) -> int:
+        c = self.clock_ns
+        return c if c is not None else time.time_ns()
+
+    def _on_clock(self, msg) -> None:
+        self.clock_ns = msg.clock.sec * 1_000_000_000 + msg.clock.nanosec
+
+    def _on_status(self, msg) -> None:
+        with self.lock:
+            self.status = msg
+            if self.tracker is not None:
+                if self.tracker.on_status(msg.episode, msg.episode_time_s, msg.distance_m,
+                                          msg.success, msg.obstacle_contact, msg.side, msg.done):
+                    self.status_event.set()
+
+    def _on_chunk(self, msg) -> None:
+        with self.lock:
+            if self.tracker is not None:
+                self.tracker.on_chunk(msg.inference_latency_s)
+
+    def _on_policy_status(self, msg) -> None:
+        self.policy_status = msg
+
+    def _on_follower_status(self, msg) -> None:
+        with self.lock:
+            self.follower_status = msg
+            if self.tracker is not None:
+                self.tracker.on_follower_status(msg.command_jerk_max_rad_s3)
+
+    def _on_command(self, msg) -> None:
+        t = self.now_ns() * 1e-9
+        with self.lock:
+            if self.tracker is not None:
+                self.tracker.on_command(t, msg.data)
+
+    # ------------------------------------------------------------------ graph health
+    def check_processes(self) -> None:
+        if self.group is None:
+            return
+        dead = self.group.dead_required()
+        if dead:
+            code = self.group.procs[dead[0]].returncode
+            raise ClosedLoopError(f'{dead[0]} exited (code {code}) while the evaluation was '
+                                  f'running{_log_tail(self.log_dir, dead[0])}')
+
+    def _wait(self, what: str, ok, timeout_s: float, hint=lambda: '') -> None:
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            self.check_processes()
+            if ok():
+                return
+            time.sleep(0.1)
+        raise ClosedLoopError(f'timed out after {timeout_s:.0f} s waiting for {what}{hint()}')
+
+    def wait_ready(self) -> dict:
+        cfg = self.cfg
+        t0 = time.monotonic()
+        end = t0 + cfg.startup_timeout_s
+
+        def left() -> float:
+            return max(1.0, end - time.monotonic())
+
+        self._wait(f'service {cfg.sim_node}/reset_episode (sim_node)',
+                   lambda: self.reset_client.service_is_ready(), left(),
+                   lambda: _log_tail(self.log_dir, cfg.sim_node.strip('/')))
+
+        def policy_ok() -> bool:
+            st = self.policy_status
+            if st is None:
+                return False
+            if st.last_skip_reason.startswith('configure failed'):
+                raise ClosedLoopError(f'{cfg.policy_node}: {st.last_skip_reason}')
+            return st.lifecycle_state == 'active'
+
+        self._wait(f'{cfg.policy_node} to be active (its PolicyStatus)', policy_ok, left(),
+                   lambda: (f'; last status: lifecycle {self.policy_status.lifecycle_state!r}, '
+                            f'{self.policy_status.last_skip_reason!r}'
+                            if self.policy_status is not None else '; no PolicyStatus received')
+                   + _log_tail(self.log_dir, cfg.policy_node.strip('/')))
+        self._wait(f'{cfg.follower_node}/status', lambda: self.follower_status is not None, left(),
+                   lambda: _log_tail(self.log_dir, cfg.follower_node.strip('/')))
+        self._wait(f'service {cfg.policy_node}/reset_history',
+                   lambda: self.history_client.service_is_ready(), left())
+        st = self.policy_status
+        return {'startup_s': time.monotonic() - t0, 'checkpoint': st.checkpoint,
+                'backend': st.backend, 'device': st.device}
+
+    def call(self, client, request, what: str):
+        future = client.call_async(request)
+        end = time.monotonic() + self.cfg.service_timeout_s
+        while not future.done():
+            self.check_processes()
+            if time.monotonic() > end:
+                client.remove_pending_request(future)
+                raise ClosedLoopError(f'{what}: no answer within {self.cfg.service_timeout_s} s')
+            time.sleep(0.01)
+        return future.result()
+
+    # ------------------------------------------------------------------ recording
+    def start_recording(self, path: str) -> list[str]:
+        """Raw subscriptions for the configured topics that exist in the graph now."""
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+        from dp_eval.player import _message_class
+        self.recorder = _Recorder(path, self.cfg.record_storage)
+        graph = dict(self.node.get_topic_names_and_types())
+        recorded, skipped = [], []
+        for topic in self.cfg.record_topics:
+            types = graph.get(topic)
+            if not types:
+                skipped.append(topic)
+                continue
+            msgtype = types[0]
+            pubs = self.node.get_publishers_info_by_topic(topic)
+            durable = bool(pubs) and all(
+                p.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for p in pubs)
+            best_effort = any(p.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
+                              for p in pubs)
+            qos = QoSProfile(depth=100 if not durable else 1,
+                             reliability=(ReliabilityPolicy.BEST_EFFORT if best_effort
+                                          else ReliabilityPolicy.RELIABLE),
+                             durability=(DurabilityPolicy.TRANSIENT_LOCAL if durable
+                                         else DurabilityPolicy.VOLATILE))
+            rec = self.recorder
+            self.node.create_subscription(
+                _message_class(msgtype), topic,
+                lambda data, t=topic, ty=msgtype: rec.write(t, ty, data, self.now_ns()),
+                qos, raw=True)
+            recorded.append(topic)
+        if skipped:
+            print(f'dp_eval closed-loop: not recording {skipped} (not in the graph)',
+                  file=sys.stderr)
+        return recorded
+
+    # ------------------------------------------------------------------ episodes
+    def run_episode(self, index: int, seed: int):
+        cfg = self.cfg
+        t0 = time.monotonic()
+        self.call(self.history_client, self.ResetHistory.Request(), 'policy reset_history')
+        resp = self.call(self.reset_client, self.ResetEpisode.Request(seed=int(seed)),
+                         f'{cfg.sim_node}/reset_episode')
+        if not resp.success:
+            raise ClosedLoopError(f'{cfg.sim_node}/reset_episode refused: {resp.message}')
+        with self.lock:
+            self.status_event.clear()
+            self.tracker = EpisodeTracker(index, resp.episode, seed, cfg.jerk_dt_s)
+            st = self.status
+        if st is not None:   # the reset publishes the new episode's first status
+            self._on_status(st)
+        self.call(self.history_client, self.ResetHistory.Request(), 'policy reset_history')
+        end = t0 + cfg.episode_timeout_s
+        timed_out = True
+        while time.monotonic() < end:
+            self.check_processes()
+            if self.status_event.wait(0.1):
+                self.status_event.clear()
+                with self.lock:
+                    if self.tracker.done:
+                        timed_out = False
+                        break
+        with self.lock:
+            tracker, self.tracker = self.tracker, None
+        res = tracker.result()
+        res.timed_out = timed_out
+        res.wall_s = time.monotonic() - t0
+        if timed_out:
+            res.error = (f'no done status for episode {res.episode} within '
+                         f'{cfg.episode_timeout_s:.0f} s (last episode time '
+                         f'{res.episode_time_s:.1f} s)')
+        return res
+
+    def close(self) -> None:
+        if self.recorder is not None:
+            self.recorder.close()
+        try:
+            self.executor.shutdown(timeout_sec=2.0)
+        except Exception:  # noqa: BLE001
+            pass
+        try:
+            self.node.destroy_node()
+        except Exception:  # noqa: BLE001
+            pass
+        self.rclpy.try_shutdown(context=self.context)
+        self.spin_thread.join(timeout=3.0)
+
+
+def run_closed_loop(cfg: ClosedLoopConfig) -> dict:
+    """Run the episodes; returns the JSON-able result (kind 'closed_loop').
+
+    Raises ClosedLoopError when the graph never becomes ready. Once episodes run, an error or an
+    interruption ends the run with partial=True and the episodes finished so far.
+    """
+    from dp_eval.progress import bar as make_bar
+    t_start = time.monotonic()
+    log_dir = Path(cfg.log_dir) if cfg.log_dir else (
+        Path(cfg.record_bag).parent / (Path(cfg.record_bag).name + '_logs') if cfg.record_bag
+        else None)
+    group = None
+    runner = None
+    result: dict = {'kind': 'closed_loop', 'label': cfg.label or Path(
+        cfg.launch_args.get('checkpoint', 'policy')).stem, 'checkpoint':
+        cfg.launch_args.get('checkpoint', ''), 'config': {k: v for k, v in asdict(cfg).items()},
+        'episodes': [], 'partial': False, 'errors': [], 'bag': cfg.record_bag,
+        'logs': str(log_dir) if log_dir else None}
+    old_term = None
+    if threading.current_thread() is threading.main_thread():
+        def _term(*_):
+            raise KeyboardInterrupt
+        old_term = signal.signal(signal.SIGTERM, _term)
+    bar = None
+    try:
+        if cfg.start_graph:
+            from dp_bringup.graphs import GRAPHS
+            from dp_bringup.starter import ProcessGroup
+            if cfg.launch_file not in GRAPHS:
+                raise ClosedLoopError(f'unknown launch file {cfg.launch_file!r}; known: '
+                                      f'{sorted(GRAPHS)}')
+            try:
+                specs = GRAPHS[cfg.launch_file].build(cfg.launch_args)
+            except SystemExit as exc:   # the graphs report bad arguments this way
+                raise ClosedLoopError(str(exc)) from None
+            for s in specs:
+                for f in s.params_files:
+                    if not Path(f).is_file():
+                        raise ClosedLoopError(f'{s.name}: parameter file {f} does not exist')
+            ckpt = cfg.launch_args.get('checkpoint')
+            if ckpt and not Path(ckpt).is_file():
+                raise ClosedLoopError(f'checkpoint {ckpt} does not exist')
+            group = ProcessGroup(specs, log_dir=str(log_dir) if log_dir else None, quiet=True)
+            print(f'dp_eval closed-loop: starting {", ".join(s.name for s in specs)}'
+                  + (f' (logs in {log_dir})' if log_dir else ''), file=sys.stderr)
+            group.start()
+        runner = _Runner(cfg, group, log_dir)
+        ready = runner.wait_ready()
+        result['graph'] = ready
+        if not result['checkpoint']:
+            result['checkpoint'] = ready['checkpoint']
+        print(f'dp_eval closed-loop: graph ready in {ready["startup_s"]:.1f} s '
+              f'(policy backend {ready["backend"]} on {ready["device"]})', file=sys.stderr)
+        if cfg.record_bag:
+            result['recorded_topics'] = runner.start_recording(cfg.record_bag)
+        bar = make_bar(cfg.episodes, f'closed loop {result["label"]}', 'episode', cfg.progress)
+        for i in range(cfg.episodes):
+            res = runner.run_episode(i, cfg.seed + i)
+            result['episodes'].append(res.to_dict())
+            done = result['episodes']
+            bar.update(1)
+            bar.set_postfix_str(f'success {sum(e["success"] for e in done)}/{len(done)}')
+            if res.error:
+                result['errors'].append(f'episode {i}: {res.error}')
+    except KeyboardInterrupt:
+        result['partial'] = True
+        result['errors'].append('interrupted: results so far are kept')
+    except ClosedLoopError as exc:
+        if not result['episodes']:
+            raise
+        result['partial'] = True
+        result['errors'].append(str(exc))
+    finally:
+        if bar is not None:
+            bar.close()
+        if runner is not None:
+            runner.close()
+            if runner.recorder is not None:
+                result['recorded_messages'] = dict(runner.recorder.counts)
+        if group is not None:
+            codes = group.stop()
+            result['exit_codes'] = codes
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
+    result['metrics'] = summarize_episodes(result['episodes'])
+    result['wall_s'] = time.monotonic() - t_start
+    return result

@@ -1,0 +1,182 @@
+"""Closed-loop episode bookkeeping and summary (ROS-free, numpy only).
+
+What it is: the arithmetic of dp_eval's closed-loop runner, apart from ROS so that tests can feed
+it known streams. One `EpisodeTracker` per episode receives, in arrival order,
+- task status samples (the fields of dp_msgs/TaskStatus: episode, episode_time_s, distance_m,
+  success, obstacle_contact, side, done),
+- commands the follower sent to the robot (positions with their simulated time),
+- policy chunks (inference latency of each dp_msgs/ActionChunk),
+- follower status samples (its own command jerk estimate),
+and `result()` gives the per-episode record; `summarize()` aggregates many records into success
+rate, time to success, obstacle contacts, left/right split, command jerk and policy latency.
+
+Command jerk: the command stream (forward commands arrive at the follower's rate, stamped with the
+simulated clock, which advances in the simulation's control steps) is resampled on a uniform grid
+of `jerk_dt_s` (linear interpolation, the last command per stamp), then the third finite
+difference / dt^3 (rad/s^3). RMS and max over the episode, all joints.
+
+What it is not: anything that talks to ROS (closed_loop.py) or draws (report.py).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Optional, Sequence
+
+import numpy as np
+
+from dp_eval import metrics
+
+__all__ = ['EpisodeResult', 'EpisodeTracker', 'command_jerk', 'summarize_episodes']
+
+
+@dataclass
+class EpisodeResult:
+    index: int                        # 0-based position in the run
+    episode: int                      # the simulation's episode number
+    seed: int
+    success: bool = False
+    done: bool = False                # the simulation declared the episode over
+    timed_out: bool = False           # the runner gave up waiting (wall-clock timeout)
+    time_to_success_s: Optional[float] = None   # simulated seconds from the episode start
+    episode_time_s: float = 0.0       # last reported episode time (simulated s)
+    obstacle_contact: bool = False
+    side: str = ''                    # 'left' / 'right' / '' (never decided)
+    min_distance_m: float = float('nan')
+    final_distance_m: float = float('nan')
+    chunks: int = 0
+    latency_s: list = field(default_factory=list)    # inference latency per chunk
+    commands: int = 0
+    jerk_rms_rad_s3: float = float('nan')
+    jerk_max_rad_s3: float = float('nan')
+    follower_jerk_max_rad_s3: float = float('nan')   # as the follower reports it
+    wall_s: float = 0.0
+    error: str = ''
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d['latency_s'] = [float(v) for v in self.latency_s]
+        return d
+
+
+def command_jerk(t_s: Sequence[float], q: Sequence[Sequence[float]], dt_s: float = 0.02
+                 ) -> tuple[float, float]:
+    """(rms, max |jerk|) in rad/s^3 of a command stream (t_s (N,), q (N, J)); NaN when too short."""
+    t = np.asarray(t_s, dtype=np.float64)
+    if len(t) < 4:
+        return float('nan'), float('nan')
+    q = np.asarray(q, dtype=np.float64).reshape(len(t), -1)
+    order = np.argsort(t, kind='stable')
+    t, q = t[order], q[order]
+    # the last command per distinct stamp (a coarse clock gives several commands one stamp)
+    last = np.r_[t[1:] != t[:-1], True]
+    t, q = t[last], q[last]
+    if len(t) < 4 or t[-1] - t[0] < 4 * dt_s:
+        return float('nan'), float('nan')
+    grid = np.arange(t[0], t[-1] + 1e-12, dt_s)
+    qg = np.stack([np.interp(grid, t, q[:, j]) for j in range(q.shape[1])], axis=1)   # (G, J)
+    j = metrics.jerk(qg[None], dt_s)[0]                                               # (G-3, J)
+    if j.size == 0:
+        return float('nan'), float('nan')
+    return float(np.sqrt(np.mean(j ** 2))), float(np.max(np.abs(j)))
+
+
+class EpisodeTracker:
+    """Accumulates the streams of one episode (see module docstring)."""
+
+    def __init__(self, index: int, episode: int, seed: int, jerk_dt_s: float = 0.02):
+        self.res = EpisodeResult(index=index, episode=int(episode), seed=int(seed))
+        self.jerk_dt_s = jerk_dt_s
+        self._cmd_t: list[float] = []
+        self._cmd_q: list[np.ndarray] = []
+        self._distances: list[float] = []
+
+    @property
+    def done(self) -> bool:
+        return self.res.done
+
+    def on_status(self, episode: int, episode_time_s: float, distance_m: float, success: bool,
+                  obstacle_contact: bool, side: str, done: bool) -> bool:
+        """Feed one task status; returns True when it belongs to this episode."""
+        if int(episode) != self.res.episode:
+            return False
+        r = self.res
+        r.episode_time_s = float(episode_time_s)
+        if np.isfinite(distance_m):
+            self._distances.append(float(distance_m))
+        if success and r.time_to_success_s is None:
+            r.time_to_success_s = float(episode_time_s)
+        r.success = r.success or bool(success)
+        r.obstacle_contact = r.obstacle_contact or bool(obstacle_contact)
+        if side:
+            r.side = str(side)
+        r.done = r.done or bool(done)
+        return True
+
+    def on_command(self, t_s: float, positions: Sequence[float]) -> None:
+        self._cmd_t.append(float(t_s))
+        self._cmd_q.append(np.asarray(positions, dtype=np.float64))
+
+    def on_chunk(self, inference_latency_s: float) -> None:
+        self.res.chunks += 1
+        self.res.latency_s.append(float(inference_latency_s))
+
+    def on_follower_status(self, command_jerk_max_rad_s3: float) -> None:
+        v = float(command_jerk_max_rad_s3)
+        if np.isfinite(v):
+            cur = self.res.follower_jerk_max_rad_s3
+            self.res.follower_jerk_max_rad_s3 = v if not np.isfinite(cur) else max(cur, v)
+
+    def result(self) -> EpisodeResult:
+        r = self.res
+        if self._distances:
+            r.min_distance_m = float(np.min(self._distances))
+            r.final_distance_m = float(self._distances[-1])
+        r.commands = len(self._cmd_t)
+        widths = {len(q) for q in self._cmd_q}
+        if len(widths) == 1:
+            r.jerk_rms_rad_s3, r.jerk_max_rad_s3 = command_jerk(self._cmd_t, np.stack(self._cmd_q)
+                                                                if self._cmd_q else [],
+                                                                self.jerk_dt_s)
+        return r
+
+
+def _mean(xs) -> float:
+    xs = [float(x) for x in xs if x is not None and np.isfinite(x)]
+    return float(np.mean(xs)) if xs else float('nan')
+
+
+def summarize_episodes(results: Sequence[EpisodeResult | dict]) -> dict:
+    """Aggregate per-episode records into the closed-loop metrics block of the JSON."""
+    rs = [r if isinstance(r, dict) else r.to_dict() for r in results]
+    n = len(rs)
+    succ = [r for r in rs if r['success']]
+    tts = [r['time_to_success_s'] for r in succ if r['time_to_success_s'] is not None]
+    sides_succ = {s: sum(1 for r in succ if r['side'] == s) for s in ('left', 'right')}
+    sides_all = {s: sum(1 for r in rs if r['side'] == s) for s in ('left', 'right')}
+    lat = [v for r in rs for v in r['latency_s']]
+    return {
+        'episodes': n,
+        'successes': len(succ),
+        'success_rate': len(succ) / n if n else float('nan'),
+        'timeouts': sum(1 for r in rs if r['timed_out']),
+        'errors': sum(1 for r in rs if r['error']),
+        'time_to_success_s': {
+            'mean': _mean(tts),
+            'median': float(np.median(tts)) if tts else float('nan'),
+            'max': float(np.max(tts)) if tts else float('nan'),
+        },
+        'obstacle_contacts': sum(1 for r in rs if r['obstacle_contact']),
+        'side_of_successes': sides_succ,
+        'side_of_all': sides_all,
+        'side_fraction_of_successes': {s: (v / len(succ) if succ else float('nan'))
+                                       for s, v in sides_succ.items()},
+        'command_jerk_rms_rad_s3': _mean(r['jerk_rms_rad_s3'] for r in rs),
+        'command_jerk_max_rad_s3': max((r['jerk_max_rad_s3'] for r in rs
+                                        if np.isfinite(r['jerk_max_rad_s3'])), default=float('nan')),
+        'follower_jerk_max_rad_s3': max((r['follower_jerk_max_rad_s3'] for r in rs
+                                         if np.isfinite(r['follower_jerk_max_rad_s3'])),
+                                        default=float('nan')),
+        'chunks': sum(r['chunks'] for r in rs),
+        'latency': metrics.latency_stats(lat),
+        'min_distance_m': _mean(r['min_distance_m'] for r in rs),
+    }
