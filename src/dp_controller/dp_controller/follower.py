@@ -69,6 +69,7 @@ class Follower:
         self._last_now: Optional[float] = None
         self._last_accept_time = math.nan
         self._prev_a = np.zeros(config.num_joints)
+        self._prev_plan, self._prev_t, self._prev_target = None, math.nan, None
         self.max_abs_jerk = 0.0
         self._index_cache = {}
 
@@ -266,9 +267,15 @@ class Follower:
                 pending = self._pending
                 self._pending = None
                 self._enter(pending, now)
-            self._plan = self._plan.simplify(now)
-            target_now = self._plan.evaluate(now - self.dt)[0].copy()
-            target_next = self._plan.evaluate(now)[0]
+            plan = self._plan = self._plan.simplify(now)
+            # The target one period ago is the previous step's target when the plan is the same
+            # object (an ensemble member added since then still had weight 0 at that time).
+            if plan is self._prev_plan and abs(now - self.dt - self._prev_t) < 0.25 * self.dt:
+                target_now = self._prev_target
+            else:
+                target_now = plan.position(now - self.dt)
+            target_next = plan.position(now)
+            self._prev_plan, self._prev_t, self._prev_target = plan, now, target_next
             q, v, a = self.limiter.step(target_next, target_now)
         else:
             q, v, a = self.limiter.brake()
@@ -298,8 +305,7 @@ class Follower:
                 while t + 0.5 * self.dt < tk:
                     t += self.dt
                     if self.state == STATE_FOLLOWING and self._plan is not None:
-                        tn = self._plan.evaluate(t - self.dt)[0].copy()
-                        self.limiter.step(self._plan.evaluate(t)[0], tn)
+                        self.limiter.step(self._plan.position(t), self._plan.position(t - self.dt))
                     else:
                         self.limiter.brake()
                 out_q.append(self.limiter.q.copy())

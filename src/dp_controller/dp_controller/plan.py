@@ -1,7 +1,8 @@
 """The time-indexed plan: chunk splines entered at "now", and temporal ensembles.
 
-ROS-free, numpy only. A plan is anything with `evaluate(t) -> (p, v, a)` (each (J,)) and
-`simplify(t) -> plan` (drops parts that no longer matter after time t):
+ROS-free, numpy only. A plan is anything with `evaluate(t) -> (p, v, a)` (each (J,)),
+`position(t) -> p` (the same p, cheaper) and `simplify(t) -> plan` (drops parts that no longer
+matter after time t):
 
 - `enter_chunk` builds the spline of one chunk: an entry knot at `t_enter` carrying the current
   plan state (position, velocity, acceleration: C2 at the switch) followed by the chunk's points
@@ -49,6 +50,9 @@ class HoldPlan:
     def evaluate(self, t: float):
         return self.p, self.zeros, self.zeros
 
+    def position(self, t: float):
+        return self.p
+
     def simplify(self, t: float):
         return self
 
@@ -61,6 +65,9 @@ class SplinePlan:
 
     def evaluate(self, t: float):
         return self.spline.evaluate(t)
+
+    def position(self, t: float):
+        return self.spline.position(t)
 
     def simplify(self, t: float):
         return self
@@ -116,25 +123,40 @@ class Ensemble:
     def _fade(self, x: float) -> float:
         return 1.0 if self.fade <= 0 else smoothstep5(x / self.fade)[0]
 
-    def evaluate(self, t: float):
+    def _weights(self, t: float):
         first = self.members[0][1]
-        total = 0.0
-        p = v = a = 0.0
         last = len(self.members) - 1
+        out = []
         for k, (plan, idx, t_in, t_end) in enumerate(self.members):
             w = math.exp(-self.decay * (idx - first)) * self._fade(t - t_in)
             if k != last:
                 w *= self._fade(t_end - t)
-            if w <= 0.0:
-                continue
+            if w > 0.0:
+                out.append((w, plan))
+        return out
+
+    def evaluate(self, t: float):
+        weighted = self._weights(t)
+        if not weighted:   # only the newest fading in from an older one that ended: use the newest
+            return self.members[-1][0].evaluate(t)
+        total = sum(w for w, _ in weighted)
+        p = v = a = 0.0
+        for w, plan in weighted:
             pi, vi, ai = plan.evaluate(t)
             p = p + w * pi
             v = v + w * vi
             a = a + w * ai
-            total += w
-        if total <= 0.0:   # only the newest fading in from an older one that ended: use the newest
-            return self.members[-1][0].evaluate(t)
         return p / total, v / total, a / total
+
+    def position(self, t: float):
+        weighted = self._weights(t)
+        if not weighted:
+            return self.members[-1][0].position(t)
+        total = sum(w for w, _ in weighted)
+        p = 0.0
+        for w, plan in weighted:
+            p = p + (w / total) * plan.position(t)
+        return p
 
     def simplify(self, t: float):
         self.members = [m for i, m in enumerate(self.members)

@@ -112,6 +112,20 @@ def test_entry_bridge_is_c2_and_lasts_the_blend_window():
     assert HoldPlan(state[0]).evaluate(3.0)[1].tolist() == [0.0, 0.0]
 
 
+def test_position_matches_evaluate_for_splines_and_ensembles():
+    from dp_controller.plan import Ensemble
+    t = 1.0 + np.arange(12) * 0.1
+    state = (np.array([0.1, -0.2]), np.array([0.3, 0.0]), np.array([-1.0, 2.0]))
+    a = enter_chunk(t, wave(t), None, 1.05, state)
+    b = enter_chunk(t + 0.3, wave(t) + 0.1, None, 1.35, a.evaluate(1.35))
+    ens = Ensemble(0.3, 0.1, 8)
+    ens.add(a, 1.05)
+    ens.add(b, 1.35)
+    for plan in (a, b, ens):
+        for tq in np.linspace(0.9, 2.6, 41):
+            np.testing.assert_allclose(plan.position(tq), plan.evaluate(tq)[0], atol=1e-12)
+
+
 def test_enter_chunk_skips_points_in_the_past():
     t_abs = 10.0 + np.arange(16) * 0.1
     plan = enter_chunk(t_abs, wave(t_abs), None, 10.33, (np.zeros(2), np.zeros(2), np.zeros(2)))
