@@ -2,7 +2,7 @@
 
     dp_eval offline CKPT [CKPT2] --bags B... [--out DIR]      checkpoint(s) vs recorded bags
     dp_eval play BAG [--rate R] [--clock] ...                  = dp_bag_play (publish a bag)
-    dp_eval live BAG --out DIR [--rate R] [--clock] ...        play a bag, record the graph's
+    dp_eval live BAG --out DIR [--rate R] [--launch-file F] play a bag (with /clock), record the graph's
                                                                outputs into a new bag, compare
     dp_eval closed-loop [CKPT [CKPT2]] --episodes N --out DIR  N simulated episodes per checkpoint
     dp_eval report RESULT.json [RESULT2.json] --out DIR        (re)write the report from JSON
@@ -164,15 +164,21 @@ def cmd_closed_loop(ns) -> int:
 
 def cmd_live(ns) -> int:
     from dp_eval import bagio
+    from dp_bringup.starter import parse_launch_args
+    from dp_eval.closed_loop import ClosedLoopError
     from dp_eval.live import LiveConfig, run_live
+    Path(ns.out).mkdir(parents=True, exist_ok=True)
     try:
         cfg = LiveConfig(bag=ns.bag, out_bag=str(Path(ns.out) / 'recorded'), rate=ns.rate,
                          clock=ns.clock, record_topics=ns.record_topics or None,
                          play_topics=ns.topics, command_topic=ns.command_topic,
                          action_chunk_topic=ns.action_chunk_topic, settle_s=ns.settle,
+                         command_joint_names=ns.command_joint_names or [],
+                         launch_file=ns.launch_file, launch_args=parse_launch_args(
+                             ns.launch_args or []), log_dir=str(Path(ns.out) / 'logs'),
                          progress=not ns.no_progress)
         res = run_live(cfg)
-    except (bagio.BagError, ValueError) as exc:
+    except (bagio.BagError, ValueError, ClosedLoopError) as exc:
         print(f'dp_eval live: {exc}', file=sys.stderr)
         return 2
     print_summary([res])
@@ -233,14 +239,22 @@ def build_parser() -> argparse.ArgumentParser:
     lv.add_argument('bag')
     lv.add_argument('--out', required=True)
     lv.add_argument('--rate', type=float, default=1.0)
-    lv.add_argument('--clock', action='store_true', help='publish /clock (nodes use_sim_time)')
+    lv.add_argument('--no-clock', dest='clock', action='store_false',
+                    help='do not publish /clock (default: publish it; nodes use_sim_time)')
     lv.add_argument('--topics', nargs='+', default=None,
                     help='bag topics to play (default: observations only: joint states, images)')
     lv.add_argument('--record-topics', nargs='+', default=None)
     lv.add_argument('--command-topic', default='/forward_position_controller/commands',
                     help="the demonstrator's commands in the bag (the reference)")
     lv.add_argument('--action-chunk-topic', default='/policy_node/action_chunk')
+    lv.add_argument('--command-joint-names', nargs='+',
+                    help='joint order of Float64MultiArray commands in the bag')
     lv.add_argument('--settle', type=float, default=1.0, help='seconds recorded after the bag')
+    lv.add_argument('--launch-file', default=None,
+                    help='start this graph first (e.g. real_arm.launch.py); default: attach')
+    lv.add_argument('--launch-args', nargs='+', metavar='NAME:=VALUE',
+                    help='its arguments, e.g. robot:=embedded_arm checkpoint:=x.ckpt '
+                         'use_sim_time:=true')
     lv.add_argument('--no-progress', action='store_true')
     lv.set_defaults(func=cmd_live)
 
