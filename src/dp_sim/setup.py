@@ -1,3 +1,5 @@
+from glob import glob
+
 from setuptools import find_packages, setup
 
 package_name = 'dp_sim'
@@ -8,7 +10,9 @@ setup(
     packages=find_packages(exclude=['test']),
     data_files=[
         ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
-        ('share/' + package_name, ['package.xml']),
+        ('share/' + package_name, ['package.xml', 'README.md']),
+        ('share/' + package_name + '/description', glob('description/*')),
+        ('share/' + package_name + '/config', glob('config/*.yaml')),
     ],
     install_requires=['setuptools'],
     zip_safe=True,
@@ -18,6 +22,10 @@ setup(
     license='Apache-2.0',
     entry_points={
         'console_scripts': [
+            'sim_node = dp_sim.sim_node:main',
+            'demonstrator_node = dp_sim.demonstrator_node:main',
+            'recorder_node = dp_sim.recorder_node:main',
+            'dp_record_demos = dp_sim.record_demos:main',
         ],
     },
 )

@@ -1,0 +1,193 @@
+"""dp_record_demos: record a demonstration set with the embedded simulation.
+
+    dp_record_demos --out DIR --episodes N --seed S [--real-time-factor F] [--storage mcap]
+
+Starts sim_node, recorder_node and demonstrator_node as three OS processes (the interpreter that
+runs this script, `python -m dp_sim.<node>`), talking over DDS exactly as they would on a robot,
+with simulated time (/clock) running F times faster than the wall clock. Waits for the
+demonstrator to finish N episodes, stops the recorder (which finalizes its bag) and the
+simulation, prints the success rate, the left/right split and the time taken, and exits 0 when
+every episode produced a bag and at least --min-success of them succeeded.
+
+Successful episodes land in DIR/episode_XXXX, failed ones in DIR/.failed/ (hidden: the dataset
+reader skips them), the processes' logs and summary.json in DIR/.logs/. The three processes get
+their own ROS_DOMAIN_ID (--domain-id; default derived from the process id, 101..200) and
+localhost-only discovery, so that recording never mixes with another graph on the machine.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+
+def _start(module: str, params: dict, log_path: Path, env: dict,
+           lines: list | None = None) -> subprocess.Popen:
+    cmd = [sys.executable, '-m', f'dp_sim.{module}', '--ros-args']
+    for k, v in params.items():
+        if isinstance(v, bool):
+            v = 'true' if v else 'false'
+        cmd += ['-p', f'{k}:={v}']
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env, bufsize=1)
+    log = open(log_path, 'w')  # noqa: SIM115 - closed by the reader thread
+
+    def pump():
+        with log:
+            for line in proc.stdout:
+                log.write(line)
+                log.flush()
+                if lines is not None:
+                    lines.append(line.rstrip('\n'))
+    threading.Thread(target=pump, daemon=True).start()
+    return proc
+
+
+def _stop(proc: subprocess.Popen, timeout: float = 15.0) -> int:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog='dp_record_demos', description=__doc__.split('\n\n')[0])
+    ap.add_argument('--out', required=True, type=Path, help='output folder (created)')
+    ap.add_argument('--episodes', type=int, default=200, help='number of episodes (default 200)')
+    ap.add_argument('--seed', type=int, default=0, help='seed of targets and demonstrator')
+    ap.add_argument('--real-time-factor', type=float, default=8.0,
+                    help='simulated seconds per wall second (default 8)')
+    ap.add_argument('--storage', choices=('sqlite3', 'mcap'), default='sqlite3')
+    ap.add_argument('--camera-rate-hz', type=float, default=20.0)
+    ap.add_argument('--joint-state-rate-hz', type=float, default=50.0)
+    ap.add_argument('--command-rate-hz', type=float, default=50.0)
+    ap.add_argument('--image-size', type=int, default=96, help='square camera image size (px)')
+    ap.add_argument('--done-after-success-s', type=float, default=0.8,
+                    help='simulated seconds recorded after success (holding at the target)')
+    ap.add_argument('--domain-id', type=int, default=None,
+                    help='ROS_DOMAIN_ID of the recording graph (default: 101 + pid %% 100)')
+    ap.add_argument('--min-success', type=float, default=0.95,
+                    help='exit 1 if fewer episodes than this fraction succeed')
+    ap.add_argument('--keep-failed', action='store_true', help='keep failed episodes in --out')
+    ap.add_argument('--overwrite', action='store_true',
+                    help='delete episodes already in --out first')
+    args = ap.parse_args(argv)
+    if args.episodes < 1:
+        ap.error('--episodes must be >= 1')
+    if args.real_time_factor <= 0:
+        ap.error('--real-time-factor must be > 0')
+    if args.domain_id is not None and not 0 <= args.domain_id <= 232:
+        ap.error('--domain-id must be in 0..232')
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    out = args.out.expanduser().resolve()
+    old = sorted(out.glob('episode_*')) if out.exists() else []
+    if old and not args.overwrite:
+        print(f'dp_record_demos: {out} already holds episodes (use --overwrite)', file=sys.stderr)
+        return 2
+    for p in old + [out / '.failed', out / '.logs']:
+        if p.is_dir():
+            shutil.rmtree(p)
+    logs = out / '.logs'
+    logs.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env.setdefault('MUJOCO_GL', 'egl')
+    env.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
+    env['ROS_DOMAIN_ID'] = str(args.domain_id if args.domain_id is not None
+                               else 101 + os.getpid() % 100)
+    env['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+    env['PYTHONUNBUFFERED'] = '1'
+    t0 = time.monotonic()
+    rec_lines: list[str] = []
+    demo_lines: list[str] = []
+    rec = _start('recorder_node', { 'output_dir': str(out),
+                                   'storage': args.storage, 'keep_failed': args.keep_failed},
+                 logs / 'recorder_node.log', env, rec_lines)
+    deadline = time.monotonic() + 60
+    while not any('RECORDER_READY' in x for x in rec_lines):
+        if rec.poll() is not None or time.monotonic() > deadline:
+            print('dp_record_demos: recorder did not start; see ' + str(logs), file=sys.stderr)
+            _stop(rec)
+            return 1
+        time.sleep(0.05)
+    sim = _start('sim_node', {'publish_clock': True, 'real_time_factor': args.real_time_factor,
+                              'seed': args.seed, 'camera_rate_hz': args.camera_rate_hz,
+                              'joint_state_rate_hz': args.joint_state_rate_hz,
+                              'image_width': args.image_size, 'image_height': args.image_size,
+                              'done_after_success_s': args.done_after_success_s},
+                 logs / 'sim_node.log', env)
+    demo = _start('demonstrator_node', {'use_sim_time': True, 'episodes': args.episodes,
+                                        'seed': args.seed, 'min_command_subscribers': 2,
+                                        'command_rate_hz': args.command_rate_hz},
+                  logs / 'demonstrator_node.log', env, demo_lines)
+    # Episodes take about 5 s of simulated time; leave a generous margin for a loaded machine.
+    budget_s = 120.0 + args.episodes * 20.0 / args.real_time_factor
+    rc_demo = None
+    last_report = time.monotonic()
+    try:
+        while time.monotonic() - t0 < budget_s:
+            rc_demo = demo.poll()
+            if rc_demo is not None or sim.poll() is not None or rec.poll() is not None:
+                break
+            if time.monotonic() - last_report > 30.0:
+                last_report = time.monotonic()
+                n = sum(x.startswith('RECORDED ') for x in rec_lines)
+                print(f'dp_record_demos: {n}/{args.episodes} episodes after '
+                      f'{time.monotonic() - t0:.0f} s', flush=True)
+            time.sleep(0.1)
+    except KeyboardInterrupt:
+        pass
+    if rc_demo is None:
+        print('dp_record_demos: demonstrator did not finish in time (or a process died); stopping',
+              file=sys.stderr)
+    # Let the recorder write what is still under way: wait for every episode's RECORDED line.
+    n_done = sum(x.startswith('DEMONSTRATOR_SUMMARY') for x in demo_lines) and args.episodes
+    deadline = time.monotonic() + 30.0
+    while time.monotonic() < deadline and rec.poll() is None \
+            and sum(x.startswith('RECORDED ') for x in rec_lines) < n_done:
+        time.sleep(0.1)
+    _stop(demo)
+    rc_rec = _stop(rec)
+    rc_sim = _stop(sim)
+    wall = time.monotonic() - t0
+    time.sleep(0.2)  # reader threads drain
+    episodes = [json.loads(x.split(' ', 1)[1]) for x in rec_lines if x.startswith('RECORDED ')]
+    n = len(episodes)
+    good = [e for e in episodes if e['success']]
+    summary = {
+        'episodes_requested': args.episodes, 'bags_written': n, 'successful': len(good),
+        'success_rate': (len(good) / n) if n else 0.0,
+        'left': sum(e['side'] == 'left' for e in good),
+        'right': sum(e['side'] == 'right' for e in good),
+        'contacts': sum(bool(e['contact']) for e in episodes),
+        'sim_s': round(sum(e['duration_s'] or 0.0 for e in episodes), 1),
+        'wall_s': round(wall, 1), 'episodes_per_min': round(60.0 * n / wall, 1),
+        'real_time_factor': args.real_time_factor, 'seed': args.seed, 'storage': args.storage,
+        'out': str(out), 'return_codes': {'demonstrator': rc_demo, 'recorder': rc_rec,
+                                          'sim': rc_sim},
+    }
+    print(f"dp_record_demos: {n}/{args.episodes} episodes recorded, {len(good)} successful "
+          f"({summary['success_rate']:.0%}), left {summary['left']} / right {summary['right']}, "
+          f"{wall:.0f} s wall ({summary['episodes_per_min']} episodes/min) -> {out}")
+    print('SUMMARY ' + json.dumps(summary), flush=True)
+    (logs / 'summary.json').write_text(json.dumps(summary, indent=2) + '\n')
+    ok = rc_demo == 0 and n == args.episodes and len(good) >= args.min_success * args.episodes
+    return 0 if ok else 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())

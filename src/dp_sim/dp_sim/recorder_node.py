@@ -1,0 +1,164 @@
+"""recorder_node: writes each episode of the task as its own rosbag2 folder.
+
+Subscribes to the recorded topics with raw=True (the serialized CDR bytes are written as they
+came, no deserialize/serialize round trip) and with message info, and hands everything to the
+ROS-free dp_sim.recorder.EpisodeRecorder, which:
+
+- splits episodes at the task status (dp_msgs/TaskStatus): a status with a new episode number
+  opens `<output_dir>/<bag_prefix><episode:04d>`, the first status with done=true closes it;
+- stamps every message with its **publication** time in the graph's time (simulated or not):
+  interpolated at the message's DDS source timestamp from the time reference topics (the
+  simulation's joint states and task status, whose header stamps are their publication time).
+  Receipt time (what `ros2 bag record` uses) would shift headerless commands against the images
+  whenever the recorder is busy. The node needs no /clock and no use_sim_time.
+
+Episodes whose start was missed (the recorder came up mid-episode) are skipped. Failed episodes
+(success false at the end, or cut off by shutdown) are moved to `<output_dir>/.failed/` unless
+keep_failed is true, so that `<output_dir>` holds only demonstrations worth training on (the
+dataset reader skips hidden folders). One JSON line per episode goes to stdout (`RECORDED {...}`).
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import shutil
+import time
+from pathlib import Path
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.serialization import deserialize_message
+
+from dp_msgs.msg import TaskStatus
+
+from .recorder import HEADER_TYPES, EpisodeBag, EpisodeRecorder, StatusInfo, cdr_header_stamp_ns
+
+DEFAULT_TOPICS = ['camera/image_raw', 'joint_states', 'forward_position_controller/commands',
+                  'task_status']
+DEFAULT_TYPES = ['sensor_msgs/msg/Image', 'sensor_msgs/msg/JointState',
+                 'std_msgs/msg/Float64MultiArray', 'dp_msgs/msg/TaskStatus']
+
+
+def _msg_class(type_name: str):
+    pkg, kind, name = type_name.split('/')
+    return getattr(importlib.import_module(f'{pkg}.{kind}'), name)
+
+
+def _source_ns(info) -> int:
+    """The publisher's wall-clock source timestamp (ns); receipt wall time if the RMW gives none."""
+    w = int(info.get('source_timestamp', 0) or 0) if info else 0
+    return w if w > 0 else time.time_ns()
+
+
+class RecorderNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__('recorder_node', **kwargs)
+        params = {
+            'output_dir': ('demos', 'folder that receives one rosbag2 folder per episode'),
+            'storage': ('sqlite3', "rosbag2 storage: 'sqlite3' or 'mcap'"),
+            'topics': (DEFAULT_TOPICS, 'topics to record (relative names resolve in the namespace)'),
+            'types': (DEFAULT_TYPES, 'message type of each topic, same order'),
+            'status_topic': ('task_status', 'dp_msgs/TaskStatus topic that delimits episodes'),
+            'time_reference_topics': (['joint_states', 'task_status'],
+                                      'recorded topics whose header stamp is their publication '
+                                      'time (log times are interpolated from them)'),
+            'bag_prefix': ('episode_', 'bag folder name prefix (episode number appended)'),
+            'keep_failed': (False, 'keep failed episodes among the good ones (else .failed/)'),
+            'max_start_delay_s': (0.5, 'skip an episode first seen later than this after its start'),
+            'grace_s': (5.0, 'wall seconds a finished episode stays open for messages under way'),
+            'queue_depth': (5000, 'subscription queue depth (reliable): a busy recorder drops nothing'),
+        }
+        for name, (default, text) in params.items():
+            self.declare_parameter(name, default,
+                                   descriptor=rclpy.node.ParameterDescriptor(description=text))
+        p = {n: self.get_parameter(n).value for n in params}
+        topics, types = list(p['topics']), list(p['types'])
+        if len(topics) != len(types):
+            raise ValueError('topics and types must have the same length')
+        if p['storage'] not in ('sqlite3', 'mcap'):
+            raise ValueError(f"storage must be 'sqlite3' or 'mcap', got {p['storage']!r}")
+        self.out = Path(p['output_dir']).expanduser().resolve()
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.storage = p['storage']
+        self.prefix = p['bag_prefix']
+        self.keep_failed = bool(p['keep_failed'])
+        self.status_topic = self.resolve_topic_name(p['status_topic'])
+        # Bag topic names are absolute, as `ros2 bag record` writes them.
+        self.topics = {self.resolve_topic_name(t): ty for t, ty in zip(topics, types)}
+        if self.status_topic not in self.topics:
+            self.topics[self.status_topic] = 'dp_msgs/msg/TaskStatus'
+        refs = {self.resolve_topic_name(t) for t in p['time_reference_topics']}
+        for t in refs:
+            if self.topics.get(t) not in HEADER_TYPES:
+                raise ValueError(f'time reference topic {t} must be a recorded topic with a header')
+        self.core = EpisodeRecorder(self.status_topic, self._open_bag, self._on_closed,
+                                    max_start_delay_s=float(p['max_start_delay_s']),
+                                    grace_s=float(p['grace_s']))
+        self.recorded: list[dict] = []
+
+        depth = int(p['queue_depth'])
+        for topic, type_name in self.topics.items():
+            latched = topic == self.status_topic
+            qos = QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=(DurabilityPolicy.TRANSIENT_LOCAL if latched
+                                         else DurabilityPolicy.VOLATILE))
+            if latched:
+                cb = self._on_status
+            elif topic in refs:
+                cb = (lambda raw, info, t=topic: self.core.on_message(
+                    t, _source_ns(info), raw, cdr_header_stamp_ns(raw)))
+            else:
+                cb = (lambda raw, info, t=topic: self.core.on_message(t, _source_ns(info), raw))
+            self.create_subscription(_msg_class(type_name), topic, cb, qos, raw=True)
+        self.get_logger().info(f'recording {sorted(self.topics)} into {self.out} ({self.storage}); '
+                               f'log times: publication time from {sorted(refs)}')
+        print('RECORDER_READY', flush=True)
+
+    def _open_bag(self, episode: int) -> EpisodeBag:
+        return EpisodeBag(self.out / f'{self.prefix}{episode:04d}', self.topics, self.storage)
+
+    def _on_status(self, raw: bytes, info) -> None:
+        st = deserialize_message(raw, TaskStatus)
+        self.core.on_status(_source_ns(info), StatusInfo(
+            stamp_ns=st.header.stamp.sec * 1_000_000_000 + st.header.stamp.nanosec,
+            episode=st.episode, episode_time_s=st.episode_time_s, success=st.success,
+            obstacle_contact=st.obstacle_contact, side=st.side, done=st.done), raw)
+
+    def _on_closed(self, info: dict) -> None:
+        if not info['success'] and not self.keep_failed:
+            failed = self.out / '.failed'
+            failed.mkdir(exist_ok=True)
+            src = Path(info['bag'])
+            dest = failed / src.name
+            if dest.exists():
+                shutil.rmtree(dest)
+            shutil.move(str(src), str(dest))
+            info['bag'] = str(dest)
+        self.recorded.append(info)
+        print('RECORDED ' + json.dumps(info), flush=True)
+
+    def finish(self) -> None:
+        self.core.finish()
+
+
+def main(args=None) -> None:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = RecorderNode()
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.finish()
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == '__main__':
+    main()

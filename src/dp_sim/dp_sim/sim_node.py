@@ -1,0 +1,305 @@
+"""sim_node: the embedded MuJoCo simulation behind the same topics as Gazebo + gz_ros2_control.
+
+Thin ROS wrapper around dp_sim.env.ArmTaskEnv (physics, rendering, task) and
+dp_sim.jtc.JointTrajectoryFollower (joint_trajectory_controller semantics). A simulation thread
+advances the physics in control periods, paced to `real_time_factor` x wall time, and publishes
+/clock, /joint_states, the camera and the task status; the main thread spins the executor for the
+command subscriptions and the reset service.
+
+Time: the simulation clock starts at 0 and never goes backwards (an episode reset does not reset
+it). With publish_clock every stamp is simulated time, and the other nodes run with use_sim_time.
+Without it (real_time_factor must then be 1), stamps are wall-clock time at the simulated instant.
+
+Topics, parameters and services: see the package README.
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import rclpy
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+from builtin_interfaces.msg import Time as TimeMsg
+from dp_msgs.msg import Counter, TaskStatus
+from dp_msgs.srv import ResetEpisode
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import CameraInfo, Image, JointState
+from std_msgs.msg import Float64MultiArray
+from trajectory_msgs.msg import JointTrajectory
+
+from dp_common.images import numpy_to_image
+from dp_common.trajectories import joint_trajectory_to_arrays, stamp_to_seconds
+
+from .env import CAMERA_NAME, JOINT_NAMES, ArmTaskEnv, TaskConfig
+from .jtc import JointTrajectoryFollower
+
+
+@dataclass
+class SimNodeConfig:
+    control_rate_hz: float = 100.0
+    joint_state_rate_hz: float = 100.0
+    camera_rate_hz: float = 20.0
+    status_rate_hz: float = 20.0
+    image_width: int = 96
+    image_height: int = 96
+    publish_clock: bool = True
+    real_time_factor: float = 1.0
+    seed: int = 0
+    max_episode_s: float = 10.0
+    done_after_success_s: float = 1.0
+    qos_depth: int = 2000
+
+    def __post_init__(self) -> None:
+        for name in ('control_rate_hz', 'joint_state_rate_hz', 'camera_rate_hz', 'status_rate_hz'):
+            if getattr(self, name) <= 0:
+                raise ValueError(f'{name} must be positive')
+        if not self.publish_clock and self.real_time_factor != 1.0:
+            raise ValueError('real_time_factor != 1 needs publish_clock (simulated time)')
+        if self.real_time_factor < 0:
+            raise ValueError('real_time_factor must be >= 0 (0: as fast as possible)')
+
+
+def _stamp(t: float) -> TimeMsg:
+    ns = int(round(t * 1e9))
+    return TimeMsg(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
+class SimNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__('sim_node', **kwargs)
+        d = SimNodeConfig()
+        desc = {
+            'control_rate_hz': 'physics chunk, trajectory sampling and /clock rate (simulated Hz)',
+            'joint_state_rate_hz': '/joint_states rate (simulated Hz)',
+            'camera_rate_hz': 'camera image rate (simulated Hz)',
+            'status_rate_hz': '/task_status rate (simulated Hz)',
+            'image_width': 'camera image width (px)',
+            'image_height': 'camera image height (px)',
+            'publish_clock': 'publish /clock with simulated time and stamp everything with it',
+            'real_time_factor': 'simulated seconds per wall second (0: as fast as possible)',
+            'seed': 'seed of the target generator (episodes requested with seed < 0 use it)',
+            'max_episode_s': 'an episode is done (failed) after this much simulated time',
+            'done_after_success_s': 'an episode is done this long after success (settling)',
+            'qos_depth': 'history depth of the reliable publishers (a busy recorder loses nothing)',
+        }
+        for name, text in desc.items():
+            self.declare_parameter(name, getattr(d, name),
+                                   descriptor=rclpy.node.ParameterDescriptor(description=text))
+        self.cfg = SimNodeConfig(**{n: self.get_parameter(n).value for n in desc})
+        cfg = self.cfg
+        self.env = ArmTaskEnv(TaskConfig(image_width=cfg.image_width, image_height=cfg.image_height,
+                                         max_episode_s=cfg.max_episode_s), seed=cfg.seed)
+        self.jtc = JointTrajectoryFollower(JOINT_NAMES, self.env.q)
+        self._lock = threading.Lock()
+        self._wall_offset = 0.0 if cfg.publish_clock else time.time()
+        self._success_time: float | None = None
+        self.rejected = 0
+        self.stale = 0  # commands published before the last reset, dropped
+        self._reset_wall_ns = 0
+        self._last_reject_log = -math.inf
+
+        reliable10 = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        deep = QoSProfile(depth=cfg.qos_depth, reliability=ReliabilityPolicy.RELIABLE)
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.pub_clock = self.create_publisher(Clock, '/clock', deep) if cfg.publish_clock else None
+        self.pub_js = self.create_publisher(JointState, 'joint_states', deep)
+        self.pub_img = self.create_publisher(Image, 'camera/image_raw', deep)
+        self.pub_info = self.create_publisher(CameraInfo, 'camera/camera_info', deep)
+        self.pub_status = self.create_publisher(TaskStatus, 'task_status', latched)
+        self.pub_rejected = self.create_publisher(Counter, '~/rejected_commands', latched)
+        self.create_subscription(Float64MultiArray, 'forward_position_controller/commands',
+                                 self._on_forward, reliable10)
+        self.create_subscription(JointTrajectory, 'joint_trajectory_controller/joint_trajectory',
+                                 self._on_trajectory, reliable10)
+        self.create_service(ResetEpisode, '~/reset_episode', self._on_reset)
+
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name='sim_loop', daemon=True)
+        self._thread.start()
+        self.get_logger().info(
+            f'embedded simulation running: control {cfg.control_rate_hz} Hz, camera '
+            f'{cfg.camera_rate_hz} Hz {cfg.image_width}x{cfg.image_height}, real_time_factor '
+            f'{cfg.real_time_factor}, publish_clock {cfg.publish_clock}')
+
+    # ----------------------------------------------------------------- time
+    def sim_stamp(self) -> TimeMsg:
+        return _stamp(self.env.time + self._wall_offset)
+
+    # ----------------------------------------------------------------- inputs
+    def _reject(self, why: str) -> None:
+        self.rejected += 1
+        now = time.monotonic()
+        if now - self._last_reject_log > 2.0:
+            self._last_reject_log = now
+            self.get_logger().warning(f'rejected command ({self.rejected} so far): {why}')
+        self.pub_rejected.publish(Counter(name='rejected_commands', count=self.rejected))
+
+    def _stale(self, info) -> bool:
+        """A command published before the last episode reset (still in flight then): ignored."""
+        w = int(info.get('source_timestamp', 0) or 0) if info else 0
+        if 0 < w < self._reset_wall_ns:
+            self.stale += 1
+            return True
+        return False
+
+    def _on_forward(self, msg: Float64MultiArray, info: dict) -> None:
+        if self._stale(info):
+            return
+        q = np.asarray(msg.data, dtype=np.float64)
+        if q.shape[0] != len(JOINT_NAMES) or not np.all(np.isfinite(q)):
+            self._reject(f'forward command needs {len(JOINT_NAMES)} finite values, got {list(msg.data)}')
+            return
+        with self._lock:
+            self.jtc.reset(np.clip(q, self.env.lower, self.env.upper))
+            self.env.set_position_targets(q)
+
+    def _on_trajectory(self, msg: JointTrajectory, info: dict) -> None:
+        if self._stale(info):
+            return
+        try:
+            names, t, pos, vel = joint_trajectory_to_arrays(msg)
+            with self._lock:
+                now = self.env.time
+                stamp = stamp_to_seconds(msg.header.stamp)
+                if stamp != 0.0:
+                    stamp -= self._wall_offset
+                self.jtc.set_trajectory(now, names, stamp, t, pos, vel)
+        except ValueError as e:
+            self._reject(f'joint trajectory: {e}')
+
+    def _on_reset(self, request: ResetEpisode.Request, response: ResetEpisode.Response):
+        with self._lock:
+            self._reset_wall_ns = time.time_ns()
+            target = self.env.reset(seed=None if request.seed < 0 else int(request.seed))
+            self.jtc.reset(self.env.q)
+            self._success_time = None
+            status = self._status_msg()
+            self.pub_status.publish(status)
+        response.success = True
+        response.episode = status.episode
+        response.target.x, response.target.y, response.target.z = (float(v) for v in target)
+        response.message = f'episode {status.episode}, target ({target[0]:.3f}, {target[1]:.3f})'
+        self.get_logger().info(response.message)
+        return response
+
+    # ----------------------------------------------------------------- outputs
+    def _status_msg(self) -> TaskStatus:
+        st = self.env.status()
+        if st.success and self._success_time is None:
+            self._success_time = self.env.time
+        done = (st.episode > 0 and (
+            st.episode_time_s >= self.cfg.max_episode_s - 1e-9
+            or (self._success_time is not None
+                and self.env.time - self._success_time >= self.cfg.done_after_success_s - 1e-9)))
+        msg = TaskStatus()
+        msg.header.stamp = self.sim_stamp()
+        msg.header.frame_id = 'world'
+        msg.episode = st.episode
+        msg.episode_time_s = st.episode_time_s
+        msg.target.x, msg.target.y, msg.target.z = (float(v) for v in st.target)
+        msg.distance_m = st.distance_m
+        msg.success = st.success
+        msg.obstacle_contact = st.obstacle_contact
+        msg.side = st.side
+        msg.done = bool(done)
+        return msg
+
+    def _joint_state_msg(self) -> JointState:
+        msg = JointState()
+        msg.header.stamp = self.sim_stamp()
+        msg.name = list(JOINT_NAMES)
+        msg.position = self.env.q.tolist()
+        msg.velocity = self.env.qd.tolist()
+        msg.effort = self.env.effort.tolist()
+        return msg
+
+    def _camera_info_msg(self, stamp: TimeMsg) -> CameraInfo:
+        fx, fy, cx, cy = self.env.camera_intrinsics()
+        msg = CameraInfo()
+        msg.header.stamp = stamp
+        msg.header.frame_id = 'camera_optical_frame'
+        msg.height, msg.width = self.cfg.image_height, self.cfg.image_width
+        msg.distortion_model = 'plumb_bob'
+        msg.d = [0.0] * 5
+        msg.k = [fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0]
+        msg.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+        msg.p = [fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+        return msg
+
+    # ----------------------------------------------------------------- loop
+    def _run(self) -> None:
+        cfg = self.cfg
+        period = 1.0 / cfg.control_rate_hz
+        every = {name: max(1, int(round(cfg.control_rate_hz / getattr(cfg, name))))
+                 for name in ('joint_state_rate_hz', 'camera_rate_hz', 'status_rate_hz')}
+        tick = 0
+        wall0 = time.monotonic()
+        sim0 = self.env.time
+        try:
+            while not self._stop.is_set() and rclpy.ok(context=self.context):
+                # Everything under the lock, publishing included: a reset (service callback in
+                # the executor thread) can then never interleave with a tick, so no message of
+                # the previous episode is published after the new episode's first status.
+                with self._lock:
+                    if self.jtc.active:
+                        q, _ = self.jtc.sample(self.env.time + period)
+                        self.env.set_position_targets(q)
+                    self.env.step(period)
+                    tick += 1
+                    now = self.sim_stamp()
+                    if self.pub_clock is not None:
+                        self.pub_clock.publish(Clock(clock=now))
+                    if tick % every['joint_state_rate_hz'] == 0:
+                        self.pub_js.publish(self._joint_state_msg())
+                    if tick % every['camera_rate_hz'] == 0:
+                        img = self.env.render(CAMERA_NAME)
+                        self.pub_img.publish(numpy_to_image(img, 'rgb8', stamp=now,
+                                                            frame_id='camera_optical_frame'))
+                        self.pub_info.publish(self._camera_info_msg(now))
+                    if tick % every['status_rate_hz'] == 0:
+                        self.pub_status.publish(self._status_msg())
+                    sim_elapsed = self.env.time - sim0
+                if cfg.real_time_factor > 0:
+                    delay = wall0 + sim_elapsed / cfg.real_time_factor - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                    elif delay < -1.0:  # fell behind by more than a second: do not try to catch up
+                        wall0 -= delay
+        except Exception as e:  # noqa: BLE001 - report and stop the node rather than die silently
+            if rclpy.ok(context=self.context):
+                self.get_logger().error(f'simulation loop failed: {e!r}')
+                raise
+        finally:
+            self.env.close()  # the GL context belongs to this thread
+
+    def destroy_node(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5.0)
+        super().destroy_node()
+
+
+def main(args=None) -> None:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = SimNode()
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == '__main__':
+    main()

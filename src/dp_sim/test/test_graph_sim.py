@@ -1,0 +1,169 @@
+"""Whole-graph tests: sim_node, demonstrator and recorder as separate OS processes over DDS.
+
+1. sim_node alone, driven by this test process through the ros2_control topic interfaces
+   (joint trajectory, forward commands, a rejected command) and the reset service.
+2. dp_record_demos (sim_node + demonstrator_node + recorder_node) for two short episodes: the
+   bags are readable by rosbags, hold the expected topics with increasing header stamps, and end
+   with a successful, done task status.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip('rclpy')
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
+
+from dp_msgs.msg import Counter, TaskStatus  # noqa: E402
+from dp_msgs.srv import ResetEpisode  # noqa: E402
+from sensor_msgs.msg import Image, JointState  # noqa: E402
+from std_msgs.msg import Float64MultiArray  # noqa: E402
+
+from dp_common.trajectories import arrays_to_joint_trajectory  # noqa: E402
+
+pytestmark = pytest.mark.graph
+
+
+@pytest.fixture
+def sim_process():
+    env = dict(os.environ, MUJOCO_GL=os.environ.get('MUJOCO_GL', 'egl'))
+    proc = subprocess.Popen([sys.executable, '-m', 'dp_sim.sim_node', '--ros-args',
+                             '-p', 'publish_clock:=false', '-p', 'seed:=3'],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    yield proc
+    proc.send_signal(signal.SIGINT)
+    try:
+        rc = proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail('sim_node did not exit on SIGINT')
+    out = proc.stdout.read()
+    assert rc == 0, f'sim_node exited with {rc}:\n{out}'
+
+
+def test_sim_node_speaks_the_ros2_control_interfaces(sim_process):
+    ctx = rclpy.context.Context()
+    rclpy.init(context=ctx)
+    try:
+        node = rclpy.create_node('sim_graph_test', context=ctx)
+        ex = rclpy.executors.SingleThreadedExecutor(context=ctx)
+        ex.add_node(node)
+        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        states, images, statuses, rejected = [], [], [], []
+        node.create_subscription(JointState, 'joint_states', states.append, reliable)
+        node.create_subscription(Image, 'camera/image_raw', images.append, reliable)
+        node.create_subscription(TaskStatus, 'task_status', statuses.append, latched)
+        node.create_subscription(Counter, '/sim_node/rejected_commands', rejected.append, latched)
+        traj_pub = node.create_publisher(
+            __import__('trajectory_msgs.msg', fromlist=['JointTrajectory']).JointTrajectory,
+            'joint_trajectory_controller/joint_trajectory', reliable)
+        fwd_pub = node.create_publisher(Float64MultiArray, 'forward_position_controller/commands',
+                                        reliable)
+        client = node.create_client(ResetEpisode, '/sim_node/reset_episode')
+
+        def spin_until(pred, timeout):
+            deadline = time.monotonic() + timeout
+            while not pred():
+                assert time.monotonic() < deadline
+                ex.spin_once(timeout_sec=0.05)
+
+        spin_until(lambda: client.service_is_ready() and states and images
+                   and traj_pub.get_subscription_count() > 0
+                   and fwd_pub.get_subscription_count() > 0, 30.0)
+        fut = client.call_async(ResetEpisode.Request(seed=42))
+        spin_until(fut.done, 10.0)
+        res = fut.result()
+        assert res.success and res.episode == 1
+        assert 0.39 <= res.target.x <= 0.44 and -0.10 <= res.target.y <= 0.10
+
+        js = states[-1]
+        assert list(js.name) == ['joint1', 'joint2', 'joint3']
+        assert len(js.position) == len(js.velocity) == len(js.effort) == 3
+        img = images[-1]
+        assert (img.height, img.width, img.encoding, img.step) == (96, 96, 'rgb8', 288)
+        # Stamps: wall clock (publish_clock false) and increasing.
+        stamps = [m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for m in states]
+        assert np.all(np.diff(stamps) > 0) and abs(stamps[-1] - time.time()) < 2.0
+
+        # Joint trajectory, stamp 0 = start now, goal in 1 s: reached and held.
+        goal = [-0.3, 1.2, -0.7]
+        traj_pub.publish(arrays_to_joint_trajectory(
+            ['joint3', 'joint1', 'joint2'], [0.5, 1.0],
+            [[-1.0, -0.6, 1.8], [goal[2], goal[0], goal[1]]]))
+        t0 = time.monotonic()
+        spin_until(lambda: time.monotonic() - t0 > 2.0, 10.0)
+        q = np.array(states[-1].position)
+        assert np.allclose(q, goal, atol=0.02), q
+
+        # Forward command: tracked.
+        fwd_pub.publish(Float64MultiArray(data=[-0.5, 1.5, -0.9]))
+        t0 = time.monotonic()
+        spin_until(lambda: time.monotonic() - t0 > 1.5, 10.0)
+        assert np.allclose(states[-1].position, [-0.5, 1.5, -0.9], atol=0.02)
+
+        # Wrong length and NaN: rejected and counted, the arm holds its position.
+        fwd_pub.publish(Float64MultiArray(data=[0.0, 0.0]))
+        fwd_pub.publish(Float64MultiArray(data=[0.0, float('nan'), 0.0]))
+        spin_until(lambda: rejected and rejected[-1].count >= 2, 10.0)
+        t0 = time.monotonic()
+        spin_until(lambda: time.monotonic() - t0 > 0.5, 10.0)
+        assert np.allclose(states[-1].position, [-0.5, 1.5, -0.9], atol=0.02)
+        assert statuses and statuses[-1].episode == 1
+    finally:
+        rclpy.try_shutdown(context=ctx)
+
+
+def test_record_demos_writes_readable_episode_bags(tmp_path):
+    from rosbags.rosbag2 import Reader
+    from dp_policy_node.bag_types import typestore
+
+    out = tmp_path / 'demos'
+    proc = subprocess.run(
+        [sys.executable, '-m', 'dp_sim.record_demos', '--out', str(out), '--episodes', '2',
+         '--seed', '5', '--real-time-factor', '4'],
+        capture_output=True, text=True, timeout=180, env=dict(os.environ))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    summary = json.loads(next(x for x in proc.stdout.splitlines()
+                              if x.startswith('SUMMARY ')).split(' ', 1)[1])
+    assert summary['bags_written'] == 2 and summary['success_rate'] == 1.0
+    assert summary['left'] + summary['right'] == 2
+    bags = sorted(out.glob('episode_*'))
+    assert [b.name for b in bags] == ['episode_0001', 'episode_0002']
+    store = typestore()
+    expected = {'/camera/image_raw': 'sensor_msgs/msg/Image',
+                '/joint_states': 'sensor_msgs/msg/JointState',
+                '/forward_position_controller/commands': 'std_msgs/msg/Float64MultiArray',
+                '/task_status': 'dp_msgs/msg/TaskStatus'}
+    for bag in bags:
+        with Reader(bag) as reader:
+            assert {c.topic: c.msgtype for c in reader.connections} == expected
+            counts = {c.topic: c.msgcount for c in reader.connections}
+            assert counts['/camera/image_raw'] >= 60          # 20 Hz over > 3 s
+            assert counts['/joint_states'] >= 150              # 50 Hz
+            assert counts['/forward_position_controller/commands'] >= 50
+            last_stamp, last_log, last_status = {}, 0, None
+            for conn, log_ns, raw in reader.messages():
+                assert log_ns >= last_log
+                last_log = log_ns
+                msg = store.deserialize_cdr(raw, conn.msgtype)
+                if conn.topic == '/forward_position_controller/commands':
+                    assert len(msg.data) == 3 and np.all(np.isfinite(msg.data))
+                    continue
+                stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+                assert stamp >= last_stamp.get(conn.topic, 0), conn.topic
+                last_stamp[conn.topic] = stamp
+                # Bag log time is the simulated clock: close to the header stamps.
+                assert abs(log_ns - stamp) < 0.5e9
+                if conn.topic == '/camera/image_raw':
+                    assert (msg.height, msg.width, msg.encoding) == (96, 96, 'rgb8')
+                if conn.topic == '/task_status':
+                    last_status = msg
+            assert last_status.done and last_status.success and not last_status.obstacle_contact
+            assert last_status.side in ('left', 'right')
