@@ -23,21 +23,34 @@ import torch
 from torch import nn
 
 from .config import SchedulerConfig
-from .model import DiffusionModel
+from .model import DiffusionModel, RegressionModel
 from .schedulers import DenoisingLoop
 
 
 class Sampler(nn.Module):
-    """(state (B, To, S), noise (B, K, T, A), *images (B, To, H, W, 3) uint8) -> samples (B, K, T, A)."""
+    """(state (B, To, S), noise (B, K, T, A), *images (B, To, H, W, 3) uint8) -> samples (B, K, T, A).
 
-    def __init__(self, model: DiffusionModel, sched_cfg: SchedulerConfig, num_inference_steps: int | None = None):
+    For a ``RegressionModel`` (the MSE baseline) the chunk is predicted directly: the noise only
+    gives the output shape and the K samples are identical.
+    """
+
+    def __init__(self, model: DiffusionModel | RegressionModel, sched_cfg: SchedulerConfig,
+                 num_inference_steps: int | None = None):
         super().__init__()
         self.encoder = model.obs_encoder
-        self.loop = DenoisingLoop(model.unet, sched_cfg, num_inference_steps)
+        self.regression = isinstance(model, RegressionModel)
+        if self.regression:
+            self.head = model
+            self.loop = None
+        else:
+            self.loop = DenoisingLoop(model.unet, sched_cfg, num_inference_steps)
         self.camera_names = list(model.camera_names)
 
     def forward(self, state: torch.Tensor, noise: torch.Tensor, *images: torch.Tensor) -> torch.Tensor:
         cond = self.encoder(state, dict(zip(self.camera_names, images)))     # (B, G)
+        if self.regression:
+            chunk = self.head.predict_chunk(cond)                            # (B, T, A)
+            return chunk.unsqueeze(1).expand_as(noise) + 0.0 * noise         # (B, K, T, A)
         k = noise.shape[1]
         cond = cond.unsqueeze(1).expand(-1, k, -1).flatten(0, 1)             # (B*K, G)
         x = self.loop(noise.flatten(0, 1), cond)                             # (B*K, T, A)

@@ -19,7 +19,7 @@ import torch
 
 from .config import ModelConfig, SchedulerConfig, TrainConfig, VisionConfig, from_dict, to_dict
 from .config import preset as get_preset
-from .model import DiffusionModel
+from .model import DiffusionModel, RegressionModel, build_model
 from .normalizer import MinMaxNormalizer
 
 FORMAT_VERSION = 1
@@ -62,12 +62,12 @@ class Checkpoint:
     def action_dim(self) -> int:
         return self.action_normalizer.dim
 
-    def new_model(self) -> DiffusionModel:
-        """A fresh (randomly initialised) model of this checkpoint's architecture."""
-        return DiffusionModel(self.state_dim, self.action_dim, self.camera_names, self.image_hw,
+    def new_model(self) -> DiffusionModel | RegressionModel:
+        """A fresh (randomly initialised) model of this checkpoint's architecture and kind."""
+        return build_model(self.state_dim, self.action_dim, self.camera_names, self.image_hw,
                               self.model_cfg, self.vision_cfg)
 
-    def build_model(self, ema: bool = True) -> DiffusionModel:
+    def build_model(self, ema: bool = True) -> DiffusionModel | RegressionModel:
         """The model with the EMA (default) or raw weights, in eval mode."""
         model = self.new_model()
         sd = self.state_dict if ema or self.raw_state_dict is None else self.raw_state_dict
@@ -214,7 +214,7 @@ def load_checkpoint(path: str | os.PathLike, verify_weights: bool = True) -> Che
     return ckpt
 
 
-def make_checkpoint(model: DiffusionModel, joint_names: list[str], camera_names: list[str],
+def make_checkpoint(model: DiffusionModel | RegressionModel, joint_names: list[str], camera_names: list[str],
                     image_hw: tuple[int, int] | None, dt_s: float, model_cfg: ModelConfig,
                     vision_cfg: VisionConfig, sched_cfg: SchedulerConfig, train_cfg: TrainConfig,
                     state_normalizer: MinMaxNormalizer, action_normalizer: MinMaxNormalizer,
@@ -253,7 +253,7 @@ def create_untrained_checkpoint(path: str | os.PathLike, joint_names: list[str] 
     n = len(joint_names)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = DiffusionModel(n, n, camera_names, image_hw, model_cfg, vision_cfg)
+        model = build_model(n, n, camera_names, image_hw, model_cfg, vision_cfg)
     norm = MinMaxNormalizer([action_min] * n, [action_max] * n)
     ckpt = make_checkpoint(model, joint_names, camera_names, image_hw, dt_s, model_cfg, vision_cfg, sched_cfg,
                            cfgs.train, norm, MinMaxNormalizer([action_min] * n, [action_max] * n),

@@ -42,8 +42,15 @@ class ModelConfig:
     step_embed_dim: int = 256         # diffusion step embedding size (sinusoidal -> MLP)
     n_groups: int = 8                 # GroupNorm groups in every conv block
     cond_predict_scale: bool = True   # FiLM: per-channel scale and bias (True) or bias only
+    kind: str = 'diffusion'           # 'diffusion' (the policy) or 'regression' (MSE baseline: same
+                                      # observation encoder, an MLP predicts the chunk directly)
+    regression_hidden: int = 512      # regression baseline only: MLP hidden width
 
     def __post_init__(self) -> None:
+        if self.kind not in ('diffusion', 'regression'):
+            raise ValueError(f"model kind must be 'diffusion' or 'regression', got {self.kind!r}")
+        if self.regression_hidden < 1:
+            raise ValueError(f'regression_hidden must be >= 1, got {self.regression_hidden}')
         self.down_dims = _tuple_int(self.down_dims, 'down_dims')
         if len(self.down_dims) < 1 or any(d <= 0 for d in self.down_dims):
             raise ValueError(f'down_dims must be positive channel counts, got {self.down_dims}')
@@ -81,7 +88,8 @@ class VisionConfig:
                                       # centre at inference (paper: 84 of 96 = 0.875)
     num_keypoints: int = 32           # spatial-softmax keypoints (each gives x, y)
     feature_dim: int = 64             # per-camera feature size after the keypoint projection
-    small_cnn_channels: tuple[int, ...] = (32, 64, 64, 64)  # channels of the small CNN's 4 convs
+    small_cnn_channels: tuple[int, ...] = (32, 64, 64, 64)  # channels of the small CNN's convs
+    small_cnn_strides: tuple[int, ...] = (2, 2, 1, 1)       # their strides (one per conv)
 
     def __post_init__(self) -> None:
         if self.encoder not in ('resnet18', 'small_cnn'):
@@ -94,6 +102,11 @@ class VisionConfig:
         if len(self.small_cnn_channels) < 1 or any(c < 8 or c % 8 for c in self.small_cnn_channels):
             raise ValueError(f'small_cnn_channels must be multiples of 8 (GroupNorm), got '
                              f'{self.small_cnn_channels}')
+        self.small_cnn_strides = _tuple_int(self.small_cnn_strides, 'small_cnn_strides')
+        if len(self.small_cnn_strides) != len(self.small_cnn_channels) or \
+                any(s < 1 for s in self.small_cnn_strides):
+            raise ValueError(f'small_cnn_strides {self.small_cnn_strides} must be positive, one per '
+                             f'entry of small_cnn_channels {self.small_cnn_channels}')
 
     def crop_hw(self, image_hw: tuple[int, int]) -> tuple[int, int]:
         """Crop size for images of size image_hw."""
@@ -148,9 +161,13 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 1000       # steps between checkpoints (deployable + resume state)
     log_every: int = 50                # steps between loss-curve rows
+    max_minutes: float = 0.0           # wall-clock budget (0 = none); the cosine schedule then decays
+                                       # over whichever of `steps` and the budget ends first
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)
+        if not self.max_minutes >= 0:
+            raise ValueError(f'max_minutes must be >= 0, got {self.max_minutes}')
         if self.batch_size < 1 or self.steps < 0 or self.warmup_steps < 0:
             raise ValueError('batch_size must be >= 1, steps and warmup_steps >= 0')
         if self.lr <= 0 or self.weight_decay < 0:
@@ -176,7 +193,10 @@ def cpu_default() -> PresetConfigs:
     return PresetConfigs(
         model=ModelConfig(down_dims=(64, 128, 256), kernel_size=5, step_embed_dim=256,
                           horizon=16, n_obs_steps=2, n_action_steps=8),
-        vision=VisionConfig(encoder='small_cnn'),
+        # 96 -> 88 random crop, 4 x 32-channel convs (88 -> 44 -> 22 -> 11 -> 11) + 32 keypoints:
+        # ~34k parameters per camera, ~17 MFLOP per image
+        vision=VisionConfig(encoder='small_cnn', crop_ratio=0.92, small_cnn_channels=(32, 32, 32, 32),
+                            small_cnn_strides=(2, 2, 2, 1)),
         scheduler=SchedulerConfig(),
         train=TrainConfig(batch_size=64, lr=1e-3, warmup_steps=200, steps=5000, ema_decay=0.999),
     )
@@ -200,7 +220,7 @@ def tiny() -> PresetConfigs:
         model=ModelConfig(down_dims=(16, 32), kernel_size=3, step_embed_dim=16, n_groups=4,
                           horizon=16, n_obs_steps=2, n_action_steps=8),
         vision=VisionConfig(encoder='small_cnn', num_keypoints=8, feature_dim=16,
-                            small_cnn_channels=(16, 16, 16, 16)),
+                            small_cnn_channels=(16, 16, 16, 16), small_cnn_strides=(2, 2, 1, 1)),
         scheduler=SchedulerConfig(),
         train=TrainConfig(batch_size=32, lr=1e-3, warmup_steps=10, steps=100, ema_decay=0.99,
                           checkpoint_every=50, log_every=10),

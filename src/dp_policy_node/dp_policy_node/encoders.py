@@ -92,15 +92,14 @@ class ResNet18GN(nn.Module):
 
 
 class SmallCNN(nn.Module):
-    """4 conv layers (first two stride 2) + spatial softmax + projection: cheap on a CPU."""
+    """Conv layers (GroupNorm, ReLU; strides from the config) + spatial softmax + projection: cheap on a CPU."""
 
     def __init__(self, crop_hw: tuple[int, int], cfg: VisionConfig):
         super().__init__()
         layers = []
         c_in = 3
         h, w = crop_hw
-        for i, c_out in enumerate(cfg.small_cnn_channels):
-            stride = 2 if i < 2 else 1
+        for c_out, stride in zip(cfg.small_cnn_channels, cfg.small_cnn_strides):
             layers += [nn.Conv2d(c_in, c_out, 3, stride, 1), nn.GroupNorm(max(1, c_out // 16), c_out), nn.ReLU()]
             h, w = _conv_out(h, 3, stride, 1), _conv_out(w, 3, stride, 1)
             c_in = c_out
@@ -109,7 +108,7 @@ class SmallCNN(nn.Module):
         self.proj = nn.Linear(2 * cfg.num_keypoints, cfg.feature_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.convs(x)                                                    # (N, C, h/4, w/4)
+        x = self.convs(x)                                                    # (N, C, h/s, w/s)
         return F.relu(self.proj(self.pool(x)))                               # (N, F)
 
 
@@ -140,11 +139,10 @@ class ImagePreprocess(nn.Module):
             img = resize_uint8(img, (H, W))                                  # (N, H, W, 3)
         if self.training and (ch < H or cw < W):
             n = img.shape[0]
-            oy = torch.randint(0, H - ch + 1, (n,), device=img.device)       # (N,)
-            ox = torch.randint(0, W - cw + 1, (n,), device=img.device)       # (N,)
-            iy = oy[:, None] + torch.arange(ch, device=img.device)[None]     # (N, ch)
-            ix = ox[:, None] + torch.arange(cw, device=img.device)[None]     # (N, cw)
-            img = img[torch.arange(n, device=img.device)[:, None, None], iy[:, :, None], ix[:, None, :]]  # (N, ch, cw, 3)
+            oy = torch.randint(0, H - ch + 1, (n,)).tolist()                 # N offsets (CPU RNG)
+            ox = torch.randint(0, W - cw + 1, (n,)).tolist()
+            # slicing per image is ~10x faster than one advanced-indexing gather on the CPU
+            img = torch.stack([img[i, y:y + ch, x:x + cw] for i, (y, x) in enumerate(zip(oy, ox))])  # (N, ch, cw, 3)
         else:
             y0, x0 = (H - ch) // 2, (W - cw) // 2
             img = img[:, y0:y0 + ch, x0:x0 + cw]                             # (N, ch, cw, 3)
