@@ -43,8 +43,9 @@ def _fmt(v, unit: str = '', digits: int = 3) -> str:
     return f'{v}{unit}'
 
 
-def print_summary(results: list[dict], stream=sys.stdout) -> None:
+def print_summary(results: list[dict], stream=None) -> None:
     """A short plain-text table of the headline numbers of each result."""
+    stream = stream or sys.stdout
     for r in results:
         m = r.get('metrics', {})
         head = f"== {r.get('label', '?')} ({r['kind']})" + ('  [PARTIAL]' if r.get('partial') else '')
@@ -99,7 +100,7 @@ def cmd_offline(ns) -> int:
     cams = _camera_map(ns.camera)
     cfg = OfflineConfig(batch_size=ns.batch_size, latency_probe=ns.latency_probe,
                         modes=ns.modes, max_steps=ns.max_steps, backend=ns.backend,
-                        num_samples=ns.num_samples, seed=ns.seed)
+                        num_samples=ns.num_samples, seed=ns.seed, warmup=not ns.no_warmup)
     results = []
     for i, ckpt in enumerate(ns.checkpoints):
         from dp_policy_node.dataset import DatasetConfig as DC
@@ -226,6 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument('--modes', type=int, default=2, help='k-means modes of demonstrated futures')
     o.add_argument('--max-steps', type=int, default=None, help='stop after this many steps')
     o.add_argument('--backend', default='auto', choices=['auto', 'torch', 'onnxruntime'])
+    o.add_argument('--no-warmup', action='store_true',
+                   help='skip the backend measurement at start (plain torch; quicker for small runs)')
     o.add_argument('--seed', type=int, default=0)
     o.add_argument('--cache-dir', default=None, help='decoded-episode cache folder')
     o.add_argument('--no-progress', action='store_true')

@@ -55,6 +55,7 @@ class OfflineConfig:
     seed: int = 0
     backend: str = 'auto'             # DiffusionPolicy backend ('auto' measures at warm-up)
     num_samples: int = 8              # samples per observation (mode coverage needs several)
+    warmup: bool = True               # measure backends first (off: plain torch, quicker start)
 
 
 @dataclass
@@ -301,7 +302,7 @@ def run_offline(checkpoint: Any, bags: Sequence[str | Path], dataset_cfg: Any = 
             unreadable[b] = exc
             infos[b] = bagio.bag_info(b) if (Path(b) / 'metadata.yaml').is_file() else {
                 'storage': 'unknown', 'duration_s': 0.0}
-    if hasattr(policy, 'warmup'):
+    if cfg.warmup and hasattr(policy, 'warmup'):
         policy.warmup(batch_sizes=sorted({1, cfg.batch_size}))
 
     result: dict = {

@@ -6,7 +6,8 @@ import pytest
 
 from dp_eval import bagio, offline, synthetic
 
-FAST = offline.OfflineConfig(latency_probe=3, batch_size=16, backend='torch', num_samples=4)
+FAST = offline.OfflineConfig(latency_probe=3, batch_size=16, backend='torch', num_samples=4,
+                              warmup=False)
 
 
 @pytest.mark.parametrize('storage', ['sqlite3', 'mcap'])

@@ -1,0 +1,52 @@
+"""episodes.py: the closed-loop bookkeeping on known streams (no ROS)."""
+import math
+
+import numpy as np
+import pytest
+
+from dp_eval.episodes import EpisodeTracker, command_jerk, summarize_episodes
+
+
+def test_command_jerk_of_a_cubic_with_a_coarse_clock():
+    # a follower on simulated time: commands at 500 Hz, the clock advances at 100 Hz, so 5
+    # commands share a stamp and a position (the plan sampled at that time); q = t^3 -> jerk 6
+    stamps = (np.arange(1000) // 5) * 0.01
+    q = np.stack([stamps ** 3, -stamps ** 3], 1)
+    rms, mx = command_jerk(stamps, q, dt_s=0.02)
+    assert rms == pytest.approx(6.0, rel=0.1) and mx == pytest.approx(6.0, rel=0.2)
+    assert all(math.isnan(v) for v in command_jerk([0, 1], [[0], [1]]))
+
+
+def test_tracker_success_side_contact_and_foreign_episodes():
+    tr = EpisodeTracker(index=0, episode=4, seed=7)
+    assert not tr.on_status(3, 9.0, 0.5, True, True, 'left', True)     # the previous episode
+    assert tr.on_status(4, 0.0, 0.30, False, False, '', False)
+    tr.on_status(4, 1.5, 0.10, False, True, 'right', False)
+    tr.on_status(4, 2.5, 0.01, True, False, 'right', False)
+    tr.on_status(4, 3.5, 0.02, True, False, 'right', True)
+    for k in range(10):
+        tr.on_chunk(0.02 + 0.001 * k)
+    tr.on_follower_status(5.0)
+    tr.on_follower_status(float('nan'))
+    r = tr.result()
+    assert r.success and r.done and r.obstacle_contact and r.side == 'right'
+    assert r.time_to_success_s == 2.5
+    assert r.min_distance_m == pytest.approx(0.01) and r.final_distance_m == pytest.approx(0.02)
+    assert r.chunks == 10 and r.follower_jerk_max_rad_s3 == 5.0
+
+
+def test_summary_counts_sides_of_successes_only():
+    recs = []
+    for i, (ok, side, contact) in enumerate([(True, 'left', False), (True, 'right', False),
+                                             (True, 'left', False), (False, 'left', True)]):
+        tr = EpisodeTracker(i, i + 1, i)
+        tr.on_status(i + 1, 2.0 + i, 0.0, ok, contact, side, True)
+        tr.on_chunk(0.01 * (i + 1))
+        recs.append(tr.result())
+    m = summarize_episodes(recs)
+    assert m['episodes'] == 4 and m['successes'] == 3 and m['success_rate'] == 0.75
+    assert m['side_of_successes'] == {'left': 2, 'right': 1}
+    assert m['side_of_all'] == {'left': 3, 'right': 1}
+    assert m['obstacle_contacts'] == 1
+    assert m['time_to_success_s']['mean'] == pytest.approx(3.0)
+    assert m['latency']['n'] == 4
