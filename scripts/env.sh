@@ -9,4 +9,11 @@ fi
 # shellcheck disable=SC1091
 . "$_dp_root/install/setup.bash"
 export MUJOCO_GL=${MUJOCO_GL:-egl}
+# The user-facing console scripts on PATH (without the ros2 CLI there is no `ros2 run`):
+# dp_train, dp_eval, dp_launch, dp_record_demos, policy_node, follower_node, sim_node, ...
+for _dp_lib in "$_dp_root"/install/*/lib/dp_*; do
+  case ":$PATH:" in *":$_dp_lib:"*) ;; *) [ -d "$_dp_lib" ] && PATH=$_dp_lib:$PATH ;; esac
+done
+export PATH
+unset _dp_lib
 unset _dp_root
