@@ -234,6 +234,9 @@ def run_live(cfg: LiveConfig) -> dict:
                 sink.publish_clock(stamp_ns)
         player.sink = _ClockTap()
         _wait_policy_active(node, cfg, group, log_dir, result)
+        missing = sink.wait_for_subscribers(cfg.discovery_s + (10.0 if group is not None else 0))
+        if missing:
+            result['errors'].append(f'no subscriber on {missing} when playing started')
         stats = player.run()
         time.sleep(cfg.settle_s)
         result['play'] = {'published': stats.published, 'clock_messages': stats.clock_messages,

@@ -42,6 +42,8 @@ class PlayOptions:
     delay_s: float = 0.5           # pause after creating publishers (DDS discovery) before playing
     start_offset_s: float = 0.0    # skip the first seconds of the bag
     duration_s: Optional[float] = None   # stop after this much bag time
+    wait_for_subscribers_s: float = 0.0  # before playing, wait up to this long until every
+                                         # played topic has a matched subscriber (0: no wait)
 
     def __post_init__(self) -> None:
         if self.rate < 0:
@@ -99,6 +101,7 @@ class BagPlayer:
         self.progress = progress
         self.should_stop = should_stop
         self._bar = None
+        self._last_clock_ns = -1
         present = bagio.bag_topics(self.bag)
         if options.topics:
             for t in options.topics:
@@ -114,8 +117,17 @@ class BagPlayer:
     def _out(self, topic: str) -> str:
         return self.options.remap.get(topic, topic)
 
-    def _wait_until(self, wall_target: float, wall0: float, bag0: int, stats: PlayStats) -> None:
-        """Sleep until wall_target, publishing /clock at clock_rate_hz meanwhile."""
+    def _clock(self, stamp_ns: int, stats: PlayStats) -> None:
+        """Publish /clock, never backwards (float rounding of the interpolation)."""
+        stamp_ns = max(int(stamp_ns), self._last_clock_ns)
+        self._last_clock_ns = stamp_ns
+        self.sink.publish_clock(stamp_ns)
+        stats.clock_messages += 1
+
+    def _wait_until(self, wall_target: float, wall0: float, bag0: int, stats: PlayStats,
+                    cap_ns: Optional[int] = None) -> None:
+        """Sleep until wall_target, publishing /clock at clock_rate_hz meanwhile (never past
+        cap_ns, the next message's time)."""
         o = self.options
         period = 1.0 / o.clock_rate_hz
         while not self.should_stop():
@@ -125,8 +137,7 @@ class BagPlayer:
                 return
             if o.clock:
                 bag_now = bag0 + int(max(0.0, now - wall0) * o.rate * 1e9)
-                self.sink.publish_clock(bag_now)
-                stats.clock_messages += 1
+                self._clock(bag_now if cap_ns is None else min(bag_now, cap_ns), stats)
                 self.sleep(min(remaining, period))
             else:
                 self.sleep(min(remaining, 0.05))
@@ -159,6 +170,7 @@ class BagPlayer:
         wall0 = None
         bag0 = None
         first_loop = stats.loops == 0
+        self._last_clock_ns = -1      # a new loop starts the bag time over (as ros2 bag play)
         try:
             for msg in bagio.iter_raw(self.bag, self.topics):
                 if self.should_stop():
@@ -169,22 +181,20 @@ class BagPlayer:
                         stats.bag_start_ns = bag0
                     wall0 = self.now() + (o.delay_s if first_loop else 0.0)
                     if o.clock:
-                        self.sink.publish_clock(bag0)
-                        stats.clock_messages += 1
+                        self._clock(bag0, stats)
                 if msg.stamp_ns < bag0:
                     continue
                 if o.duration_s is not None and msg.stamp_ns - bag0 > o.duration_s * 1e9:
                     break
                 if o.rate > 0:
                     target = wall0 + (msg.stamp_ns - bag0) * 1e-9 / o.rate
-                    self._wait_until(target, wall0, bag0, stats)
+                    self._wait_until(target, wall0, bag0, stats, msg.stamp_ns)
                     if self.should_stop():
                         return
                 elif first_loop and stats.total == 0:
-                    self._wait_until(wall0, wall0, bag0, stats)
+                    self._wait_until(wall0, wall0, bag0, stats, msg.stamp_ns)
                 if o.clock:
-                    self.sink.publish_clock(msg.stamp_ns)
-                    stats.clock_messages += 1
+                    self._clock(msg.stamp_ns, stats)
                 out = self._out(msg.topic)
                 self.sink.publish(out, msg.msgtype, msg.data, msg.stamp_ns)
                 stats.published[out] += 1
@@ -240,6 +250,15 @@ class RosSink:
     def publish(self, topic: str, msgtype: str, data: bytes, stamp_ns: int) -> None:
         self.publishers[topic].publish(data)
 
+    def wait_for_subscribers(self, timeout_s: float) -> list[str]:
+        """Wait until every publisher has a matched subscription; returns those still without."""
+        end = time.monotonic() + timeout_s
+        while True:
+            missing = [t for t, p in self.publishers.items() if p.get_subscription_count() == 0]
+            if not missing or time.monotonic() >= end:
+                return missing
+            time.sleep(0.05)
+
     def publish_clock(self, stamp_ns: int) -> None:
         msg = self._clock_cls()
         msg.clock.sec, msg.clock.nanosec = divmod(int(stamp_ns), 1_000_000_000)
@@ -261,6 +280,11 @@ def play(bag: str | Path, options: PlayOptions, progress: bool = True, context=N
             player = BagPlayer(bag, options, sink=None, progress=progress,  # type: ignore[arg-type]
                                should_stop=lambda: should_stop() or not context.ok())
             player.sink = RosSink(node, bag, player.topics, options.remap)
+            if options.wait_for_subscribers_s > 0:
+                missing = player.sink.wait_for_subscribers(options.wait_for_subscribers_s)
+                if missing:
+                    print(f'dp_bag_play: no subscriber on {missing} after '
+                          f'{options.wait_for_subscribers_s} s; playing anyway', file=sys.stderr)
             return player.run()
         finally:
             node.destroy_node()
@@ -286,6 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--loop', '-l', action='store_true', help='start over at the end')
     p.add_argument('--delay', type=float, default=0.5,
                    help='seconds to wait after creating publishers before playing (default 0.5)')
+    p.add_argument('--wait-for-subscribers', type=float, default=0.0, metavar='S',
+                   help='wait up to S seconds for a subscriber on every played topic')
     p.add_argument('--start-offset', type=float, default=0.0, help='skip the first seconds')
     p.add_argument('--duration', type=float, default=None, help='play this many bag seconds')
     p.add_argument('--no-progress', action='store_true', help='no progress bar')
@@ -298,7 +324,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         options = PlayOptions(rate=ns.rate, clock=ns.clock, clock_rate_hz=ns.clock_rate_hz,
                               topics=ns.topics, remap=parse_remaps(ns.remap), loop=ns.loop,
                               delay_s=ns.delay, start_offset_s=ns.start_offset,
-                              duration_s=ns.duration)
+                              duration_s=ns.duration,
+                              wait_for_subscribers_s=ns.wait_for_subscribers)
     except ValueError as exc:
         print(f'dp_bag_play: {exc}', file=sys.stderr)
         return 2

@@ -1,0 +1,148 @@
+"""dp_eval over DDS with real processes: bag player into an rclpy subscriber, live replay through
+policy_node + follower_node, closed loop through sim.launch.py's graph (tiny random checkpoint:
+success is not expected, the machinery is what is tested)."""
+import json
+import threading
+import time
+
+import pytest
+
+pytestmark = pytest.mark.graph
+
+POLICY_YAML = """policy_node:
+  ros__parameters:
+    backend: torch
+    warmup: false
+"""
+SIM_YAML = """sim_node:
+  ros__parameters:
+    max_episode_s: 3.0
+"""
+
+
+def _share(*parts):
+    from dp_bringup.starter import share_file
+    return share_file('dp_bringup', *parts)
+
+
+def test_player_publishes_over_dds_with_clock(bags):
+    import rclpy
+    from rclpy.qos import QoSProfile
+    from rosgraph_msgs.msg import Clock
+    from sensor_msgs.msg import Image, JointState
+
+    from dp_eval import player
+    ctx = rclpy.context.Context()
+    rclpy.init(context=ctx)
+    node = rclpy.create_node('dp_eval_test_sub', context=ctx)
+    got = {'js': [], 'img': [], 'clock': []}
+    node.create_subscription(JointState, '/joint_states', lambda m: got['js'].append(m),
+                             QoSProfile(depth=500))
+    node.create_subscription(Image, '/camera/image_raw', lambda m: got['img'].append(m),
+                             QoSProfile(depth=100))
+    node.create_subscription(Clock, '/clock', lambda m: got['clock'].append(
+        m.clock.sec * 10**9 + m.clock.nanosec), QoSProfile(depth=1000))
+    from rclpy.executors import SingleThreadedExecutor
+    ex = SingleThreadedExecutor(context=ctx)
+    ex.add_node(node)
+    th = threading.Thread(target=ex.spin, daemon=True)
+    th.start()
+    try:
+        stats = player.play(bags['mcap'][0], player.PlayOptions(rate=2.0, clock=True, delay_s=0.5,
+                                                                  wait_for_subscribers_s=20),
+                            progress=False)
+        time.sleep(1.0)
+        assert stats.total > 300 and stats.error is None
+        assert len(got['js']) >= 0.9 * 151 and len(got['img']) >= 0.9 * 31
+        assert got['img'][0].encoding == 'bgr8' and got['img'][0].step == 32 * 3 + 8
+        assert got['clock'] == sorted(got['clock']) and len(got['clock']) > 100
+    finally:
+        ex.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown(context=ctx)
+
+
+@pytest.mark.slow
+def test_live_replay_records_and_compares(tiny_ckpt, tmp_path):
+    from dp_eval import report, synthetic
+    from dp_eval.live import LiveConfig, run_live
+    bag = synthetic.write_demo_bag(tmp_path / 'in', synthetic.SyntheticSpec(duration_s=4.0),
+                                   'sqlite3')
+    (tmp_path / 'policy.yaml').write_text(POLICY_YAML)
+    cfg = LiveConfig(bag=str(bag), out_bag=str(tmp_path / 'out'), launch_file='real_arm.launch.py',
+                     launch_args={'robot': 'embedded_arm', 'checkpoint': tiny_ckpt,
+                                  'use_sim_time': 'true',
+                                  'policy_params_file': str(tmp_path / 'policy.yaml')},
+                     log_dir=str(tmp_path / 'logs'), rate=0.5, progress=False)
+    res = run_live(cfg)
+    assert res['errors'] == [], res['errors']
+    c = res['metrics']['comparison']
+    # 10 Hz policy over 4 s of bag: a loaded 2-core machine may drop many ticks
+    assert c['chunks'] >= 3 and c['error']['count_per_step'][1] > 0
+    assert res['recorded_messages']['/policy_node/action_chunk'] == c['chunks']
+    assert res['recorded_messages'].get('/policy_node/trajectory', 0) > 0
+    assert all(code in (0, -2) for code in res['exit_codes'].values()), res['exit_codes']
+    paths = report.write_report([res], tmp_path / 'rep')
+    assert (tmp_path / 'rep' / 'plots' / 'live_0.png').is_file()
+    assert json.loads(paths['json'].read_text())['results'][0]['kind'] == 'live'
+
+
+@pytest.mark.slow
+def test_closed_loop_two_episodes_with_bag(tiny_ckpt, tmp_path):
+    from dp_eval import bagio
+    from dp_eval.closed_loop import ClosedLoopConfig, run_closed_loop
+    (tmp_path / 'policy.yaml').write_text(POLICY_YAML)
+    (tmp_path / 'sim.yaml').write_text(SIM_YAML)
+    cfg = ClosedLoopConfig(
+        episodes=2, launch_args={'checkpoint': tiny_ckpt,
+                                 'sim_params_file': str(tmp_path / 'sim.yaml'),
+                                 'policy_params_file': str(tmp_path / 'policy.yaml'),
+                                 'follower_params_file': _share('config', 'follower.yaml')},
+        record_bag=str(tmp_path / 'run'), episode_timeout_s=60, progress=False)
+    t0 = time.monotonic()
+    res = run_closed_loop(cfg)
+    assert res['errors'] == [] and not res['partial'], res['errors']
+    eps = res['episodes']
+    assert [e['episode'] for e in eps] == [eps[0]['episode'], eps[0]['episode'] + 1]
+    assert all(e['done'] and not e['timed_out'] for e in eps)
+    assert all(e['episode_time_s'] >= 2.9 or e['success'] for e in eps)   # the sim's limit: 3 s
+    assert all(e['chunks'] > 0 for e in eps), [e['chunks'] for e in eps]
+    m = res['metrics']
+    assert m['episodes'] == 2 and m['latency']['n'] == sum(e['chunks'] for e in eps)
+    # every process was stopped
+    assert set(res['exit_codes']) == {'sim_node', 'policy_node', 'follower_node'}
+    assert all(code is not None for code in res['exit_codes'].values())
+    info = bagio.bag_info(tmp_path / 'run')
+    for topic in ('/task_status', '/joint_states', '/camera/image_raw',
+                  '/policy_node/action_chunk'):
+        assert info['topics'][topic]['count'] > 0, topic
+    assert time.monotonic() - t0 < 600
+
+
+def test_closed_loop_missing_checkpoint_is_a_clear_error(tmp_path):
+    from dp_eval.closed_loop import ClosedLoopConfig, ClosedLoopError, run_closed_loop
+    cfg = ClosedLoopConfig(episodes=1, launch_args={
+        'checkpoint': str(tmp_path / 'none.ckpt'),
+        'sim_params_file': _share('config', 'follower.yaml'),
+        'policy_params_file': _share('config', 'follower.yaml')}, progress=False)
+    with pytest.raises(ClosedLoopError, match='none.ckpt does not exist'):
+        run_closed_loop(cfg)
+
+
+def test_closed_loop_policy_configure_failure_is_reported(tmp_path, tiny_ckpt):
+    """A checkpoint whose joints the robot config does not have: policy_node fails to configure,
+    the runner says so (from PolicyStatus) and stops every process."""
+    from dp_policy_node.checkpoint import create_untrained_checkpoint
+
+    from dp_eval.closed_loop import ClosedLoopConfig, ClosedLoopError, run_closed_loop
+    bad = create_untrained_checkpoint(tmp_path / 'elbow.ckpt', ['a', 'b', 'c'], ['camera'],
+                                      (24, 32), preset='tiny')
+    (tmp_path / 'policy.yaml').write_text(POLICY_YAML)
+    (tmp_path / 'sim.yaml').write_text(SIM_YAML)
+    cfg = ClosedLoopConfig(episodes=1, startup_timeout_s=120, launch_args={
+        'checkpoint': bad, 'sim_params_file': str(tmp_path / 'sim.yaml'),
+        'policy_params_file': str(tmp_path / 'policy.yaml'),
+        'follower_params_file': _share('config', 'follower.yaml')},
+        log_dir=str(tmp_path / 'logs'), progress=False)
+    with pytest.raises(ClosedLoopError, match='policy_node'):
+        run_closed_loop(cfg)
