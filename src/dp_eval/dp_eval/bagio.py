@@ -169,3 +169,159 @@ def connection_qos(path: str | Path) -> dict[str, list]:
         return out
     finally:
         reader.close()
+
+
+# ------------------------------------------------------------------------------------------
+# Salvage: the readable part of a truncated or corrupt bag
+
+def _salvage_sqlite(db: Path) -> Iterator[tuple[str, str, int, bytes]]:
+    """(topic, type, log_ns, data) rows of a rosbag2 .db3 in insertion order, until the first
+    unreadable row. A truncated file is first padded with zero pages to the size its header
+    declares (sqlite refuses a short file outright); rows on missing pages then fail one by one."""
+    import shutil
+    import sqlite3
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix='dp_eval_salvage_') as tmp:
+        copy = Path(tmp) / db.name
+        shutil.copyfile(db, copy)
+        head = copy.read_bytes()[:100]
+        if len(head) == 100 and head.startswith(b'SQLite format 3\x00'):
+            page = int.from_bytes(head[16:18], 'big')
+            page = 65536 if page == 1 else page
+            want = page * int.from_bytes(head[28:32], 'big')
+            have = copy.stat().st_size
+            if want > have:
+                with open(copy, 'ab') as fh:
+                    fh.write(b'\x00' * (want - have))
+        con = sqlite3.connect(f'file:{copy}?mode=ro&immutable=1', uri=True)
+        try:
+            topics = {int(i): (str(n), str(t)) for i, n, t in
+                      con.execute('SELECT id, name, type FROM topics')}
+            rid = 0
+            while True:
+                row = con.execute('SELECT id, topic_id, timestamp, data FROM messages WHERE id > ? '
+                                  'ORDER BY id LIMIT 1', (rid,)).fetchone()
+                if row is None:
+                    return
+                rid, tid, ts, data = row
+                if tid in topics:
+                    yield topics[tid][0], topics[tid][1], int(ts), bytes(data)
+        finally:
+            con.close()
+
+
+def _mcap_records(buf: bytes, pos: int = 0) -> Iterator[tuple[int, bytes]]:
+    """(opcode, content) of whole records in buf from pos; stops at the first incomplete one."""
+    import struct
+    n = len(buf)
+    while pos + 9 <= n:
+        op = buf[pos]
+        (length,) = struct.unpack_from('<Q', buf, pos + 1)
+        end = pos + 9 + length
+        if op == 0x06 and end > n:       # truncated chunk: its records up to the cut
+            yield op, buf[pos + 9:n]
+            return
+        if end > n:
+            return
+        yield op, buf[pos + 9:end]
+        pos = end
+
+
+def _salvage_mcap(file: Path) -> Iterator[tuple[str, str, int, bytes]]:
+    """(topic, schema name, log_ns, data) of every whole Message record before the damage."""
+    import struct
+    data = file.read_bytes()
+    if not data.startswith(b'\x89MCAP0\r\n'):
+        raise ValueError('not an MCAP file (bad magic)')
+    schemas: dict[int, str] = {}
+    channels: dict[int, tuple[str, int]] = {}
+
+    def s(buf: bytes, p: int) -> tuple[str, int]:
+        (ln,) = struct.unpack_from('<I', buf, p)
+        return buf[p + 4:p + 4 + ln].decode('utf-8', 'replace'), p + 4 + ln
+
+    def walk(buf: bytes, nested: bool) -> Iterator[tuple[str, str, int, bytes]]:
+        for op, c in _mcap_records(buf):
+            if op == 0x03:                                    # Schema
+                (sid,) = struct.unpack_from('<H', c, 0)
+                schemas[sid] = s(c, 2)[0]
+            elif op == 0x04:                                  # Channel
+                (cid, sid) = struct.unpack_from('<HH', c, 0)
+                topic, _ = s(c, 4)
+                channels[cid] = (topic, sid)
+            elif op == 0x05:                                  # Message
+                cid, _seq, log_time, _pub = struct.unpack_from('<HIQQ', c, 0)
+                if cid in channels:
+                    topic, sid = channels[cid]
+                    yield topic, schemas.get(sid, ''), int(log_time), bytes(c[22:])
+            elif op == 0x06 and not nested:                   # Chunk
+                p = 8 + 8 + 8 + 4                             # start, end, uncompressed size, crc
+                comp, p = s(c, p)
+                (size,) = struct.unpack_from('<Q', c, p)
+                records = c[p + 8:p + 8 + size]
+                if comp == 'zstd':
+                    import zstandard
+                    records = zstandard.ZstdDecompressor().decompressobj().decompress(records)
+                elif comp == 'lz4':
+                    import lz4.frame
+                    records = lz4.frame.LZ4FrameDecompressor().decompress(records)
+                elif comp:
+                    raise ValueError(f'unknown MCAP chunk compression {comp!r}')
+                yield from walk(records, True)
+            elif op == 0x0F:                                  # Footer: the data part is over
+                return
+    yield from walk(data[8:], False)
+
+
+def _mcap_intact(file: Path) -> bool:
+    """The file ends with the MCAP magic (it was closed properly)."""
+    with open(file, 'rb') as fh:
+        fh.seek(0, 2)
+        if fh.tell() < 16:
+            return False
+        fh.seek(-8, 2)
+        return fh.read(8) == b'\x89MCAP0\r\n'
+
+
+def salvage(path: str | Path, dst: str | Path) -> tuple[Path, int]:
+    """Copy what can be read of a damaged bag into a new bag `dst` (same storage format, topics
+    and types from metadata.yaml); returns (dst, messages copied). Raises BagError when nothing
+    can be read."""
+    from dp_policy_node.bag_types import BagWriter
+    src = _check_folder(path)
+    types = bag_topics(src)
+    files = sorted(p for p in src.iterdir() if p.suffix in ('.db3', '.mcap'))
+    if not files:
+        raise BagError(f'bag {src}: no .db3 or .mcap file to salvage')
+    storage = 'mcap' if files[0].suffix == '.mcap' else 'sqlite3'
+    store = typestore()
+    count = 0
+    dst = Path(dst)
+    with BagWriter(dst, storage=storage) as w:
+        for f in files:
+            it = _salvage_mcap(f) if storage == 'mcap' else _salvage_sqlite(f)
+            pending = None   # an MCAP record cut by the damage may still look whole: hold one back
+            try:
+                for topic, msgtype, log_ns, data in it:
+                    msgtype = types.get(topic, msgtype)
+                    try:
+                        store.deserialize_cdr(data, msgtype)
+                    except Exception:  # noqa: BLE001 - damaged bytes: the salvage ends here
+                        pending = None
+                        break
+                    if pending is not None:
+                        w.write_raw(*pending)
+                        count += 1
+                    pending = (topic, msgtype, data, log_ns)
+                else:
+                    if pending is not None and storage == 'sqlite3':
+                        w.write_raw(*pending)   # sqlite rows end at page boundaries: all whole
+                        count += 1
+                    elif pending is not None and _mcap_intact(f):
+                        w.write_raw(*pending)
+                        count += 1
+            except Exception:  # noqa: BLE001 - the damage: keep what was copied
+                pass
+    if count == 0:
+        raise BagError(f'bag {src}: nothing could be salvaged')
+    return dst, count

@@ -18,7 +18,8 @@ chunks, inference latency (a batch-1 probe on real observations, plus batched th
 Bad input: a missing topic raises bagio.MissingTopicError (naming it, listing those present); a
 checkpoint whose joints or cameras do not match the bag raises CheckpointMismatchError (naming the
 mismatch); a truncated or corrupt bag is recorded as an error, the bags evaluated before it are
-kept and the result is marked partial (as is a run stopped with Ctrl-C).
+kept, the part of it that can still be read (bagio.salvage: the messages before the damage) is
+evaluated too, and the result is marked partial (as is a run stopped with Ctrl-C).
 
 What it is not: live replay through ROS nodes (live.py) or closed loop (closed_loop.py).
 """
@@ -56,6 +57,7 @@ class OfflineConfig:
     backend: str = 'auto'             # DiffusionPolicy backend ('auto' measures at warm-up)
     num_samples: int = 8              # samples per observation (mode coverage needs several)
     warmup: bool = True               # measure backends first (off: plain torch, quicker start)
+    salvage: bool = True              # evaluate the readable part of a truncated/corrupt bag
 
 
 @dataclass
@@ -264,6 +266,23 @@ def _meta_dict(meta: Any) -> dict:
     return out
 
 
+def _evaluate_salvaged(bag: str, entry: dict, meta: Any, dataset_cfg: Any, evaluate) -> str:
+    """Evaluate the readable part of a damaged bag (bagio.salvage into a temporary copy).
+    Returns the text appended to the bag's error."""
+    import tempfile
+
+    from dp_policy_node.dataset import DatasetError
+    with tempfile.TemporaryDirectory(prefix='dp_eval_salvaged_') as tmp:
+        try:
+            fixed, n = bagio.salvage(bag, Path(tmp) / 'salvaged')
+            check_compatibility(fixed, meta, dataset_cfg)
+            evaluate(str(fixed), None)
+        except (bagio.BagError, DatasetError, CheckpointMismatchError) as exc:
+            return f'; nothing of it could be evaluated ({exc})'
+    entry['salvaged_messages'] = n
+    return f'; evaluated the {n} messages read before the damage'
+
+
 def run_offline(checkpoint: Any, bags: Sequence[str | Path], dataset_cfg: Any = None,
                 cfg: OfflineConfig = OfflineConfig(), cache_dir: Optional[str] = None,
                 progress: bool = True, policy_kwargs: Optional[dict] = None,
@@ -326,22 +345,28 @@ def run_offline(checkpoint: Any, bags: Sequence[str | Path], dataset_cfg: Any = 
                      'error': None}
             result['bags'].append(entry)
             n_before = len(rec.pred)
+            def evaluate(path: str, cache: Optional[str]) -> None:
+                eps, _ = load_episodes([path], dataset_cfg, cache_dir=cache, progress=False)
+                if len(probe) < cfg.latency_probe:
+                    probe.extend(latency_probe(policy, eps, cfg.latency_probe - len(probe)))
+                entry['episodes'] = len(eps)
+                replay_episodes(policy, eps, cfg, rec, traces, bar, budget)
+
             try:
                 if b in unreadable:
                     raise unreadable[b]
                 if cfg.verify:
                     for _ in bagio.iter_raw(b):
                         pass
-                eps, _ = load_episodes([b], dataset_cfg, cache_dir=cache_dir, progress=False)
-                if len(probe) < cfg.latency_probe:
-                    probe += latency_probe(policy, eps, cfg.latency_probe - len(probe))
-                replay_episodes(policy, eps, cfg, rec, traces, bar, budget)
-                entry['episodes'] = len(eps)
+                evaluate(b, cache_dir)
             except (bagio.CorruptBagError, DatasetError) as exc:
-                entry['error'] = str(exc)
-                result['errors'].append(str(exc))
+                msg = str(exc)
+                if isinstance(exc, bagio.CorruptBagError) and cfg.salvage:
+                    msg += _evaluate_salvaged(b, entry, meta, dataset_cfg, evaluate)
+                entry['error'] = msg
+                result['errors'].append(msg)
                 result['partial'] = True
-                print(f'dp_eval offline: {exc}\n  (results so far are kept)', file=sys.stderr)
+                print(f'dp_eval offline: {msg}\n  (results so far are kept)', file=sys.stderr)
             entry['steps'] = len(rec.pred) - n_before
             if budget is not None and budget[0] <= 0:
                 break

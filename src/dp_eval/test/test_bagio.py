@@ -59,3 +59,26 @@ def test_core_modules_do_not_import_rclpy():
             'dp_eval.synthetic, dp_eval.player, dp_eval.progress; '
             "assert 'rclpy' not in sys.modules, 'rclpy imported'")
     subprocess.run([sys.executable, '-c', code], check=True)
+
+
+@pytest.mark.parametrize('storage', ['sqlite3', 'mcap'])
+@pytest.mark.parametrize('how', ['truncate', 'garble'])
+def test_salvage_copies_the_messages_before_the_damage(bags, tmp_path, storage, how):
+    good = bags[storage][0]
+    bad = synthetic.corrupt_bag(good, tmp_path / 'bad', 0.6, how)
+    fixed, n = bagio.salvage(bad, tmp_path / 'fixed')
+    total = bagio.bag_info(good)['message_count']
+    assert 0.3 * total < n < total
+    copied = list(bagio.iter_raw(fixed))
+    original = list(bagio.iter_raw(good))
+    assert len(copied) == n
+    # the same messages as the first n of the original (by topic, time and bytes)
+    key = lambda m: (m.stamp_ns, m.topic, m.data)  # noqa: E731
+    assert set(map(key, copied)) <= set(map(key, original))
+    assert bagio.bag_info(fixed)['storage'] == storage
+
+
+def test_salvage_of_nothing_is_an_error(bags, tmp_path):
+    bad = synthetic.corrupt_bag(bags['mcap'][0], tmp_path / 'bad', 0.001, 'truncate')
+    with pytest.raises(bagio.BagError, match='nothing could be salvaged'):
+        bagio.salvage(bad, tmp_path / 'fixed')
