@@ -7,13 +7,13 @@
 # Fixed seed: the same targets, sides and timing every run. Prints the time taken.
 #
 # Environment overrides: DEMOS_OUT (data/demos), DEMOS_EPISODES (200), DEMOS_SEED (0),
-# DEMOS_RTF (real-time factor, 8), DEMOS_STORAGE (sqlite3 | mcap).
+# DEMOS_RTF (real-time factor, 6), DEMOS_STORAGE (sqlite3 | mcap).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${DEMOS_OUT:-data/demos}
 episodes=${DEMOS_EPISODES:-200}
 seed=${DEMOS_SEED:-0}
-rtf=${DEMOS_RTF:-8}
+rtf=${DEMOS_RTF:-6}
 storage=${DEMOS_STORAGE:-sqlite3}
 start=$(date +%s)
 python -m dp_sim.record_demos --out "$out" --episodes "$episodes" --seed "$seed" \

@@ -30,7 +30,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 
 from .env import JOINT_NAMES
-from .expert import ExpertConfig, ScriptedExpert
+from .expert import ExpertConfig, ScriptedExpert, balanced_sides
 
 
 class Phase(Enum):
@@ -46,6 +46,10 @@ class DemonstratorNode(Node):
         super().__init__('demonstrator_node', **kwargs)
         params = {
             'episodes': (0, 'number of episodes to run, then exit (0: run forever)'),
+            'count_successes_only': (False, 'episodes counts successful episodes only (a failed '
+                                            'one is replaced by another)'),
+            'balanced_sides': (True, 'sides in shuffled left/right pairs (exact 50/50 split); '
+                                     'false: independent draws with p_left'),
             'seed': (0, 'seed of the expert (side, timing); episode i resets with seed + i'),
             'command_rate_hz': (50.0, 'command publishing rate (simulated Hz)'),
             'episode_timeout_s': (12.0, 'give up an episode after this long (simulated s)'),
@@ -65,6 +69,10 @@ class DemonstratorNode(Node):
         self.timeout_s = float(p['episode_timeout_s'])
         self.min_subs = int(p['min_command_subscribers'])
         self.expert = ScriptedExpert(ExpertConfig(p_left=float(p['p_left'])), seed=self.seed)
+        self.count_successes_only = bool(p['count_successes_only'])
+        self.sides = (balanced_sides(np.random.default_rng([self.seed, 1]))
+                      if bool(p['balanced_sides']) else None)
+        self.side = None
         self.indexer = JointIndexer(JOINT_NAMES)
 
         reliable10 = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -85,6 +93,7 @@ class DemonstratorNode(Node):
         self.plan = None
         self.plan_t0 = 0.0
         self.done_count = 0
+        self.counted = 0
         self.results: list[dict] = []
         self._future = None
         self._ready_since = None
@@ -125,14 +134,19 @@ class DemonstratorNode(Node):
                 self.phase = Phase.WAIT_STATE
         elif self.phase == Phase.WAIT_STATE:
             st = self.status
-            # A joint state strictly after the reset: the one stamped at the reset instant may
-            # still be the previous episode's final pose (the reset does not advance time).
-            if st is not None and st.episode == self.episode_id \
-                    and self.q_stamp > stamp_to_seconds(st.header.stamp):
-                self.episode_start_s = stamp_to_seconds(st.header.stamp)
-                self.plan = self.expert.plan(self.q, self.target)
-                self.plan_t0 = self.now_s()
-                self.phase = Phase.RUNNING
+            # A joint state strictly after the reset instant (episode start = status stamp minus
+            # episode time): the one stamped at the reset instant may still be the previous
+            # episode's final pose (the reset does not advance time). Compare with the start,
+            # not with the newest status: joint states may be delivered later than statuses.
+            if st is not None and st.episode == self.episode_id:
+                start_s = stamp_to_seconds(st.header.stamp) - st.episode_time_s
+                if self.q_stamp > start_s + 1e-6:
+                    self.episode_start_s = start_s
+                    if self.side is None and self.sides is not None:
+                        self.side = next(self.sides)
+                    self.plan = self.expert.plan(self.q, self.target, side=self.side)
+                    self.plan_t0 = self.now_s()
+                    self.phase = Phase.RUNNING
         elif self.phase == Phase.RUNNING:
             t = self.now_s() - self.plan_t0
             self.pub_cmd.publish(Float64MultiArray(data=self.plan.command_at(t).tolist()))
@@ -153,8 +167,11 @@ class DemonstratorNode(Node):
                   'duration_s': round(st.episode_time_s, 3) if st else None}
         self.results.append(result)
         self.done_count += 1
+        if result['success'] or not self.count_successes_only:
+            self.side = None  # next episode: next side; a failed one is retried on the same side
+            self.counted += 1
         self.get_logger().info(f'episode {self.episode_id}: {result}')
-        if self.episodes and self.done_count >= self.episodes:
+        if self.episodes and self.counted >= self.episodes:
             self.phase = Phase.FINISHED
             n = len(self.results)
             summary = {'episodes': n,

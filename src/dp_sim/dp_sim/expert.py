@@ -121,6 +121,19 @@ class ScriptedExpert:
                           rng.uniform(*cfg.duration_s), q_start, elbow)
 
 
+def balanced_sides(rng: np.random.Generator):
+    """Endless sides, 'left' and 'right' in random order within each consecutive pair.
+
+    Each episode is left or right with probability 1/2, and any even number of episodes is split
+    exactly in half (a demonstration set is balanced whatever the seed).
+    """
+    while True:
+        pair = ['left', 'right']
+        if rng.random() < 0.5:
+            pair.reverse()
+        yield from pair
+
+
 def path_clearance_m(plan: ExpertPlan, post_xy: tuple[float, float], n: int = 400) -> float:
     """Smallest distance from the planned tip path to the post axis (for checks and tests)."""
     t = np.linspace(plan.delay_s, plan.end_s, n)

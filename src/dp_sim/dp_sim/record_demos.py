@@ -5,7 +5,8 @@
 Starts sim_node, recorder_node and demonstrator_node as three OS processes (the interpreter that
 runs this script, `python -m dp_sim.<node>`), talking over DDS exactly as they would on a robot,
 with simulated time (/clock) running F times faster than the wall clock. Waits for the
-demonstrator to finish N episodes, stops the recorder (which finalizes its bag) and the
+demonstrator to finish N successful episodes (a failed one, rare, is repeated on the same side;
+sides come in shuffled left/right pairs, so N even gives an exact 50/50 split), stops the recorder (which finalizes its bag) and the
 simulation, prints the success rate, the left/right split and the time taken, and exits 0 when
 every episode produced a bag and at least --min-success of them succeeded.
 
@@ -64,10 +65,11 @@ def _stop(proc: subprocess.Popen, timeout: float = 15.0) -> int:
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog='dp_record_demos', description=__doc__.split('\n\n')[0])
     ap.add_argument('--out', required=True, type=Path, help='output folder (created)')
-    ap.add_argument('--episodes', type=int, default=200, help='number of episodes (default 200)')
+    ap.add_argument('--episodes', type=int, default=200,
+                    help='number of successful episodes (a failed one is repeated; default 200)')
     ap.add_argument('--seed', type=int, default=0, help='seed of targets and demonstrator')
-    ap.add_argument('--real-time-factor', type=float, default=8.0,
-                    help='simulated seconds per wall second (default 8)')
+    ap.add_argument('--real-time-factor', type=float, default=6.0,
+                    help='simulated seconds per wall second (default 6)')
     ap.add_argument('--storage', choices=('sqlite3', 'mcap'), default='sqlite3')
     ap.add_argument('--camera-rate-hz', type=float, default=20.0)
     ap.add_argument('--joint-state-rate-hz', type=float, default=50.0)
@@ -132,6 +134,7 @@ def main(argv=None) -> int:
                  logs / 'sim_node.log', env)
     demo = _start('demonstrator_node', {'use_sim_time': True, 'episodes': args.episodes,
                                         'seed': args.seed, 'min_command_subscribers': 2,
+                                        'count_successes_only': True, 'balanced_sides': True,
                                         'command_rate_hz': args.command_rate_hz},
                   logs / 'demonstrator_node.log', env, demo_lines)
     # Episodes take about 5 s of simulated time; leave a generous margin for a loaded machine.
@@ -155,7 +158,9 @@ def main(argv=None) -> int:
         print('dp_record_demos: demonstrator did not finish in time (or a process died); stopping',
               file=sys.stderr)
     # Let the recorder write what is still under way: wait for every episode's RECORDED line.
-    n_done = sum(x.startswith('DEMONSTRATOR_SUMMARY') for x in demo_lines) and args.episodes
+    summaries = [json.loads(x.split(' ', 1)[1]) for x in demo_lines
+                 if x.startswith('DEMONSTRATOR_SUMMARY ')]
+    n_done = summaries[0]['episodes'] if summaries else 0
     deadline = time.monotonic() + 30.0
     while time.monotonic() < deadline and rec.poll() is None \
             and sum(x.startswith('RECORDED ') for x in rec_lines) < n_done:
@@ -180,12 +185,13 @@ def main(argv=None) -> int:
         'out': str(out), 'return_codes': {'demonstrator': rc_demo, 'recorder': rc_rec,
                                           'sim': rc_sim},
     }
-    print(f"dp_record_demos: {n}/{args.episodes} episodes recorded, {len(good)} successful "
+    print(f"dp_record_demos: {n} episodes recorded, {len(good)}/{args.episodes} successful "
           f"({summary['success_rate']:.0%}), left {summary['left']} / right {summary['right']}, "
           f"{wall:.0f} s wall ({summary['episodes_per_min']} episodes/min) -> {out}")
     print('SUMMARY ' + json.dumps(summary), flush=True)
     (logs / 'summary.json').write_text(json.dumps(summary, indent=2) + '\n')
-    ok = rc_demo == 0 and n == args.episodes and len(good) >= args.min_success * args.episodes
+    ok = rc_demo == 0 and len(good) >= args.episodes and n == n_done \
+        and len(good) >= args.min_success * n
     return 0 if ok else 1
 
 

@@ -18,9 +18,12 @@ of all topics exactly as they were published, whatever the recorder's own delays
   and the dataset reader aligns them by log time.
 - Episode membership by publication time: a bag holds the messages published from the task
   status that opened the episode up to the status that said done.
-- Messages wait in a queue until the references have been seen past their source timestamp,
-  then they are written; a finished episode's bag stays open `grace_s` (wall) longer for
-  messages still under way, and `late` counts those that came even later (dropped).
+- Messages wait in a queue until every recorded topic has been received past their source
+  timestamp (each topic arrives in publication order, but a busy single-threaded executor
+  delays high-rate topics more than others), then they are written in publication order; a
+  finished episode's bag closes once every topic is past its end. A topic silent for longer than
+  `max_lag_s` stops holding the others back; `late` counts messages that came after their
+  episode's bag was closed (dropped).
 
 Not here: subscriptions (recorder_node) or file layout beyond one folder per episode.
 """
@@ -34,7 +37,7 @@ import struct
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional
 
 from rosbags.rosbag2 import StoragePlugin, Writer
 
@@ -98,18 +101,23 @@ class StampClock:
     """Publisher wall-clock time -> graph time, from (source timestamp, header stamp) samples.
 
     `lookup(w)` interpolates linearly between the samples around w (clamped at the ends), where
-    a sample is a message stamped with the graph time at which it was published.
+    a sample is a message stamped with the graph time at which it was published. Samples may
+    come in any order (topics are delivered with different delays); the newest `maxlen` count.
     """
 
     def __init__(self, maxlen: int = 20000) -> None:
-        self._wall: deque[int] = deque(maxlen=maxlen)
-        self._t: deque[int] = deque(maxlen=maxlen)
+        self._maxlen = maxlen
+        self._wall: list[int] = []
+        self._t: list[int] = []
 
     def add(self, wall_ns: int, stamp_ns: int) -> None:
-        if self._wall and (wall_ns <= self._wall[-1] or stamp_ns < self._t[-1]):
-            return  # not newer (another reference topic's sample of the same instant)
-        self._wall.append(int(wall_ns))
-        self._t.append(int(stamp_ns))
+        i = bisect.bisect_left(self._wall, wall_ns)
+        if i < len(self._wall) and self._wall[i] == wall_ns:
+            return
+        self._wall.insert(i, int(wall_ns))
+        self._t.insert(i, int(stamp_ns))
+        if len(self._wall) > 2 * self._maxlen:
+            del self._wall[:self._maxlen], self._t[:self._maxlen]
 
     @property
     def newest_wall_ns(self) -> Optional[int]:
@@ -153,19 +161,27 @@ class _Open:
 class EpisodeRecorder:
     """Splits a stream of source-timestamped messages into one bag per episode.
 
+    topics: the recorded topics published steadily (sensors): an episode is written out once
+    each of them has been received past its end. Topics not listed (commands, which stop
+    between episodes) are recorded all the same, but do not hold anything back.
     open_bag(episode) must return an EpisodeBag; on_closed(info) is called with a summary dict
     for every closed bag. Feed every message with on_message (also the reference ones: pass
     their header stamp), the task status with on_status, and call finish() at the end.
     """
 
-    def __init__(self, status_topic: str, open_bag: Callable[[int], EpisodeBag],
+    def __init__(self, topics: Iterable[str], status_topic: str,
+                 open_bag: Callable[[int], EpisodeBag],
                  on_closed: Callable[[dict], None], max_start_delay_s: float = 0.5,
-                 grace_s: float = 5.0, max_pending: int = 50000) -> None:
+                 max_lag_s: float = 60.0, max_pending: int = 200000) -> None:
         self.status_topic = status_topic
         self._open_bag = open_bag
         self._on_closed = on_closed
         self.max_start_delay_s = max_start_delay_s
-        self.grace_ns = int(grace_s * 1e9)
+        self.max_lag_ns = int(max_lag_s * 1e9)
+        # Per recorded topic: newest source timestamp received (0: not yet; a topic never
+        # received holds the others back by max_lag_s only).
+        self._newest: dict[str, int] = {t: 0 for t in topics}
+        self._newest[status_topic] = 0
         self.clock = StampClock()
         self._pending: list[tuple[int, int, str, bytes]] = []  # heap by source timestamp
         self._seq = itertools.count()
@@ -185,6 +201,7 @@ class EpisodeRecorder:
         a time reference (stamped with the graph time of its publication)."""
         if reference_stamp_ns is not None:
             self.clock.add(wall_ns, reference_stamp_ns)
+        self._seen(topic, wall_ns)
         heapq.heappush(self._pending, (int(wall_ns), next(self._seq), topic, bytes(raw)))
         if len(self._pending) > self._max_pending:  # references stopped: do not grow forever
             heapq.heappop(self._pending)
@@ -197,6 +214,7 @@ class EpisodeRecorder:
             return  # duplicate (latched re-delivery) or out of order
         self._status_w = wall_ns
         self.clock.add(wall_ns, st.stamp_ns)
+        self._seen(self.status_topic, wall_ns)
         if st.episode != 0 and st.episode > self.episode:
             for ep in self._open:  # reset before done: the old episode ends here, incomplete
                 if ep.w_end is None:
@@ -217,11 +235,18 @@ class EpisodeRecorder:
         self._flush(final=True)
 
     # ------------------------------------------------------------------ internals
+    def _seen(self, topic: str, wall_ns: int) -> None:
+        if wall_ns > self._newest.get(topic, -1):
+            self._newest[topic] = int(wall_ns)
+
     def _horizon(self) -> Optional[int]:
-        cw = self.clock.newest_wall_ns
-        if cw is None or self._status_w is None:
+        """Everything published up to here has been received: every topic has been seen past it
+        (the topics are delivered in publication order each). A topic that falls silent (the
+        commands between episodes) holds the horizon back by at most max_lag_s."""
+        if self._status_w is None or self.clock.newest_wall_ns is None:
             return None
-        return min(cw, self._status_w)
+        lo, hi = min(self._newest.values()), max(self._newest.values())
+        return max(lo, hi - self.max_lag_ns)
 
     def _flush(self, final: bool = False) -> None:
         horizon = None if final else self._horizon()
@@ -239,7 +264,7 @@ class EpisodeRecorder:
                 else:
                     self.between += 1
         for ep in list(self._open):
-            if ep.w_end is not None and (final or horizon >= ep.w_end + self.grace_ns):
+            if ep.w_end is not None and (final or horizon >= ep.w_end):
                 self._close(ep)
         if final:
             for ep in list(self._open):

@@ -67,8 +67,12 @@ class RecorderNode(Node):
             'bag_prefix': ('episode_', 'bag folder name prefix (episode number appended)'),
             'keep_failed': (False, 'keep failed episodes among the good ones (else .failed/)'),
             'max_start_delay_s': (0.5, 'skip an episode first seen later than this after its start'),
-            'grace_s': (5.0, 'wall seconds a finished episode stays open for messages under way'),
-            'queue_depth': (5000, 'subscription queue depth (reliable): a busy recorder drops nothing'),
+            'sporadic_topics': (['forward_position_controller/commands'],
+                                'recorded topics that may fall silent (commands between '
+                                'episodes): they do not hold the episode split back'),
+            'max_lag_s': (60.0, 'wall seconds a silent topic may hold the others back'),
+            'queue_depth': (20000, 'subscription queue depth (reliable): a busy recorder drops '
+                                   'nothing'),
         }
         for name, (default, text) in params.items():
             self.declare_parameter(name, default,
@@ -93,9 +97,12 @@ class RecorderNode(Node):
         for t in refs:
             if self.topics.get(t) not in HEADER_TYPES:
                 raise ValueError(f'time reference topic {t} must be a recorded topic with a header')
-        self.core = EpisodeRecorder(self.status_topic, self._open_bag, self._on_closed,
+        sporadic = {self.resolve_topic_name(t) for t in p['sporadic_topics']}
+        self.core = EpisodeRecorder([t for t in self.topics if t not in sporadic],
+                                    self.status_topic, self._open_bag,
+                                    self._on_closed,
                                     max_start_delay_s=float(p['max_start_delay_s']),
-                                    grace_s=float(p['grace_s']))
+                                    max_lag_s=float(p['max_lag_s']))
         self.recorded: list[dict] = []
 
         depth = int(p['queue_depth'])

@@ -42,6 +42,8 @@ from .jtc import JointTrajectoryFollower
 
 @dataclass
 class SimNodeConfig:
+    """sim_node parameters (see config/sim.yaml and the README); rates in simulated Hz."""
+
     control_rate_hz: float = 100.0
     joint_state_rate_hz: float = 100.0
     camera_rate_hz: float = 20.0
@@ -63,6 +65,10 @@ class SimNodeConfig:
             raise ValueError('real_time_factor != 1 needs publish_clock (simulated time)')
         if self.real_time_factor < 0:
             raise ValueError('real_time_factor must be >= 0 (0: as fast as possible)')
+        if self.image_width < 8 or self.image_height < 8:
+            raise ValueError('image_width and image_height must be at least 8 px')
+        if self.qos_depth < 1 or self.max_episode_s <= 0 or self.done_after_success_s < 0:
+            raise ValueError('qos_depth >= 1, max_episode_s > 0 and done_after_success_s >= 0 needed')
 
 
 def _stamp(t: float) -> TimeMsg:

@@ -89,3 +89,13 @@ def test_min_jerk_profile():
     s = min_jerk(tau)
     assert s[0] == 0 and s[-1] == pytest.approx(1.0) and np.all(np.diff(s) >= 0)
     assert s[50] == pytest.approx(0.5)
+
+
+def test_balanced_sides_split_every_pair_and_vary_the_order():
+    from dp_sim.expert import balanced_sides
+    gen = balanced_sides(np.random.default_rng(0))
+    sides = [next(gen) for _ in range(200)]
+    pairs = [tuple(sides[i:i + 2]) for i in range(0, 200, 2)]
+    assert all(set(p) == {'left', 'right'} for p in pairs)
+    firsts = sum(p[0] == 'left' for p in pairs)
+    assert 30 < firsts < 70  # the order within a pair is random
