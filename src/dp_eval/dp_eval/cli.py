@@ -130,34 +130,35 @@ def cmd_offline(ns) -> int:
 
 
 def cmd_closed_loop(ns) -> int:
-    from dp_eval.closed_loop import ClosedLoopConfig, ClosedLoopError, run_closed_loop
     from dp_bringup.starter import parse_launch_args
+    from dp_eval.closed_loop import (ClosedLoopConfig, ClosedLoopError, Variant,
+                                     run_closed_loop_series)
     extra = parse_launch_args(ns.launch_args or [])
-    ckpts = ns.checkpoints or [extra.get('checkpoint')]
+    ckpts = ns.checkpoints or [extra.get('checkpoint', '')]
     out = Path(ns.out)
     out.mkdir(parents=True, exist_ok=True)
-    results = []
+    variants = []
     for i, ckpt in enumerate(ckpts):
-        args = dict(extra)
-        if ckpt:
-            args['checkpoint'] = str(Path(ckpt).resolve())
         label = ns.labels[i] if ns.labels and i < len(ns.labels) else (
             Path(ckpt).stem if ckpt else 'default')
         bag = None
         if ns.record:
             bag = str(out / (f'run_{label}' if len(ckpts) > 1 else 'run'))
-        try:
-            cfg = ClosedLoopConfig(
-                episodes=ns.episodes, seed=ns.seed, episode_timeout_s=ns.episode_timeout,
-                startup_timeout_s=ns.startup_timeout, start_graph=not ns.attach,
-                launch_args=args, record_bag=bag, record_storage=ns.storage,
-                log_dir=str(out / f'logs_{label}'), label=label, progress=not ns.no_progress)
-            results.append(run_closed_loop(cfg))
-        except (ClosedLoopError, ValueError) as exc:
-            print(f'dp_eval closed-loop: {exc}', file=sys.stderr)
-            if results:
-                break
-            return 2
+            if Path(bag).exists():
+                print(f'dp_eval closed-loop: {bag} exists (from an earlier run?): remove it or '
+                      f'give another --out', file=sys.stderr)
+                return 2
+        variants.append(Variant(str(Path(ckpt).resolve()) if ckpt else '', label, bag))
+    try:
+        cfg = ClosedLoopConfig(
+            episodes=ns.episodes, seed=ns.seed, episode_timeout_s=ns.episode_timeout,
+            startup_timeout_s=ns.startup_timeout, start_graph=not ns.attach,
+            launch_args=extra, record_storage=ns.storage, log_dir=str(out / 'logs'),
+            progress=not ns.no_progress)
+        results = run_closed_loop_series(cfg, variants)
+    except (ClosedLoopError, ValueError) as exc:
+        print(f'dp_eval closed-loop: {exc}', file=sys.stderr)
+        return 2
     print_summary(results)
     _write(results, ns.out, 'Closed-loop evaluation')
     return 1 if any(r['partial'] or r['errors'] for r in results) else 0

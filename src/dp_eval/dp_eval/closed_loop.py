@@ -14,6 +14,10 @@ contact, side of the obstacle, distance, the follower's commands (command jerk),
 ActionChunk inference latencies and the follower's own jerk estimate. Optionally records the run
 as a rosbag2 (raw CDR, log time = simulated /clock time as `ros2 bag record --use-sim-time` does).
 
+Two checkpoints (or more): run_closed_loop_series runs the same episodes (same seeds, so the
+same targets) for each, in one simulation and follower; only policy_node is restarted with the
+next checkpoint. Each gets its own result and bag.
+
 Robustness: every wait has a timeout and checks that the started processes are alive; a process
 that dies, a policy whose configuration fails (its PolicyStatus says why) or a missing service
 ends the run with an error naming it and the tail of that node's log; Ctrl-C / SIGTERM end the run
@@ -33,7 +37,8 @@ from typing import Optional, Sequence
 
 from dp_eval.episodes import EpisodeTracker, summarize_episodes
 
-__all__ = ['ClosedLoopConfig', 'ClosedLoopError', 'run_closed_loop', 'DEFAULT_RECORD_TOPICS']
+__all__ = ['ClosedLoopConfig', 'ClosedLoopError', 'Variant', 'run_closed_loop',
+           'run_closed_loop_series', 'DEFAULT_RECORD_TOPICS']
 
 DEFAULT_RECORD_TOPICS = (
     '/joint_states', '/camera/image_raw', '/task_status',
@@ -146,6 +151,7 @@ class _Runner:
         self.tracker: Optional[EpisodeTracker] = None
         self.status_event = threading.Event()
         self.recorder: Optional[_Recorder] = None
+        self.recorded_topics: Optional[list[str]] = None
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
         reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
@@ -273,11 +279,21 @@ class _Runner:
         return future.result()
 
     # ------------------------------------------------------------------ recording
+    def _record(self, topic: str, msgtype: str, data) -> None:
+        rec = self.recorder
+        if rec is not None:
+            rec.write(topic, msgtype, data, self.now_ns())
+
     def start_recording(self, path: str) -> list[str]:
-        """Raw subscriptions for the configured topics that exist in the graph now."""
+        """Record into a new bag at `path`: raw subscriptions (made on the first call) for the
+        configured topics that exist in the graph; a later call switches to a new bag."""
         from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
         from dp_eval.player import _message_class
-        self.recorder = _Recorder(path, self.cfg.record_storage)
+        old, self.recorder = self.recorder, _Recorder(path, self.cfg.record_storage)
+        if old is not None:
+            old.close()
+        if self.recorded_topics is not None:
+            return list(self.recorded_topics)
         graph = dict(self.node.get_topic_names_and_types())
         recorded, skipped = [], []
         for topic in self.cfg.record_topics:
@@ -296,16 +312,22 @@ class _Runner:
                                           else ReliabilityPolicy.RELIABLE),
                              durability=(DurabilityPolicy.TRANSIENT_LOCAL if durable
                                          else DurabilityPolicy.VOLATILE))
-            rec = self.recorder
             self.node.create_subscription(
                 _message_class(msgtype), topic,
-                lambda data, t=topic, ty=msgtype: rec.write(t, ty, data, self.now_ns()),
-                qos, raw=True)
+                lambda data, t=topic, ty=msgtype: self._record(t, ty, data), qos, raw=True)
             recorded.append(topic)
         if skipped:
             print(f'dp_eval closed-loop: not recording {skipped} (not in the graph)',
                   file=sys.stderr)
+        self.recorded_topics = recorded
         return recorded
+
+    def stop_recording(self) -> dict:
+        rec, self.recorder = self.recorder, None
+        if rec is None:
+            return {}
+        rec.close()
+        return dict(rec.counts)
 
     # ------------------------------------------------------------------ episodes
     def run_episode(self, index: int, seed: int):
@@ -345,8 +367,7 @@ class _Runner:
         return res
 
     def close(self) -> None:
-        if self.recorder is not None:
-            self.recorder.close()
+        self.stop_recording()
         try:
             self.executor.shutdown(timeout_sec=2.0)
         except Exception:  # noqa: BLE001
@@ -359,75 +380,138 @@ class _Runner:
         self.spin_thread.join(timeout=3.0)
 
 
-def run_closed_loop(cfg: ClosedLoopConfig) -> dict:
-    """Run the episodes; returns the JSON-able result (kind 'closed_loop').
+@dataclass
+class Variant:
+    """One policy of a series: the checkpoint, its label and the bag of its episodes."""
 
-    Raises ClosedLoopError when the graph never becomes ready. Once episodes run, an error or an
-    interruption ends the run with partial=True and the episodes finished so far.
+    checkpoint: str
+    label: str = ''
+    record_bag: Optional[str] = None
+
+
+def run_closed_loop(cfg: ClosedLoopConfig) -> dict:
+    """Run cfg.episodes episodes with the checkpoint of cfg.launch_args; returns the JSON-able
+    result (kind 'closed_loop'). See run_closed_loop_series."""
+    v = Variant(cfg.launch_args.get('checkpoint', ''), cfg.label, cfg.record_bag)
+    return run_closed_loop_series(cfg, [v])[0]
+
+
+def _new_result(cfg: ClosedLoopConfig, v: Variant, log_dir: Optional[Path]) -> dict:
+    return {'kind': 'closed_loop', 'label': v.label or (Path(v.checkpoint).stem if v.checkpoint
+                                                        else 'policy'),
+            'checkpoint': v.checkpoint, 'config': _clean_cfg(cfg), 'episodes': [],
+            'partial': False, 'errors': [], 'bag': v.record_bag,
+            'logs': str(log_dir) if log_dir else None}
+
+
+def _clean_cfg(cfg: ClosedLoopConfig) -> dict:
+    d = asdict(cfg)
+    d['record_topics'] = list(d['record_topics'])
+    return d
+
+
+def _check_files(specs) -> None:
+    for s in specs:
+        for f in s.params_files:
+            if not Path(f).is_file():
+                raise ClosedLoopError(f'{s.name}: parameter file {f} does not exist')
+
+
+def run_closed_loop_series(cfg: ClosedLoopConfig, variants: Sequence[Variant]) -> list[dict]:
+    """The episodes of cfg for each variant in turn, in ONE simulation + follower: between
+    variants only policy_node is restarted with the next checkpoint (start_graph=True). The same
+    seeds (targets) are used for every variant, so they are compared on the same episodes.
+
+    Raises ClosedLoopError when the graph never becomes ready for the first variant. Later, an
+    error or an interruption ends the series: the results so far are returned, marked partial.
     """
     from dp_eval.progress import bar as make_bar
-    t_start = time.monotonic()
+    variants = list(variants)
+    if not variants:
+        raise ValueError('no checkpoint to evaluate')
+    if len(variants) > 1 and not cfg.start_graph:
+        raise ValueError('several checkpoints need start_graph (an attached graph has one policy)')
+    for v in variants:
+        if v.checkpoint and not Path(v.checkpoint).is_file():
+            raise ClosedLoopError(f'checkpoint {v.checkpoint} does not exist')
+        if v.record_bag and Path(v.record_bag).exists():
+            raise ValueError(f'record_bag {v.record_bag} exists already; give a new folder')
+    first_bag = next((v.record_bag for v in variants if v.record_bag), None)
     log_dir = Path(cfg.log_dir) if cfg.log_dir else (
-        Path(cfg.record_bag).parent / (Path(cfg.record_bag).name + '_logs') if cfg.record_bag
-        else None)
+        Path(first_bag).parent / (Path(first_bag).name + '_logs') if first_bag else None)
     group = None
     runner = None
-    result: dict = {'kind': 'closed_loop', 'label': cfg.label or Path(
-        cfg.launch_args.get('checkpoint', 'policy')).stem, 'checkpoint':
-        cfg.launch_args.get('checkpoint', ''), 'config': {k: v for k, v in asdict(cfg).items()},
-        'episodes': [], 'partial': False, 'errors': [], 'bag': cfg.record_bag,
-        'logs': str(log_dir) if log_dir else None}
+    results: list[dict] = []
     old_term = None
     if threading.current_thread() is threading.main_thread():
         def _term(*_):
             raise KeyboardInterrupt
         old_term = signal.signal(signal.SIGTERM, _term)
     bar = None
+    result: Optional[dict] = None
+    t_start = time.monotonic()
+    specs_by_name: dict = {}
     try:
-        if cfg.start_graph:
-            from dp_bringup.graphs import GRAPHS
-            from dp_bringup.starter import ProcessGroup
-            if cfg.launch_file not in GRAPHS:
-                raise ClosedLoopError(f'unknown launch file {cfg.launch_file!r}; known: '
-                                      f'{sorted(GRAPHS)}')
-            try:
-                specs = GRAPHS[cfg.launch_file].build(cfg.launch_args)
-            except SystemExit as exc:   # the graphs report bad arguments this way
-                raise ClosedLoopError(str(exc)) from None
-            for s in specs:
-                for f in s.params_files:
-                    if not Path(f).is_file():
-                        raise ClosedLoopError(f'{s.name}: parameter file {f} does not exist')
-            ckpt = cfg.launch_args.get('checkpoint')
-            if ckpt and not Path(ckpt).is_file():
-                raise ClosedLoopError(f'checkpoint {ckpt} does not exist')
-            group = ProcessGroup(specs, log_dir=str(log_dir) if log_dir else None, quiet=True)
-            print(f'dp_eval closed-loop: starting {", ".join(s.name for s in specs)}'
-                  + (f' (logs in {log_dir})' if log_dir else ''), file=sys.stderr)
-            group.start()
-        runner = _Runner(cfg, group, log_dir)
-        ready = runner.wait_ready()
-        result['graph'] = ready
-        if not result['checkpoint']:
-            result['checkpoint'] = ready['checkpoint']
-        print(f'dp_eval closed-loop: graph ready in {ready["startup_s"]:.1f} s '
-              f'(policy backend {ready["backend"]} on {ready["device"]})', file=sys.stderr)
-        if cfg.record_bag:
-            result['recorded_topics'] = runner.start_recording(cfg.record_bag)
-        bar = make_bar(cfg.episodes, f'closed loop {result["label"]}', 'episode', cfg.progress)
-        for i in range(cfg.episodes):
-            res = runner.run_episode(i, cfg.seed + i)
-            result['episodes'].append(res.to_dict())
-            done = result['episodes']
-            bar.update(1)
-            bar.set_postfix_str(f'success {sum(e["success"] for e in done)}/{len(done)}')
-            if res.error:
-                result['errors'].append(f'episode {i}: {res.error}')
+        for vi, v in enumerate(variants):
+            result = _new_result(cfg, v, log_dir)
+            results.append(result)
+            t_variant = time.monotonic()
+            if cfg.start_graph:
+                from dp_bringup.graphs import GRAPHS
+                from dp_bringup.starter import ProcessGroup
+                if cfg.launch_file not in GRAPHS:
+                    raise ClosedLoopError(f'unknown launch file {cfg.launch_file!r}; known: '
+                                          f'{sorted(GRAPHS)}')
+                args = dict(cfg.launch_args)
+                if v.checkpoint:
+                    args['checkpoint'] = v.checkpoint
+                try:
+                    specs = GRAPHS[cfg.launch_file].build(args)
+                except SystemExit as exc:   # the graphs report bad arguments this way
+                    raise ClosedLoopError(str(exc)) from None
+                _check_files(specs)
+                specs_by_name = {s.name: s for s in specs}
+                if group is None:
+                    group = ProcessGroup(specs, log_dir=str(log_dir) if log_dir else None,
+                                         quiet=True)
+                    print(f'dp_eval closed-loop: starting {", ".join(s.name for s in specs)}'
+                          + (f' (logs in {log_dir})' if log_dir else ''), file=sys.stderr)
+                    group.start()
+                else:   # next checkpoint: restart the policy node only
+                    name = cfg.policy_node.strip('/')
+                    _restart(group, specs_by_name[name], runner)
+            if runner is None:
+                runner = _Runner(cfg, group, log_dir)
+            ready = runner.wait_ready()
+            result['graph'] = ready
+            if not result['checkpoint']:
+                result['checkpoint'] = ready['checkpoint']
+            print(f'dp_eval closed-loop: {result["label"]}: ready in {ready["startup_s"]:.1f} s '
+                  f'(policy backend {ready["backend"]} on {ready["device"]})', file=sys.stderr)
+            if v.record_bag:
+                result['recorded_topics'] = runner.start_recording(v.record_bag)
+            bar = make_bar(cfg.episodes, f'closed loop {result["label"]}', 'episode',
+                           cfg.progress)
+            for i in range(cfg.episodes):
+                res = runner.run_episode(i, cfg.seed + i)
+                result['episodes'].append(res.to_dict())
+                done = result['episodes']
+                bar.update(1)
+                bar.set_postfix_str(f'success {sum(e["success"] for e in done)}/{len(done)}')
+                if res.error:
+                    result['errors'].append(f'episode {i}: {res.error}')
+            bar.close()
+            bar = None
+            if v.record_bag:
+                result['recorded_messages'] = runner.stop_recording()
+            result['metrics'] = summarize_episodes(result['episodes'])
+            result['wall_s'] = time.monotonic() - t_variant
     except KeyboardInterrupt:
-        result['partial'] = True
-        result['errors'].append('interrupted: results so far are kept')
+        if result is not None:
+            result['partial'] = True
+            result['errors'].append('interrupted: results so far are kept')
     except ClosedLoopError as exc:
-        if not result['episodes']:
+        if result is None or (not result['episodes'] and len(results) == 1):
             raise
         result['partial'] = True
         result['errors'].append(str(exc))
@@ -435,14 +519,43 @@ def run_closed_loop(cfg: ClosedLoopConfig) -> dict:
         if bar is not None:
             bar.close()
         if runner is not None:
+            counts = runner.stop_recording()
+            if result is not None and counts:
+                result['recorded_messages'] = counts
             runner.close()
-            if runner.recorder is not None:
-                result['recorded_messages'] = dict(runner.recorder.counts)
         if group is not None:
             codes = group.stop()
-            result['exit_codes'] = codes
+            for r in results:
+                r['exit_codes'] = codes
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
-    result['metrics'] = summarize_episodes(result['episodes'])
-    result['wall_s'] = time.monotonic() - t_start
-    return result
+    for r in results:
+        if 'metrics' not in r:
+            r['metrics'] = summarize_episodes(r['episodes'])
+            r['wall_s'] = time.monotonic() - t_start
+    return results
+
+
+def _restart(group, spec, runner) -> None:
+    """Stop one node of the group (SIGINT, then harder) and start it again from `spec`."""
+    proc = group.procs.get(spec.name)
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        for sig, wait_s in ((None, 10.0), (signal.SIGTERM, 3.0), (signal.SIGKILL, 3.0)):
+            if sig is not None and proc.poll() is None:
+                proc.send_signal(sig)
+            end = time.monotonic() + wait_s
+            while proc.poll() is None and time.monotonic() < end:
+                time.sleep(0.05)
+    if runner is not None:
+        runner.policy_status = None       # the old node's latched status is not the new one's
+    if group.log_dir is not None:         # keep the previous run's log beside the new one
+        old_log = group.log_dir / f'{spec.name}.log'
+        if old_log.is_file():
+            k = 1
+            while (group.log_dir / f'{spec.name}.{k}.log').exists():
+                k += 1
+            old_log.rename(group.log_dir / f'{spec.name}.{k}.log')
+    print(f'dp_eval closed-loop: restarting {spec.name} with {spec.parameters.get("checkpoint")}',
+          file=sys.stderr)
+    group.start_one(spec)

@@ -17,6 +17,7 @@ POLICY_YAML = """policy_node:
 SIM_YAML = """sim_node:
   ros__parameters:
     max_episode_s: 3.0
+    joint_state_rate_hz: 50.0
 """
 
 
@@ -88,35 +89,45 @@ def test_live_replay_records_and_compares(tiny_ckpt, tmp_path):
 
 
 @pytest.mark.slow
-def test_closed_loop_two_episodes_with_bag(tiny_ckpt, tmp_path):
-    from dp_eval import bagio
-    from dp_eval.closed_loop import ClosedLoopConfig, run_closed_loop
+def test_closed_loop_two_checkpoints_two_episodes_with_bags(tiny_ckpt, tmp_path, capsys):
+    """`dp_eval closed-loop A B --record`: one sim + follower, policy_node restarted for B, the
+    same seeds for both, a bag per checkpoint, the report side by side, every process stopped."""
+    from dp_policy_node.checkpoint import create_untrained_checkpoint
+
+    from dp_eval import bagio, cli
+    other = create_untrained_checkpoint(tmp_path / 'other.ckpt', ['joint1', 'joint2', 'joint3'],
+                                        ['camera'], (24, 32), preset='tiny', seed=1)
     (tmp_path / 'policy.yaml').write_text(POLICY_YAML)
     (tmp_path / 'sim.yaml').write_text(SIM_YAML)
-    cfg = ClosedLoopConfig(
-        episodes=2, launch_args={'checkpoint': tiny_ckpt,
-                                 'sim_params_file': str(tmp_path / 'sim.yaml'),
-                                 'policy_params_file': str(tmp_path / 'policy.yaml'),
-                                 'follower_params_file': _share('config', 'follower.yaml')},
-        record_bag=str(tmp_path / 'run'), episode_timeout_s=60, progress=False)
+    out = tmp_path / 'out'
     t0 = time.monotonic()
-    res = run_closed_loop(cfg)
-    assert res['errors'] == [] and not res['partial'], res['errors']
-    eps = res['episodes']
-    assert [e['episode'] for e in eps] == [eps[0]['episode'], eps[0]['episode'] + 1]
-    assert all(e['done'] and not e['timed_out'] for e in eps)
-    assert all(e['episode_time_s'] >= 2.9 or e['success'] for e in eps)   # the sim's limit: 3 s
-    assert all(e['chunks'] > 0 for e in eps), [e['chunks'] for e in eps]
-    m = res['metrics']
-    assert m['episodes'] == 2 and m['latency']['n'] == sum(e['chunks'] for e in eps)
-    # every process was stopped
-    assert set(res['exit_codes']) == {'sim_node', 'policy_node', 'follower_node'}
-    assert all(code is not None for code in res['exit_codes'].values())
-    info = bagio.bag_info(tmp_path / 'run')
-    for topic in ('/task_status', '/joint_states', '/camera/image_raw',
-                  '/policy_node/action_chunk'):
-        assert info['topics'][topic]['count'] > 0, topic
-    assert time.monotonic() - t0 < 600
+    rc = cli.main(['closed-loop', tiny_ckpt, other, '--labels', 'a', 'b', '--episodes', '2',
+                   '--seed', '5', '--record', '--out', str(out), '--no-progress',
+                   '--launch-args', f'sim_params_file:={tmp_path / "sim.yaml"}',
+                   f'policy_params_file:={tmp_path / "policy.yaml"}'])
+    data = json.loads((out / 'result.json').read_text())['results']
+    assert rc == 0, [r['errors'] for r in data]
+    assert [r['label'] for r in data] == ['a', 'b']
+    for r in data:
+        eps = r['episodes']
+        assert not r['partial'] and len(eps) == 2
+        assert [e['seed'] for e in eps] == [5, 6]
+        assert eps[1]['episode'] == eps[0]['episode'] + 1
+        assert all(e['done'] and not e['timed_out'] for e in eps)
+        assert all(e['episode_time_s'] >= 2.9 or e['success'] for e in eps)   # sim limit: 3 s
+        assert all(e['chunks'] > 0 for e in eps), [e['chunks'] for e in eps]
+        assert r['metrics']['latency']['n'] == sum(e['chunks'] for e in eps)
+        assert set(r['exit_codes']) == {'sim_node', 'policy_node', 'follower_node'}
+        assert all(code is not None for code in r['exit_codes'].values())
+        info = bagio.bag_info(r['bag'])
+        for topic in ('/task_status', '/joint_states', '/camera/image_raw',
+                      '/policy_node/action_chunk'):
+            assert info['topics'][topic]['count'] > 0, topic
+    assert data[0]['checkpoint'] != data[1]['checkpoint']
+    assert (out / 'logs' / 'policy_node.1.log').is_file()      # the first policy's log is kept
+    assert '<th>a</th><th>b</th>' in (out / 'report.html').read_text()
+    assert '== a (closed_loop)' in capsys.readouterr().out
+    assert time.monotonic() - t0 < 900
 
 
 def test_closed_loop_missing_checkpoint_is_a_clear_error(tmp_path):
