@@ -144,11 +144,12 @@ class EMA:
 
     @torch.no_grad()
     def update(self, model: nn.Module, step: int) -> None:
-        d = self.decay(step)
-        ema_p = [p for p in self.model.parameters()]
-        src_p = [p.detach() for p in model.parameters()]
-        torch._foreach_lerp_(ema_p, src_p, 1.0 - d)
-        for eb, b in zip(self.model.buffers(), model.buffers()):
+        if getattr(self, '_src', None) is not model:      # walking the module tree costs ~ms: once
+            self._src = model
+            self._pairs = ([p for p in self.model.parameters()], [p.detach() for p in model.parameters()])
+            self._bufs = list(zip(self.model.buffers(), model.buffers()))
+        torch._foreach_lerp_(self._pairs[0], self._pairs[1], 1.0 - self.decay(step))
+        for eb, b in self._bufs:
             eb.copy_(b)
 
 
@@ -341,7 +342,7 @@ def train(episodes: Sequence[Episode], meta: EpisodeSetMeta, model_cfg: ModelCon
         (no_decay if p.ndim < 2 else decay).append(p)       # no weight decay on norms and biases
     opt = torch.optim.AdamW([{'params': decay, 'weight_decay': train_cfg.weight_decay},
                              {'params': no_decay, 'weight_decay': 0.0}],
-                            lr=train_cfg.lr, betas=tuple(train_cfg.betas))
+                            lr=train_cfg.lr, betas=tuple(train_cfg.betas), foreach=True)
 
     signature = _run_signature(meta, model_cfg, vision_cfg, sched_cfg, train_cfg)
     step, elapsed_before = 0, 0.0
