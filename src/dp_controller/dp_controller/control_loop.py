@@ -15,11 +15,16 @@ Two time bases:
   then sees the jump and resets its plan), one that jumps far ahead resynchronises without
   counting overruns.
 
+With `priority` > 0 the thread asks for SCHED_FIFO at that priority (Linux; like ros2_control's
+controller manager). Where that is not permitted it runs on at normal priority and says so in
+`priority_error` (the owner logs it once).
+
 Not an executor timer: rclpy callbacks in other threads do not delay it (beyond the GIL;
 follower_node lowers the switch interval).
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import Callable, Optional
@@ -32,11 +37,16 @@ RESYNC_S = 1.0   # sim time: a forward jump larger than this resynchronises the 
 class ControlLoop:
     def __init__(self, rate_hz: float, tick: Callable[[int, float], None], spin_s: float = 0.0002,
                  name: str = 'control_loop', stats_size: int = 5000,
-                 now_fn: Optional[Callable[[], float]] = None, poll_s: float = 0.005):
+                 now_fn: Optional[Callable[[], float]] = None, poll_s: float = 0.005,
+                 priority: int = 0):
         self.period = 1.0 / float(rate_hz)
         self.now_fn = now_fn
         self.poll_s = float(poll_s)
         self._wake = threading.Event()
+        self.priority = int(priority)
+        self.realtime = False
+        self.priority_error = ''
+        self._started = threading.Event()
         self.tick = tick
         self.spin_s = float(spin_s)
         self.name = name
@@ -54,6 +64,7 @@ class ControlLoop:
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self._thread.start()
+        self._started.wait(2.0)   # priority_error is known once start() returns
 
     def stop(self, timeout: float = 2.0):
         self._stop.set()
@@ -74,7 +85,17 @@ class ControlLoop:
         self._errors[self._n_errors % self._errors.shape[0]] = err
         self._n_errors += 1
 
+    def _set_priority(self):
+        if self.priority > 0:
+            try:
+                os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(self.priority))
+                self.realtime = True
+            except (OSError, AttributeError) as exc:   # no permission, or not Linux
+                self.priority_error = f'SCHED_FIFO {self.priority} not permitted ({exc})'
+        self._started.set()
+
     def _run(self):
+        self._set_priority()
         if self.now_fn is not None:
             return self._run_on_clock()
         mono = time.monotonic

@@ -74,6 +74,9 @@ PARAMETERS = {
     'jtc_horizon_s': (0.1, 'joint_trajectory mode: time span of each rolling trajectory (s).'),
     'jtc_points': (5, 'joint_trajectory mode: points per rolling trajectory.'),
     'spin_wait_s': (0.0002, 'Control thread: busy-wait this long before each deadline (s).'),
+    'realtime_priority': (0, 'Control thread: SCHED_FIFO priority (0 = normal scheduling, the '
+                             'default); falls back to normal priority with a warning where not '
+                             'permitted.'),
     'log_throttle_s': (2.0, 'Minimum interval between two logs of the same rejection reason (s).'),
     'autostart': (True, 'Configure and activate on start (no lifecycle manager needed).'),
 }
@@ -181,7 +184,8 @@ class FollowerNode(LifecycleNode):
         # Sim time: deadlines on the ROS clock, woken by every /clock update (jump callback).
         self.loop = ControlLoop(self.cfg.control_rate_hz, self._tick,
                                 spin_s=float(self._param('spin_wait_s')), name='follower_control',
-                                now_fn=self.now_s if sim else None)
+                                now_fn=self.now_s if sim else None,
+                                priority=int(self._param('realtime_priority')))
         if sim:
             self._jump_handle = self.get_clock().create_jump_callback(
                 JumpThreshold(min_forward=Duration(nanoseconds=1),
@@ -189,6 +193,8 @@ class FollowerNode(LifecycleNode):
                 post_callback=lambda _jump: self.loop.notify())
         self.lifecycle_label = 'active'
         self.loop.start()
+        if self.loop.priority_error:
+            self.get_logger().warning(f'control thread at normal priority: {self.loop.priority_error}')
         self.get_logger().info(
             f'active ({"sim" if sim else "wall"} time): waiting for a joint state, then holding '
             'until a chunk')
