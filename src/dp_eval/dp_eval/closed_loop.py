@@ -3,8 +3,9 @@
 What it does: starts sim_node, policy_node and follower_node as separate processes with
 dp_bringup's process starter (GRAPHS['sim.launch.py'], the same executables and parameter files as
 launch/sim.launch.py), or attaches to a graph that is already running (`start_graph=False`); waits
-until the simulation's reset service answers, the policy node is active and the follower reports;
-then per episode:
+until the simulation's reset service answers, the policy node is active, the follower reports and
+the policy has published a first chunk (so the first episode does not pay its start-up); then per
+episode:
 
     policy_node/reset_history -> sim_node/reset_episode(seed) -> policy_node/reset_history
     -> wait for /task_status of that episode with done (or the wall-clock episode timeout)
@@ -152,6 +153,7 @@ class _Runner:
         self.status_event = threading.Event()
         self.recorder: Optional[_Recorder] = None
         self.recorded_topics: Optional[list[str]] = None
+        self.chunks_seen = 0
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
         reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
@@ -196,6 +198,7 @@ class _Runner:
                     self.status_event.set()
 
     def _on_chunk(self, msg) -> None:
+        self.chunks_seen += 1
         with self.lock:
             if self.tracker is not None:
                 self.tracker.on_chunk(msg.inference_latency_s)
@@ -263,6 +266,12 @@ class _Runner:
                    lambda: _log_tail(self.log_dir, cfg.follower_node.strip('/')))
         self._wait(f'service {cfg.policy_node}/reset_history',
                    lambda: self.history_client.service_is_ready(), left())
+        # the first chunk of this policy process: the first episode should not pay its start-up
+        seen = self.chunks_seen
+        self._wait(f'a first action chunk on {cfg.policy_node}/action_chunk',
+                   lambda: self.chunks_seen > seen, left(),
+                   lambda: (f'; policy status: {self.policy_status.last_skip_reason!r}'
+                            if self.policy_status is not None else ''))
         st = self.policy_status
         return {'startup_s': time.monotonic() - t0, 'checkpoint': st.checkpoint,
                 'backend': st.backend, 'device': st.device}
