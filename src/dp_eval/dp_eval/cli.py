@@ -145,10 +145,17 @@ def cmd_closed_loop(ns) -> int:
         if ns.record:
             bag = str(out / (f'run_{label}' if len(ckpts) > 1 else 'run'))
             if Path(bag).exists():
-                print(f'dp_eval closed-loop: {bag} exists (from an earlier run?): remove it or '
-                      f'give another --out', file=sys.stderr)
-                return 2
+                if not (Path(bag) / 'metadata.yaml').is_file():
+                    print(f'dp_eval closed-loop: {bag} exists and is not a bag: remove it or '
+                          f'give another --out', file=sys.stderr)
+                    return 2
+                import shutil
+                print(f'dp_eval closed-loop: replacing the bag of an earlier run, {bag}',
+                      file=sys.stderr)
+                shutil.rmtree(bag)
         variants.append(Variant(str(Path(ckpt).resolve()) if ckpt else '', label, bag))
+    for old in (out / 'logs').glob('*.log'):     # the logs of an earlier run
+        old.unlink()
     try:
         cfg = ClosedLoopConfig(
             episodes=ns.episodes, seed=ns.seed, episode_timeout_s=ns.episode_timeout,
