@@ -132,6 +132,7 @@ class Robot:
         self.traj_pub = None
         self.chunk_pub = None
         self.last_t0_ns: Optional[int] = None   # stamp of the last chunk's newest observation
+        self.tried_t0_ns: Optional[int] = None  # newest observation stamp last tried (chunk or not)
         self.sequence = 0
         self.epoch = 0                          # bumped by reset / clock jump: drops chunks in flight
         self.last_skip = 'no observation yet'
@@ -370,6 +371,7 @@ class PolicyNode(LifecycleNode):
         robot.epoch += 1
         robot.history.clear()
         robot.last_t0_ns = None
+        robot.tried_t0_ns = None
         robot.last_skip = 'history reset'
         with self._lock:
             self._policy_resets.add(robot.ns)
@@ -447,7 +449,9 @@ class PolicyNode(LifecycleNode):
         if not self._active or cfg is None or cfg.trigger != 'observation':
             return
         t0 = robot.history.newest_common_ns()
-        if t0 is not None and (robot.last_t0_ns is None or t0 >= robot.last_t0_ns + self._min_advance_ns):
+        if t0 is None or (robot.tried_t0_ns is not None and t0 <= robot.tried_t0_ns):
+            return                               # nothing new since the last attempt
+        if robot.last_t0_ns is None or t0 >= robot.last_t0_ns + self._min_advance_ns:
             self._wake.set()
 
     # ------------------------------------------------------------------ inference
@@ -524,13 +528,16 @@ class PolicyNode(LifecycleNode):
         for robot in list(self.robots.values()):
             epoch = robot.epoch
             t0 = robot.history.newest_common_ns()
-            if t0 is not None and robot.last_t0_ns is not None and t0 < robot.last_t0_ns:
-                robot.last_t0_ns = None          # history restarted with older stamps
-            if t0 is not None and robot.last_t0_ns is not None \
-                    and t0 < robot.last_t0_ns + self._min_advance_ns:
-                # nothing new since the last chunk: only worth a reason once it goes stale
-                if now - t0 <= robot.history.max_age_ns:
+            if t0 is not None and robot.tried_t0_ns is not None and t0 < robot.tried_t0_ns:
+                robot.last_t0_ns = robot.tried_t0_ns = None   # history restarted, older stamps
+            if t0 is not None and now - t0 <= robot.history.max_age_ns:
+                # fresh, but nothing new since the last attempt (its reason stands), or too
+                # soon after the last chunk (trigger observation): wait
+                if robot.tried_t0_ns is not None and t0 <= robot.tried_t0_ns:
                     continue
+                if robot.last_t0_ns is not None and t0 < robot.last_t0_ns + self._min_advance_ns:
+                    continue
+            robot.tried_t0_ns = t0
             res = robot.history.sample(now)
             if isinstance(res, Skip):
                 robot.last_skip = res.reason

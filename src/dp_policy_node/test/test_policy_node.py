@@ -187,27 +187,28 @@ def base(ckpt, **extra):
 def test_trajectory_stamps_names_points_and_status(ckpt, graphs):
     g = graphs(base(ckpt, warmup=True))
     assert g.node.lifecycle_state == 'active'
-    sent_image_stamps = []
-
-    def clock():
-        return g.now_ns()
-    orig_image = g.image
+    sent = set()                 # every observation stamp the driver published
+    orig_image, orig_joints = g.image, g.joints
 
     def image(stamp_ns, *a, **k):
-        sent_image_stamps.append(stamp_ns)
+        sent.add(stamp_ns)
         orig_image(stamp_ns, *a, **k)
-    g.image = image
-    assert g.play(20.0, until=lambda: len(g.traj['']) >= 5), 'no trajectories'
+
+    def joints(stamp_ns, *a, **k):
+        sent.add(stamp_ns)
+        orig_joints(stamp_ns, *a, **k)
+    g.image, g.joints = image, joints
+    assert g.play(60.0, until=lambda: len(g.traj['']) >= 5), 'no trajectories'
     traj, chunk = g.traj[''][-1], None
     assert list(traj.joint_names) == JOINTS           # the checkpoint's order, not the driver's
     assert len(traj.points) == 16 - 1                  # horizon - first_action_index
     for i, p in enumerate(traj.points):
         assert duration_to_seconds(p.time_from_start) == pytest.approx(0.1 * i, abs=1e-9)
         assert len(p.positions) == 3 and np.all(np.isfinite(p.positions))
-    # header stamp = the newest observation: with joints at 100 Hz and the camera at 20 Hz the
-    # camera lags, so it is exactly a published image stamp (not an arrival or publish time)
+    # header stamp = the newest observation's stamp: exactly a published stamp (the stream that
+    # lags, usually the 20 Hz camera), never an arrival or publish time
     stamps = [stamp_to_ns(t.header.stamp) for t in g.traj['']]
-    assert all(s in sent_image_stamps for s in stamps), (stamps, sent_image_stamps[-5:])
+    assert all(s in sent for s in stamps), stamps
     assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
     assert g.wait(lambda: len(g.chunks['']) >= 2)
     chunk = g.chunks[''][-1]
@@ -215,10 +216,11 @@ def test_trajectory_stamps_names_points_and_status(ckpt, graphs):
     assert len(chunk.trajectory.points) == 16 and chunk.scheduler == 'ddim'
     assert duration_to_seconds(chunk.trajectory.points[0].time_from_start) == pytest.approx(-0.1)
     assert chunk.sequence > g.chunks[''][0].sequence
-    assert stamp_to_ns(chunk.header.stamp) in sent_image_stamps
+    assert stamp_to_ns(chunk.header.stamp) in sent
     assert 0 < chunk.observation_age_s < 5 and chunk.inference_latency_s > 0
     # joints matched by name: the history holds (joint1, joint2, joint3) = (0.1, 0.2, 0.3)
-    obs = g.node.robots[''].history.sample(g.now_ns())
+    hist = g.node.robots[''].history
+    obs = hist.sample(hist.newest_common_ns())
     np.testing.assert_allclose(obs.state[-1], [0.1, 0.2, 0.3])
     # status: latched (a late subscriber gets it), active, counting chunks, inputs listed
     late = []
@@ -234,13 +236,23 @@ def test_trajectory_stamps_names_points_and_status(ckpt, graphs):
     assert 'older' in desc.description
 
 
-def test_rate_follows_policy_rate(ckpt, graphs):
+def test_rate_never_exceeds_policy_rate(ckpt, graphs):
+    # trigger timer (default): at most one chunk per tick of 1/policy_rate_hz (fewer when loaded)
     g = graphs(base(ckpt, policy_rate_hz=5.0))
-    assert g.play(20.0, until=lambda: len(g.traj['']) >= 2)
+    assert g.play(60.0, until=lambda: len(g.traj['']) >= 2)
     n0, t0 = len(g.traj['']), time.monotonic()
-    g.play(3.0)
-    rate = (len(g.traj['']) - n0) / (time.monotonic() - t0)
-    assert 2.0 < rate < 6.5, rate       # 5 Hz ticks (a loaded machine may skip some)
+    g.play(3.0, cam_hz=30.0)
+    n, elapsed = len(g.traj['']) - n0, time.monotonic() - t0
+    assert 1 <= n <= 5.0 * elapsed + 2, (n, elapsed)
+
+
+def test_observation_trigger_spaces_chunks_by_stamps(ckpt, graphs):
+    # trigger observation: a chunk per new observation, at least 0.75/policy_rate_hz apart in
+    # observation time, although the camera (30 Hz) and joints (100 Hz) are faster
+    g = graphs(base(ckpt, policy_rate_hz=5.0, trigger='observation'))
+    assert g.play(60.0, cam_hz=30.0, until=lambda: len(g.traj['']) >= 5)
+    stamps = np.array([stamp_to_ns(t.header.stamp) for t in g.traj['']])
+    assert np.all(np.diff(stamps) >= 0.75 * 0.2 * NS), np.diff(stamps)
 
 
 @pytest.mark.parametrize('problem, match', [
@@ -280,7 +292,7 @@ def test_manual_lifecycle(ckpt, graphs):
     g.play(1.5)
     assert g.traj[''] == []                     # configured (histories fill) but not active
     g.node.trigger_activate()
-    assert g.play(20.0, until=lambda: len(g.traj['']) >= 2)
+    assert g.play(60.0, until=lambda: len(g.traj['']) >= 2)
     g.node.trigger_deactivate()
     time.sleep(0.3)
     n = len(g.traj[''])
@@ -295,12 +307,13 @@ def test_missing_and_stale_streams_give_reasons_and_no_chunk(ckpt, graphs):
     g.play(1.5, camera=False)
     assert g.traj[''] == []
     assert g.node.last_skip_reason == 'missing:/camera/image_raw'
-    assert g.play(20.0, until=lambda: len(g.traj['']) >= 2)
-    g.play(1.0, camera=False)                   # the camera stops; joints keep coming
+    assert g.play(60.0, until=lambda: len(g.traj['']) >= 2)
+    # the camera stops; joints keep coming
+    assert g.play(60.0, camera=False,
+                  until=lambda: g.node.last_skip_reason == 'stale:/camera/image_raw')
     n = len(g.traj[''])
     g.play(1.0, camera=False)
     assert len(g.traj['']) == n
-    assert g.node.last_skip_reason == 'stale:/camera/image_raw'
     assert g.counters('skipped').get('stale', 0) > 0
 
 
@@ -339,7 +352,7 @@ def test_bad_input_is_rejected_counted_and_never_published(ckpt, graphs):
     g.play(2.0, camera=False)
     assert g.traj[''] == []
     # the node is alive and good input works
-    assert g.play(20.0, until=lambda: len(g.traj['']) >= 2)
+    assert g.play(60.0, until=lambda: len(g.traj['']) >= 2)
 
 
 def test_wrong_size_images_are_resized_by_default(ckpt, graphs):
@@ -347,8 +360,9 @@ def test_wrong_size_images_are_resized_by_default(ckpt, graphs):
     big = np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)
     orig = g.image
     g.image = lambda stamp_ns, *a, **k: orig(stamp_ns, array=big)
-    assert g.play(20.0, until=lambda: len(g.traj['']) >= 2)
-    obs = g.node.robots[''].history.sample(g.now_ns())
+    assert g.play(60.0, until=lambda: len(g.traj['']) >= 2)
+    hist = g.node.robots[''].history
+    obs = hist.sample(hist.newest_common_ns())
     assert obs.images['cam'].shape == (2, *HW, 3)
 
 
@@ -379,7 +393,7 @@ def test_flood_keeps_memory_bounded(ckpt, graphs):
 
 def test_services_enable_disable_and_reset(ckpt, graphs):
     g = graphs(base(ckpt))
-    assert g.play(20.0, until=lambda: len(g.traj['']) >= 2)
+    assert g.play(60.0, until=lambda: len(g.traj['']) >= 2)
     r = g.call(SetEnabled, '/policy_node/set_enabled', SetEnabled.Request(enabled=False))
     assert r.success
     time.sleep(0.3)
@@ -390,7 +404,7 @@ def test_services_enable_disable_and_reset(ckpt, graphs):
     assert g.counters('skipped') is not None and not g.status[-1].enabled
     r = g.call(SetEnabled, '/policy_node/set_enabled', SetEnabled.Request(enabled=True))
     assert r.success
-    assert g.play(20.0, until=lambda: len(g.traj['']) > n)
+    assert g.play(60.0, until=lambda: len(g.traj['']) > n)
 
     r = g.call(ResetHistory, '/policy_node/reset_history', ResetHistory.Request(robot_namespace='x'))
     assert not r.success and 'unknown robot namespace' in r.message
@@ -400,7 +414,7 @@ def test_services_enable_disable_and_reset(ckpt, graphs):
     assert g.node.robots[''].history.sizes() == {'joint_states': 0, 'cam': 0}
     t_reset = g.now_ns()
     n = len(g.traj[''])
-    assert g.play(20.0, until=lambda: len(g.traj['']) > n)
+    assert g.play(60.0, until=lambda: len(g.traj['']) > n)
     first = g.traj[''][n]
     assert stamp_to_ns(first.header.stamp) >= t_reset + 0.1 * NS - 0.05 * NS
 
@@ -412,7 +426,7 @@ def test_compressed_camera(ckpt, graphs):
     g.image = lambda stamp_ns, ns='', cam='cam', **k: g.cam_pub[(ns, cam)].publish(
         rgb8_to_compressed(rng.integers(0, 255, (*HW, 3), dtype=np.uint8), 'jpeg',
                            stamp=ns_to_stamp(stamp_ns)))
-    assert g.play(20.0, until=lambda: len(g.traj['']) >= 2)
+    assert g.play(60.0, until=lambda: len(g.traj['']) >= 2)
 
 
 def test_two_cameras_and_batched_robots(two_cam_ckpt, graphs):
@@ -427,19 +441,17 @@ def test_two_cameras_and_batched_robots(two_cam_ckpt, graphs):
         batches.append(state.shape[0])
         return predict(state, *a, **k)
     g.node.policy.predict = spy
-    assert g.play(30.0, until=lambda: len(g.traj['r1']) >= 3 and len(g.traj['r2']) >= 3)
+    assert g.play(60.0, until=lambda: len(g.traj['r1']) >= 3 and len(g.traj['r2']) >= 3)
     assert 2 in batches                                       # one batch for both robots
     c1, c2 = g.chunks['r1'][-1], g.chunks['r2'][-1]
     assert (c1.robot_namespace, c2.robot_namespace) == ('r1', 'r2')
     # robot r2 stops: r1 keeps getting chunks, r2's reason names its stale stream
-    n1, n2 = len(g.traj['r1']), len(g.traj['r2'])
-    g.play(2.0, namespaces=['r1'])
-    assert len(g.traj['r1']) > n1
+    n1 = len(g.traj['r1'])
+    assert g.play(60.0, namespaces=['r1'], until=lambda: len(g.traj['r1']) > n1 + 2
+                  and 'r2: stale:/r2/' in g.node.last_skip_reason), g.node.last_skip_reason
+    n2 = len(g.traj['r2'])
     g.play(1.0, namespaces=['r1'])
-    n2b = len(g.traj['r2'])
-    g.play(1.0, namespaces=['r1'])
-    assert len(g.traj['r2']) == n2b and n2b <= n2 + 8
-    assert 'r2: stale:/r2/' in g.node.last_skip_reason
+    assert len(g.traj['r2']) == n2
 
 
 def test_sim_time_drives_the_node_and_a_backwards_jump_clears_history(ckpt, graphs):
@@ -469,9 +481,10 @@ def test_sim_time_drives_the_node_and_a_backwards_jump_clears_history(ckpt, grap
     assert len(g.traj['']) >= 6
     stamps = [stamp_to_ns(t.header.stamp) for t in g.traj['']]
     assert all(100 * NS < s <= sim['t'] for s in stamps), stamps     # simulated, not wall time
-    # ticks follow the simulated clock: 10 Hz in simulated time (5 Hz of wall time here)
+    # ticks follow the simulated clock: 10 Hz in simulated time, i.e. at most 5 Hz of wall time
+    # here (ticks on the wall clock would give chunks 0.05 s apart in simulated time)
     gaps = np.diff(stamps) * 1e-9
-    assert np.median(gaps) == pytest.approx(0.1, abs=0.03), gaps
+    assert np.min(gaps) >= 0.07, gaps
     # replay restart: the clock jumps back to 5 s
     before = g.counters('skipped').get('clock_jump', 0)
     sim['t'] = 5 * NS
