@@ -194,6 +194,9 @@ def main(args=None) -> None:
             executor.spin_once(timeout_sec=0.1)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:  # noqa: BLE001 - SIGINT can shut the context down inside a wait (RCLError)
+        if rclpy.ok():
+            raise
     finally:
         if node is not None:
             node.destroy_node()

@@ -160,6 +160,9 @@ def main(args=None) -> None:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:  # noqa: BLE001 - SIGINT can shut the context down inside a wait (RCLError)
+        if rclpy.ok():
+            raise
     finally:
         if node is not None:
             node.finish()

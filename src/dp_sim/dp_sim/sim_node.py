@@ -8,7 +8,9 @@ command subscriptions and the reset service.
 
 Time: the simulation clock starts at 0 and never goes backwards (an episode reset does not reset
 it). With publish_clock every stamp is simulated time, and the other nodes run with use_sim_time.
-Without it (real_time_factor must then be 1), stamps are wall-clock time at the simulated instant.
+Without it (real_time_factor must then be 1), stamps are wall-clock time at the simulated instant;
+if the machine cannot keep up by more than 0.1 s, the simulated world skips ahead so that the
+stamps stay near the wall clock.
 
 Topics, parameters and services: see the package README.
 """
@@ -246,6 +248,9 @@ class SimNode(Node):
         every = {name: max(1, int(round(cfg.control_rate_hz / getattr(cfg, name))))
                  for name in ('joint_state_rate_hz', 'camera_rate_hz', 'status_rate_hz')}
         tick = 0
+        # Largest lag behind the pace before giving up catching up: generous with simulated
+        # time (nobody else's clock), small with wall-clock stamps.
+        max_lag_s = 1.0 if cfg.publish_clock else 0.1
         wall0 = time.monotonic()
         sim0 = self.env.time
         try:
@@ -276,8 +281,13 @@ class SimNode(Node):
                     delay = wall0 + sim_elapsed / cfg.real_time_factor - time.monotonic()
                     if delay > 0:
                         time.sleep(delay)
-                    elif delay < -1.0:  # fell behind by more than a second: do not try to catch up
+                    elif delay < -max_lag_s:  # fell behind: do not try to catch up
                         wall0 -= delay
+                        if not cfg.publish_clock:
+                            # Wall-clock stamps must stay near the wall clock (other nodes
+                            # compare them with their own): the simulated world skips ahead.
+                            with self._lock:
+                                self._wall_offset -= delay
         except Exception as e:  # noqa: BLE001 - report and stop the node rather than die silently
             if rclpy.ok(context=self.context):
                 self.get_logger().error(f'simulation loop failed: {e!r}')
@@ -301,6 +311,9 @@ def main(args=None) -> None:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:  # noqa: BLE001 - SIGINT can shut the context down inside a wait (RCLError)
+        if rclpy.ok():
+            raise
     finally:
         if node is not None:
             node.destroy_node()

