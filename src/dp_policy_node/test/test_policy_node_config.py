@@ -112,3 +112,12 @@ def test_yaml_files_load_into_the_node_and_robot_keys_keep_their_names():
         node.destroy_node()
     finally:
         rclpy.try_shutdown(context=ctx)
+
+
+def test_readme_node_section_lists_every_parameter_and_interface():
+    text = (ROOT / 'src' / 'dp_policy_node' / 'README.md').read_text()
+    for name in PARAMETERS:
+        assert f'| `{name}` |' in text, name
+    for iface in ('~/trajectory', '~/action_chunk', '~/status', '~/reset_history', '~/set_enabled',
+                  'sensor data', 'transient local'):
+        assert iface in text, iface
