@@ -43,6 +43,14 @@ def _fmt(v, unit: str = '', digits: int = 3) -> str:
     return f'{v}{unit}'
 
 
+def _ms(v) -> str:
+    return _fmt(None if v is None else float(v) * 1e3, ' ms')
+
+
+def _pct(v) -> str:
+    return _fmt(None if v is None else float(v) * 100, '%')
+
+
 def print_summary(results: list[dict], stream=None) -> None:
     """A short plain-text table of the headline numbers of each result."""
     stream = stream or sys.stdout
@@ -62,18 +70,18 @@ def print_summary(results: list[dict], stream=None) -> None:
                       f"{[round(x, 2) for x in mo['pred_hist']]}  JS {_fmt(mo['js_bits'], ' bit')}"
                       f"  agreement {_fmt(mo['agreement'])}", file=stream)
                 print(f"  jerk RMS pred {_fmt(j['pred_rms'])} / demo {_fmt(j['demo_rms'])} rad/s^3"
-                      f"  latency p50 {_fmt(lat['p50_s'] * 1e3, ' ms')} p90 "
-                      f"{_fmt(lat['p90_s'] * 1e3, ' ms')} (batch 1)", file=stream)
+                      f"  latency p50 {_ms(lat['p50_s'])} p90 {_ms(lat['p90_s'])} (batch 1)",
+                      file=stream)
         elif r['kind'] == 'closed_loop':
             tts, lat = m['time_to_success_s'], m['latency']
             side = m['side_of_successes']
-            print(f"  success {m['successes']}/{m['episodes']} ({_fmt(100 * m['success_rate'], '%')})"
+            print(f"  success {m['successes']}/{m['episodes']} ({_pct(m['success_rate'])})"
                   f"  left/right {side['left']}/{side['right']}  time to target mean "
                   f"{_fmt(tts['mean'], ' s')}  obstacle contacts {m['obstacle_contacts']}",
                   file=stream)
             print(f"  command jerk RMS {_fmt(m['command_jerk_rms_rad_s3'])} max "
                   f"{_fmt(m['command_jerk_max_rad_s3'])} rad/s^3  policy latency p50 "
-                  f"{_fmt(lat['p50_s'] * 1e3, ' ms')} p99 {_fmt(lat['p99_s'] * 1e3, ' ms')} "
+                  f"{_ms(lat['p50_s'])} p99 {_ms(lat['p99_s'])} "
                   f"({lat['n']} chunks)", file=stream)
         elif r['kind'] == 'live':
             c = m.get('comparison', {})

@@ -41,3 +41,19 @@ def test_offline_corrupt_bag_exit_1_with_partial_report(bags, tiny_ckpt, tmp_pat
     assert 'Partial results' in (out / 'report.html').read_text()
 
 
+
+
+def test_report_command_rewrites_from_json(tmp_path, capsys):
+    from dp_eval import report
+    from dp_eval.episodes import EpisodeTracker, summarize_episodes
+    tr = EpisodeTracker(0, 1, 0)
+    tr.on_status(1, 2.0, 0.01, True, False, 'left', True)
+    eps = [tr.result().to_dict()]
+    res = {'kind': 'closed_loop', 'label': 'x', 'checkpoint': 'x.ckpt', 'episodes': eps,
+           'metrics': summarize_episodes(eps), 'partial': False, 'errors': []}
+    report.write_report([res], tmp_path / 'a')
+    rc = cli.main(['report', str(tmp_path / 'a' / 'result.json'), '--out', str(tmp_path / 'b'),
+                   '--title', 'again'])
+    assert rc == 0
+    assert '<h1>again</h1>' in (tmp_path / 'b' / 'report.html').read_text()
+    assert 'success 1/1' in capsys.readouterr().out
