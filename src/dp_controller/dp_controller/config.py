@@ -57,6 +57,8 @@ class FollowerConfig:
     position_tolerance_rad: float = 1e-6
     # A clock step backwards larger than this resets the plan (hold).
     clock_jump_tolerance_s: float = 0.05
+    # Periods skipped by a late control thread are stepped through (unpublished), at most this many.
+    max_catch_up_steps: int = 10
 
     def __post_init__(self):
         self.joint_names = [str(n) for n in self.joint_names]
@@ -79,6 +81,8 @@ class FollowerConfig:
             raise ValueError('watchdog_timeout_s must be positive')
         if self.blend_window_s < 0 or self.n_action_steps < 0 or self.max_ensemble_chunks < 1:
             raise ValueError('blend_window_s, n_action_steps must be >= 0, max_ensemble_chunks >= 1')
+        if self.max_catch_up_steps < 0:
+            raise ValueError('max_catch_up_steps must be >= 0')
         if self.max_stamp_age_s <= 0 or self.max_future_stamp_s < 0:
             raise ValueError('max_stamp_age_s must be > 0 and max_future_stamp_s >= 0')
 

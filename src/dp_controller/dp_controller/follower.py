@@ -254,7 +254,21 @@ class Follower:
 
     # ------------------------------------------------------------------ control
     def step(self, now: float):
-        """One control period: returns the command (q, v, a) for time `now` (arrays (J,))."""
+        """One control period: returns the command (q, v, a) for time `now` (arrays (J,)).
+
+        When more than one period passed since the last call (a starved or overrunning control
+        thread), the periods in between are stepped through first (at most
+        max_catch_up_steps), so that the command keeps time with the plan; the limits hold per
+        period, so the command moves by at most what the elapsed periods allow.
+        """
+        if self._last_now is not None and self.cfg.max_catch_up_steps > 0:
+            missed = min(int((now - self._last_now) / self.dt + 0.5) - 1,
+                         self.cfg.max_catch_up_steps)
+            for i in range(missed, 0, -1):
+                self._step_once(now - i * self.dt)
+        return self._step_once(now)
+
+    def _step_once(self, now: float):
         if self._last_now is not None and now < self._last_now - self.cfg.clock_jump_tolerance_s:
             self._enter_hold('clock_jump')
             self._last_stamp = -math.inf

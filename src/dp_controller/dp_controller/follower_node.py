@@ -98,6 +98,7 @@ class FollowerNode(LifecycleNode):
         self._measured_index = {}
         self._last_log = {}
         self._jump_handle = None
+        self._next_jtc_k = 0
         self._subs, self._pubs, self._srvs, self._timers = [], [], [], []
 
     # ------------------------------------------------------------------ parameters
@@ -180,6 +181,7 @@ class FollowerNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state) -> TransitionCallbackReturn:
+        self._next_jtc_k = 0
         sim = bool(self.get_parameter('use_sim_time').value)
         # Sim time: deadlines on the ROS clock, woken by every /clock update (jump callback).
         self.loop = ControlLoop(self.cfg.control_rate_hz, self._tick,
@@ -309,8 +311,9 @@ class FollowerNode(LifecycleNode):
                 if self._measured is None:
                     return
                 follower.start(self._measured, now)
-            q, v, _ = follower.step(now)
-            if self.output_mode == 'joint_trajectory' and k % self._jtc_every == 0:
+            q, v, _ = follower.step(now)   # catches up on skipped periods (see Follower.step)
+            if self.output_mode == 'joint_trajectory' and k >= self._next_jtc_k:
+                self._next_jtc_k = k + self._jtc_every
                 pq, pv = follower.preview(now, now + self._jtc_tfs)
             else:
                 pq = None
