@@ -97,3 +97,18 @@ def test_corrupt_bag_keeps_the_results_so_far(bags, tiny_ckpt, tmp_path, storage
     assert 'evaluated the' in by_path[str(bad)]['error']
     assert 0 < by_path[str(bad)]['steps'] < by_path[str(good)]['steps']
     assert res['metrics']['steps'] == by_path[str(good)]['steps'] + by_path[str(bad)]['steps']
+
+
+def test_joint_trajectory_commands_and_configurable_topics(tiny_ckpt, tmp_path):
+    """Demonstrator commands as JointTrajectory on a custom topic, joint states elsewhere."""
+    from dp_policy_node.dataset import DatasetConfig
+    spec = synthetic.SyntheticSpec(command='trajectory', joint_topic='/arm/joint_states',
+                                   command_topic='/teleop/joint_trajectory', duration_s=2.0)
+    bag = synthetic.write_demo_bag(tmp_path / 'traj', spec, 'mcap')
+    cfg = DatasetConfig(joint_names=['joint1', 'joint2', 'joint3'],
+                        cameras={'camera': '/camera/image_raw'},
+                        joint_states_topic='/arm/joint_states',
+                        command_topic='/teleop/joint_trajectory')
+    res = offline.run_offline(tiny_ckpt, [bag], dataset_cfg=cfg, cfg=FAST, progress=False)
+    assert not res['partial'] and res['metrics']['steps'] >= 15
+    assert res['dataset']['command_topic'] == '/teleop/joint_trajectory'
