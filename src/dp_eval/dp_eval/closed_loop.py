@@ -235,7 +235,15 @@ class _Runner:
             if ok():
                 return
             time.sleep(0.1)
-        raise ClosedLoopError(f'timed out after {timeout_s:.0f} s waiting for {what}{hint()}')
+        load = ''
+        try:
+            import os
+            load = (f' (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs: an '
+                    f'overloaded machine starts nodes slowly; see --startup-timeout)')
+        except (OSError, AttributeError):
+            pass
+        raise ClosedLoopError(f'timed out after {timeout_s:.0f} s waiting for {what}{load}'
+                              f'{hint()}')
 
     def wait_ready(self) -> dict:
         cfg = self.cfg
@@ -260,7 +268,9 @@ class _Runner:
         self._wait(f'{cfg.policy_node} to be active (its PolicyStatus)', policy_ok, left(),
                    lambda: (f'; last status: lifecycle {self.policy_status.lifecycle_state!r}, '
                             f'{self.policy_status.last_skip_reason!r}'
-                            if self.policy_status is not None else '; no PolicyStatus received')
+                            if self.policy_status is not None else
+                            '; no PolicyStatus received yet (policy_node publishes it once it has '
+                            'loaded and warmed up the checkpoint)')
                    + _log_tail(self.log_dir, cfg.policy_node.strip('/')))
         self._wait(f'{cfg.follower_node}/status', lambda: self.follower_status is not None, left(),
                    lambda: _log_tail(self.log_dir, cfg.follower_node.strip('/')))
