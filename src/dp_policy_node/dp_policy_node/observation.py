@@ -252,6 +252,13 @@ class ObservationHistory:
         with self._lock:
             return {k: r.newest_ns for k, r in self._rings.items()}
 
+    def latest(self, stream: str) -> Optional[tuple[int, Any]]:
+        """(stamp_ns, value) of the newest sample of a stream (joint positions in the policy's
+        order, or an image / its pending converter), None while it is empty."""
+        with self._lock:
+            ring = self._rings[stream]
+            return (ring.stamps[-1], ring.values[-1]) if len(ring) else None
+
     def newest_common_ns(self) -> Optional[int]:
         """t0: the newest stamp every stream has reached, None while a stream is empty."""
         with self._lock:

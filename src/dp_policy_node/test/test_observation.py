@@ -221,3 +221,12 @@ def test_constructor_validates():
     h.insert_joint_state(T, [1, 2, 3])
     obs = h.sample(T)
     assert obs.state.shape == (1, 3) and obs.images == {}
+
+
+def test_latest_gives_the_newest_sample_of_a_stream():
+    h = make()
+    assert h.latest(JOINT_STREAM) is None
+    h.insert_joint_state(T + 2, [1, 2, 3])
+    h.insert_joint_state(T + 1, [4, 5, 6])          # older, inserted later
+    stamp, q = h.latest(JOINT_STREAM)
+    assert stamp == T + 2 and q.tolist() == [1, 2, 3]
