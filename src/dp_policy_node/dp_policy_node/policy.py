@@ -28,7 +28,7 @@ from .backends import OnnxBackend, Sampler, TorchBackend, TorchJitBackend, time_
 from .checkpoint import Checkpoint, load_checkpoint
 from .encoders import resize_uint8
 
-BACKENDS = ('auto', 'torch', 'onnxruntime')
+BACKENDS = ('auto', 'torch', 'onnxruntime', 'cuda-graph')
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,8 @@ class DiffusionPolicy:
             raise RuntimeError("device 'cuda' requested but torch.cuda.is_available() is False")
         if backend == 'onnxruntime' and self.device.type != 'cpu':
             raise ValueError('the onnxruntime backend runs on the CPU only; use device="cpu"')
+        if backend == 'cuda-graph' and self.device.type != 'cuda':
+            raise ValueError('the cuda-graph backend needs device="cuda" (or "cuda:N")')
         self.ckpt = ckpt
         self.backend_kind = backend
         self.num_samples = int(num_samples)
@@ -136,9 +138,11 @@ class DiffusionPolicy:
         return state, noise, images
 
     def _candidates(self) -> list[str]:
-        if self.backend_kind == 'onnxruntime':
-            return ['onnxruntime']
+        if self.backend_kind in ('onnxruntime', 'cuda-graph'):
+            return [self.backend_kind]
         names = ['torch', 'torch-jit']
+        if self.backend_kind == 'auto' and self.device.type == 'cuda':
+            names.append('cuda-graph')
         if self.backend_kind == 'auto' and self.device.type == 'cpu':
             names.append('onnxruntime')
         return names
@@ -149,6 +153,10 @@ class DiffusionPolicy:
                 self._backends[name] = TorchBackend(self.sampler, self.device)
             elif name == 'torch-jit':
                 self._backends[name] = TorchJitBackend(self.sampler, self.device)
+            elif name == 'cuda-graph':
+                from .cuda_graph import CudaGraphBackend
+
+                self._backends[name] = CudaGraphBackend(self.sampler, self.device)
             elif name == 'onnxruntime':
                 state, noise, images = self._example(1)
                 self._backends[name] = OnnxBackend(self.sampler, (state, noise, *images), self.num_threads)
@@ -178,7 +186,7 @@ class DiffusionPolicy:
     def backend_for(self, batch: int) -> str:
         if batch in self._choice:
             return self._choice[batch]
-        return 'onnxruntime' if self.backend_kind == 'onnxruntime' else 'torch'
+        return self.backend_kind if self.backend_kind in ('onnxruntime', 'cuda-graph') else 'torch'
 
     # ------------------------------------------------------------------ inference
     def _inputs(self, state, images, noise) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:

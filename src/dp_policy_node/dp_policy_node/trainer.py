@@ -440,7 +440,7 @@ def train(episodes: Sequence[Episode], meta: EpisodeSetMeta, model_cfg: ModelCon
         try:
             from tqdm import tqdm
 
-            bar = tqdm(total=total, initial=step, unit='step', dynamic_ncols=True, file=sys.stderr,
+            bar = tqdm(total=total if total < 10 ** 8 else None, initial=step, unit='step', dynamic_ncols=True, file=sys.stderr,
                        mininterval=0.5 if sys.stderr.isatty() else 10.0)
         except ImportError:  # pragma: no cover
             bar = None

@@ -3,7 +3,7 @@ import subprocess
 import sys
 
 CORE = ['config', 'network', 'encoders', 'normalizer', 'schedulers', 'model', 'policy', 'checkpoint',
-        'backends', 'episode', 'trainer', 'dataset', 'train_cli']
+        'backends', 'episode', 'trainer', 'dataset', 'train_cli', 'cuda_graph']
 
 
 def test_core_modules_do_not_import_rclpy():
