@@ -171,9 +171,11 @@ def harness_factory():
         h.close()
 
 
-def assert_continuous_and_limited(qs, max_missed_periods=10):
+def assert_continuous_and_limited(qs, max_missed_periods=25):
     """Inside the position limits, and no step larger than what the velocity limit allows over
-    a few periods (commands lost by the depth-1 publisher on a loaded machine are tolerated)."""
+    some periods: on a loaded machine this process receives few of the commands (depth-1
+    publisher) and the follower catches up skipped periods. Exact per-period continuity is the
+    core tests' business (test_core.py)."""
     qs = np.asarray(qs)
     assert np.all(qs >= LOWER - 1e-9) and np.all(qs <= UPPER + 1e-9)
     steps = np.abs(np.diff(qs, axis=0))
@@ -241,9 +243,9 @@ def test_start_hold_follow_reject_watchdog_and_services(harness_factory):
         return len(last) == 20 and np.all(last == last[0])
     h.wait_for(standstill, 'a standstill after the watchdog trip')
     n = len(h.commands)
-    time.sleep(0.3)
+    h.wait_for(lambda: len(h.commands) > n + 5, 'commands while holding')
     held = np.array([q for _, q, _ in h.commands[n - 1:]])
-    assert len(held) > 5 and np.all(held == held[0])
+    assert np.all(held == held[0])
     assert_continuous_and_limited([q for _, q, _ in h.commands])
 
     # Hold service: following stops; chunks are rejected as 'held' until resume.
@@ -251,8 +253,12 @@ def test_start_hold_follow_reject_watchdog_and_services(harness_factory):
     h.wait_state('following')
     assert h.call('hold').success
     h.wait_state('holding')
-    h.wait_for(lambda: h.rejected().get('held', 0) >= 2, 'held chunks counted')
-    time.sleep(0.3)
+    end = time.monotonic() + TIMEOUT_S
+    while not h.rejected().get('held'):
+        assert time.monotonic() < end, f'held chunks never counted: {h.rejected()}'
+        h.chunk_pub.publish(h.chunk(h.now() - 0.03))
+        time.sleep(0.15)
+    assert h.status.state_label == 'holding'
     assert h.call('resume').success
     h.stream(0.5)
     h.wait_state('following')
