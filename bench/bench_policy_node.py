@@ -111,13 +111,15 @@ def run_scenario(name: str, cams: list[tuple[str, int, int]], ckpt: str, args) -
         node.create_subscription(PolicyStatus, '/policy_node/status', status.append,
                                  QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                                             durability=DurabilityPolicy.TRANSIENT_LOCAL))
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + 600           # warm-up (auto: jit + ONNX export) included
         while state.get('n', 0) < 10 and time.monotonic() < deadline:
             if policy.poll() is not None:
                 raise RuntimeError(f'policy_node exited: {policy.stdout.read()[-3000:]}')
             ex.spin_once(timeout_sec=0.1)
         if state.get('n', 0) < 10:
-            raise RuntimeError('no chunks within 300 s')
+            policy.send_signal(signal.SIGINT)
+            raise RuntimeError(f'no chunks within 600 s; policy_node said: '
+                               f'{policy.communicate(timeout=30)[0][-3000:]}')
         state['measure'] = True
         cpu0, t0 = cpu_seconds(policy.pid), time.monotonic()
         t_end = t0 + args.seconds
