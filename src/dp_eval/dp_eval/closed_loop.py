@@ -169,6 +169,9 @@ class _Runner:
         n.create_subscription(Float64MultiArray, cfg.command_topic, self._on_command, reliable)
         self.reset_client = n.create_client(ResetEpisode, f'{cfg.sim_node}/reset_episode')
         self.history_client = n.create_client(ResetHistory, f'{cfg.policy_node}/reset_history')
+        from lifecycle_msgs.srv import ChangeState
+        self.ChangeState = ChangeState
+        self.follower_lifecycle = n.create_client(ChangeState, f'{cfg.follower_node}/change_state')
         self.ResetEpisode, self.ResetHistory = ResetEpisode, ResetHistory
         self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
         self.executor.add_node(n)
@@ -353,10 +356,19 @@ class _Runner:
         cfg = self.cfg
         t0 = time.monotonic()
         self.call(self.history_client, self.ResetHistory.Request(), 'policy reset_history')
+        # The reset teleports the arm (a simulation can, a robot cannot): the follower is
+        # deactivated across it and re-activated once joint states of the new episode have
+        # arrived, so that it starts holding the arm where it now is instead of driving it back to
+        # where the previous episode ended.
+        self._follower_transition(4, 'deactivate')   # lifecycle_msgs/Transition.TRANSITION_DEACTIVATE
         resp = self.call(self.reset_client, self.ResetEpisode.Request(seed=int(seed)),
                          f'{cfg.sim_node}/reset_episode')
         if not resp.success:
             raise ClosedLoopError(f'{cfg.sim_node}/reset_episode refused: {resp.message}')
+        # chunks conditioned on the previous episode must not reach the re-activated follower
+        self.call(self.history_client, self.ResetHistory.Request(), 'policy reset_history')
+        time.sleep(0.3)
+        self._follower_transition(3, 'activate')     # lifecycle_msgs/Transition.TRANSITION_ACTIVATE
         with self.lock:
             self.status_event.clear()
             self.tracker = EpisodeTracker(index, resp.episode, seed, cfg.jerk_dt_s)
@@ -384,6 +396,15 @@ class _Runner:
                          f'{cfg.episode_timeout_s:.0f} s (last episode time '
                          f'{res.episode_time_s:.1f} s)')
         return res
+
+    def _follower_transition(self, transition_id: int, label: str) -> None:
+        if not self.follower_lifecycle.wait_for_service(timeout_sec=self.cfg.service_timeout_s):
+            raise ClosedLoopError(f'{self.cfg.follower_node}/change_state not available')
+        req = self.ChangeState.Request()
+        req.transition.id = transition_id
+        resp = self.call(self.follower_lifecycle, req, f'{self.cfg.follower_node} {label}')
+        if not resp.success:
+            raise ClosedLoopError(f'{self.cfg.follower_node} refused to {label}')
 
     def close(self) -> None:
         self.stop_recording()
