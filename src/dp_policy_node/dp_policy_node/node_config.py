@@ -25,7 +25,8 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     'checkpoint': ('', 'Path of the checkpoint file (dp_train output). Required; a missing or '
                        'incompatible file makes on_configure fail and the node stays unconfigured.'),
     'backend': ('auto', "Inference backend: 'auto' (fastest measured at warm-up per batch size), "
-                        "'torch' or 'onnxruntime' (CPU only)."),
+                        "'torch', 'onnxruntime' (CPU only) or 'cuda-graph' (the whole DDIM loop "
+                        "captured in one CUDA graph per batch size; needs device cuda)."),
     'device': ('cpu', "torch device: 'cpu', 'cuda' or 'cuda:N'."),
     'num_threads': (1, 'CPU threads for inference (torch intra-op and ONNX Runtime); 0 = the '
                        'library default (all cores). Keep it low beside a simulator.'),
@@ -108,8 +109,12 @@ class PolicyNodeConfig:
     autostart: bool = True
 
     def __post_init__(self) -> None:
-        if self.backend not in ('auto', 'torch', 'onnxruntime'):
-            raise ConfigError(f"backend must be 'auto', 'torch' or 'onnxruntime', got {self.backend!r}")
+        if self.backend not in ('auto', 'torch', 'onnxruntime', 'cuda-graph'):
+            raise ConfigError("backend must be 'auto', 'torch', 'onnxruntime' or 'cuda-graph', got "
+                              f'{self.backend!r}')
+        if not (self.device == 'cpu' or self.device == 'cuda' or
+                (self.device.startswith('cuda:') and self.device[5:].isdigit())):
+            raise ConfigError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
         if self.trigger not in ('observation', 'timer'):
             raise ConfigError(f"trigger must be 'observation' or 'timer', got {self.trigger!r}")
         for name in ('policy_rate_hz', 'max_observation_age_s', 'status_rate_hz'):
