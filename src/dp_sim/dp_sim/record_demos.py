@@ -132,6 +132,18 @@ def main(argv=None) -> int:
                               'image_width': args.image_size, 'image_height': args.image_size,
                               'done_after_success_s': args.done_after_success_s},
                  logs / 'sim_node.log', env)
+    # Start episodes only once the recorder receives every sensor topic and the task status:
+    # discovery can take a moment (longer on a busy machine), and an episode whose start the
+    # recorder missed is not recorded.
+    deadline = time.monotonic() + 120
+    while not any('RECORDER_MATCHED' in x for x in rec_lines):
+        if rec.poll() is not None or sim.poll() is not None or time.monotonic() > deadline:
+            print('dp_record_demos: the recorder did not see the simulation; see ' + str(logs),
+                  file=sys.stderr)
+            _stop(sim)
+            _stop(rec)
+            return 1
+        time.sleep(0.05)
     demo = _start('demonstrator_node', {'use_sim_time': True, 'episodes': args.episodes,
                                         'seed': args.seed, 'min_command_subscribers': 2,
                                         'count_successes_only': True, 'balanced_sides': True,

@@ -192,6 +192,7 @@ class EpisodeRecorder:
         self.episode = 0
         self.dropped_overflow = 0
         self.between = 0  # messages published between episodes (not recorded)
+        self.skipped_late: list[int] = []  # episodes first seen after max_start_delay_s
         self.late: dict[str, int] = {}  # messages that came after their episode's bag closed
 
     # ------------------------------------------------------------------ events
@@ -220,8 +221,10 @@ class EpisodeRecorder:
                 if ep.w_end is None:
                     ep.w_end = wall_ns - 1
             self.episode = st.episode
-            if not (st.done or st.episode_time_s > self.max_start_delay_s):  # else joined late
+            if not (st.done or st.episode_time_s > self.max_start_delay_s):
                 self._open.append(_Open(st.episode, self._open_bag(st.episode), wall_ns))
+            else:  # joined late: its start was missed
+                self.skipped_late.append(st.episode)
         for ep in self._open:
             if ep.episode == st.episode and ep.w_end is None:
                 ep.last_status = st

@@ -106,6 +106,7 @@ class RecorderNode(Node):
         self.recorded: list[dict] = []
 
         depth = int(p['queue_depth'])
+        self._steady_subs: dict = {}
         for topic, type_name in self.topics.items():
             latched = topic == self.status_topic
             qos = QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE,
@@ -118,10 +119,24 @@ class RecorderNode(Node):
                     t, _source_ns(info), raw, cdr_header_stamp_ns(raw)))
             else:
                 cb = (lambda raw, info, t=topic: self.core.on_message(t, _source_ns(info), raw))
-            self.create_subscription(_msg_class(type_name), topic, cb, qos, raw=True)
+            sub = self.create_subscription(_msg_class(type_name), topic, cb, qos, raw=True)
+            if topic not in sporadic:
+                self._steady_subs[topic] = sub
         self.get_logger().info(f'recording {sorted(self.topics)} into {self.out} ({self.storage}); '
                                f'log times: publication time from {sorted(refs)}')
         print('RECORDER_READY', flush=True)
+        # Matched with a publisher of every steady topic (sensors, status): from here on nothing
+        # they publish is missed. Whoever starts episodes (dp_record_demos) waits for this line.
+        self._matched = False
+        self._match_timer = self.create_timer(0.05, self._check_matched)
+
+    def _check_matched(self) -> None:
+        missing = [t for t, sub in self._steady_subs.items() if sub.get_publisher_count() < 1]
+        if not missing:
+            self._matched = True
+            self._match_timer.cancel()
+            self.get_logger().info('matched with publishers of every recorded sensor topic')
+            print('RECORDER_MATCHED', flush=True)
 
     def _open_bag(self, episode: int) -> EpisodeBag:
         return EpisodeBag(self.out / f'{self.prefix}{episode:04d}', self.topics, self.storage)
@@ -148,6 +163,14 @@ class RecorderNode(Node):
 
     def finish(self) -> None:
         self.core.finish()
+        c = self.core
+        # One line that tells what arrived, for the logs of a run that recorded nothing.
+        print('RECORDER_SUMMARY ' + json.dumps({
+            'episodes_closed': len(self.recorded), 'last_episode_seen': c.episode,
+            'status_seen': c._status_w is not None,
+            'newest_source_ns': {t: n for t, n in c._newest.items()},
+            'skipped_late': c.skipped_late, 'between_episodes': c.between, 'late': c.late,
+            'dropped_overflow': c.dropped_overflow}), flush=True)
 
 
 def main(args=None) -> None:
