@@ -21,7 +21,6 @@ import time
 
 import numpy as np
 import rclpy
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.clock import JumpThreshold
 from rclpy.duration import Duration
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
@@ -32,6 +31,7 @@ from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
+from dp_common.node_main import run_node
 from dp_common.trajectories import (arrays_to_joint_trajectory, joint_trajectory_to_arrays,
                                     stamp_to_seconds)
 from dp_controller.config import OUTPUT_MODES, FollowerConfig
@@ -374,23 +374,19 @@ def main(args=None):
     # A short GIL switch interval: the control thread gets the interpreter back quickly from
     # callbacks running in the executor thread.
     sys.setswitchinterval(0.0002)
-    rclpy.init(args=args)
-    node = FollowerNode()
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        if node.get_parameter('autostart').value:
-            node.trigger_configure()
-            if node.lifecycle_label == 'inactive':
-                node.trigger_activate()
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node.loop is not None:
-            node.loop.stop()
-        node.destroy_node()
-        rclpy.try_shutdown()
+    return run_node(FollowerNode, args, after_create=_autostart, cleanup=_stop_loop)
+
+
+def _autostart(node: 'FollowerNode') -> None:
+    if node.get_parameter('autostart').value:
+        node.trigger_configure()
+        if node.lifecycle_label == 'inactive':
+            node.trigger_activate()
+
+
+def _stop_loop(node: 'FollowerNode') -> None:
+    if node.loop is not None:
+        node.loop.stop()
 
 
 if __name__ == '__main__':

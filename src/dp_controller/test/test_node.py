@@ -77,6 +77,8 @@ class Harness:
         self.executor.add_node(self.io)
         self.thread = threading.Thread(target=self._spin, daemon=True)
         self.thread.start()
+        self._closing = threading.Event()
+        self._streamers = []
 
     def _spin(self):
         try:
@@ -120,13 +122,20 @@ class Harness:
         """Publish wave chunks stamped `latency` in the past for `seconds` (wall time)."""
         end = time.monotonic() + seconds
         i = 0
-        while time.monotonic() < end:
+        while time.monotonic() < end and not self._closing.is_set():
             msg = self.chunk(self.now() - latency)
             if mutate is not None:
                 msg = mutate(i, msg) or msg
             self.chunk_pub.publish(msg)
             i += 1
             time.sleep(period)
+
+    def stream_in_background(self, seconds, **kwargs):
+        """stream() on a thread that close() stops and joins (publishing stops before teardown)."""
+        t = threading.Thread(target=self.stream, args=(seconds,), kwargs=kwargs, daemon=True)
+        self._streamers.append(t)
+        t.start()
+        return t
 
     def wait_for(self, predicate, what, timeout=TIMEOUT_S):
         end = time.monotonic() + timeout
@@ -149,6 +158,9 @@ class Harness:
         return {c.name: c.count for c in self.status.rejected} if self.status else {}
 
     def close(self):
+        self._closing.set()
+        for t in self._streamers:
+            t.join(10.0)
         if self.node.loop is not None:
             self.node.loop.stop()
         rclpy.try_shutdown(context=self.ctx)
@@ -200,8 +212,7 @@ def test_start_hold_follow_reject_watchdog_and_services(harness_factory):
     # follower subscribes with depth 1 (only the newest chunk matters), so on a loaded machine a
     # chunk may be superseded before it is read: each bad one is repeated until it is counted.
     n_before = len(h.commands)
-    streamer = threading.Thread(target=h.stream, args=(3.0,), daemon=True)
-    streamer.start()
+    streamer = h.stream_in_background(3.0)
 
     def nan_chunk():
         msg = h.chunk(h.now() - 0.03)
@@ -249,7 +260,7 @@ def test_start_hold_follow_reject_watchdog_and_services(harness_factory):
     assert_continuous_and_limited([q for _, q, _ in h.commands])
 
     # Hold service: following stops; chunks are rejected as 'held' until resume.
-    threading.Thread(target=h.stream, args=(1.0,), daemon=True).start()
+    h.stream_in_background(1.0)
     h.wait_state('following')
     assert h.call('hold').success
     h.wait_state('holding')

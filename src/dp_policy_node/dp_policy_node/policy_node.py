@@ -38,7 +38,6 @@ import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType, JumpThreshold
 from rclpy.duration import Duration
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
@@ -48,6 +47,7 @@ from rcl_interfaces.msg import ParameterDescriptor
 from dp_common.images import (ImageFormatError, UnsupportedEncodingError, compressed_to_rgb8,
                               encoding_info, image_to_rgb8, resize_rgb8)
 from dp_common.joints import JointIndexer
+from dp_common.node_main import run_node
 from dp_common.stamps import ns_to_stamp, stamp_to_ns
 from dp_common.trajectories import arrays_to_joint_trajectory
 from dp_msgs.msg import ActionChunk, Counter, InputStatus, PolicyStatus
@@ -680,21 +680,7 @@ class PolicyNode(LifecycleNode):
 
 
 def main(args: Optional[list[str]] = None) -> int:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = PolicyNode()
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.stop_worker()
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(PolicyNode, args, cleanup=PolicyNode.stop_worker)
 
 
 if __name__ == '__main__':

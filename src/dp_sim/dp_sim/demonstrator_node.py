@@ -18,11 +18,11 @@ from enum import Enum
 
 import numpy as np
 import rclpy
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from dp_common.joints import JointIndexer
+from dp_common.node_main import run_node
 from dp_common.stamps import stamp_to_sec as stamp_to_seconds
 from dp_msgs.msg import TaskStatus
 from dp_msgs.srv import ResetEpisode
@@ -184,24 +184,8 @@ class DemonstratorNode(Node):
 
 
 def main(args=None) -> None:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = DemonstratorNode()
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        while rclpy.ok() and node.phase != Phase.FINISHED:
-            executor.spin_once(timeout_sec=0.1)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except Exception:  # noqa: BLE001 - SIGINT can shut the context down inside a wait (RCLError)
-        if rclpy.ok():
-            raise
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    sys.exit(0)
+    # Exits 0 after `episodes` episodes (or on SIGINT).
+    sys.exit(run_node(DemonstratorNode, args, done=lambda n: n.phase == Phase.FINISHED))
 
 
 if __name__ == '__main__':

@@ -26,10 +26,11 @@ import time
 from pathlib import Path
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
+
+from dp_common.node_main import run_node
 
 from dp_msgs.msg import TaskStatus
 
@@ -173,24 +174,9 @@ class RecorderNode(Node):
             'dropped_overflow': c.dropped_overflow}), flush=True)
 
 
-def main(args=None) -> None:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = RecorderNode()
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except Exception:  # noqa: BLE001 - SIGINT can shut the context down inside a wait (RCLError)
-        if rclpy.ok():
-            raise
-    finally:
-        if node is not None:
-            node.finish()
-            node.destroy_node()
-        rclpy.try_shutdown()
+def main(args=None) -> int:
+    # finish(): write what is pending and close the open bags, also on SIGINT.
+    return run_node(RecorderNode, args, cleanup=RecorderNode.finish)
 
 
 if __name__ == '__main__':

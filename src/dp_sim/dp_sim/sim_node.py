@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import rclpy
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
@@ -36,6 +35,7 @@ from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
 
 from dp_common.images import numpy_to_image
+from dp_common.node_main import run_node
 from dp_common.trajectories import joint_trajectory_to_arrays, stamp_to_seconds
 
 from .env import CAMERA_NAME, JOINT_NAMES, ArmTaskEnv, TaskConfig
@@ -301,23 +301,8 @@ class SimNode(Node):
         super().destroy_node()
 
 
-def main(args=None) -> None:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = SimNode()
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except Exception:  # noqa: BLE001 - SIGINT can shut the context down inside a wait (RCLError)
-        if rclpy.ok():
-            raise
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+def main(args=None) -> int:
+    return run_node(SimNode, args)
 
 
 if __name__ == '__main__':

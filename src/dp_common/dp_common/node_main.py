@@ -1,0 +1,50 @@
+"""The `main()` of every dp_ros node: init, spin, clean shutdown on SIGINT/SIGTERM.
+
+    def main(args=None):
+        return run_node(MyNode, args, cleanup=MyNode.stop_threads)
+
+rclpy is imported inside `run_node` (importing dp_common stays rclpy-free). A node that stops
+by itself (a demonstrator after N episodes) passes `done`, a predicate polled between callbacks.
+`cleanup(node)` runs before `destroy_node()` whatever happened (stop the node's own threads there).
+An exception raised while rclpy is still up propagates (non-zero exit); one raised because SIGINT
+shut the context down inside a wait (an RCLError) is the normal way out and is swallowed.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+
+def run_node(make_node: Callable[[], Any], args: Optional[list[str]] = None, *,
+             done: Optional[Callable[[Any], bool]] = None,
+             cleanup: Optional[Callable[[Any], None]] = None,
+             after_create: Optional[Callable[[Any], None]] = None) -> int:
+    """Create the node, spin it on a single-threaded executor until shutdown (or `done(node)`),
+    clean up; returns the process exit code (0)."""
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = make_node()
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        if after_create is not None:
+            after_create(node)
+        if done is None:
+            executor.spin()
+        else:
+            while rclpy.ok() and not done(node):
+                executor.spin_once(timeout_sec=0.1)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except Exception:  # noqa: BLE001 - SIGINT can shut the context down inside a wait (RCLError)
+        if rclpy.ok():
+            raise
+    finally:
+        if node is not None:
+            if cleanup is not None:
+                cleanup(node)
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
