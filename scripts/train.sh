@@ -7,12 +7,13 @@
 #
 # Training is step-based (not time-based) so that the result does not depend on the machine's
 # load; runs/ keeps the resume state, loss.csv and loss.png of each run. Environment overrides:
-# DEMOS (data/demos), TRAIN_STEPS (2500), TRAIN_SEED (0), TRAIN_THREADS (2), TRAIN_MODELS
-# ("diffusion regression").
+# DEMOS (data/demos), TRAIN_STEPS (diffusion, 7000), TRAIN_STEPS_MSE (regression baseline, 3000),
+# TRAIN_SEED (0), TRAIN_THREADS (2), TRAIN_MODELS ("diffusion regression").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 demos=${DEMOS:-data/demos}
-steps=${TRAIN_STEPS:-2500}
+steps_diffusion=${TRAIN_STEPS:-7000}
+steps_mse=${TRAIN_STEPS_MSE:-3000}
 seed=${TRAIN_SEED:-0}
 threads=${TRAIN_THREADS:-2}
 models=${TRAIN_MODELS:-diffusion regression}
@@ -23,8 +24,8 @@ fi
 mkdir -p models runs
 for model in $models; do
   case $model in
-    diffusion) run=runs/reach_image; out=models/reach_image.ckpt ;;
-    regression) run=runs/reach_image_mse; out=models/reach_image_mse.ckpt ;;
+    diffusion) run=runs/reach_image; out=models/reach_image.ckpt; steps=$steps_diffusion ;;
+    regression) run=runs/reach_image_mse; out=models/reach_image_mse.ckpt; steps=$steps_mse ;;
     *) echo "[train] unknown model $model" >&2; exit 2 ;;
   esac
   start=$(date +%s)
