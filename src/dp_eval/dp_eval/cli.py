@@ -101,7 +101,8 @@ def _write(results: list[dict], out: str, title: str) -> Path:
 
 def cmd_offline(ns) -> int:
     from dp_eval import bagio
-    from dp_eval.offline import CheckpointMismatchError, OfflineConfig, run_offline
+    from dp_eval.offline import (CheckpointMismatchError, OfflineConfig, dataset_config_for,
+                                 run_offline)
     from dp_policy_node.checkpoint import CheckpointError
     from dp_policy_node.dataset import DatasetConfig
     base = DatasetConfig.from_yaml(ns.dataset_config) if ns.dataset_config else None
@@ -116,12 +117,10 @@ def cmd_offline(ns) -> int:
         if base is None:
             from dp_policy_node.checkpoint import load_checkpoint
             meta = load_checkpoint(ckpt, verify_weights=False)
-            ds = DC(joint_names=list(meta.joint_names),
-                    cameras=cams if cams is not None else {c: f'/{c}/image_raw'
-                                                           for c in meta.camera_names},
-                    joint_states_topic=ns.joint_states_topic, command_topic=ns.command_topic,
-                    command_joint_names=ns.command_joint_names or [],
-                    episode_topic=ns.episode_topic)
+            ds = dataset_config_for(meta, cams, joint_states_topic=ns.joint_states_topic,
+                                    command_topic=ns.command_topic,
+                                    command_joint_names=ns.command_joint_names or [],
+                                    episode_topic=ns.episode_topic)
         elif cams is not None:
             ds = DC.from_dict({**base.to_dict(), 'cameras': cams})
         label = ns.labels[i] if ns.labels and i < len(ns.labels) else None
@@ -233,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument('--command-joint-names', nargs='+',
                    help='joint order of Float64MultiArray commands (default: checkpoint order)')
     o.add_argument('--camera', nargs='+', default=[], metavar='NAME:=TOPIC',
-                   help='camera topics (default /<camera name>/image_raw)')
+                   help='camera topics (default: the topics the checkpoint was trained on, else /<camera name>/image_raw)')
     o.add_argument('--episode-topic', default='',
                    help='dp_msgs/TaskStatus topic splitting bags into episodes')
     o.add_argument('--batch-size', type=int, default=16)

@@ -36,6 +36,7 @@ import numpy as np
 from dp_eval import bagio, metrics
 
 __all__ = ['CheckpointMismatchError', 'OfflineConfig', 'StepRecord', 'dataset_config_for',
+           'default_camera_topics',
            'check_compatibility', 'replay_episodes', 'summarize', 'run_offline']
 
 
@@ -72,6 +73,13 @@ class StepRecord:
     batch: list = field(default_factory=list)       # batch size per call
 
 
+def default_camera_topics(meta: Any) -> dict[str, str]:
+    """Camera name -> topic: the topics the checkpoint was trained on (dp_train stores its dataset
+    config in the checkpoint), else /<name>/image_raw."""
+    trained = ((getattr(meta, 'extra', None) or {}).get('dataset_config') or {}).get('cameras') or {}
+    return {c: str(trained.get(c) or f'/{c}/image_raw') for c in meta.camera_names}
+
+
 def dataset_config_for(meta: Any, cameras: Optional[dict[str, str]] = None,
                        joint_states_topic: str = '/joint_states',
                        command_topic: str = '/forward_position_controller/commands',
@@ -80,7 +88,7 @@ def dataset_config_for(meta: Any, cameras: Optional[dict[str, str]] = None,
     """DatasetConfig that decodes a bag into the checkpoint's joints, cameras, size and dt.
 
     `base`: a DatasetConfig (e.g. the training one from YAML) whose topics are kept; joints, dt and
-    image size always come from the checkpoint. Cameras default to /<name>/image_raw.
+    image size always come from the checkpoint. Cameras default to default_camera_topics(meta).
     """
     from dp_policy_node.dataset import DatasetConfig
     if base is not None:
@@ -91,7 +99,7 @@ def dataset_config_for(meta: Any, cameras: Optional[dict[str, str]] = None,
         d = {'joint_states_topic': joint_states_topic, 'command_topic': command_topic,
              'command_joint_names': list(command_joint_names), 'episode_topic': episode_topic}
     if cameras is None:
-        cameras = {c: f'/{c}/image_raw' for c in meta.camera_names}
+        cameras = default_camera_topics(meta)
     d.update(joint_names=list(meta.joint_names), cameras=dict(cameras), dt_s=float(meta.dt_s),
              image_hw=tuple(meta.image_hw) if meta.image_hw else None)
     return DatasetConfig.from_dict(d)

@@ -112,3 +112,20 @@ def test_joint_trajectory_commands_and_configurable_topics(tiny_ckpt, tmp_path):
     res = offline.run_offline(tiny_ckpt, [bag], dataset_cfg=cfg, cfg=FAST, progress=False)
     assert not res['partial'] and res['metrics']['steps'] >= 15
     assert res['dataset']['command_topic'] == '/teleop/joint_trajectory'
+
+
+def test_camera_topics_default_to_the_training_topics():
+    """A checkpoint from dp_train carries its dataset config: its camera topics are the default."""
+    from types import SimpleNamespace
+    meta = SimpleNamespace(joint_names=['j1'], camera_names=['overhead', 'wrist'], dt_s=0.1,
+                           image_hw=(96, 96),
+                           extra={'dataset_config': {'cameras': {'overhead': '/camera/image_raw'}}})
+    assert offline.default_camera_topics(meta) == {'overhead': '/camera/image_raw',
+                                                   'wrist': '/wrist/image_raw'}
+    cfg = offline.dataset_config_for(meta)
+    assert cfg.cameras == {'overhead': '/camera/image_raw', 'wrist': '/wrist/image_raw'}
+    assert offline.dataset_config_for(meta, {'overhead': '/o', 'wrist': '/w'}).cameras == \
+        {'overhead': '/o', 'wrist': '/w'}
+    meta.extra = {}
+    assert offline.default_camera_topics(meta) == {'overhead': '/overhead/image_raw',
+                                                   'wrist': '/wrist/image_raw'}
