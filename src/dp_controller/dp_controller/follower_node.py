@@ -374,7 +374,7 @@ def main(args=None):
     # A short GIL switch interval: the control thread gets the interpreter back quickly from
     # callbacks running in the executor thread.
     sys.setswitchinterval(0.0002)
-    return run_node(FollowerNode, args, after_create=_autostart, cleanup=_stop_loop)
+    return run_node(FollowerNode, args, after_create=_autostart, cleanup=FollowerNode._stop_loop)
 
 
 def _autostart(node: 'FollowerNode') -> None:
@@ -382,11 +382,6 @@ def _autostart(node: 'FollowerNode') -> None:
         node.trigger_configure()
         if node.lifecycle_label == 'inactive':
             node.trigger_activate()
-
-
-def _stop_loop(node: 'FollowerNode') -> None:
-    if node.loop is not None:
-        node.loop.stop()
 
 
 if __name__ == '__main__':

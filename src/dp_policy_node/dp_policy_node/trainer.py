@@ -27,7 +27,6 @@ import csv
 import math
 import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import make_checkpoint
+from .checkpoint import atomic_torch_save, make_checkpoint
 from .config import ModelConfig, SchedulerConfig, TrainConfig, VisionConfig, to_dict
 from .episode import Episode, EpisodeSetMeta
 from .model import build_model
@@ -221,17 +220,6 @@ def resolve_device(device: str | torch.device) -> torch.device:
 # Files
 
 
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + '.', suffix='.tmp', dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 class LossLog:
     """loss.csv (appended; rows past a resumed step are dropped) and loss.png."""
 
@@ -412,7 +400,7 @@ def train(episodes: Sequence[Episode], meta: EpisodeSetMeta, model_cfg: ModelCon
                                        'final_loss': float(log.losses[-1]) if log and log.losses else None,
                                        'world_size': dist_info.world_size, 'device': str(dev)}
         path = ckpt.save(out / CKPT_NAME)
-        _atomic_torch_save({
+        atomic_torch_save({
             'version': RESUME_VERSION, 'signature': signature, 'step': step,
             'elapsed_s': elapsed_before + run_time(),
             'model': {k: v.detach().cpu() for k, v in model.state_dict().items()},

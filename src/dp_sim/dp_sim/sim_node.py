@@ -36,6 +36,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from dp_common.images import numpy_to_image
 from dp_common.node_main import run_node
+from dp_common.stamps import sec_to_stamp
 from dp_common.trajectories import joint_trajectory_to_arrays, stamp_to_seconds
 
 from .env import CAMERA_NAME, JOINT_NAMES, ArmTaskEnv, TaskConfig
@@ -71,11 +72,6 @@ class SimNodeConfig:
             raise ValueError('image_width and image_height must be at least 8 px')
         if self.qos_depth < 1 or self.max_episode_s <= 0 or self.done_after_success_s < 0:
             raise ValueError('qos_depth >= 1, max_episode_s > 0 and done_after_success_s >= 0 needed')
-
-
-def _stamp(t: float) -> TimeMsg:
-    ns = int(round(t * 1e9))
-    return TimeMsg(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
 
 
 class SimNode(Node):
@@ -138,7 +134,7 @@ class SimNode(Node):
 
     # ----------------------------------------------------------------- time
     def sim_stamp(self) -> TimeMsg:
-        return _stamp(self.env.time + self._wall_offset)
+        return sec_to_stamp(self.env.time + self._wall_offset)
 
     # ----------------------------------------------------------------- inputs
     def _reject(self, why: str) -> None:
