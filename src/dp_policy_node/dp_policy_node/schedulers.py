@@ -140,11 +140,18 @@ class DenoisingLoop(nn.Module):
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor,
                 step_noise: torch.Tensor | None = None) -> torch.Tensor:
-        """x: (N, T, A) initial noise; cond: (N, G); step_noise (K, N, T, A) for DDPM (random if None)."""
+        """x: (N, T, A) initial noise; cond: (N, G); step_noise (K, N, T, A) for DDPM (random if None).
+
+        A denoiser with a ``condition`` method (fast_unet.StepConditionedUnet, specialised to these
+        timesteps) is conditioned once and then called with the step index instead of the timestep.
+        """
         n = x.shape[0]
+        ctx = self.denoiser.condition(cond) if hasattr(self.denoiser, 'condition') else None
         for k in range(self.num_steps):
-            t = self.timesteps[k].expand(n)                                    # (N,)
-            out = self.denoiser(x, t, cond)                                    # (N, T, A)
+            if ctx is not None:
+                out = self.denoiser(x, k, ctx)                                 # (N, T, A)
+            else:
+                out = self.denoiser(x, self.timesteps[k].expand(n), cond)      # (N, T, A)
             z = None
             if self.kind == 'ddpm':
                 z = step_noise[k] if step_noise is not None else torch.randn_like(x)
