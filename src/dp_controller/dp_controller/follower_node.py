@@ -99,6 +99,7 @@ class FollowerNode(LifecycleNode):
         self._last_log = {}
         self._jump_handle = None
         self._next_jtc_k = 0
+        self._wall_time = False      # set at activation: no sim time -> now_s reads the system clock
         self._subs, self._pubs, self._srvs, self._timers = [], [], [], []
 
     # ------------------------------------------------------------------ parameters
@@ -125,6 +126,10 @@ class FollowerNode(LifecycleNode):
             max_future_stamp_s=float(self._param('max_future_stamp_s')))
 
     def now_s(self) -> float:
+        if self._wall_time:
+            # The node clock without sim time is the system clock: the same value, ~40x cheaper
+            # than get_clock().now() (0.2 vs 8.7 us), and this runs twice per control period.
+            return time.time_ns() * 1e-9
         return self.get_clock().now().nanoseconds * 1e-9
 
     # ------------------------------------------------------------------ lifecycle
@@ -183,6 +188,7 @@ class FollowerNode(LifecycleNode):
     def on_activate(self, state) -> TransitionCallbackReturn:
         self._next_jtc_k = 0
         sim = bool(self.get_parameter('use_sim_time').value)
+        self._wall_time = not sim
         # Sim time: deadlines on the ROS clock, woken by every /clock update (jump callback).
         self.loop = ControlLoop(self.cfg.control_rate_hz, self._tick,
                                 spin_s=float(self._param('spin_wait_s')), name='follower_control',
@@ -204,6 +210,7 @@ class FollowerNode(LifecycleNode):
 
     def on_deactivate(self, state) -> TransitionCallbackReturn:
         self._stop_loop()
+        self._wall_time = False      # use_sim_time may change before the next activation
         self.lifecycle_label = 'inactive'
         self._publish_status()
         return super().on_deactivate(state)

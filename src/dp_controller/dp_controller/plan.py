@@ -21,6 +21,7 @@ Not here: validation of chunks and the switching policy (follower.py), limits (l
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from typing import Optional
 
 import numpy as np
@@ -113,15 +114,38 @@ class Ensemble:
         self.decay, self.fade, self.max_members = decay, fade_s, max_members
         self.members = []   # [(plan, index, t_in, t_end)] oldest first
         self._count = 0
+        self._packed = None
 
     def add(self, plan: SplinePlan, t_in: float):
         self.members.append((plan, self._count, t_in, plan.t_end))
         self._count += 1
         if len(self.members) > self.max_members:
             self.members.pop(0)
+        self._packed = None
+
+    def _pack(self):
+        """All members' spline rows stacked, for one batched evaluation per control period (with
+        ~16 overlapping chunks, evaluating them one by one was most of the follower's step)."""
+        coefs, lookups, base = [], [], 0
+        first = self.members[0][1]
+        last = len(self.members) - 1
+        for k, (plan, idx, t_in, t_end) in enumerate(self.members):
+            coef, ref = plan.spline.rows()
+            coefs.append(coef)
+            lookups.append((base, plan.spline._t_list, ref, math.exp(-self.decay * (idx - first)), t_in,
+                            t_end if k != last else math.inf))   # the newest is not faded out
+            base += coef.shape[0]
+        self._packed = np.concatenate(coefs), lookups
+        return self._packed
 
     def _fade(self, x: float) -> float:
-        return 1.0 if self.fade <= 0 else smoothstep5(x / self.fade)[0]
+        """smoothstep5(x / fade)[0] without the derivatives (hot path)."""
+        if self.fade <= 0:
+            return 1.0
+        x /= self.fade
+        if x <= 0.0:
+            return 0.0
+        return 1.0 if x >= 1.0 else x * x * x * (10.0 + x * (-15.0 + 6.0 * x))
 
     def _weights(self, t: float):
         first = self.members[0][1]
@@ -149,16 +173,31 @@ class Ensemble:
         return p / total, v / total, a / total
 
     def position(self, t: float):
-        weighted = self._weights(t)
-        if not weighted:
+        """The same value as evaluate(t)[0], all members in one batched polynomial evaluation:
+        Python floats for the per-member bookkeeping, one product for the polynomials."""
+        coef, lookups = self._packed or self._pack()
+        fade = self._fade
+        rows, wx = [], []
+        total = 0.0
+        for base, tl, ref, w0, t_in, t_end in lookups:
+            w = w0 * fade(t - t_in)
+            if t_end != math.inf:
+                w *= fade(t_end - t)
+            if w <= 0.0:
+                continue
+            i = bisect_right(tl, t)
+            x = t - ref[i]
+            x2 = x * x
+            rows.append(base + i)
+            wx += (w, w * x, w * x2, w * x2 * x, w * x2 * x2, w * x2 * x2 * x)
+            total += w
+        if total <= 0.0:   # only the newest fading in from an older one that ended: use the newest
             return self.members[-1][0].position(t)
-        total = sum(w for w, _ in weighted)
-        p = 0.0
-        for w, plan in weighted:
-            p = p + (w / total) * plan.position(t)
-        return p
+        return (np.array(wx) @ coef[rows].reshape(-1, coef.shape[2])) / total
 
     def simplify(self, t: float):
-        self.members = [m for i, m in enumerate(self.members)
-                        if i == len(self.members) - 1 or m[3] > t]
+        kept = [m for i, m in enumerate(self.members) if i == len(self.members) - 1 or m[3] > t]
+        if len(kept) != len(self.members):
+            self.members = kept
+            self._packed = None
         return self

@@ -124,6 +124,15 @@ def test_position_matches_evaluate_for_splines_and_ensembles():
     for plan in (a, b, ens):
         for tq in np.linspace(0.9, 2.6, 41):
             np.testing.assert_allclose(plan.position(tq), plan.evaluate(tq)[0], atol=1e-12)
+    # The batched ensemble evaluation caches its members: adding and dropping members refreshes it.
+    c = enter_chunk(t + 0.6, wave(t) - 0.2, None, 1.65, ens.evaluate(1.65))
+    ens.add(c, 1.65)
+    for tq in np.linspace(1.5, 2.8, 27):
+        np.testing.assert_allclose(ens.position(tq), ens.evaluate(tq)[0], atol=1e-12)
+    ens.simplify(a.t_end + 0.01)
+    assert len(ens.members) == 2
+    for tq in np.linspace(a.t_end, 3.0, 27):
+        np.testing.assert_allclose(ens.position(tq), ens.evaluate(tq)[0], atol=1e-12)
 
 
 def test_enter_chunk_skips_points_in_the_past():
