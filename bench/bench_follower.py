@@ -43,6 +43,34 @@ def proc_cpu_s(pid):
     return (int(fields[11]) + int(fields[12])) / CLK_TCK   # utime + stime
 
 
+def thread_cpu_s(pid):
+    """{tid: (name, policy, utime + stime seconds)} of every thread of a process."""
+    out = {}
+    for tid in os.listdir(f'/proc/{pid}/task'):
+        try:
+            with open(f'/proc/{pid}/task/{tid}/stat') as f:
+                raw = f.read()
+        except OSError:
+            continue
+        name = raw[raw.index('(') + 1:raw.rindex(')')]
+        fields = raw.rsplit(')', 1)[1].split()
+        out[tid] = (name, int(fields[38]), (int(fields[11]) + int(fields[12])) / CLK_TCK)
+    return out
+
+
+def thread_breakdown(before, after, wall):
+    """'control 12%, other threads 9% / 4% / 2%': CPU per thread over the window (the control thread
+    is the one under SCHED_FIFO, policy 1, when it runs with a priority)."""
+    rows = []
+    for tid, (name, policy, cpu) in after.items():
+        rows.append((cpu - before.get(tid, (name, policy, 0.0))[2], policy == 1))
+    rows.sort(reverse=True)
+    ctrl = [c for c, fifo in rows if fifo]
+    others = [c for c, fifo in rows if not fifo]
+    head = f'control thread {100 * ctrl[0] / wall:.0f}%, ' if ctrl else ''
+    return head + 'busiest other threads ' + ' / '.join(f'{100 * c / wall:.0f}%' for c in others[:3])
+
+
 def bench_control_loop(seconds, rate_hz, spin_s, priority):
     sys.path.insert(0, str(ROOT / 'src' / 'dp_controller'))
     from dp_controller.control_loop import ControlLoop
@@ -163,14 +191,16 @@ def bench_node(seconds, rate_hz, output_mode, execution_mode, load, spin_s, prio
             busy = busy_process()
         time.sleep(2.0)
         n0 = len(statuses)
-        c0, t0 = proc_cpu_s(node_proc.pid), time.monotonic()
+        c0, t0, th0 = proc_cpu_s(node_proc.pid), time.monotonic(), thread_cpu_s(node_proc.pid)
         time.sleep(seconds)
-        cpu = (proc_cpu_s(node_proc.pid) - c0) / (time.monotonic() - t0)
+        wall = time.monotonic() - t0
+        cpu = (proc_cpu_s(node_proc.pid) - c0) / wall
+        threads = thread_breakdown(th0, thread_cpu_s(node_proc.pid), wall)
         windows = [s for s in statuses[n0:] if np.isfinite(s.period_error_p99_s)]
         stop.set()
         thread.join(5.0)
         last = statuses[-1]
-        notes = f'trips {last.watchdog_trips}, rejected ' + (
+        notes = f'{threads}; trips {last.watchdog_trips}, rejected ' + (
             ', '.join(f'{c.name} {c.count}' for c in last.rejected) or '0')
         p50 = np.array([s.period_error_p50_s for s in windows])
         p99 = np.array([s.period_error_p99_s for s in windows])
