@@ -25,7 +25,7 @@ from torch import nn
 from .config import SchedulerConfig
 from .fast_unet import StepConditionedUnet
 from .model import DiffusionModel, RegressionModel
-from .schedulers import DenoisingLoop, inference_timesteps
+from .schedulers import DenoisingLoop
 
 
 class Sampler(nn.Module):
@@ -48,8 +48,9 @@ class Sampler(nn.Module):
             self.head = model
             self.loop = None
         else:
-            steps = torch.tensor(inference_timesteps(sched_cfg, num_inference_steps), dtype=torch.float32)
-            self.loop = DenoisingLoop(StepConditionedUnet(model.unet, steps), sched_cfg, num_inference_steps)
+            self.loop = DenoisingLoop(model.unet, sched_cfg, num_inference_steps)
+            # the inference form, specialised to the loop's own timesteps
+            self.loop.denoiser = StepConditionedUnet(model.unet, self.loop.timesteps)
         self.camera_names = list(model.camera_names)
 
     def forward(self, state: torch.Tensor, noise: torch.Tensor, *images: torch.Tensor) -> torch.Tensor:

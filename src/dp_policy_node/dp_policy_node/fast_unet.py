@@ -11,11 +11,13 @@ per-operator overhead rather than by arithmetic (measured on the 2-core CPU: ben
   part is the same for all K steps of a chunk: one GEMM for all blocks together, once per chunk
   (``condition``). The per-step work is then one add and the convolutions; the step-embedding MLP and
   the 13 FiLM Linears (~2 M of the CPU default's 5.3 M parameters) leave the loop.
-* Convolutions as one GEMM each (``conv='gemm'``): the padded input is unfolded into (N*T, C_in*k)
-  and multiplied by the (C_in*k, C_out) weight matrix. At batch 1 PyTorch runs Conv1d through its
-  single-threaded fallback (oneDNN is skipped for small inputs), and ONNX Runtime's Conv does an
-  im2col per call; a plain MatMul runs on the BLAS GEMM in both. The layout is channels-last
-  (N, T, C) throughout, so the unfold is a strided view and no transposes are needed.
+* Convolutions as one gather + one GEMM each: the padded input is gathered into (N, T, k*C_in)
+  with a constant index (im2col) and multiplied by the (k*C_in, C_out) weight matrix; the
+  transposed convolution is one GEMM on three shifted inputs. At batch 1 PyTorch runs Conv1d
+  through its single-threaded fallback (oneDNN is skipped for small inputs), and ONNX Runtime's
+  Conv costs ~3x a MatMul of the same size. The layout is channels-last (N, T, C) throughout, so
+  the GEMMs need no transposes (only GroupNorm transposes, see _GroupNormMish).
+* Only static sizes (python ints) in the traced code, so the ONNX export has no Shape computations.
 
 Shapes: N = batch x samples, T horizon, A action dim, C channels, E total FiLM width.
 """
@@ -42,7 +44,7 @@ def mish_elementary(x: torch.Tensor) -> torch.Tensor:
     return x / (1.0 + 2.0 / (e * (e + 2.0)))
 
 
-def _unfold_index(t_in: int, k: int, stride: int, t_out: int, device: torch.device) -> torch.Tensor:
+def _unfold_index(k: int, stride: int, t_out: int, device: torch.device) -> torch.Tensor:
     """(t_out, k) rows of the padded input that output step i reads: stride * i + j."""
     return (torch.arange(t_out, device=device)[:, None] * stride + torch.arange(k, device=device)).contiguous()
 
@@ -72,7 +74,7 @@ class _GemmConv(nn.Module):
         t_out = (t + 2 * self.pad - self.k) // self.stride + 1
         key = (t, x.device)
         if key not in self._index:
-            self._index[key] = _unfold_index(t, self.k, self.stride, t_out, x.device)
+            self._index[key] = _unfold_index(self.k, self.stride, t_out, x.device)
         xp = F.pad(x, (0, 0, self.pad, self.pad))                           # (N, T + 2p, C_in)
         cols = xp[:, self._index[key]].reshape(-1, t_out, self.k * self.c_in)  # (N, T_out, k * C_in)
         return torch.matmul(cols, self.weight) + self.bias                  # (N, T_out, C_out)
@@ -125,7 +127,6 @@ class _ResBlock(nn.Module):
         self.c_out = blk.c_out
         self.scale = blk.cond_predict_scale
         self.offset = offset
-        self.width = 2 * blk.c_out if blk.cond_predict_scale else blk.c_out
         self.residual = _GemmConv(blk.residual_conv) if isinstance(blk.residual_conv, nn.Conv1d) else None
 
     def forward(self, x: torch.Tensor, film: torch.Tensor) -> torch.Tensor:
@@ -153,7 +154,7 @@ class _Up(nn.Module):
         if k != 4 or conv.stride != (2,) or conv.padding != (1,):
             raise ValueError('only ConvTranspose1d(k=4, stride=2, padding=1)')
         w = conv.weight.detach()
-        zero = torch.zeros(c_in, c_out)
+        zero = w.new_zeros(c_in, c_out)
         even = torch.cat([w[:, :, 3], w[:, :, 1], zero], dim=0)           # rows: x[m-1], x[m], x[m+1]
         odd = torch.cat([zero, w[:, :, 2], w[:, :, 0]], dim=0)
         self.register_buffer('weight', torch.cat([even, odd], dim=1).contiguous())   # (3C, 2C)
@@ -206,7 +207,6 @@ class StepConditionedUnet(nn.Module):
         self.up = nn.ModuleList([nn.ModuleList([res(), res(), _Up(up.conv)]) for _, _, up in unet.up_modules])
         self.final_block = _Block(unet.final_conv[0])
         self.final_conv = _GemmConv(unet.final_conv[1])
-        self.num_steps = int(timesteps.numel())
 
     def condition(self, obs: torch.Tensor) -> torch.Tensor:
         """obs (N, G) observation features -> (K, N, 1, E): every block's FiLM vector at every step."""
