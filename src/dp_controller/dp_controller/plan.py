@@ -124,18 +124,19 @@ class Ensemble:
         self._packed = None
 
     def _pack(self):
-        """All members' spline rows stacked, for one batched evaluation per control period (with
-        ~16 overlapping chunks, evaluating them one by one was most of the follower's step)."""
-        coefs, lookups, base = [], [], 0
+        """Per member, its weight parameters and its spline as rows of one stacked array, for one
+        batched evaluation per control period (with ~16 overlapping chunks, evaluating them one by
+        one was most of the follower's step). Rebuilt when members are added or dropped."""
+        coefs, packed, base = [], [], 0
         first = self.members[0][1]
         last = len(self.members) - 1
         for k, (plan, idx, t_in, t_end) in enumerate(self.members):
-            coef, ref = plan.spline.rows()
+            coef, knots, ref = plan.spline.rows()
             coefs.append(coef)
-            lookups.append((base, plan.spline._t_list, ref, math.exp(-self.decay * (idx - first)), t_in,
-                            t_end if k != last else math.inf))   # the newest is not faded out
+            packed.append((plan, base, knots, ref, math.exp(-self.decay * (idx - first)), t_in,
+                           t_end if k != last else math.inf))   # the newest is not faded out
             base += coef.shape[0]
-        self._packed = np.concatenate(coefs), lookups
+        self._packed = np.concatenate(coefs), packed
         return self._packed
 
     def _fade(self, x: float) -> float:
@@ -147,14 +148,16 @@ class Ensemble:
             return 0.0
         return 1.0 if x >= 1.0 else x * x * x * (10.0 + x * (-15.0 + 6.0 * x))
 
+    def _weight(self, w0: float, t_in: float, t_end: float, t: float) -> float:
+        """exp(-decay * i) weight, faded in after t_in and (except the newest) out before t_end."""
+        w = w0 * self._fade(t - t_in)
+        return w * self._fade(t_end - t) if t_end != math.inf else w
+
     def _weights(self, t: float):
-        first = self.members[0][1]
-        last = len(self.members) - 1
+        _, packed = self._packed or self._pack()
         out = []
-        for k, (plan, idx, t_in, t_end) in enumerate(self.members):
-            w = math.exp(-self.decay * (idx - first)) * self._fade(t - t_in)
-            if k != last:
-                w *= self._fade(t_end - t)
+        for plan, _, _, _, w0, t_in, t_end in packed:
+            w = self._weight(w0, t_in, t_end, t)
             if w > 0.0:
                 out.append((w, plan))
         return out
@@ -175,17 +178,15 @@ class Ensemble:
     def position(self, t: float):
         """The same value as evaluate(t)[0], all members in one batched polynomial evaluation:
         Python floats for the per-member bookkeeping, one product for the polynomials."""
-        coef, lookups = self._packed or self._pack()
-        fade = self._fade
+        coef, packed = self._packed or self._pack()
+        weight = self._weight
         rows, wx = [], []
         total = 0.0
-        for base, tl, ref, w0, t_in, t_end in lookups:
-            w = w0 * fade(t - t_in)
-            if t_end != math.inf:
-                w *= fade(t_end - t)
+        for _, base, knots, ref, w0, t_in, t_end in packed:
+            w = weight(w0, t_in, t_end, t)
             if w <= 0.0:
                 continue
-            i = bisect_right(tl, t)
+            i = bisect_right(knots, t)
             x = t - ref[i]
             x2 = x * x
             rows.append(base + i)

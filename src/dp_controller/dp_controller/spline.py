@@ -72,10 +72,11 @@ class QuinticSpline:
         c5 = (12 * dp - 6 * (v1 + v0) * h - (a0 - a1) * h**2) / (2 * h**5)
         self.coef = np.ascontiguousarray(np.stack([p0, v0, 0.5 * a0, c3, c4, c5], axis=1))  # (S, 6, J)
 
-    def rows(self) -> tuple[np.ndarray, list[float]]:
+    def rows(self) -> tuple[np.ndarray, list[float], list[float]]:
         """The spline as S + 2 polynomial rows for batched evaluation (plan.Ensemble.position).
 
-        Returns (coef (S + 2, 6, J), ref (S + 2,) list): with i = bisect_right(knot times, t), the
+        Returns (coef (S + 2, 6, J), knot times (S + 1,) list, ref (S + 2,) list): with
+        i = bisect_right(knot times, t), the
         position at t is sum_k coef[i, k] * (t - ref[i])**k. Row 0 is the second-order extrapolation
         before the first knot, rows 1..S the segments, row S + 1 the hold after the last knot: the
         same cases, in the same order, as ``position``.
@@ -86,7 +87,7 @@ class QuinticSpline:
         after = np.zeros((1, 6, j))
         after[0, 0] = self.p_last
         ref = [self._t_list[0]] + self._t_list
-        return np.concatenate([before, self.coef, after]), ref
+        return np.concatenate([before, self.coef, after]), self._t_list, ref
 
     @property
     def t_start(self) -> float:

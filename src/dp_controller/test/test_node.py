@@ -140,7 +140,10 @@ class Harness:
     def wait_for(self, predicate, what, timeout=TIMEOUT_S):
         end = time.monotonic() + timeout
         while not predicate():
-            assert time.monotonic() < end, f'timed out waiting for {what}'
+            assert time.monotonic() < end, (
+                f'timed out waiting for {what}; state {self.status and self.status.state_label}, '
+                f'accepted {self.status and self.status.chunks_accepted}, rejected {self.rejected()}, '
+                f'control loop exception {self.node.loop and self.node.loop.exception!r}')
             time.sleep(0.01)
 
     def wait_state(self, label, timeout=TIMEOUT_S):
