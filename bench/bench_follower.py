@@ -224,8 +224,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--seconds', type=float, default=10.0, help='measured time per row (s)')
     ap.add_argument('--rate-hz', type=float, default=500.0)
-    ap.add_argument('--spin-s', type=float, default=0.0002, help='spin-wait before each deadline (s)')
-    ap.add_argument('--priority', type=int, nargs='+', default=[10, 0],
+    ap.add_argument('--spin-s', type=float, default=0.0001, help='spin-wait before each deadline (s)')
+    ap.add_argument('--priority', type=int, nargs='+', default=[50, 0],
                     help='SCHED_FIFO priorities of the control thread to compare (0 = normal)')
     ap.add_argument('--quick', action='store_true', help='only the deployed default rows')
     args = ap.parse_args()

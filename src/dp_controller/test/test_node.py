@@ -279,6 +279,41 @@ def test_start_hold_follow_reject_watchdog_and_services(harness_factory):
     assert_continuous_and_limited([q for _, q, _ in h.commands])
 
 
+def test_bad_joint_states_are_counted_and_ignored(harness_factory):
+    h = harness_factory()
+    h.activate()
+    bad = [JointState(name=JOINTS[:2], position=[0.1, 0.2]),            # joint3 missing
+           JointState(name=JOINTS, position=[0.1, math.nan, 0.3]),      # NaN
+           JointState(name=JOINTS, position=[0.1, 0.2])]                # 3 names, 2 positions
+    expected = {'missing_joint', 'nan_position', 'length_mismatch'}
+
+    def counts():
+        return {c.name: c.count for c in h.status.rejected_joint_states} if h.status else {}
+
+    def publish_bad_until_counted():
+        start = counts()
+        end = time.monotonic() + TIMEOUT_S
+        while not all(counts().get(k, 0) > start.get(k, 0) for k in expected):
+            assert time.monotonic() < end, f'bad joint states never counted: {counts()}'
+            for m in bad:
+                h.js_pub.publish(m)
+            time.sleep(0.05)
+
+    # Only bad joint states: the follower never starts, nothing is commanded.
+    publish_bad_until_counted()
+    assert h.commands == [] and not h.node.follower.started
+    # A valid one: held exactly; bad ones after it change nothing.
+    q0 = np.array([0.1, -0.2, 0.3])
+    h.echo_q = q0.copy()
+    h.wait_for(lambda: len(h.commands) >= 20, '20 commands')
+    publish_bad_until_counted()
+    n = len(h.commands)
+    h.wait_for(lambda: len(h.commands) > n + 20, 'commands after the bad joint states')
+    np.testing.assert_array_equal(np.array([q for _, q, _ in h.commands]),
+                                  np.tile(q0, (len(h.commands), 1)))
+    assert h.status.state_label == 'idle' and h.rejected() == {}
+
+
 def test_joint_trajectory_output(harness_factory):
     h = harness_factory(output_mode='joint_trajectory', jtc_rate_hz=50.0, jtc_points=5,
                         jtc_horizon_s=0.1)
