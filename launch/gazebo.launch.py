@@ -6,9 +6,9 @@ whose embedded MuJoCo simulation speaks the same topics).
     ros2 launch dp_bringup gazebo.launch.py checkpoint:=/path/to/policy.ckpt
 """
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
+from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, SetEnvironmentVariable
 from launch.launch_description_sources import PythonLaunchDescriptionSource
-from launch.substitutions import Command, FindExecutable, LaunchConfiguration, PathJoinSubstitution
+from launch.substitutions import Command, EnvironmentVariable, FindExecutable, LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
@@ -16,6 +16,11 @@ from launch_ros.substitutions import FindPackageShare
 
 def generate_launch_description():
     share = FindPackageShare('dp_bringup')
+    # Fast DDS: camera frames through an 8 MB shared-memory segment (config/fastdds.xml says why);
+    # a profile already set in the environment stays.
+    dds = SetEnvironmentVariable('FASTDDS_DEFAULT_PROFILES_FILE', EnvironmentVariable(
+        'FASTDDS_DEFAULT_PROFILES_FILE',
+        default_value=PathJoinSubstitution([share, 'config', 'fastdds.xml'])))
     sim_share = FindPackageShare('dp_sim')
     args = [
         DeclareLaunchArgument(
@@ -63,4 +68,4 @@ def generate_launch_description():
         parameters=[LaunchConfiguration('follower_params_file'), LaunchConfiguration('robot_config'),
                     {'use_sim_time': True}],
         remappings=[('trajectory', '/policy_node/trajectory')])
-    return LaunchDescription(args + [gazebo, state_publisher, spawn, *spawners, bridge, policy, follower])
+    return LaunchDescription(args + [dds, gazebo, state_publisher, spawn, *spawners, bridge, policy, follower])

@@ -8,14 +8,19 @@ position and only moves once chunks arrive; `ros2 service call /follower_node/ho
 std_srvs/srv/Trigger` stops the arm at any time (decelerating within the limits).
 """
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
+from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
 
 def generate_launch_description():
     share = FindPackageShare('dp_bringup')
+    # Fast DDS: camera frames through an 8 MB shared-memory segment (config/fastdds.xml says why);
+    # a profile already set in the environment stays.
+    dds = SetEnvironmentVariable('FASTDDS_DEFAULT_PROFILES_FILE', EnvironmentVariable(
+        'FASTDDS_DEFAULT_PROFILES_FILE',
+        default_value=PathJoinSubstitution([share, 'config', 'fastdds.xml'])))
     args = [
         DeclareLaunchArgument(
             'robot', default_value='ur5e',
@@ -43,4 +48,4 @@ def generate_launch_description():
         parameters=[LaunchConfiguration('follower_params_file'), robot_config,
                     {'use_sim_time': use_sim_time}],
         remappings=[('trajectory', '/policy_node/trajectory')])
-    return LaunchDescription(args + [policy, follower])
+    return LaunchDescription(args + [dds, policy, follower])

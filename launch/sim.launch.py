@@ -6,14 +6,19 @@ Where launch_ros is not installed (ROS 2 from PyPI wheels), `dp_launch sim.launc
 same executables with the same parameter files (dp_bringup/graphs.py; a test compares them).
 """
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
+from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
 
 def generate_launch_description():
     share = FindPackageShare('dp_bringup')
+    # Fast DDS: camera frames through an 8 MB shared-memory segment (config/fastdds.xml says why);
+    # a profile already set in the environment stays.
+    dds = SetEnvironmentVariable('FASTDDS_DEFAULT_PROFILES_FILE', EnvironmentVariable(
+        'FASTDDS_DEFAULT_PROFILES_FILE',
+        default_value=PathJoinSubstitution([share, 'config', 'fastdds.xml'])))
     use_sim_time = LaunchConfiguration('use_sim_time')
     args = [
         DeclareLaunchArgument(
@@ -52,4 +57,4 @@ def generate_launch_description():
         parameters=[LaunchConfiguration('follower_params_file'), LaunchConfiguration('robot_config'),
                     {'output_mode': LaunchConfiguration('output_mode'), 'use_sim_time': use_sim_time}],
         remappings=[('trajectory', '/policy_node/trajectory')])
-    return LaunchDescription(args + [sim, policy, follower])
+    return LaunchDescription(args + [dds, sim, policy, follower])

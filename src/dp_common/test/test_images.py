@@ -224,3 +224,42 @@ def test_against_cv_bridge_when_it_imports():
         np.testing.assert_array_equal(bridge.imgmsg_to_cv2(msg, 'passthrough'), image_to_numpy(msg))
         if encoding in ('rgb8', 'bgr8', 'rgba8', 'bgra8', 'mono8', 'mono16', 'rgb16'):
             np.testing.assert_array_equal(bridge.imgmsg_to_cv2(msg, 'rgb8'), image_to_rgb8(msg))
+
+
+def _reference_rgb8(msg):
+    """image_to_rgb8 written in numpy only, byte by byte from the passthrough array (the fast path
+    goes through Pillow's unpacker)."""
+    arr = image_to_numpy(msg)
+    enc = msg.encoding
+    if arr.ndim == 2:
+        return np.repeat(arr[:, :, None], 3, axis=2)
+    return np.ascontiguousarray(arr[:, :, 2::-1] if enc.startswith('bgr') else arr[:, :, :3])
+
+
+EIGHT_BIT = ['rgb8', 'bgr8', 'rgba8', 'bgra8', 'mono8', '8UC1', '8UC3', '8UC4']
+
+
+@pytest.mark.parametrize('pad', [0, 3])
+@pytest.mark.parametrize('encoding', EIGHT_BIT)
+def test_8bit_fast_path_equals_numpy_and_resize(encoding, pad):
+    dtype, ch = encoding_info(encoding)
+    shape = (37, 53) if ch == 1 else (37, 53, ch)
+    arr = RNG.integers(0, 256, shape, dtype=np.uint8)
+    msg = _padded(arr, encoding, pad)
+    ref = _reference_rgb8(msg)
+    out = image_to_rgb8(msg)
+    assert out.dtype == np.uint8 and out.shape == (37, 53, 3) and out.flags.writeable
+    np.testing.assert_array_equal(out, ref)
+    # Resized in the conversion == converted, then resized (what the dataset does in training).
+    for hw in [(16, 24), (37, 53), (50, 70)]:
+        np.testing.assert_array_equal(image_to_rgb8(msg, resize_to=hw), resize_rgb8(ref, hw))
+    # The result never aliases the message buffer.
+    out[...] = 0
+    np.testing.assert_array_equal(image_to_rgb8(msg), ref)
+
+
+def test_resize_in_conversion_for_16bit_too():
+    arr = RNG.integers(0, 65536, (9, 11, 3), dtype=np.uint16)
+    msg = _padded(arr, 'bgr16', 2)
+    np.testing.assert_array_equal(image_to_rgb8(msg, resize_to=(4, 5)),
+                                  resize_rgb8(image_to_rgb8(msg), (4, 5)))

@@ -86,7 +86,9 @@ def decode_image(msg: Any, transport: str, image_hw: tuple[int, int], resize: bo
         elif transport == 'compressed':
             arr = compressed_to_rgb8(msg)
         else:
-            arr = image_to_rgb8(msg)
+            # Resized in the conversion (8-bit encodings: before the channels are expanded); the
+            # same pixels as converting, then resize_rgb8 (test_images.py).
+            arr = image_to_rgb8(msg, resize_to=image_hw if resize else None)
     except UnsupportedEncodingError as err:
         raise ImageRejected('unsupported_encoding', str(err)) from err
     except ImageFormatError as err:
