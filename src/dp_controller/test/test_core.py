@@ -398,6 +398,23 @@ def test_preview_does_not_change_state():
     np.testing.assert_allclose(pq[-1], wave([0.4])[0], atol=2e-3)
 
 
+def test_preview_keeps_the_limits_towards_a_far_target():
+    cfg = make_cfg(execution_mode='latest')
+    f = Follower(cfg)
+    f.start([0.0, 0.0], 0.0)
+    t = np.arange(16) * 0.1
+    far = np.tile([0.99, -1.99], (16, 1))            # at the limits, far from the start
+    assert f.on_chunk(0.0, NAMES, t, far, None, 0.0) == ACCEPTED
+    f.step(0.002)
+    times = 0.002 + np.linspace(0.0, 0.1, 6)[1:]
+    pq, pv = f.preview(0.002, times)
+    assert np.all(pq >= cfg.lower) and np.all(pq <= cfg.upper)
+    assert np.all(np.abs(pv) <= cfg.vmax + 1e-12)
+    dv = np.abs(np.diff(np.vstack([f.command[1], pv]), axis=0))
+    assert np.all(dv <= cfg.amax * 0.02 + 1e-9)       # 20 ms between points
+    assert np.all(np.abs(pq[-1]) > 0.01)              # it does move towards the target
+
+
 def test_config_validation():
     with pytest.raises(ValueError):
         make_cfg(position_lower_rad=[1.0, 0.0], position_upper_rad=[0.0, 1.0])
