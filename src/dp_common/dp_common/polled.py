@@ -3,9 +3,11 @@
 rclpy's Python executor costs ~1 ms of CPU and a GIL hold per callback it dispatches: for a
 100 Hz `/joint_states` stream that is ~10% of a core spent in the executor thread, and each GIL hold
 delays a control thread that needs the interpreter at its deadline. A subscription created in a
-`PolledCallbackGroup` is never put into an executor's wait set (its group never "can execute");
-the owner drains it with `take_all()` from the thread that needs the data (for the follower: the
-control thread, once per period), which costs a few microseconds when nothing arrived.
+`PolledCallbackGroup` is never put into an executor's wait set (its group never "can execute" a
+subscription); the owner drains it with `take_all()` from the thread that needs the data (for the
+follower: the control thread, at most 100 Hz), which costs a few microseconds when nothing arrived,
+or hands it to a `SubscriptionThread`. The subscription's event handlers (incompatible QoS or type
+warnings) stay with the executor: the group executes everything but subscriptions, reentrantly.
 
     group = PolledCallbackGroup()
     sub = node.create_subscription(JointState, 'joint_states', lambda _m: None,
@@ -24,21 +26,20 @@ from __future__ import annotations
 import threading
 from typing import Any, List
 
-from rclpy.callback_groups import CallbackGroup
+from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.exceptions import InvalidHandle
+from rclpy.subscription import Subscription
 
 
-class PolledCallbackGroup(CallbackGroup):
-    """A callback group whose entities no executor ever waits on or executes."""
+class PolledCallbackGroup(ReentrantCallbackGroup):
+    """A callback group whose subscriptions no executor ever waits on or executes. Its other
+    entities (the subscriptions' QoS and type event handlers) run like a reentrant group's."""
 
     def can_execute(self, entity) -> bool:
-        return False
+        return not isinstance(entity, Subscription) and super().can_execute(entity)
 
     def beginning_execution(self, entity) -> bool:
-        return False
-
-    def ending_execution(self, entity) -> None:
-        pass
+        return not isinstance(entity, Subscription) and super().beginning_execution(entity)
 
 
 def take_all(sub, limit: int = 1000) -> List[Any]:
@@ -68,8 +69,8 @@ class SubscriptionThread:
     rclpy's Python executor (~1 ms: it rebuilds its wait set over every entity of the node, the
     lifecycle and parameter services included, on each wake-up).
 
-    A callback that raises is counted (`errors`) and reported through `on_error(exc)`; the thread
-    goes on. `stop()` before destroying the subscriptions (it joins the thread, which holds them).
+    Callbacks get the message only (never a MessageInfo). A callback that raises is counted
+    (`errors`) and reported through `on_error(exc)`; the thread goes on. `stop()` before destroying the subscriptions (it joins the thread, which holds them).
     """
 
     def __init__(self, context, subscriptions, name: str = 'subscriptions', on_error=None,

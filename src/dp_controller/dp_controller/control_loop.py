@@ -111,7 +111,6 @@ class ControlLoop:
                 self.realtime = True
             except (OSError, AttributeError) as exc:   # no permission, or not Linux
                 self.priority_error = f'SCHED_FIFO {self.priority} not permitted ({exc})'
-        self.timer_slack_set = False
         self._started.set()
 
     def _run(self):

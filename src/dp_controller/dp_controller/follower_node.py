@@ -83,7 +83,8 @@ PARAMETERS = {
                               'controller manager; 0 = normal scheduling); above 1 the executor '
                               'thread runs at this minus 1 (it holds the interpreter lock the '
                               'control thread needs). Falls back to normal priority with a warning '
-                              'where not permitted (no CAP_SYS_NICE / rtprio limit).'),
+                              'where not permitted (no CAP_SYS_NICE / rtprio limit). Wall time '
+                              'only: with use_sim_time both threads run at normal priority.'),
     'log_throttle_s': (2.0, 'Minimum interval between two logs of the same rejection reason (s).'),
     'autostart': (True, 'Configure and activate on start (no lifecycle manager needed).'),
 }
@@ -148,8 +149,8 @@ class FollowerNode(LifecycleNode):
         scheduler slice while it holds the lock, and the control thread waits for it at its
         deadline (p99 period error 0.7-1.2 ms with a busy core; 0.01 ms at p - 1)."""
         prio = int(self._param('realtime_priority'))
-        if prio <= 1:
-            return
+        if prio <= 1 or self.get_parameter('use_sim_time').value:
+            return      # sim time: no wall-clock deadlines, and /clock may come at 1 kHz
         try:
             os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(prio - 1))
         except (OSError, AttributeError) as exc:
@@ -184,8 +185,10 @@ class FollowerNode(LifecycleNode):
         self._subs = [
             self.create_subscription(JointTrajectory, str(self._param('trajectory_topic')),
                                      self._on_trajectory, reliable1),
-            # Taken by the control thread once per period (dp_common.polled), not dispatched by
-            # the executor: no executor wake-up and GIL hold per 100 Hz message.
+            # Taken by the control thread (dp_common.polled; at most JOINT_STATE_POLL_HZ, every
+            # period until the first one), not dispatched by the executor: no executor wake-up
+            # and GIL hold per message. Under a driver faster than the poll, only the newest
+            # `depth` (5) messages between two polls are seen (and validated).
             self.create_subscription(JointState, str(self._param('joint_states_topic')),
                                      self._on_joint_state, qos_profile_sensor_data,
                                      callback_group=PolledCallbackGroup())]
@@ -228,7 +231,8 @@ class FollowerNode(LifecycleNode):
         self.loop = ControlLoop(self.cfg.control_rate_hz, self._tick,
                                 spin_s=float(self._param('spin_wait_s')), name='follower_control',
                                 now_fn=self.now_s if sim else None,
-                                priority=int(self._param('realtime_priority')))
+                                # sim time: paced by /clock, no wall-clock deadline to keep
+                                priority=0 if sim else int(self._param('realtime_priority')))
         if sim:
             self._jump_handle = self.get_clock().create_jump_callback(
                 JumpThreshold(min_forward=Duration(nanoseconds=1),
@@ -285,8 +289,14 @@ class FollowerNode(LifecycleNode):
 
     # ------------------------------------------------------------------ inputs
     def _poll_joint_states(self):
-        """Control thread: take every joint state that arrived since the last period."""
-        for msg in take_all(self._js_sub):
+        """Control thread: take every joint state that arrived since the last poll."""
+        try:
+            msgs = take_all(self._js_sub)
+        except Exception:
+            if self.context.ok():
+                raise
+            return      # shutting down: the context went first
+        for msg in msgs:
             self._on_joint_state(msg)
 
     def _on_joint_state(self, msg: JointState):
