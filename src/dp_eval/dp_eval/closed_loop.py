@@ -408,16 +408,20 @@ class _Runner:
 
     def close(self) -> None:
         self.stop_recording()
+        # Context first: spin() returns and nothing new is dispatched; then the executor waits for
+        # the callbacks in flight before it destroys its guard condition. (Executor shutdown with
+        # callbacks still queued, the old order, let rclpy's handler tasks trigger a destroyed
+        # guard condition: "exception was never retrieved ... cannot use Destroyable" at exit.)
+        self.rclpy.try_shutdown(context=self.context)
+        self.spin_thread.join(timeout=5.0)
         try:
-            self.executor.shutdown(timeout_sec=2.0)
+            self.executor.shutdown(timeout_sec=10.0)
         except Exception:  # noqa: BLE001
             pass
         try:
             self.node.destroy_node()
         except Exception:  # noqa: BLE001
             pass
-        self.rclpy.try_shutdown(context=self.context)
-        self.spin_thread.join(timeout=3.0)
 
 
 @dataclass
