@@ -56,36 +56,3 @@ def test_executor_never_dispatches_and_take_all_drains_in_order(node):
     node.destroy_subscription(sub)
     assert take_all(sub) == []
 
-
-def test_subscription_thread_dispatches_without_an_executor_and_survives_errors(node):
-    import threading
-    from dp_common.polled import SubscriptionThread
-    got, threads, errors = [], set(), []
-
-    def on_msg(msg):
-        threads.add(threading.current_thread().name)
-        if msg.data == 3:
-            raise ValueError('bad message')
-        got.append(msg.data)
-
-    qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-    sub = node.create_subscription(Int32, 'numbers', on_msg, qos,
-                                   callback_group=PolledCallbackGroup())
-    pub = node.create_publisher(Int32, 'numbers', qos)
-    inputs = SubscriptionThread(node.context, [sub], name='test_inputs',
-                                on_error=errors.append).start()
-    try:
-        for i in range(6):            # no executor anywhere in this test
-            pub.publish(Int32(data=i))
-        end = time.monotonic() + 30.0
-        while len(got) < 5:
-            assert time.monotonic() < end, f'callbacks not run: {got}'
-            time.sleep(0.01)
-        assert got == [0, 1, 2, 4, 5] and threads == {'test_inputs'}
-        assert inputs.errors == 1 and isinstance(errors[0], ValueError) and inputs.messages == 6
-    finally:
-        inputs.stop()
-    assert not inputs._thread.is_alive()
-    pub.publish(Int32(data=9))        # after stop: not dispatched
-    time.sleep(0.2)
-    assert got == [0, 1, 2, 4, 5]

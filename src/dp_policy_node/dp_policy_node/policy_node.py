@@ -35,6 +35,7 @@ from typing import Any, Optional
 
 import numpy as np
 import rclpy
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType, JumpThreshold
 from rclpy.duration import Duration
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
@@ -47,7 +48,6 @@ from dp_common.images import (ImageFormatError, UnsupportedEncodingError, compre
                               encoding_info, image_to_rgb8, resize_rgb8)
 from dp_common.joints import JointIndexer
 from dp_common.node_main import run_node
-from dp_common.polled import PolledCallbackGroup, SubscriptionThread
 from dp_common.stamps import ns_to_stamp, stamp_to_ns
 from dp_common.trajectories import arrays_to_joint_trajectory
 from dp_msgs.msg import ActionChunk, Counter, InputStatus, PolicyStatus
@@ -168,11 +168,7 @@ class PolicyNode(LifecycleNode):
         self.policy = None
         self.robots: dict[str, Robot] = {}
         self._clock_jumps = ClockJumpDetector()
-        # Inputs (joint states, images) are dispatched by their own thread (dp_common.polled), not
-        # by the executor: ~50 us instead of ~1 ms of CPU per message, and the executor (services,
-        # status) stays responsive under a flood.
-        self._cb_inputs = PolledCallbackGroup()
-        self._inputs: Optional[SubscriptionThread] = None
+        self._cb_inputs = MutuallyExclusiveCallbackGroup()
         self._worker: Optional[threading.Thread] = None
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -257,9 +253,6 @@ class PolicyNode(LifecycleNode):
         self._min_advance_ns = max(1, int(0.75 * period_ns)) if cfg.trigger == 'observation' else 1
         for ns in cfg.robot_namespaces:
             self._add_robot(ns, joints, topics, meta)
-        self._inputs = SubscriptionThread(
-            self.context, [s for r in self.robots.values() for s in r.subscriptions],
-            name='policy_inputs', on_error=self._on_input_error).start()
         self._node_reason = ''
         self._last_backend = policy.backend_for(len(cfg.robot_namespaces))
         self.get_logger().info(
@@ -351,22 +344,7 @@ class PolicyNode(LifecycleNode):
                 pass
             self._jump_handle = None
 
-    def stop_threads(self) -> None:
-        """Stop the inference and the input threads (process exit: before destroy_node)."""
-        self.stop_worker()
-        if self._inputs is not None:
-            self._inputs.stop()
-            self._inputs = None
-
-    def _on_input_error(self, exc: Exception) -> None:
-        self._count(self._skipped, 'input_callback_error')
-        self.get_logger().error(f'input callback failed: {type(exc).__name__}: {exc}',
-                                throttle_duration_sec=5.0)
-
     def _teardown(self) -> None:
-        if self._inputs is not None:
-            self._inputs.stop()
-            self._inputs = None
         for robot in self.robots.values():
             for sub in robot.subscriptions:
                 self.destroy_subscription(sub)
@@ -704,7 +682,7 @@ class PolicyNode(LifecycleNode):
 
 
 def main(args: Optional[list[str]] = None) -> int:
-    return run_node(PolicyNode, args, cleanup=PolicyNode.stop_threads)
+    return run_node(PolicyNode, args, cleanup=PolicyNode.stop_worker)
 
 
 if __name__ == '__main__':

@@ -93,7 +93,7 @@ class Graph:
             pass
 
     def close(self):
-        self.node.stop_threads()
+        self.node.stop_worker()
         self.executor.shutdown(timeout_sec=5)
         rclpy.try_shutdown(context=self.ctx)
         self._thread.join(timeout=10)
