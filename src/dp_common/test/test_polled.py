@@ -34,10 +34,13 @@ def test_executor_never_dispatches_and_take_all_drains_in_order(node):
     assert take_all(sub) == []
     for i in range(3):
         pub.publish(Int32(data=i))
-    end = time.monotonic() + 30.0
-    while len(seen) < 3:
-        assert time.monotonic() < end, 'messages never delivered'
-        executor.spin_once(timeout_sec=0.05)
+    def spin_until_seen(n, what):
+        end = time.monotonic() + 30.0
+        while len(seen) < n:
+            assert time.monotonic() < end, f'{what} never delivered'
+            executor.spin_once(timeout_sec=0.05)
+
+    spin_until_seen(3, 'messages')
     for _ in range(10):
         executor.spin_once(timeout_sec=0.01)
     assert called == []                                   # the executor left them alone
@@ -46,10 +49,7 @@ def test_executor_never_dispatches_and_take_all_drains_in_order(node):
     # A flood between two drains: the history depth bounds what waits (the newest kept).
     for i in range(50):
         pub.publish(Int32(data=i))
-    end = time.monotonic() + 30.0
-    while len(seen) < 53:
-        assert time.monotonic() < end, 'flood never delivered'
-        executor.spin_once(timeout_sec=0.05)
+    spin_until_seen(53, 'flood')
     assert [m.data for m in take_all(sub)] == [45, 46, 47, 48, 49]
     executor.shutdown()
     # A destroyed subscription drains to nothing instead of raising.
