@@ -9,8 +9,10 @@ Rows:
   own FollowerStatus (status_rate_hz 1: one p50/p99/max per 1-s window; the table gives the
   median window p50, the median and worst window p99 and the overall max). CPU share is the
   node process's utime + stime (/proc) over the measured wall time, in % of one core.
-- `+ busy core`: one extra process spinning `while True: pass` during the measurement, standing
-  in for the policy loading the other core.
+- `+ policy load` (default, `--load policy`): the policy benchmark's work in another process during
+  the measurement: the CPU-default Diffusion Policy with one 96x96 camera (random weights) predicting
+  chunks back to back on ONNX Runtime with 1 thread, so it keeps the other core busy the way the
+  policy node does, with its memory traffic. `--load busy`: a process spinning `while True: pass`.
 
 Run: `python bench/bench_follower.py [--seconds 10]` (with the workspace sourced:
 `. scripts/env.sh`). Machine load from other processes shows in the numbers: the load average is
@@ -33,8 +35,38 @@ JOINTS = ['joint1', 'joint2', 'joint3']
 CLK_TCK = os.sysconf('SC_CLK_TCK')
 
 
-def busy_process():
-    return subprocess.Popen([sys.executable, '-c', 'while True: pass'])
+POLICY_LOAD = """
+import sys, tempfile, time
+from pathlib import Path
+import numpy as np
+from dp_policy_node.checkpoint import create_untrained_checkpoint, load_checkpoint
+from dp_policy_node.policy import DiffusionPolicy
+d = Path(tempfile.mkdtemp())
+path = create_untrained_checkpoint(d / 'load.ckpt', ['joint1', 'joint2', 'joint3'], ['front'], (96, 96),
+                                   preset='cpu_default')
+pol = DiffusionPolicy(load_checkpoint(path), backend='onnxruntime', num_threads=1)
+m = pol.meta
+state = np.zeros((1, m.n_obs_steps, m.state_dim), np.float32)
+images = {'front': np.zeros((1, m.n_obs_steps, 96, 96, 3), np.uint8)}
+pol.predict(state, images)
+print('ready', flush=True)
+while True:
+    pol.predict(state, images)
+"""
+
+
+def load_process(kind):
+    """The load on the other core: 'policy' (chunks back to back, see the module doc) or 'busy'.
+    Returns once the load runs (the policy's ONNX export and warm-up come first)."""
+    if kind == 'busy':
+        return subprocess.Popen([sys.executable, '-c', 'while True: pass'])
+    proc = subprocess.Popen([sys.executable, '-c', POLICY_LOAD], stdout=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    if line.strip() != 'ready':
+        proc.kill()
+        proc.wait()
+        raise RuntimeError(f'policy load process did not start (rc {proc.poll()})')
+    return proc
 
 
 def proc_cpu_s(pid):
@@ -111,6 +143,7 @@ def bench_core_step(mode, n=5000):
 
 
 def bench_node(seconds, rate_hz, output_mode, execution_mode, load, spin_s, priority):
+    """load: None, 'policy' or 'busy' (load_process)."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -188,7 +221,7 @@ def bench_node(seconds, rate_hz, output_mode, execution_mode, load, spin_s, prio
                 raise RuntimeError('follower_node did not start following within 60 s')
             time.sleep(0.1)
         if load:
-            busy = busy_process()
+            busy = load_process(load)
         time.sleep(2.0)
         n0 = len(statuses)
         c0, t0, th0 = proc_cpu_s(node_proc.pid), time.monotonic(), thread_cpu_s(node_proc.pid)
@@ -228,30 +261,33 @@ def main():
     ap.add_argument('--priority', type=int, nargs='+', default=[50, 0],
                     help='SCHED_FIFO priorities of the control thread to compare (0 = normal)')
     ap.add_argument('--quick', action='store_true', help='only the deployed default rows')
+    ap.add_argument('--load', choices=['policy', 'busy'], default='policy',
+                    help='what loads the other core in the loaded rows (module doc)')
     args = ap.parse_args()
+    label = ' + policy load' if args.load == 'policy' else ' + busy core'
 
     rows = []
     for prio in args.priority:
         tag = f'FIFO {prio}' if prio > 0 else 'normal priority'
-        for load in (False, True):
-            busy = busy_process() if load else None
+        for load in (None, args.load):
+            busy = load_process(load) if load else None
             try:
                 r = bench_control_loop(args.seconds, args.rate_hz, args.spin_s, prio)
             finally:
                 if busy is not None:
                     busy.kill()
                     busy.wait()
-            rows.append((f'ControlLoop, empty tick, {tag}{" + busy core" if load else ""}', r))
-        node_rows = [('forward_command', 'receding_horizon', False),
-                     ('forward_command', 'receding_horizon', True)]
+            rows.append((f'ControlLoop, empty tick, {tag}{label if load else ""}', r))
+        node_rows = [('forward_command', 'receding_horizon', None),
+                     ('forward_command', 'receding_horizon', args.load)]
         if not args.quick:
-            node_rows += [('forward_command', 'temporal_ensemble', True),
-                          ('joint_trajectory', 'receding_horizon', True)]
+            node_rows += [('forward_command', 'temporal_ensemble', args.load),
+                          ('joint_trajectory', 'receding_horizon', args.load)]
         for output_mode, execution_mode, load in node_rows:
             r = bench_node(args.seconds, args.rate_hz, output_mode, execution_mode, load,
                            args.spin_s, prio)
             rows.append((f'follower_node {output_mode}, {execution_mode}, {tag}'
-                         f'{" + busy core" if load else ""}', r))
+                         f'{label if load else ""}', r))
 
     load1, load5, _ = os.getloadavg()
     print(f'\nfollower command loop at {args.rate_hz:g} Hz, {args.seconds:g} s per row, '
