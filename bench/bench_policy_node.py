@@ -2,7 +2,8 @@
 
 Setup per scenario, every part its own OS process talking over DDS on loopback:
   synthetic joint states (100 Hz) + synthetic cameras (bgr8, `--camera-hz`) -> policy_node (console
-  script, default parameters: trigger timer at 10 Hz, num_threads 1, backend auto) -> this process.
+  script, default parameters: trigger observation at 10 Hz, num_threads 1, backend auto) -> this
+  process.
 
 Latency = arrival time of a trajectory here - its header.stamp (the newest observation's stamp),
 so it holds transport of the images, conversion, alignment, the wait for the next tick (trigger
@@ -145,8 +146,8 @@ def run_scenario(name: str, cams: list[tuple[str, int, int]], ckpt: str, args) -
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('--seconds', type=float, default=15.0, help='measurement time per scenario')
-    ap.add_argument('--trigger', nargs='+', default=['timer', 'observation'],
-                    help="policy_node trigger modes to measure ('timer' is the default)")
+    ap.add_argument('--trigger', nargs='+', default=['observation', 'timer'],
+                    help="policy_node trigger modes to measure ('observation' is the node's default)")
     ap.add_argument('--backend', default='auto', help='policy_node backend parameter')
     ap.add_argument('--num-threads', type=int, default=1, help='policy_node num_threads')
     ap.add_argument('--camera-hz', type=float, default=30.0, help='synthetic camera rate')

@@ -31,11 +31,14 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     'num_threads': (1, 'CPU threads for inference (torch intra-op and ONNX Runtime); 0 = the '
                        'library default (all cores). Keep it low beside a simulator.'),
     'policy_rate_hz': (10.0, 'Chunks per second per robot: the tick rate of the inference loop '
-                             '(trigger=timer), or the most (trigger=observation).'),
-    'trigger': ('timer', "'timer': the inference thread ticks at policy_rate_hz on the node's ROS "
-                         "clock (simulated time under use_sim_time) and uses the newest complete "
-                         "observation; 'observation': infer as soon as a new complete observation "
-                         "exists, at most at policy_rate_hz by stamps (lowest latency)."),
+                             '(trigger=timer), or the grid of observation stamps that chunks '
+                             'follow (trigger=observation).'),
+    'trigger': ('observation', "'observation': infer as soon as a new complete observation is due, "
+                               "on a grid of 1/policy_rate_hz in observation time (header stamps; "
+                               "lowest latency, no waiting for a tick); 'timer': the inference thread "
+                               "ticks at policy_rate_hz on the node's ROS clock (simulated time under "
+                               "use_sim_time) and uses the newest complete observation (several "
+                               "robots always share one batch)."),
     'num_inference_steps': (0, 'Denoising (DDIM) steps per chunk; 0 = the checkpoint default.'),
     'num_samples': (1, 'Samples drawn per observation; the one most coherent with the previous '
                        'chunk is published.'),
@@ -86,7 +89,7 @@ class PolicyNodeConfig:
     device: str = 'cpu'
     num_threads: int = 1
     policy_rate_hz: float = 10.0
-    trigger: str = 'timer'
+    trigger: str = 'observation'
     num_inference_steps: int = 0
     num_samples: int = 1
     joint_states_topic: str = 'joint_states'

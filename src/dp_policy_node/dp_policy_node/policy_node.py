@@ -135,9 +135,29 @@ class Robot:
         self.chunk_pub = None
         self.last_t0_ns: Optional[int] = None   # stamp of the last chunk's newest observation
         self.tried_t0_ns: Optional[int] = None  # newest observation stamp last tried (chunk or not)
+        self.due_ns: Optional[int] = None       # trigger observation: stamp the next chunk is due at
         self.sequence = 0
         self.epoch = 0                          # bumped by reset / clock jump: drops chunks in flight
         self.last_skip = 'no observation yet'
+
+    def is_due(self, t0_ns: int, period_ns: int) -> bool:
+        """Trigger 'observation' (period_ns > 0): may the observation stamped t0_ns start a chunk?
+        Chunks follow a grid of one period in observation time, each due from a quarter period
+        before its grid point, and never closer than half a period: so a camera whose frames do
+        not divide the period (15 Hz for a 10 Hz policy) still gives policy_rate_hz on average
+        (chunks 133 / 67 ms apart), where 'at least 0.75 period apart' alone would give 7.5 Hz.
+        period_ns 0 (trigger 'timer', the tick sets the rate): any new observation."""
+        if period_ns <= 0 or self.due_ns is None or self.last_t0_ns is None:
+            return True
+        return t0_ns >= self.due_ns - period_ns // 4 and t0_ns >= self.last_t0_ns + period_ns // 2
+
+    def chunk_published(self, t0_ns: int, period_ns: int) -> None:
+        self.last_t0_ns = t0_ns
+        if period_ns > 0:
+            nxt = t0_ns + period_ns if self.due_ns is None else self.due_ns + period_ns
+            if nxt - period_ns // 4 <= t0_ns:   # a whole period behind (frames missing, load):
+                nxt = t0_ns + period_ns          # the grid starts again from this observation
+            self.due_ns = nxt
 
 
 class PolicyNode(LifecycleNode):
@@ -177,7 +197,7 @@ class PolicyNode(LifecycleNode):
         self._cameras: list[str] = []
         self._transports: list[str] = []
         self._out_joint_names: list[str] = []
-        self._min_advance_ns = 1
+        self._due_period_ns = 0                 # trigger observation: the chunk grid (Robot.is_due)
         self._warmup_choice: dict = {}
 
         status_topic = self.get_parameter('status_topic').value
@@ -250,7 +270,7 @@ class PolicyNode(LifecycleNode):
         self._out_joint_names = joints
         self._clock_jumps = ClockJumpDetector(cfg.clock_jump_threshold_s)
         period_ns = int(NS / cfg.policy_rate_hz)
-        self._min_advance_ns = max(1, int(0.75 * period_ns)) if cfg.trigger == 'observation' else 1
+        self._due_period_ns = period_ns if cfg.trigger == 'observation' else 0
         for ns in cfg.robot_namespaces:
             self._add_robot(ns, joints, topics, meta)
         self._node_reason = ''
@@ -372,8 +392,7 @@ class PolicyNode(LifecycleNode):
     def _reset_robot(self, robot: Robot) -> None:
         robot.epoch += 1
         robot.history.clear()
-        robot.last_t0_ns = None
-        robot.tried_t0_ns = None
+        robot.last_t0_ns = robot.tried_t0_ns = robot.due_ns = None
         robot.last_skip = 'history reset'
         with self._lock:
             self._policy_resets.add(robot.ns)
@@ -453,7 +472,7 @@ class PolicyNode(LifecycleNode):
         t0 = robot.history.newest_common_ns()
         if t0 is None or (robot.tried_t0_ns is not None and t0 <= robot.tried_t0_ns):
             return                               # nothing new since the last attempt
-        if robot.last_t0_ns is None or t0 >= robot.last_t0_ns + self._min_advance_ns:
+        if robot.is_due(t0, self._due_period_ns):
             self._wake.set()
 
     # ------------------------------------------------------------------ inference
@@ -463,8 +482,9 @@ class PolicyNode(LifecycleNode):
         trigger 'timer': ticks every 1/policy_rate_hz on the node's ROS clock (simulated time
         under use_sim_time: woken by every /clock update; a clock going backwards restarts the
         ticks); each tick infers on the newest complete observation of every robot.
-        trigger 'observation': runs as soon as a robot's newest complete observation advanced by
-        at least 0.75/policy_rate_hz (by stamps), and every 0.5 s to refresh skip reasons.
+        trigger 'observation': runs as soon as a robot's newest complete observation is due (a grid
+        of 1/policy_rate_hz in observation time, Robot.is_due), and every 0.5 s to refresh skip
+        reasons.
         """
         cfg = self.cfg
         period_ns = int(NS / cfg.policy_rate_hz)
@@ -531,13 +551,13 @@ class PolicyNode(LifecycleNode):
             epoch = robot.epoch
             t0 = robot.history.newest_common_ns()
             if t0 is not None and robot.tried_t0_ns is not None and t0 < robot.tried_t0_ns:
-                robot.last_t0_ns = robot.tried_t0_ns = None   # history restarted, older stamps
+                robot.last_t0_ns = robot.tried_t0_ns = robot.due_ns = None  # history restarted
             if t0 is not None and now - t0 <= robot.history.max_age_ns:
                 # fresh, but nothing new since the last attempt (its reason stands), or too
                 # soon after the last chunk (trigger observation): wait
                 if robot.tried_t0_ns is not None and t0 <= robot.tried_t0_ns:
                     continue
-                if robot.last_t0_ns is not None and t0 < robot.last_t0_ns + self._min_advance_ns:
+                if not robot.is_due(t0, self._due_period_ns):
                     continue
             robot.tried_t0_ns = t0
             res = robot.history.sample(now)
@@ -605,7 +625,7 @@ class PolicyNode(LifecycleNode):
         chunk.observation_age_s = age
         robot.traj_pub.publish(traj)
         robot.chunk_pub.publish(chunk)
-        robot.last_t0_ns = obs.stamp_ns
+        robot.chunk_published(obs.stamp_ns, self._due_period_ns)
         robot.last_skip = ''
         with self._lock:
             self._chunks_published += 1

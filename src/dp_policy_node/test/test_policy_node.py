@@ -236,8 +236,8 @@ def test_trajectory_stamps_names_points_and_status(ckpt, graphs):
 
 
 def test_rate_never_exceeds_policy_rate(ckpt, graphs):
-    # trigger timer (default): at most one chunk per tick of 1/policy_rate_hz (fewer when loaded)
-    g = graphs(base(ckpt, policy_rate_hz=5.0))
+    # trigger timer: at most one chunk per tick of 1/policy_rate_hz (fewer when loaded)
+    g = graphs(base(ckpt, policy_rate_hz=5.0, trigger='timer'))
     assert g.play(60.0, until=lambda: len(g.traj['']) >= 2)
     n0, t0 = len(g.traj['']), time.monotonic()
     g.play(3.0, cam_hz=30.0)
@@ -246,12 +246,32 @@ def test_rate_never_exceeds_policy_rate(ckpt, graphs):
 
 
 def test_observation_trigger_spaces_chunks_by_stamps(ckpt, graphs):
-    # trigger observation: a chunk per new observation, at least 0.75/policy_rate_hz apart in
-    # observation time, although the camera (30 Hz) and joints (100 Hz) are faster
-    g = graphs(base(ckpt, policy_rate_hz=5.0, trigger='observation'))
+    # trigger observation (default): chunks on a grid of 1/policy_rate_hz in observation time,
+    # never closer than half a period, although the camera (30 Hz) and joints (100 Hz) are faster
+    g = graphs(base(ckpt, policy_rate_hz=5.0))
     assert g.play(60.0, cam_hz=30.0, until=lambda: len(g.traj['']) >= 5)
     stamps = np.array([stamp_to_ns(t.header.stamp) for t in g.traj['']])
-    assert np.all(np.diff(stamps) >= 0.75 * 0.2 * NS), np.diff(stamps)
+    assert np.all(np.diff(stamps) >= 0.5 * 0.2 * NS), np.diff(stamps)
+    assert np.mean(np.diff(stamps)) >= 0.8 * 0.2 * NS, np.diff(stamps)
+
+
+@pytest.mark.parametrize('frame_hz', [100.0, 30.0, 20.0, 15.0, 12.0, 7.0])
+def test_observation_grid_keeps_the_policy_rate(frame_hz):
+    # Robot.is_due alone: frames at frame_hz, a policy at 10 Hz. Chunks come at the policy rate
+    # on average when frames are faster (at the frame rate when slower), never closer than half
+    # a period, and never twice for one frame.
+    from dp_policy_node.policy_node import Robot
+    robot, period = Robot('', None, None), NS // 10
+    stamps = np.round(np.arange(0, 20.0, 1.0 / frame_hz) * NS).astype(np.int64) + 123_456_789
+    chunks = []
+    for t0 in stamps:
+        if robot.is_due(int(t0), period):
+            robot.chunk_published(int(t0), period)
+            chunks.append(t0)
+    gaps = np.diff(chunks)
+    assert gaps.min() >= period // 2, gaps
+    expected = min(frame_hz, 10.0) * 20.0
+    assert abs(len(chunks) - expected) <= 2, (len(chunks), expected)
 
 
 @pytest.mark.parametrize('problem, match', [

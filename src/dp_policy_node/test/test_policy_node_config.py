@@ -29,7 +29,7 @@ def test_defaults_match_the_parameter_table():
             assert cfg.robot_namespaces == ['']
         else:
             assert getattr(cfg, name) == default, name
-    assert cfg.trigger == 'timer' and cfg.policy_rate_hz == 10.0 and 1 <= cfg.num_threads <= 2
+    assert cfg.trigger == 'observation' and cfg.policy_rate_hz == 10.0 and 1 <= cfg.num_threads <= 2
 
 
 @pytest.mark.parametrize('kwargs, match', [
@@ -108,7 +108,7 @@ def test_yaml_files_load_into_the_node_and_robot_keys_keep_their_names():
         assert get('joint_states_topic') == '/joint_states'
         assert get('trajectory_topic') == '~/trajectory' and get('robot_namespaces') == ['']
         cfg = PolicyNodeConfig.from_params(get)
-        assert cfg.trigger == 'timer' and cfg.num_threads == 1
+        assert cfg.trigger == 'observation' and cfg.num_threads == 1
         node.destroy_node()
     finally:
         rclpy.try_shutdown(context=ctx)
