@@ -35,6 +35,10 @@ def _camera_map(items: list[str]) -> Optional[dict[str, str]]:
     return out
 
 
+def _gaps(n: int) -> str:
+    return f" (command stream cut at {n} reception gap{'s' if n != 1 else ''})" if n else ''
+
+
 def _fmt(v, unit: str = '', digits: int = 3) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return '-'
@@ -80,7 +84,8 @@ def print_summary(results: list[dict], stream=None) -> None:
                   f"{_fmt(tts['mean'], ' s')}  obstacle contacts {m['obstacle_contacts']}",
                   file=stream)
             print(f"  command jerk RMS {_fmt(m['command_jerk_rms_rad_s3'])} max "
-                  f"{_fmt(m['command_jerk_max_rad_s3'])} rad/s^3  policy latency p50 "
+                  f"{_fmt(m['command_jerk_max_rad_s3'])} rad/s^3"
+                  f"{_gaps(m.get('command_gaps', 0))}  policy latency p50 "
                   f"{_ms(lat['p50_s'])} p99 {_ms(lat['p99_s'])} "
                   f"({lat['n']} chunks)", file=stream)
         elif r['kind'] == 'live':

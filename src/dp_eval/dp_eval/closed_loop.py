@@ -150,6 +150,7 @@ class _Runner:
         self.policy_status = None
         self.follower_status = None
         self.tracker: Optional[EpisodeTracker] = None
+        self.last_command_mono = 0.0                 # when a command callback last ran
         self.status_event = threading.Event()
         self.recorder: Optional[_Recorder] = None
         self.recorded_topics: Optional[list[str]] = None
@@ -218,6 +219,7 @@ class _Runner:
     def _on_command(self, msg) -> None:
         t = self.now_ns() * 1e-9
         with self.lock:
+            self.last_command_mono = time.monotonic()
             if self.tracker is not None:
                 self.tracker.on_command(t, msg.data)
 
@@ -367,7 +369,10 @@ class _Runner:
             raise ClosedLoopError(f'{cfg.sim_node}/reset_episode refused: {resp.message}')
         # chunks conditioned on the previous episode must not reach the re-activated follower
         self.call(self.history_client, self.ResetHistory.Request(), 'policy reset_history')
-        time.sleep(0.3)
+        # Commands of the previous episode still queued here (this process runs late on a loaded
+        # machine) must not reach the new episode's tracker: the follower is inactive, so every
+        # command callback now is an old one; wait until none came for 0.3 s.
+        self._wait_commands_quiet(0.3, timeout_s=5.0)
         self._follower_transition(3, 'activate')     # lifecycle_msgs/Transition.TRANSITION_ACTIVATE
         with self.lock:
             self.status_event.clear()
@@ -396,6 +401,15 @@ class _Runner:
                          f'{cfg.episode_timeout_s:.0f} s (last episode time '
                          f'{res.episode_time_s:.1f} s)')
         return res
+
+    def _wait_commands_quiet(self, quiet_s: float, timeout_s: float) -> None:
+        start = time.monotonic()
+        while time.monotonic() < start + timeout_s:
+            with self.lock:
+                last = max(self.last_command_mono, start)
+            if time.monotonic() - last >= quiet_s:
+                return
+            time.sleep(0.05)
 
     def _follower_transition(self, transition_id: int, label: str) -> None:
         if not self.follower_lifecycle.wait_for_service(timeout_sec=self.cfg.service_timeout_s):

@@ -12,9 +12,21 @@ def test_command_jerk_of_a_cubic_with_a_coarse_clock():
     # commands share a stamp and a position (the plan sampled at that time); q = t^3 -> jerk 6
     stamps = (np.arange(1000) // 5) * 0.01
     q = np.stack([stamps ** 3, -stamps ** 3], 1)
-    rms, mx = command_jerk(stamps, q, dt_s=0.02)
-    assert rms == pytest.approx(6.0, rel=0.1) and mx == pytest.approx(6.0, rel=0.2)
-    assert all(math.isnan(v) for v in command_jerk([0, 1], [[0], [1]]))
+    rms, mx, gaps = command_jerk(stamps, q, dt_s=0.02)
+    assert rms == pytest.approx(6.0, rel=0.1) and mx == pytest.approx(6.0, rel=0.2) and gaps == 0
+    assert all(math.isnan(v) for v in command_jerk([0, 1], [[0], [1]])[:2])
+
+
+def test_command_jerk_is_cut_at_reception_gaps():
+    # the same cubic with 0.3 s of commands missing (the evaluator did not receive them): the
+    # straight line across the gap would read as ~1e3 rad/s^3 at its ends; cut there, it is 6
+    stamps = (np.arange(1000) // 5) * 0.01
+    keep = (stamps < 0.8) | (stamps >= 1.1)
+    t, q = stamps[keep], np.stack([stamps[keep] ** 3], 1)
+    rms, mx, gaps = command_jerk(t, q, dt_s=0.02)
+    assert gaps == 1 and mx == pytest.approx(6.0, rel=0.2)
+    uncut = command_jerk(t, q, dt_s=0.02, max_gap_s=1.0)
+    assert uncut[2] == 0 and uncut[1] > 100.0      # what the metric read before the cut
 
 
 def test_tracker_success_side_contact_and_foreign_episodes():
