@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 rclpy = pytest.importorskip('rclpy')
-from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from rosgraph_msgs.msg import Clock  # noqa: E402
@@ -72,7 +72,10 @@ class Harness:
         self.js_pub = self.io.create_publisher(JointState, 'joint_states', 10)
         self.clock_pub = self.io.create_publisher(Clock, '/clock', 10)
         self.io.create_timer(0.01, self._publish_js)
-        self.executor = MultiThreadedExecutor(num_threads=2, context=self.ctx)
+        # One thread, as follower_node's own main() spins it. rclpy's MultiThreadedExecutor (2
+        # threads) kept two threads of this process at ~100% of a core each (ros2/rclpy#1223),
+        # and the follower's chunk callbacks then ran 1-5 s late: the test failed in 2 of 5 runs.
+        self.executor = SingleThreadedExecutor(context=self.ctx)
         self.executor.add_node(self.node)
         self.executor.add_node(self.io)
         self.thread = threading.Thread(target=self._spin, daemon=True)

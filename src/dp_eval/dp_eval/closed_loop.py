@@ -131,7 +131,7 @@ class _Runner:
 
     def __init__(self, cfg: ClosedLoopConfig, group=None, log_dir: Optional[Path] = None):
         import rclpy
-        from rclpy.executors import MultiThreadedExecutor
+        from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
         from dp_msgs.msg import ActionChunk, FollowerStatus, PolicyStatus, TaskStatus
@@ -174,7 +174,11 @@ class _Runner:
         self.ChangeState = ChangeState
         self.follower_lifecycle = n.create_client(ChangeState, f'{cfg.follower_node}/change_state')
         self.ResetEpisode, self.ResetHistory = ResetEpisode, ResetHistory
-        self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
+        # One thread: rclpy's MultiThreadedExecutor (2 threads) cost this process ~0.4 of a core
+        # more in `make demo` (user time 94 vs 70 s for 10 episodes) and, on 2 cores, made it miss
+        # commands (17 reception gaps vs 0) and the policy slower (p99 55 vs 41 ms); see
+        # ros2/rclpy#1223. The callbacks are short; service calls wait on futures in the caller.
+        self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(n)
         self.spin_thread = threading.Thread(target=self._spin, name='dp_eval_spin', daemon=True)
         self.spin_thread.start()

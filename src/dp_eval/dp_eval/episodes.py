@@ -15,8 +15,9 @@ simulated clock, which advances in the simulation's control steps) is resampled 
 of `jerk_dt_s` (linear interpolation, the last command per stamp), then the third finite
 difference / dt^3 (rad/s^3). RMS and max over the episode, all joints. Where the evaluator
 received no command for longer than 3 x `jerk_dt_s` (it ran late on a loaded machine and DDS
-dropped samples: gaps of 0.1-0.2 s, about two per episode in a 50-episode demo on 2 cores), the
-stream is cut there and
+dropped samples of the depth-1 command publisher: 306 gaps of 0.1-0.2 s in a 50-episode demo on
+2 cores while the runner spun rclpy's MultiThreadedExecutor, 0 in 10 episodes with its
+SingleThreadedExecutor), the stream is cut there and
 each part is measured alone: a straight line across the gap and the kink at its ends are the
 evaluator's, not the follower's (whose own estimate comes with its status). The gaps are counted
 (`command_gaps`).

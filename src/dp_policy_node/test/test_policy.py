@@ -98,7 +98,8 @@ def test_sample_choice_per_robot_and_reset(state_ckpt):
     noise2 = np.stack([noise[0, perm1], noise[1, perm2]])
     again = pol.predict(obs(2), stamps=[5.0, 7.0], robot_ids=['r1', 'r2'], noise=noise2)
     assert again.chosen.tolist() == [perm1.index(0), perm2.index(0)]
-    assert np.allclose(again.actions, first.actions, atol=1e-6)
+    # the same sample in another row of the batch: equal within float32 rounding (actions ~3)
+    assert np.allclose(again.actions, first.actions, rtol=1e-5, atol=1e-5)
     pol.reset('r1')
     third = pol.predict(obs(2), stamps=[5.0, 7.0], robot_ids=['r1', 'r2'], noise=noise)
     assert third.chosen[0] == 0 and third.chosen[1] == 0   # r1 forgotten; r2 coherent with sample 0
