@@ -35,10 +35,11 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
                              'follow (trigger=observation).'),
     'trigger': ('observation', "'observation': infer as soon as a new complete observation is due, "
                                "on a grid of 1/policy_rate_hz in observation time (header stamps; "
-                               "lowest latency, no waiting for a tick); 'timer': the inference thread "
+                               "lowest latency, no waiting for a tick; robots due within half a "
+                               "period join the batch of a due one); 'timer': the inference thread "
                                "ticks at policy_rate_hz on the node's ROS clock (simulated time under "
-                               "use_sim_time) and uses the newest complete observation (several "
-                               "robots always share one batch)."),
+                               "use_sim_time) and uses the newest complete observation (all robots "
+                               "in one batch per tick)."),
     'num_inference_steps': (0, 'Denoising (DDIM) steps per chunk; 0 = the checkpoint default.'),
     'num_samples': (1, 'Samples drawn per observation; the one most coherent with the previous '
                        'chunk is published.'),

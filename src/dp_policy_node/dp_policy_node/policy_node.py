@@ -140,16 +140,18 @@ class Robot:
         self.epoch = 0                          # bumped by reset / clock jump: drops chunks in flight
         self.last_skip = 'no observation yet'
 
-    def is_due(self, t0_ns: int, period_ns: int) -> bool:
+    def is_due(self, t0_ns: int, period_ns: int, early_ns: Optional[int] = None) -> bool:
         """Trigger 'observation' (period_ns > 0): may the observation stamped t0_ns start a chunk?
-        Chunks follow a grid of one period in observation time, each due from a quarter period
-        before its grid point, and never closer than half a period: so a camera whose frames do
-        not divide the period (15 Hz for a 10 Hz policy) still gives policy_rate_hz on average
-        (chunks 133 / 67 ms apart), where 'at least 0.75 period apart' alone would give 7.5 Hz.
-        period_ns 0 (trigger 'timer', the tick sets the rate): any new observation."""
+        Chunks follow a grid of one period in observation time, each due from `early_ns` (default
+        a quarter period) before its grid point, and never closer than half a period: so a camera
+        whose frames do not divide the period (15 Hz for a 10 Hz policy) still gives
+        policy_rate_hz on average (chunks 133 / 67 ms apart), where 'at least 0.75 period apart'
+        alone would give 7.5 Hz. period_ns 0 (trigger 'timer', the tick sets the rate): any new
+        observation."""
         if period_ns <= 0 or self.due_ns is None or self.last_t0_ns is None:
             return True
-        return t0_ns >= self.due_ns - period_ns // 4 and t0_ns >= self.last_t0_ns + period_ns // 2
+        early = period_ns // 4 if early_ns is None else early_ns
+        return t0_ns >= self.due_ns - early and t0_ns >= self.last_t0_ns + period_ns // 2
 
     def chunk_published(self, t0_ns: int, period_ns: int) -> None:
         self.last_t0_ns = t0_ns
@@ -158,6 +160,19 @@ class Robot:
             if nxt - period_ns // 4 <= t0_ns:   # a whole period behind (frames missing, load):
                 nxt = t0_ns + period_ns          # the grid starts again from this observation
             self.due_ns = nxt
+
+
+def robots_starting(candidates: list[tuple[Robot, int]], period_ns: int) -> list[Robot]:
+    """Trigger 'observation': of the robots with a new, fresh observation (robot, its stamp), the
+    ones that start a chunk now. None unless at least one is due (Robot.is_due); then also every
+    robot due within half a period, so that robots whose cameras are out of phase still share one
+    batch (one forward pass per period instead of one per robot; each keeps its own grid, so its
+    rate stays policy_rate_hz). period_ns 0 (trigger 'timer'): all of them."""
+    if period_ns <= 0:
+        return [r for r, _ in candidates]
+    if not any(r.is_due(t0, period_ns) for r, t0 in candidates):
+        return []
+    return [r for r, t0 in candidates if r.is_due(t0, period_ns, period_ns // 2)]
 
 
 class PolicyNode(LifecycleNode):
@@ -546,19 +561,21 @@ class PolicyNode(LifecycleNode):
             self._node_reason = 'waiting for the clock (use_sim_time and no /clock yet)'
             return
         self._node_reason = ''
-        ready: list[tuple[Robot, Observation, int]] = []
-        for robot in list(self.robots.values()):
-            epoch = robot.epoch
-            t0 = robot.history.newest_common_ns()
+        robots = [(r, r.epoch, r.history.newest_common_ns()) for r in list(self.robots.values())]
+        fresh: list[tuple[Robot, int]] = []      # a new observation within max_observation_age
+        for robot, _, t0 in robots:
             if t0 is not None and robot.tried_t0_ns is not None and t0 < robot.tried_t0_ns:
                 robot.last_t0_ns = robot.tried_t0_ns = robot.due_ns = None  # history restarted
-            if t0 is not None and now - t0 <= robot.history.max_age_ns:
-                # fresh, but nothing new since the last attempt (its reason stands), or too
-                # soon after the last chunk (trigger observation): wait
-                if robot.tried_t0_ns is not None and t0 <= robot.tried_t0_ns:
-                    continue
-                if not robot.is_due(t0, self._due_period_ns):
-                    continue
+            if t0 is not None and now - t0 <= robot.history.max_age_ns and not (
+                    robot.tried_t0_ns is not None and t0 <= robot.tried_t0_ns):
+                fresh.append((robot, t0))
+        starting = {id(r) for r in robots_starting(fresh, self._due_period_ns)}
+        ready: list[tuple[Robot, Observation, int]] = []
+        for robot, epoch, t0 in robots:
+            if t0 is not None and now - t0 <= robot.history.max_age_ns and id(robot) not in starting:
+                # fresh, but nothing new since the last attempt (its reason stands), or not due
+                # yet (trigger observation): wait
+                continue
             robot.tried_t0_ns = t0
             res = robot.history.sample(now)
             if isinstance(res, Skip):
