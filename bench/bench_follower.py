@@ -36,7 +36,7 @@ CLK_TCK = os.sysconf('SC_CLK_TCK')
 
 
 POLICY_LOAD = """
-import sys, tempfile, time
+import tempfile
 from pathlib import Path
 import numpy as np
 from dp_policy_node.checkpoint import create_untrained_checkpoint, load_checkpoint

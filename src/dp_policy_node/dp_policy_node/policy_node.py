@@ -140,6 +140,10 @@ class Robot:
         self.epoch = 0                          # bumped by reset / clock jump: drops chunks in flight
         self.last_skip = 'no observation yet'
 
+    def is_new(self, t0_ns: Optional[int]) -> bool:
+        """An observation stamped t0_ns exists and is newer than the last one tried."""
+        return t0_ns is not None and (self.tried_t0_ns is None or t0_ns > self.tried_t0_ns)
+
     def is_due(self, t0_ns: int, period_ns: int, early_ns: Optional[int] = None) -> bool:
         """Trigger 'observation' (period_ns > 0): may the observation stamped t0_ns start a chunk?
         Chunks follow a grid of one period in observation time, each due from `early_ns` (default
@@ -485,9 +489,7 @@ class PolicyNode(LifecycleNode):
         if not self._active or cfg is None or cfg.trigger != 'observation':
             return
         t0 = robot.history.newest_common_ns()
-        if t0 is None or (robot.tried_t0_ns is not None and t0 <= robot.tried_t0_ns):
-            return                               # nothing new since the last attempt
-        if robot.is_due(t0, self._due_period_ns):
+        if robot.is_new(t0) and robot.is_due(t0, self._due_period_ns):
             self._wake.set()
 
     # ------------------------------------------------------------------ inference
@@ -561,18 +563,18 @@ class PolicyNode(LifecycleNode):
             self._node_reason = 'waiting for the clock (use_sim_time and no /clock yet)'
             return
         self._node_reason = ''
-        robots = [(r, r.epoch, r.history.newest_common_ns()) for r in list(self.robots.values())]
-        fresh: list[tuple[Robot, int]] = []      # a new observation within max_observation_age
-        for robot, _, t0 in robots:
+        robots = []                               # (robot, epoch, newest stamp, within max age)
+        for robot in list(self.robots.values()):
+            t0 = robot.history.newest_common_ns()
             if t0 is not None and robot.tried_t0_ns is not None and t0 < robot.tried_t0_ns:
                 robot.last_t0_ns = robot.tried_t0_ns = robot.due_ns = None  # history restarted
-            if t0 is not None and now - t0 <= robot.history.max_age_ns and not (
-                    robot.tried_t0_ns is not None and t0 <= robot.tried_t0_ns):
-                fresh.append((robot, t0))
-        starting = {id(r) for r in robots_starting(fresh, self._due_period_ns)}
+            fresh = t0 is not None and now - t0 <= robot.history.max_age_ns
+            robots.append((robot, robot.epoch, t0, fresh))
+        starting = {id(r) for r in robots_starting(
+            [(r, t0) for r, _, t0, fresh in robots if fresh and r.is_new(t0)], self._due_period_ns)}
         ready: list[tuple[Robot, Observation, int]] = []
-        for robot, epoch, t0 in robots:
-            if t0 is not None and now - t0 <= robot.history.max_age_ns and id(robot) not in starting:
+        for robot, epoch, t0, fresh in robots:
+            if fresh and id(robot) not in starting:
                 # fresh, but nothing new since the last attempt (its reason stands), or not due
                 # yet (trigger observation): wait
                 continue
