@@ -4,12 +4,13 @@
 #   make bench   set up, then print the benchmark tables
 #   make demos   record demonstration bags with the scripted demonstrator (embedded simulation)
 #   make train   train the committed checkpoint from `make demos` (fixed seed)
+#   make ros2-control  build the real ros2_control (controller_manager, JTC, ...) for its tests
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 ENV := . scripts/env.sh
 PYTEST_ARGS ?=
 
-.PHONY: help setup test test-fast demo bench demos train clean
+.PHONY: help setup test test-fast demo bench demos train ros2-control clean
 
 help:
 	@sed -n '1,7p' Makefile | sed 's/^# //'
@@ -34,6 +35,9 @@ demos: setup
 
 train: setup
 	@$(ENV) && bash scripts/train.sh
+
+ros2-control: setup
+	@bash scripts/ros2_control/build.sh
 
 clean:
 	rm -rf build install log

@@ -6,6 +6,13 @@ _dp_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 if [ -z "${ROS_DISTRO:-}" ]; then
   export AMENT_PREFIX_PATH=$_dp_root/.venv${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}
 fi
+# The real ros2_control built by `make ros2-control` (a link into its cache; absent where a system
+# ROS 2 provides ros2_control or it was not built): controller_manager, the controllers,
+# control_msgs and controller_manager_msgs for the integration tests and dp_mock_arm.
+if [ -z "${ROS_DISTRO:-}" ] && [ -f "$_dp_root/.ros2_control/local_setup.bash" ]; then
+  # shellcheck disable=SC1091
+  COLCON_CURRENT_PREFIX=$(readlink -f "$_dp_root/.ros2_control") . "$_dp_root/.ros2_control/local_setup.bash"
+fi
 # shellcheck disable=SC1091
 . "$_dp_root/install/setup.bash"
 export MUJOCO_GL=${MUJOCO_GL:-egl}

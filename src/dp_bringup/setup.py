@@ -33,6 +33,7 @@ setup(
     entry_points={
         'console_scripts': [
             'dp_launch = dp_bringup.starter:main',
+            'dp_mock_arm = dp_bringup.mock_arm:main',
         ],
     },
 )

@@ -310,9 +310,10 @@ class Follower:
         j, self.max_abs_jerk = self.max_abs_jerk, 0.0
         return j
 
-    def preview(self, now: float, times: Sequence[float]):
+    def preview(self, now: float, times: Sequence[float], stop: bool = False):
         """Commands the follower would produce at future `times` (increasing, > now) if nothing
-        else arrived, without changing its state: (positions (K, J), velocities (K, J)).
+        else arrived, without changing its state: (positions (K, J), velocities (K, J)), and with
+        `stop` a third value, the stop point (time, positions (J,)).
 
         Used by the joint_trajectory output to send a short rolling trajectory. The prediction
         steps a second limiter from the current command state at PREVIEW_DT_S (the control period
@@ -320,6 +321,14 @@ class Follower:
         instead of 50 steps for a 0.1 s horizon at 500 Hz (at 50 Hz, the fine-stepped preview made
         the joint_trajectory output overrun the 2 ms period). Points are within PREVIEW_DT_S / 2
         of the requested times.
+
+        The stop point: from the last preview state, the limiter brakes at the acceleration limit
+        to a standstill (inside the position limits: its bounds are braking-distance aware);
+        its time is when the last joint stops (at least one step after the last preview time).
+        joint_trajectory_controller (Jazzy and newer, `allow_nonzero_velocity_at_trajectory_end:
+        false` by default) rejects a trajectory whose last point moves; ending each rolling
+        trajectory in this point keeps it valid, and if the stream of trajectories stops, the
+        controller brakes the arm within its limits instead of holding a moving target's pose.
         """
         lim = self._preview_limiter
         lim.set_state(self.limiter.copy_state())
@@ -336,4 +345,15 @@ class Follower:
                     lim.brake()
             out_q.append(lim.q.copy())
             out_v.append(lim.v.copy())
-        return np.array(out_q), np.array(out_v)
+        if not stop:
+            return np.array(out_q), np.array(out_v)
+        t_stop = t + dt
+        lim.brake()
+        # Braking reaches exactly 0 (the step to zero is taken once |v| <= amax * dt); the bound
+        # on the step count only guards against non-finite states.
+        for _ in range(int(np.max(lim.vmax / lim.amax) / dt) + 2):
+            if not np.any(lim.v):
+                break
+            lim.brake()
+            t_stop += dt
+        return np.array(out_q), np.array(out_v), (t_stop, lim.q.copy())

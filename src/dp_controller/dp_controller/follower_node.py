@@ -71,6 +71,13 @@ PARAMETERS = {
                     "or 'joint_trajectory' (JointTrajectory to <controller>/joint_trajectory)."),
     'controller_name': ('', "ros2_control controller to command; '' = forward_position_controller "
                             'or joint_trajectory_controller by output_mode.'),
+    'controller_activity_topic': (
+        'controller_manager/activity',
+        "The controller manager's activity topic (controller_manager_msgs/ControllerManagerActivity, "
+        "Jazzy and newer; '' = off). While the output controller is not active nothing is "
+        'commanded; when it is active again the follower restarts from the measured position '
+        '(no jump). Not watched where controller_manager_msgs is not installed (commands are '
+        'then always sent).'),
     'trajectory_topic': ('trajectory', 'Input chunks (trajectory_msgs/JointTrajectory).'),
     'action_chunk_topic': ('', "Optional input chunks as dp_msgs/ActionChunk ('' = off)."),
     'joint_states_topic': ('joint_states', 'Measured joint states (sensor_msgs/JointState).'),
@@ -110,6 +117,11 @@ class FollowerNode(LifecycleNode):
         self._next_jtc_k = 0
         self._next_js_k = 0
         self._wall_time = False      # set at activation: no sim time -> now_s reads the system clock
+        # The output controller's lifecycle state from the controller manager's activity topic:
+        # 'unknown' until a message names it (commands are sent), else its label ('active', ...).
+        self._controller = ''
+        self._controller_state = 'unknown'
+        self._controller_deactivations = 0
         self._subs, self._pubs, self._srvs, self._timers = [], [], [], []
 
     # ------------------------------------------------------------------ parameters
@@ -199,6 +211,8 @@ class FollowerNode(LifecycleNode):
             self._subs.append(self.create_subscription(
                 ActionChunk, str(self._param('action_chunk_topic')), self._on_action_chunk,
                 reliable1))
+        self._controller = controller
+        self._watch_controller(str(self._param('controller_activity_topic')))
         self._srvs = [self.create_service(Trigger, '~/hold', self._on_hold),
                       self.create_service(Trigger, '~/resume', self._on_resume)]
         self._timers = [self.create_timer(1.0 / float(self._param('status_rate_hz')),
@@ -209,10 +223,14 @@ class FollowerNode(LifecycleNode):
         self._js_every = max(1, int(self.cfg.control_rate_hz // JOINT_STATE_POLL_HZ))
         n_pts = max(1, int(self._param('jtc_points')))
         self._jtc_tfs = np.linspace(0.0, float(self._param('jtc_horizon_s')), n_pts + 1)[1:]
-        # One JointTrajectory reused for every send: names and times fixed, the control thread
-        # fills stamp, positions and velocities (9 instead of 44 us per message).
-        zeros = np.zeros((n_pts, self.cfg.num_joints))
-        self._jtc_msg = arrays_to_joint_trajectory(self.cfg.joint_names, self._jtc_tfs, zeros, zeros)
+        # One JointTrajectory reused for every send: names and the preview points' times fixed,
+        # the control thread fills stamp, positions and velocities (9 instead of 44 us per
+        # message), and the last point: the stop point at zero velocity (Follower.preview), so
+        # that joint_trajectory_controller's default allow_nonzero_velocity_at_trajectory_end:
+        # false accepts every trajectory, and a stream that stops ends in a braked standstill.
+        zeros = np.zeros((n_pts + 1, self.cfg.num_joints))
+        tfs = np.append(self._jtc_tfs, 2.0 * self._jtc_tfs[-1])
+        self._jtc_msg = arrays_to_joint_trajectory(self.cfg.joint_names, tfs, zeros, zeros)
         self._log_throttle = float(self._param('log_throttle_s'))
         self._tracking_error = np.full(self.cfg.num_joints, np.nan)
         self.lifecycle_label = 'inactive'
@@ -338,6 +356,44 @@ class FollowerNode(LifecycleNode):
         count = self.follower.rejected[reason] if self.follower else 0
         self._log_throttled(reason, f'chunk rejected: {reason} ({count} so far) {detail}')
 
+    def _watch_controller(self, topic: str) -> None:
+        if not topic:
+            return
+        try:
+            from controller_manager_msgs.msg import ControllerManagerActivity
+        except ImportError:
+            self.get_logger().info(
+                "controller_manager_msgs not installed: the output controller's state is not "
+                'watched (commands are always sent)')
+            return
+        # The controller manager publishes it latched on every change of a controller's state.
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self._subs.append(self.create_subscription(
+            ControllerManagerActivity, topic, self._on_controller_activity, latched))
+
+    def _on_controller_activity(self, msg) -> None:
+        state = 'not_loaded'
+        for named in msg.controllers:
+            if named.name == self._controller:
+                state = named.state.label or f'state_{named.state.id}'
+        with self._lock:
+            previous = self._controller_state
+            self._controller_state = state
+            if state == previous or self.follower is None:
+                return
+            if state != 'active' and self.follower.started:
+                # Nothing executes our commands now: stop planning ahead of an arm that stands
+                # still, so that nothing jumps when the controller comes back.
+                self.follower.stop()
+                self._controller_deactivations += 1
+        if state == 'active':
+            self.get_logger().info(f'{self._controller} is active: commanding from the measured '
+                                   'position')
+        else:
+            self.get_logger().warning(f'{self._controller} is {state}: not commanding until it '
+                                      'is active again')
+
     def _log_throttled(self, key: str, text: str):
         t = time.monotonic()
         if t - self._last_log.get(key, -math.inf) >= self._log_throttle:
@@ -365,18 +421,25 @@ class FollowerNode(LifecycleNode):
     # ------------------------------------------------------------------ control thread
     def _tick(self, k: int, mono_now: float):
         follower = self.follower
+        if self._controller_state not in ('active', 'unknown'):
+            # The output controller is not active (controller manager's activity): command
+            # nothing; the next tick after it is active starts from the measured position.
+            if k >= self._next_js_k:
+                self._next_js_k = k + self._js_every
+                self._poll_joint_states()
+            return
         if not follower.started:
             self._poll_joint_states()
         now = self.now_s()
         with self._lock:
             if not follower.started:
-                if self._measured is None:
-                    return
+                if self._measured is None or self._controller_state not in ('active', 'unknown'):
+                    return   # (re-checked here: the activity callback stops under this lock)
                 follower.start(self._measured, now)
             q, v, _ = follower.step(now)   # catches up on skipped periods (see Follower.step)
             if self.output_mode == 'joint_trajectory' and k >= self._next_jtc_k:
                 self._next_jtc_k = k + self._jtc_every
-                pq, pv = follower.preview(now, now + self._jtc_tfs)
+                pq, pv, stop = follower.preview(now, now + self._jtc_tfs, stop=True)
             else:
                 pq = None
         try:
@@ -384,7 +447,7 @@ class FollowerNode(LifecycleNode):
                 self._cmd_msg.data = q.tolist()
                 self._cmd_pub.publish(self._cmd_msg)
             elif pq is not None:
-                self._cmd_pub.publish(self._fill_jtc(now, pq, pv))
+                self._cmd_pub.publish(self._fill_jtc(now, pq, pv, stop))
         except Exception:
             if self.context.ok():
                 raise   # a real failure; at shutdown the context goes first: stop quietly
@@ -394,12 +457,17 @@ class FollowerNode(LifecycleNode):
             self._next_js_k = k + self._js_every
             self._poll_joint_states()
 
-    def _fill_jtc(self, stamp: float, pq: np.ndarray, pv: np.ndarray) -> JointTrajectory:
+    def _fill_jtc(self, stamp: float, pq: np.ndarray, pv: np.ndarray, stop) -> JointTrajectory:
         msg = self._jtc_msg
         msg.header.stamp.sec, msg.header.stamp.nanosec = seconds_to_sec_nanosec(stamp)
         for point, q, v in zip(msg.points, pq, pv):
             point.positions = q.tolist()
             point.velocities = v.tolist()
+        t_stop, q_stop = stop
+        last = msg.points[-1]
+        last.positions = q_stop.tolist()
+        last.velocities = [0.0] * len(q_stop)   # exactly zero: the controller's check
+        last.time_from_start.sec, last.time_from_start.nanosec = seconds_to_sec_nanosec(t_stop - stamp)
         return msg
 
     # ------------------------------------------------------------------ status
@@ -426,6 +494,8 @@ class FollowerNode(LifecycleNode):
         msg.lifecycle_state = self.lifecycle_label
         msg.output_mode = self.output_mode
         msg.output_topic = self.output_topic
+        msg.controller_state = self._controller_state
+        msg.controller_deactivations = self._controller_deactivations
         msg.joint_names = list(self.cfg.joint_names)
         if self._measured is not None and state != STATE_STOPPED:
             err = q - self._measured

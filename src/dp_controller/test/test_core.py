@@ -415,6 +415,38 @@ def test_preview_keeps_the_limits_towards_a_far_target():
     assert np.all(np.abs(pq[-1]) > 0.01)              # it does move towards the target
 
 
+def test_preview_stop_point_brakes_to_zero_within_the_limits():
+    """The stop point that ends every rolling trajectory (joint_trajectory_controller rejects a
+    moving end): zero velocity, inside the position limits, reached no faster than braking at
+    the acceleration limit allows, later than the last preview time."""
+    cfg = make_cfg(execution_mode='latest')
+    f = Follower(cfg)
+    f.start([0.0, 0.0], 0.0)
+    t = np.arange(16) * 0.1
+    far = np.tile([0.99, -1.99], (16, 1))
+    assert f.on_chunk(0.0, NAMES, t, far, None, 0.0) == ACCEPTED
+    for k in range(1, 150):                               # moving fast towards the limits
+        f.step(k * 0.002)
+    now = 149 * 0.002
+    times = now + np.linspace(0.0, 0.1, 6)[1:]
+    pq, pv, (t_stop, q_stop) = f.preview(now, times, stop=True)
+    pq2, pv2 = f.preview(now, times)
+    np.testing.assert_array_equal(pq, pq2)               # the same preview points
+    assert np.any(np.abs(pv[-1]) > 0.1)                   # still moving at the last point
+    assert t_stop > times[-1]
+    assert np.all(q_stop >= cfg.lower) and np.all(q_stop <= cfg.upper)
+    # No faster than the acceleration limit: time to stop >= |v| / amax (one step of rounding).
+    assert t_stop - times[-1] >= np.max(np.abs(pv[-1]) / cfg.amax) - 0.011
+    # The braking distance v^2 / (2 amax) (+ one step of travel at most).
+    assert np.all(np.abs(q_stop - pq[-1]) <= pv[-1] ** 2 / (2 * cfg.amax) + np.abs(pv[-1]) * 0.011)
+    # At rest, the stop point is one step after the last preview time, at the same place.
+    g = Follower(cfg)
+    g.start([0.2, -0.3], 0.0)
+    pq, pv, (t_stop, q_stop) = g.preview(0.0, [0.02, 0.1], stop=True)
+    assert t_stop == pytest.approx(0.11) and np.all(pv == 0.0)
+    np.testing.assert_array_equal(q_stop, [0.2, -0.3])
+
+
 def test_config_validation():
     with pytest.raises(ValueError):
         make_cfg(position_lower_rad=[1.0, 0.0], position_upper_rad=[0.0, 1.0])

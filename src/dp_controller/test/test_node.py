@@ -327,10 +327,13 @@ def test_joint_trajectory_output(harness_factory):
     assert h.commands == []
     _, msg, received = h.trajectories[-1]
     assert list(msg.joint_names) == JOINTS
-    assert len(msg.points) == 5
+    # 5 preview points over 0.1 s, then the stop point: zero velocity (joint_trajectory_controller
+    # rejects a moving end by default since Jazzy), reached by braking within the limits.
+    assert len(msg.points) == 6
     tfs = [duration_to_seconds(p.time_from_start) for p in msg.points]
-    assert np.all(np.diff(tfs) > 0) and tfs[0] > 0 and tfs[-1] == pytest.approx(0.1)
+    assert np.all(np.diff(tfs) > 0) and tfs[0] > 0 and tfs[4] == pytest.approx(0.1)
     assert all(len(p.velocities) == 3 for p in msg.points)
+    assert list(msg.points[-1].velocities) == [0.0, 0.0, 0.0]
     # Stamped with the node clock at the command instant (JTC splices from header.stamp): not
     # zero, not after its receipt (loose bound on the delivery delay for a loaded machine).
     assert 0.0 <= received - stamp_to_seconds(msg.header.stamp) < 5.0
