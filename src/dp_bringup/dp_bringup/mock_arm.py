@@ -102,9 +102,10 @@ def find_installation() -> Optional[Installation]:
     inst = Installation(prefix, (prefix / BUILT_MARKER).exists())
     if not inst.ros2_control_node.is_file():
         return None
-    try:
-        import controller_manager_msgs.msg  # noqa: F401  (Python interfaces importable)
-        import control_msgs.msg  # noqa: F401
+    import importlib
+    try:   # the Python interfaces (the test and the follower use them)
+        importlib.import_module('controller_manager_msgs.msg')
+        importlib.import_module('control_msgs.msg')
     except ImportError:
         return None
     return inst

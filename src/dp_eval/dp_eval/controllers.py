@@ -1,0 +1,373 @@
+"""Recorded policy chunks replayed through follower_node onto the REAL ros2_control.
+
+What it is: `ControllerRig` runs, as separate processes, the real controller manager with mock
+hardware on the embedded arm (dp_bringup.mock_arm: ros2_control_node, joint_state_broadcaster,
+forward_command_controller, joint_trajectory_controller) and follower_node with the embedded arm's
+robot config (config/follower.yaml + config/robots/embedded_arm.yaml, at the controller manager's
+500 Hz), replays the chunks of a bag (`load_chunks`: the policy's JointTrajectory topic of a
+`dp_eval closed-loop --record` run), re-stamped onto the wall clock with their recorded spacing and
+stamp-to-arrival latency, and records what the controllers did: /joint_states of the broadcaster
+(stamps from the controller manager's clock), the follower's output, JTC's ~/controller_state and
+the follower's status. `core_commands` runs the ROS-free Follower on the same chunks: what the
+arm should have done. Used by the integration tests (test/test_graph_ros2_control.py) and
+bench/bench_controllers.py.
+
+What it is not: an imitation of ros2_control (every controller is the real one; without an
+installation, `find_installation()` is None and nothing runs), nor a closed loop: the chunks do
+not react to the arm.
+"""
+from __future__ import annotations
+
+import bisect
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray
+from trajectory_msgs.msg import JointTrajectory
+
+from dp_bringup.mock_arm import FORWARD, TRAJECTORY, MockArm, find_installation
+from dp_common.polled import PolledCallbackGroup, take_all
+from dp_common.trajectories import (arrays_to_joint_trajectory, joint_trajectory_to_arrays,
+                                    stamp_to_seconds)
+from dp_eval import bagio
+
+JOINTS = ['joint1', 'joint2', 'joint3']
+RATE_HZ = 500.0       # follower control_rate_hz = controller manager update_rate
+POLICY_TOPIC = '/policy_node/trajectory'
+
+
+def config_dir() -> Path:
+    from ament_index_python.packages import get_package_share_directory
+    return Path(get_package_share_directory('dp_bringup')) / 'config'
+
+
+def follower_params_files() -> list[Path]:
+    return [config_dir() / 'follower.yaml', config_dir() / 'robots' / 'embedded_arm.yaml']
+
+
+def load_chunks(bag, topic: str = POLICY_TOPIC):
+    """Chunks [(t_recv, stamp, names, tfs, positions)] of `topic` and the episode start times
+    (bag time of each new /task_status episode) from a bag."""
+    chunks, starts = [], []
+    last_episode = None
+    for raw in bagio.iter_raw(str(bag), [topic, '/task_status']):
+        msg = bagio.deserialize(raw)
+        t = raw.stamp_ns * 1e-9
+        if raw.topic == '/task_status':
+            if msg.episode != last_episode:
+                last_episode = msg.episode
+                starts.append(t)
+            continue
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        tfs = np.array([p.time_from_start.sec + p.time_from_start.nanosec * 1e-9
+                        for p in msg.points])
+        pos = np.array([list(p.positions) for p in msg.points])
+        chunks.append((t, stamp, list(msg.joint_names), tfs, pos))
+    return chunks, starts
+
+
+def _unused(msg):
+    """Callback of a polled subscription (never dispatched: taken by Rig._poll)."""
+
+
+class ControllerRig:
+    """The processes of one run (see the module docstring), and what its node hears from them.
+    Logs go to `log_dir` (ros2_control_node.log, follower_node.log)."""
+
+    def __init__(self, log_dir: Path, output_mode: str, follower_params: Optional[dict] = None):
+        inst = find_installation()
+        if inst is None:
+            raise RuntimeError('the real ros2_control is not installed (make ros2-control)')
+        self.tmp = Path(log_dir)
+        self.follower_params = dict(follower_params or {})
+        self.output_mode = output_mode
+        self.controller = FORWARD if output_mode == 'forward_command' else TRAJECTORY
+        self.ctx = rclpy.context.Context()
+        rclpy.init(context=self.ctx)
+        self.node = rclpy.create_node('ros2_control_rig', context=self.ctx)
+        self.executor = SingleThreadedExecutor(context=self.ctx)
+        self.executor.add_node(self.node)
+        self.lock = threading.Lock()
+        self.joint_states = []      # (recv, stamp, q (3,), v (3,))
+        self.commands = []          # forward: (recv, q)
+        self.trajectories = []      # JTC output of the follower: (recv, stamp, tfs, pos)
+        self.jtc_states = []        # (recv, stamp, reference q, reference v)
+        self.status = None
+        self.statuses = []
+        from control_msgs.msg import JointTrajectoryControllerState
+        from dp_msgs.msg import FollowerStatus
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        n = self.node
+        # 500 Hz topics are taken in batches by a thread of this rig (dp_common.polled), not
+        # dispatched one by one by the executor (~0.5 ms of CPU each in rclpy: at 1500 messages
+        # per second this process would load the 2 cores that the controller manager and the
+        # follower need). Their receive time is the poll time (10 ms grain); the checks use the
+        # broadcaster's stamps.
+        polled = PolledCallbackGroup()
+        deep = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
+        self.polled = [
+            (n.create_subscription(JointState, '/joint_states', _unused, QoSProfile(
+                depth=1000, reliability=ReliabilityPolicy.BEST_EFFORT), callback_group=polled),
+             self._on_js),
+            (n.create_subscription(Float64MultiArray, f'/{FORWARD}/commands', _unused, deep,
+                                   callback_group=polled), self._on_cmd),
+            (n.create_subscription(JointTrajectory, f'/{TRAJECTORY}/joint_trajectory', _unused, deep,
+                                   callback_group=polled), self._on_traj),
+            (n.create_subscription(JointTrajectoryControllerState,
+                                   f'/{TRAJECTORY}/controller_state', _unused, deep,
+                                   callback_group=polled), self._on_jtc_state)]
+        n.create_subscription(FollowerStatus, '/follower_node/status', self._on_status, latched)
+        self._polling = True
+        self.poller = threading.Thread(target=self._poll, daemon=True)
+        self.poller.start()
+        self.chunk_pub = n.create_publisher(
+            JointTrajectory, POLICY_TOPIC,
+            QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
+        self.spin = threading.Thread(target=self.executor.spin, daemon=True)
+        self.spin.start()
+        self.arm = MockArm(self.node, inst, active=self.controller,
+                           log_path=self.tmp / 'ros2_control_node.log')
+        self.follower = None
+        self.switcher = None
+        self.published = []         # chunks as replayed: (publish time, stamp, names, tfs, pos)
+        self.follower_log = self.tmp / 'follower_node.log'
+
+    # ------------------------------------------------------------------ callbacks
+    def _poll(self):
+        while self._polling:
+            for sub, handle in self.polled:
+                for msg in take_all(sub):
+                    handle(msg)
+            time.sleep(0.01)
+
+    def _on_js(self, msg):
+        idx = [list(msg.name).index(j) for j in JOINTS]
+        with self.lock:
+            self.joint_states.append((time.time(), stamp_to_seconds(msg.header.stamp),
+                                      np.array(msg.position)[idx], np.array(msg.velocity)[idx]))
+
+    def _on_status(self, msg):
+        with self.lock:
+            self.status = msg
+            self.statuses.append((time.time(), msg))
+
+    def _on_cmd(self, msg):
+        with self.lock:
+            self.commands.append((time.time(), np.array(msg.data)))
+
+    def _on_traj(self, msg):
+        names, tfs, pos, _ = joint_trajectory_to_arrays(msg)
+        with self.lock:
+            self.trajectories.append((time.time(), stamp_to_seconds(msg.header.stamp), tfs, pos))
+
+    def _on_jtc_state(self, msg):
+        with self.lock:
+            self.jtc_states.append((time.time(), stamp_to_seconds(msg.header.stamp),
+                                    np.array(msg.reference.positions),
+                                    np.array(msg.reference.velocities)))
+
+    # ------------------------------------------------------------------ processes
+    def start(self):
+        self.arm.start()
+        self.arm.spawn()
+        self.start_switcher()
+        cmd = [sys.executable, '-m', 'dp_controller.follower_node', '--ros-args']
+        for f in follower_params_files():
+            cmd += ['--params-file', str(f)]
+        params = {'output_mode': self.output_mode, 'control_rate_hz': RATE_HZ,
+                  'status_rate_hz': 20.0, **self.follower_params}
+        for k, v in params.items():
+            cmd += ['-p', f'{k}:={v}']
+        cmd += ['-r', f'trajectory:={POLICY_TOPIC}']
+        self._flog = open(self.follower_log, 'w')
+        self.follower = subprocess.Popen(cmd, stdout=self._flog, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+        self.wait_for(lambda: self.status is not None and self.status.state_label == 'idle'
+                      and self.status.controller_state == 'active', 'follower idle on an active '
+                      'controller', 60.0)
+
+    def stop(self):
+        self._polling = False
+        self.poller.join(5.0)
+        rc = None
+        if self.follower is not None:
+            if self.follower.poll() is None:
+                self.follower.send_signal(signal.SIGINT)
+                try:
+                    self.follower.wait(15)
+                except subprocess.TimeoutExpired:
+                    self.follower.kill()
+                    self.follower.wait()
+            rc = self.follower.returncode
+            self._flog.close()
+        if self.switcher is not None:
+            self.switcher.stdin.close()
+            self.switcher.wait(10)
+        self.arm.stop()
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.ctx)
+        return rc
+
+    def wait_for(self, cond, what, timeout_s=20.0):
+        end = time.monotonic() + timeout_s
+        while not cond():
+            if time.monotonic() > end:
+                raise TimeoutError(f'timed out waiting for {what}; follower status: '
+                                     f'{self.status and self.status.state_label}, controller '
+                                     f'{self.status and self.status.controller_state}\n'
+                                     f'{self.logs()}')
+            if self.follower is not None and self.follower.poll() is not None:
+                raise RuntimeError(f'follower_node exited ({self.follower.returncode})\n'
+                                     f'{self.logs()}')
+            time.sleep(0.02)
+
+    def logs(self) -> str:
+        out = []
+        for p in (self.follower_log, self.tmp / 'ros2_control_node.log'):
+            if p.exists():
+                out.append(f'--- {p.name} (tail)\n' + p.read_text()[-3000:])
+        return '\n'.join(out)
+
+    SWITCHER = (
+        'import sys, rclpy\n'
+        'from controller_manager import switch_controllers\n'
+        'from controller_manager_msgs.srv import SwitchController\n'
+        'rclpy.init()\n'
+        'node = rclpy.create_node("dp_eval_switch")\n'
+        'print("ready", flush=True)\n'
+        'for line in sys.stdin:\n'
+        '    verb, name = line.split()\n'
+        '    off, on = ([name], []) if verb == "deactivate" else ([], [name])\n'
+        '    res = switch_controllers(node, "/controller_manager", off, on,\n'
+        '                             SwitchController.Request.STRICT, True, 5.0)\n'
+        '    print("ok" if res.ok else "failed", flush=True)\n')
+
+    def start_switcher(self):
+        """controller_manager's switch_controller service through controller_manager's own
+        Python client (what `ros2 control switch_controllers --deactivate/--activate` calls), in
+        a process of its own (the client spins the default context), started ahead so that a
+        switch takes milliseconds, not an interpreter start."""
+        self.switcher = subprocess.Popen([sys.executable, '-c', self.SWITCHER], text=True,
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        if self.switcher.stdout.readline().strip() != 'ready':
+            raise RuntimeError('the switch_controller client did not start')
+
+    def switch(self, verb: str, controller: str) -> None:
+        self.switcher.stdin.write(f'{verb} {controller}\n')
+        self.switcher.stdin.flush()
+        answer = self.switcher.stdout.readline().strip()
+        if answer != 'ok':
+            raise RuntimeError(f'switch_controller {verb} {controller}: {answer!r}')
+
+    # ------------------------------------------------------------------ the run
+    def replay(self, chunks, on_time: Optional[Callable[[float], None]] = None):
+        """Publish the chunks at their recorded spacing, stamped on the wall clock; `on_time`
+        (replay seconds -> None) is called between chunks. Returns the wall start time."""
+        t0_bag = chunks[0][0]
+        t0 = time.time() + 0.2
+        for t_recv, stamp, names, tfs, pos in chunks:
+            due = t0 + (t_recv - t0_bag)
+            while time.time() < due:
+                if on_time is not None:
+                    on_time(time.time() - t0)
+                time.sleep(min(0.005, max(0.0, due - time.time())))
+            self.chunk_pub.publish(arrays_to_joint_trajectory(names, tfs, pos,
+                                                              stamp=t0 + (stamp - t0_bag)))
+            self.published.append((time.time(), t0 + (stamp - t0_bag), names, tfs, pos))
+        return t0
+
+
+def chunk_reference(chunks, t0, t0_bag, times):
+    """The newest chunk's position at each wall time (linear in time_from_start, held at its
+    ends), the chunks placed on the wall clock as replayed."""
+    recv = [t0 + (c[0] - t0_bag) for c in chunks]
+    out = np.full((len(times), len(JOINTS)), np.nan)
+    for i, t in enumerate(times):
+        k = bisect.bisect_right(recv, t) - 1
+        if k < 0:
+            continue
+        _, stamp, names, tfs, pos = chunks[k]
+        idx = [names.index(j) for j in JOINTS]
+        ts = t0 + (stamp - t0_bag) + tfs
+        out[i] = [np.interp(t, ts, pos[:, j]) for j in idx]
+    return out
+
+
+def follower_config(**overrides):
+    """The FollowerConfig of the follower_node run: its parameter files, then the overrides."""
+    import yaml
+    from dp_controller.config import FollowerConfig
+    params = {}
+    for f in follower_params_files():
+        params.update(yaml.safe_load(f.read_text())['follower_node']['ros__parameters'])
+    params.update(control_rate_hz=RATE_HZ, **overrides)
+    fields = FollowerConfig.__dataclass_fields__
+    return FollowerConfig(**{k: v for k, v in params.items() if k in fields})
+
+
+def core_commands(cfg, q_start, t_start, t_stop, published, delivery_s=0.001):
+    """The ROS-free Follower core run on the replayed chunks (each delivered `delivery_s` after
+    it was published) every control period from t_start to t_stop: (times, commands)."""
+    from dp_controller.follower import Follower
+    f = Follower(cfg)
+    f.start(q_start, t_start)
+    times, out = [], []
+    k, dt = 0, cfg.period_s
+    t = t_start
+    while t < t_stop:
+        while k < len(published) and published[k][0] + delivery_s <= t:
+            _, stamp, names, tfs, pos = published[k]
+            f.on_chunk(stamp, names, tfs, pos, None, t)
+            k += 1
+        times.append(t)
+        out.append(f.step(t)[0].copy())
+        t += dt
+    return np.array(times), np.array(out)
+
+
+def step_velocities(js, min_dt=1e-4):
+    """|dq/dt| between joint states at least `min_dt` apart (consecutive ones by default), by
+    their header stamps."""
+    stamps = np.array([s for _, s, _, _ in js])
+    q = np.array([q for _, _, q, _ in js])
+    if len(stamps) < 2:
+        return np.zeros((1, len(JOINTS))), stamps
+    later = np.searchsorted(stamps, stamps + min_dt)
+    keep = later < len(stamps)
+    i, j = np.nonzero(keep)[0], later[keep]
+    dt = stamps[j] - stamps[i]
+    return np.abs(q[j] - q[i]) / dt[:, None], stamps[j]
+
+
+
+
+def jerk_stats(js, lo_s: float, hi_s: float):
+    """RMS and max |jerk| (rad/s^3) of the joint states stamped in [lo_s, hi_s]: third differences
+    of positions over consecutive broadcaster samples (one controller cycle apart; windows with a
+    dropped sample are left out)."""
+    stamps = np.array([s for _, s, _, _ in js])
+    q = np.array([q for _, _, q, _ in js])
+    sel = (stamps >= lo_s) & (stamps <= hi_s)
+    stamps, q = stamps[sel], q[sel]
+    dt = np.diff(stamps)
+    if len(dt) < 4:
+        return float('nan'), float('nan')
+    nominal = np.median(dt)
+    regular = np.all(np.stack([np.abs(dt[i:len(dt) - 2 + i] - nominal) < 0.25 * nominal
+                               for i in range(3)]), axis=0)
+    jerk = np.diff(q, n=3, axis=0)[regular] / nominal ** 3
+    if len(jerk) == 0:
+        return float('nan'), float('nan')
+    return float(np.sqrt(np.mean(jerk ** 2))), float(np.max(np.abs(jerk)))
