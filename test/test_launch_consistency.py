@@ -140,3 +140,19 @@ def test_launch_files_execute_where_launch_ros_exists():
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         assert module.generate_launch_description().entities
+
+
+def test_embedded_arm_limits_inside_the_urdf():
+    """The follower's limits for the embedded arm lie inside the URDF's <limit>s, which the
+    controller manager (Jazzy+) enforces on every command and Gazebo / MuJoCo as joint ranges."""
+    import xml.etree.ElementTree as ET
+    import yaml
+    fol = yaml.safe_load((ROOT / 'config' / 'robots' / 'embedded_arm.yaml').read_text())[
+        'follower_node']['ros__parameters']
+    urdf = ET.parse(ROOT / 'src' / 'dp_sim' / 'description' / 'arm.urdf').getroot()
+    limits = {j.get('name'): j.find('limit') for j in urdf.iter('joint') if j.find('limit') is not None}
+    for i, name in enumerate(fol['joint_names']):
+        lim = limits[name]
+        assert float(lim.get('lower')) < fol['position_lower_rad'][i], name
+        assert fol['position_upper_rad'][i] < float(lim.get('upper')), name
+        assert fol['max_velocity_rad_s'][i] <= float(lim.get('velocity')), name
