@@ -49,7 +49,7 @@ def run_mode(output_mode: str, log_dir: Path) -> dict:
     i0 = int(np.argmax(stamps >= first - 0.05))
     ct, cq = core_commands(follower_config(), q[i0], stamps[i0], t_end, rig.published)
     sel = (stamps > stamps[i0] + 0.01) & (stamps < t_end)
-    lag = 1.0 / RATE_HZ if output_mode == 'forward_command' else 0.0
+    lag = 1.0 / RATE_HZ   # the controller acts on a command at its next cycle
     core = np.stack([np.interp(stamps[sel] - lag, ct, cq[:, j]) for j in range(3)], axis=1)
     core_err = np.max(np.abs(q[sel] - core), axis=1)
     t0_bag = chunks[0][0]

@@ -28,7 +28,6 @@ One run per output mode checks, from /joint_states of the real broadcaster:
 """
 from __future__ import annotations
 
-import bisect
 import re
 import threading
 import time
@@ -55,13 +54,12 @@ URDF_VMAX = 3.0       # dp_sim/description/arm.urdf <limit velocity>
 DEACTIVATE_AT_S = 5.5  # replay time of the switch-off (inside the second episode)
 DEACTIVATED_S = 1.0
 # Tolerances (rad), from runs on the 2-core machine (README "The real ros2_control"): the arm vs
-# the follower core on the same chunks, vs the newest chunk at the same time (the follower blends
-# chunks and keeps the limits, so it lags a chunk that jumps), and vs what the follower sent.
+# the follower core on the same chunks, and vs the newest chunk at the same time (the follower
+# blends chunks and keeps the limits, so it lags a chunk that jumps).
 CORE_P99_TOL = 0.02
 CORE_MAX_TOL = 0.05
 CHUNK_MEDIAN_TOL = 0.08
 CHUNK_P95_TOL = 0.40
-JTC_TRACK_TOL = 0.01
 
 
 @pytest.mark.parametrize('output_mode', ['forward_command', 'joint_trajectory'])
@@ -130,7 +128,7 @@ def test_follower_drives_the_real_controllers(tmp_path, output_mode):
     # --- no step larger than the velocity limits allow, from the broadcaster's samples:
     # - per controller cycle, at most the URDF's 3 rad/s x 2 ms: what the Jazzy+ controller
     #   manager enforces on every command (JTC mode: its cubic splice from the measured state onto
-    #   each rolling trajectory reaches 2.3 rad/s for a cycle);
+    #   each rolling trajectory reaches up to 2.7 rad/s for a cycle);
     # - over 100 ms, the follower's 2 rad/s + 10%: forward commands reach the controller with
     #   DDS delivery jitter (0 or 2 of them in a cycle), the controller manager clamps a double
     #   step to 3 rad/s, and the backlog of a few commands is made up later (measured: +4 to +12%
@@ -163,27 +161,11 @@ def test_follower_drives_the_real_controllers(tmp_path, output_mode):
         assert len(errs) > 0.5 * len(q) and exact > 0.95 and \
             errs.max() < 2 * URDF_VMAX / RATE_HZ, (exact, errs.max())
     else:
+        # The follower's rolling trajectories went out at jtc_rate_hz (50 Hz), stamped zero
+        # (jtc_stamp default: the controller starts each when it reads it); where the arm went
+        # is checked against the follower core just below.
         assert len(rig.trajectories) > 0.5 * 50.0 * (t_end - t0)
-        # Each measured position vs the newest trajectory the follower sent whose first point is
-        # due by then (linear between its points, 20 ms apart: the controller's spline differs
-        # by < 1e-3 rad at these accelerations).
-        first_due = [t[1] + t[2][0] for t in rig.trajectories]
-        errs = []
-        for (_, s, qq, _) in js:
-            k = bisect.bisect_right(first_due, s) - 1
-            if k < 0:
-                continue
-            _, stamp, tfs, pos = rig.trajectories[k]
-            if s > stamp + tfs[-2]:
-                continue     # past the rolling horizon (a gap in the stream: switched off)
-            ref = [np.interp(s, stamp + tfs, pos[:, j]) for j in range(3)]
-            errs.append(np.max(np.abs(np.array(ref) - qq)))
-        errs = np.array(errs)
-        print(f'joint_trajectory: arm vs the trajectories sent: median {np.median(errs):.4f} rad, '
-              f'p99 {np.percentile(errs, 99):.4f} rad over {len(errs)} joint states')
-        assert len(errs) > 0.3 * len(q)
-        assert np.percentile(errs, 99) < JTC_TRACK_TOL, \
-            f'arm vs sent trajectory: p99 {np.percentile(errs, 99):.4f} rad'
+        assert all(stamp == 0.0 for _, stamp, _, _ in rig.trajectories)
 
     # --- the arm goes where the follower's core decides on these chunks: the ROS-free Follower
     # with the same configuration, fed the replayed chunks, vs the broadcaster's positions (one
@@ -197,7 +179,7 @@ def test_follower_drives_the_real_controllers(tmp_path, output_mode):
     ct, cq = core_commands(follower_config(), q_start, t_start,
                            switched['off_request'], rig.published)
     sel = (stamps > t_start + 0.01) & (stamps < switched['off_request'] - 0.01)
-    lag = 1.0 / RATE_HZ if output_mode == 'forward_command' else 0.0
+    lag = 1.0 / RATE_HZ   # the controller acts on a command at its next cycle
     core = np.stack([np.interp(stamps[sel] - lag, ct, cq[:, j]) for j in range(3)], axis=1)
     core_err = np.max(np.abs(q[sel] - core), axis=1)
     print(f'{output_mode}: arm vs the follower core on the same chunks: median '

@@ -85,6 +85,13 @@ PARAMETERS = {
     'jtc_rate_hz': (50.0, 'joint_trajectory mode: rate of the rolling trajectories (Hz).'),
     'jtc_horizon_s': (0.1, 'joint_trajectory mode: time span of each rolling trajectory (s).'),
     'jtc_points': (5, 'joint_trajectory mode: points per rolling trajectory.'),
+    'jtc_stamp': ('zero',
+                  "joint_trajectory mode: header.stamp of the rolling trajectories. 'zero': "
+                  "joint_trajectory_controller starts each one when it reads it (robust to delivery "
+                  "delay and to clock offsets between hosts; the arm lags by the delivery delay). "
+                  "'clock': the follower's clock at the command instant (exact splice; needs one "
+                  "clock and prompt delivery: a trajectory that arrives late is caught up at up to "
+                  "several times the planned speed)."),
     'spin_wait_s': (0.0001, 'Control thread: busy-wait this long before each deadline (s).'),
     'realtime_priority': (50, 'Control thread: SCHED_FIFO priority (50 as ros2_control\'s '
                               'controller manager; 0 = normal scheduling); above 1 the executor '
@@ -117,6 +124,7 @@ class FollowerNode(LifecycleNode):
         self._next_jtc_k = 0
         self._next_js_k = 0
         self._wall_time = False      # set at activation: no sim time -> now_s reads the system clock
+        self._jtc_stamp_clock = False
         # The output controller's lifecycle state from the controller manager's activity topic:
         # 'unknown' until a message names it (commands are sent), else its label ('active', ...).
         self._controller = ''
@@ -187,6 +195,10 @@ class FollowerNode(LifecycleNode):
             self._cmd_pub = self.create_publisher(Float64MultiArray, self.output_topic, reliable1)
         else:
             self.output_topic = f'{controller}/joint_trajectory'
+            self._jtc_stamp_clock = str(self._param('jtc_stamp')) == 'clock'
+            if str(self._param('jtc_stamp')) not in ('zero', 'clock'):
+                self.get_logger().error("configure failed: jtc_stamp must be 'zero' or 'clock'")
+                return TransitionCallbackReturn.FAILURE
             self._cmd_pub = self.create_publisher(JointTrajectory, self.output_topic, reliable1)
         from dp_msgs.msg import FollowerStatus
         self._status_cls = FollowerStatus
@@ -459,7 +471,8 @@ class FollowerNode(LifecycleNode):
 
     def _fill_jtc(self, stamp: float, pq: np.ndarray, pv: np.ndarray, stop) -> JointTrajectory:
         msg = self._jtc_msg
-        msg.header.stamp.sec, msg.header.stamp.nanosec = seconds_to_sec_nanosec(stamp)
+        if self._jtc_stamp_clock:   # else it stays zero: the controller starts it on reading
+            msg.header.stamp.sec, msg.header.stamp.nanosec = seconds_to_sec_nanosec(stamp)
         for point, q, v in zip(msg.points, pq, pv):
             point.positions = q.tolist()
             point.velocities = v.tolist()

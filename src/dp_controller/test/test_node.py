@@ -239,7 +239,10 @@ def test_start_hold_follow_reject_watchdog_and_services(harness_factory):
             time.sleep(0.15)
     streamer.join()
     h.wait_for(lambda: h.status.chunks_accepted >= 2, 'accepted chunks')
-    assert set(h.rejected()) == {'non_finite', 'position_limit', 'missing_joint'}
+    # Only the bad ones, and chunks that this loaded machine delivered too late (a 0.5 s stall
+    # of the test process was seen in a fresh-clone run: one 'stamp_too_old').
+    bad = {'non_finite', 'position_limit', 'missing_joint'}
+    assert bad <= set(h.rejected()) <= bad | {'stamp_too_old', 'expired'}, h.rejected()
     stream = h.commands[n_before:]
     assert_continuous_and_limited([q0] + [q for _, q, _ in stream])
     # It moved towards the wave (tracking accuracy is the core tests' business: here the loaded
@@ -317,9 +320,10 @@ def test_bad_joint_states_are_counted_and_ignored(harness_factory):
     assert h.status.state_label == 'idle' and h.rejected() == {}
 
 
-def test_joint_trajectory_output(harness_factory):
+@pytest.mark.parametrize('jtc_stamp', ['zero', 'clock'])
+def test_joint_trajectory_output(harness_factory, jtc_stamp):
     h = harness_factory(output_mode='joint_trajectory', jtc_rate_hz=50.0, jtc_points=5,
-                        jtc_horizon_s=0.1)
+                        jtc_horizon_s=0.1, jtc_stamp=jtc_stamp)
     h.activate()
     h.echo_q = np.zeros(3)
     h.wait_for(lambda: len(h.trajectories) >= 5, 'trajectories')
@@ -334,9 +338,12 @@ def test_joint_trajectory_output(harness_factory):
     assert np.all(np.diff(tfs) > 0) and tfs[0] > 0 and tfs[4] == pytest.approx(0.1)
     assert all(len(p.velocities) == 3 for p in msg.points)
     assert list(msg.points[-1].velocities) == [0.0, 0.0, 0.0]
-    # Stamped with the node clock at the command instant (JTC splices from header.stamp): not
-    # zero, not after its receipt (loose bound on the delivery delay for a loaded machine).
-    assert 0.0 <= received - stamp_to_seconds(msg.header.stamp) < 5.0
+    if jtc_stamp == 'zero':   # joint_trajectory_controller: "start now" (when it reads it)
+        assert msg.header.stamp.sec == 0 and msg.header.stamp.nanosec == 0
+    else:
+        # Stamped with the node clock at the command instant (JTC splices from header.stamp):
+        # not after its receipt (loose bound on the delivery delay for a loaded machine).
+        assert 0.0 <= received - stamp_to_seconds(msg.header.stamp) < 5.0
     # Points inside the limits, velocities consistent with the positions.
     pos = np.array([p.positions for p in msg.points])
     vel = np.array([p.velocities for p in msg.points])
