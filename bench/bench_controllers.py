@@ -12,7 +12,9 @@ joint_state_broadcaster, by its stamps:
   controller cycles (RMS / max, rad/s^3), over the whole replay;
 - largest step per cycle (as speed) and speed over 100 ms windows;
 - `clamps`: the controller manager's "out of limits" log lines (throttled), i.e. commands it
-  clamped to the URDF limits.
+  clamped to the URDF limits;
+- the follower's largest control-loop period error (its FollowerStatus) and the largest gap
+  between two of its outputs as received here (10 ms grain: polled).
 
 Run: `python bench/bench_controllers.py [--repeat 1]` (workspace sourced: `. scripts/env.sh`).
 Skips with a message where ros2_control is not installed.
@@ -65,7 +67,13 @@ def run_mode(output_mode: str, log_dir: Path) -> dict:
     v100, _ = step_velocities(js, min_dt=0.1)
     clamps = sum('out of limits' in line
                  for line in (log_dir / 'ros2_control_node.log').read_text().splitlines())
-    return dict(mode=output_mode, core_med=np.median(core_err),
+    period_max = max((m.period_error_max_s for _, m in rig.statuses
+                      if np.isfinite(m.period_error_max_s)), default=float('nan'))
+    sent = np.array([r for r, _ in rig.commands] if output_mode == 'forward_command'
+                    else [r for r, _, _, _ in rig.trajectories])
+    sent = sent[(sent > first) & (sent < t_end)]
+    gap = float(np.max(np.diff(sent))) if len(sent) > 1 else float('nan')
+    return dict(mode=output_mode, period_max=period_max, gap=gap, core_med=np.median(core_err),
                 core_p99=np.percentile(core_err, 99), core_max=core_err.max(),
                 chunk_med=np.median(chunk_err), chunk_p95=np.percentile(chunk_err, 95),
                 jerk_rms=jrms, jerk_max=jmax, step_speed=steps.max(), v100=v100.max(),
@@ -89,12 +97,13 @@ def main() -> int:
           '(3 episodes, ~12 s) at 500 Hz\n')
     print('| output mode | arm vs follower core: median / p99 / max (rad) | arm vs newest chunk: '
           'median / p95 (rad) | jerk at the arm RMS / max (rad/s^3) | max speed per cycle / '
-          'over 100 ms (rad/s) | clamps |')
-    print('|---|---|---|---|---|---|')
+          'over 100 ms (rad/s) | clamps | follower period error max (ms) | largest gap in its output (ms) |')
+    print('|---|---|---|---|---|---|---|---|')
     for r in rows:
         print(f"| {r['mode']} | {r['core_med']:.4f} / {r['core_p99']:.4f} / {r['core_max']:.4f} "
               f"| {r['chunk_med']:.3f} / {r['chunk_p95']:.3f} | {r['jerk_rms']:.3g} / "
-              f"{r['jerk_max']:.3g} | {r['step_speed']:.2f} / {r['v100']:.2f} | {r['clamps']} |")
+              f"{r['jerk_max']:.3g} | {r['step_speed']:.2f} / {r['v100']:.2f} | {r['clamps']} | "
+              f"{1e3 * r['period_max']:.2f} | {1e3 * r['gap']:.0f} |")
     return 0
 
 

