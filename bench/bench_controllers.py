@@ -49,7 +49,8 @@ def run_mode(output_mode: str, log_dir: Path) -> dict:
     q = np.array([q for _, _, q, _ in js])
     first = rig.published[0][0]
     i0 = int(np.argmax(stamps >= first - 0.05))
-    ct, cq = core_commands(follower_config(), q[i0], stamps[i0], t_end, rig.published)
+    ct, cq = core_commands(follower_config(), q[i0], stamps[i0], t_end, rig.published,
+                           rig.accepted)
     sel = (stamps > stamps[i0] + 0.01) & (stamps < t_end)
     lag = 1.0 / RATE_HZ   # the controller acts on a command at its next cycle
     core = np.stack([np.interp(stamps[sel] - lag, ct, cq[:, j]) for j in range(3)], axis=1)

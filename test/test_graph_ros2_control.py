@@ -44,8 +44,10 @@ pytestmark = [pytest.mark.graph, pytest.mark.ros2_control,
               pytest.mark.skipif(INSTALLATION is None, reason=INSTALLATION is None and
                                  missing_reason() or '')]
 
+from dp_common.trajectories import stamp_to_seconds  # noqa: E402
 from dp_eval.controllers import (RATE_HZ, ControllerRig, chunk_reference,  # noqa: E402
-                                 core_commands, follower_config, load_chunks, step_velocities)
+                                 core_commands, follower_config, load_chunks, stamp_key,
+                                 step_velocities)
 
 ROOT = Path(__file__).resolve().parents[1]
 BAG = ROOT / 'test' / 'data' / 'reach_policy_chunks'
@@ -56,8 +58,8 @@ DEACTIVATED_S = 1.0
 # Tolerances (rad), from runs on the 2-core machine (README "The real ros2_control"): the arm vs
 # the follower core on the same chunks, and vs the newest chunk at the same time (the follower
 # blends chunks and keeps the limits, so it lags a chunk that jumps).
-CORE_P99_TOL = 0.02
-CORE_MAX_TOL = 0.05
+CORE_P99_TOL = 0.03
+CORE_MAX_TOL = 0.08
 CHUNK_MEDIAN_TOL = 0.08
 CHUNK_P95_TOL = 0.40
 
@@ -181,12 +183,15 @@ def test_follower_drives_the_real_controllers(tmp_path, output_mode):
     start = (recv >= first_chunk - 0.05)
     q_start = q[np.argmax(start)]
     t_start = stamps[np.argmax(start)]
+    known = sum(stamp_key(c[1]) in rig.accepted
+                for c in rig.published if c[0] < switched['off_request'])
     ct, cq = core_commands(follower_config(), q_start, t_start,
-                           switched['off_request'], rig.published)
+                           switched['off_request'], rig.published, rig.accepted)
     sel = (stamps > t_start + 0.01) & (stamps < switched['off_request'] - 0.01)
     lag = 1.0 / RATE_HZ   # the controller acts on a command at its next cycle
     core = np.stack([np.interp(stamps[sel] - lag, ct, cq[:, j]) for j in range(3)], axis=1)
     core_err = np.max(np.abs(q[sel] - core), axis=1)
+    print(f'{output_mode}: {known} chunks entered the core when follower_node accepted them')
     print(f'{output_mode}: arm vs the follower core on the same chunks: median '
           f'{np.median(core_err):.4f} rad, p99 {np.percentile(core_err, 99):.4f} rad, max '
           f'{core_err.max():.4f} rad over {len(core_err)} joint states')
@@ -217,15 +222,27 @@ def test_follower_drives_the_real_controllers(tmp_path, output_mode):
     assert any(m.controller_state == 'inactive' for _, m in sts), 'inactive never reported'
     assert max(m.controller_deactivations for _, m in sts) == 1
     off, on = switched['off'], switched['on_request']
-    settle = off + 0.1          # the activity message reaches the follower (after the switch)
+    # From when the follower reported the controller inactive (its status stamp, after it knew;
+    # the service answered before the activity message reached it).
+    known = min(stamp_to_seconds(m.header.stamp) for _, m in sts
+                if m.controller_state == 'inactive')
+    settle = max(off, known) + 0.005
     held = q[(recv > settle) & (recv < on)]
     assert len(held) > 10
     assert np.max(np.ptp(held, axis=0)) < 1e-9, 'the arm moved while the controller was off'
+    # Nothing sent meanwhile (receive times here are poll times: up to 10 ms late).
     if output_mode == 'forward_command':
-        sent = [r for r, _ in rig.commands if settle < r < on]
+        sent = [r for r, _ in rig.commands if settle + 0.02 < r < on]
+        first = [c for r, c in rig.commands if r > on][:1]
+        first_tol = 2 * VMAX / RATE_HZ          # the start holds the measured position
     else:
-        sent = [t[0] for t in rig.trajectories if settle < t[0] < on]
+        sent = [t[0] for t in rig.trajectories if settle + 0.02 < t[0] < on]
+        first = [p[0] for r, _, _, p in rig.trajectories if r > on][:1]
+        first_tol = 1.1 * VMAX * 0.02 + 0.002   # its first point is 20 ms ahead
     assert not sent, f'{len(sent)} commands sent to an inactive controller'
+    # On again: the first command starts from where the arm stood.
+    assert first, 'no command after the controller came back'
+    assert np.max(np.abs(first[0] - held[-1])) <= first_tol, (first[0], held[-1])
     after = (recv > on) & (recv < switched['on'] + 2.0)
     vel_after, _ = step_velocities([j for j, a in zip(js, after) if a], min_dt=0.1)
     assert vel_after.max() <= 1.1 * VMAX, 'jump after the controller came back'

@@ -24,12 +24,13 @@ LINK=$ROOT/.ros2_control
 log() { echo "[ros2-control] $*"; }
 
 # ------------------------------------------------------------------ a sourced ROS 2 with ros2_control
-if [ -n "${ROS_DISTRO:-}" ] && [ -z "${DP_ROS2_CONTROL_FORCE_BUILD:-}" ]; then
+if [ -n "${ROS_DISTRO:-}" ]; then
   missing=""
   for p in controller_manager joint_trajectory_controller forward_command_controller \
            joint_state_broadcaster hardware_interface control_msgs; do
     found=0
-    for prefix in ${AMENT_PREFIX_PATH//:/ }; do
+    ament_prefixes=${AMENT_PREFIX_PATH:-}
+    for prefix in ${ament_prefixes//:/ }; do
       [ -e "$prefix/share/ament_index/resource_index/packages/$p" ] && { found=1; break; }
     done
     [ $found = 1 ] || missing="$missing $p"
@@ -45,7 +46,13 @@ if [ -n "${ROS_DISTRO:-}" ] && [ -z "${DP_ROS2_CONTROL_FORCE_BUILD:-}" ]; then
 fi
 
 SRC=${DP_ROS2_CONTROL_SRC:-$ROOT/../shared/ros2_control_src}
-[ -d "$SRC" ] || { log "no sources at $SRC (set DP_ROS2_CONTROL_SRC)"; exit 1; }
+if [ ! -d "$SRC" ]; then
+  # Not an error: the integration tests then skip and say why (a machine without the sources
+  # and without an apt ROS 2 has no ros2_control to test against).
+  log "no ros2_control sources at $SRC (set DP_ROS2_CONTROL_SRC) and no ROS 2 sourced: not built;"
+  log "its integration tests will skip"
+  exit 0
+fi
 VENV=$ROOT/.venv
 [ -x "$VENV/bin/python" ] || { log "no .venv: run make setup first"; exit 1; }
 PY=$VENV/bin/python
@@ -94,16 +101,20 @@ fi
 req_hash=$(sha256sum "$HERE/requirements.txt" | cut -c1-16)
 if [ "$(cat "$VENV/.dp_ros2_control_requirements" 2>/dev/null)" != "$req_hash" ]; then
   log "installing scripts/ros2_control/requirements.txt into .venv"
-  "$PY" -m pip install --disable-pip-version-check -q -r "$HERE/requirements.txt" 2>&1 \
-    | grep -v "^WARNING: Location" || true
-  "$PY" -c 'import jinja2, typeguard, filelock' || { log "pip install failed"; exit 1; }
+  if ! "$PY" -m pip install --disable-pip-version-check -q -r "$HERE/requirements.txt" \
+      > "$VENV/.dp_ros2_control_pip.log" 2>&1; then
+    grep -v "^WARNING: Location" "$VENV/.dp_ros2_control_pip.log" | tail -20
+    log "pip install of scripts/ros2_control/requirements.txt failed"
+    exit 1
+  fi
   echo "$req_hash" > "$VENV/.dp_ros2_control_requirements"
 fi
 
 # ------------------------------------------------------------------ cache key
 archives=$(printf '%s\n' "${PACKAGES[@]}" | cut -d/ -f1 | sort -u)
 py_inc=$("$PY" -c 'import sysconfig, numpy; print(sysconfig.get_paths()["include"] + ";" + numpy.get_include())')
-tinyxml2=$(ls /usr/lib/*/libtinyxml2.so 2>/dev/null | head -1)
+tinyxml2=$(ls /usr/lib/*/libtinyxml2.so /usr/lib64/libtinyxml2.so 2>/dev/null | head -1 || true)
+[ -n "$tinyxml2" ] || { log "libtinyxml2.so not found (libtinyxml2-dev)"; exit 1; }
 CMAKE_ARGS=(-DBUILD_TESTING=OFF -DCMAKE_CXX_STANDARD=17
   # optimised like a distribution's packages: the controller manager runs a 500 Hz loop next to
   # the follower on 2 cores (unoptimised: 20% of a core in its executor thread, overruns)
@@ -135,6 +146,16 @@ fi
 
 # ------------------------------------------------------------------ extract, patch, build
 WS=$CACHE/$key
+mkdir -p "$CACHE"
+# One build of a key at a time (two clones, or CI beside a developer): the second waits, then
+# finds it built.
+exec 9> "$CACHE/$key.lock"
+flock 9
+if [ -f "$CACHE/$key/.complete" ]; then
+  ln -sfn "$PREFIX" "$LINK"
+  log "built meanwhile by another process: $PREFIX"
+  exit 0
+fi
 rm -rf "$WS"
 mkdir -p "$WS/src" "$WS/archives"
 start=$(date +%s)
@@ -170,6 +191,10 @@ if ! colcon build --merge-install --event-handlers console_cohesion- summary+ \
   exit 1
 fi
 rm -rf "$WS/build" "$WS/log"
+# Installed Python scripts (ros2, spawner, ...) name the building clone's venv interpreter; any
+# clone on the machine uses this prefix, so they run the python3 on PATH (the sourced venv's).
+grep -rlI --exclude-dir=site-packages "^#!$VENV/bin/python" "$PREFIX/bin" "$PREFIX/lib" 2>/dev/null \
+  | xargs -r sed -i "1s|^#!$VENV/bin/python[0-9.]*|#!/usr/bin/env python3|"
 # Marks a prefix built against the wheels: its C++ processes need the wheels' library folders and
 # libpython (dp_bringup/mock_arm.py, Installation.process_env).
 mkdir -p "$PREFIX/share/dp_ros2_control" && touch "$PREFIX/share/dp_ros2_control/built_against_wheels"

@@ -104,18 +104,21 @@ def find_installation() -> Optional[Installation]:
         return None
     import importlib
     try:   # the Python interfaces (the test and the follower use them)
-        importlib.import_module('controller_manager_msgs.msg')
+        cm_msgs = importlib.import_module('controller_manager_msgs.msg')
         importlib.import_module('control_msgs.msg')
     except ImportError:
         return None
+    if not hasattr(cm_msgs, 'ControllerManagerActivity'):
+        return None   # Humble: no ~/activity topic (the follower cannot see switches)
     return inst
 
 
 def missing_reason() -> str:
     """Why find_installation() is None, for skip messages."""
-    return ('the real ros2_control is not available: run `make ros2-control` (builds it from '
-            '../shared/ros2_control_src; scripts/env.sh then sources it), or source an apt ROS 2 '
-            'with ros-$ROS_DISTRO-ros2-control and ros-$ROS_DISTRO-ros2-controllers')
+    return ('the real ros2_control (Jazzy or newer) is not available: run `make ros2-control` '
+            '(builds it from ../shared/ros2_control_src; scripts/env.sh then sources it), or '
+            'source an apt ROS 2 with ros-$ROS_DISTRO-ros2-control and '
+            'ros-$ROS_DISTRO-ros2-controllers')
 
 
 # ------------------------------------------------------------------ description and config

@@ -25,7 +25,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from dp_controller.config import FollowerConfig
-from dp_controller.limits import Limiter
+from dp_controller.limits import Limiter, braking_profile
 from dp_controller.plan import Ensemble, enter_chunk
 from dp_controller.watchdog import Watchdog
 
@@ -52,6 +52,7 @@ class _Chunk:
 
 
 PREVIEW_DT_S = 0.01   # step of preview()'s prediction (s)
+STOP_DT_S = 0.02      # sample spacing of preview()'s braking tail (s)
 
 
 class Follower:
@@ -110,6 +111,11 @@ class Follower:
     @property
     def watchdog_trips(self) -> int:
         return self.watchdog.trips
+
+    @property
+    def last_accepted(self) -> tuple[float, float]:
+        """(stamp, time of acceptance) of the last accepted chunk; NaN, NaN if none."""
+        return self._last_stamp if self.chunks_accepted else math.nan, self._last_accept_time
 
     def time_since_last_chunk(self, now: Optional[float] = None) -> float:
         """Seconds from the last accepted chunk to `now` (default: the last step); NaN if none."""
@@ -313,7 +319,7 @@ class Follower:
     def preview(self, now: float, times: Sequence[float], stop: bool = False):
         """Commands the follower would produce at future `times` (increasing, > now) if nothing
         else arrived, without changing its state: (positions (K, J), velocities (K, J)), and with
-        `stop` a third value, the stop point (time, positions (J,)).
+        `stop` a third value, the braking tail (times (M,), positions (M, J), velocities (M, J)).
 
         Used by the joint_trajectory output to send a short rolling trajectory. The prediction
         steps a second limiter from the current command state at PREVIEW_DT_S (the control period
@@ -322,13 +328,16 @@ class Follower:
         the joint_trajectory output overrun the 2 ms period). Points are within PREVIEW_DT_S / 2
         of the requested times.
 
-        The stop point: from the last preview state, the limiter brakes at the acceleration limit
-        to a standstill (inside the position limits: its bounds are braking-distance aware);
-        its time is when the last joint stops (at least one step after the last preview time).
-        joint_trajectory_controller (Jazzy and newer, `allow_nonzero_velocity_at_trajectory_end:
-        false` by default) rejects a trajectory whose last point moves; ending each rolling
-        trajectory in this point keeps it valid, and if the stream of trajectories stops, the
-        controller brakes the arm within its limits instead of holding a moving target's pose.
+        The braking tail (limits.braking_profile): from the last preview state every joint brakes
+        at its acceleration limit to a standstill, sampled every STOP_DT_S after the last preview
+        time; the last sample has every velocity exactly 0. joint_trajectory_controller (Jazzy and
+        newer, `allow_nonzero_velocity_at_trajectory_end: false` by default) rejects a trajectory
+        whose last point moves; ending each rolling trajectory at rest keeps it valid, and if the
+        stream of trajectories stops, the controller brakes the arm within the acceleration and
+        position limits (the preview state satisfies the limiter's braking-distance bound)
+        instead of holding a moving target's pose. A single stop point would not do: the
+        controller's cubic over one long segment makes the joints that stop early overshoot and
+        come back, and decelerate beyond the limit.
         """
         lim = self._preview_limiter
         lim.set_state(self.limiter.copy_state())
@@ -347,13 +356,5 @@ class Follower:
             out_v.append(lim.v.copy())
         if not stop:
             return np.array(out_q), np.array(out_v)
-        t_stop = t + dt
-        lim.brake()
-        # Braking reaches exactly 0 (the step to zero is taken once |v| <= amax * dt); the bound
-        # on the step count only guards against non-finite states.
-        for _ in range(int(np.max(lim.vmax / lim.amax) / dt) + 2):
-            if not np.any(lim.v):
-                break
-            lim.brake()
-            t_stop += dt
-        return np.array(out_q), np.array(out_v), (t_stop, lim.q.copy())
+        tb, qb, vb = braking_profile(lim.q, lim.v, lim.amax, STOP_DT_S)
+        return np.array(out_q), np.array(out_v), (times[-1] + tb, qb, vb)

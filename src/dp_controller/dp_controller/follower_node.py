@@ -39,7 +39,8 @@ from dp_common.trajectories import (arrays_to_joint_trajectory, joint_trajectory
                                     seconds_to_sec_nanosec, stamp_to_seconds)
 from dp_controller.config import OUTPUT_MODES, FollowerConfig
 from dp_controller.control_loop import ControlLoop
-from dp_controller.follower import ACCEPTED, STATE_LABELS, STATE_STOPPED, Follower
+from dp_controller.follower import (ACCEPTED, STATE_LABELS, STATE_STOPPED, STOP_DT_S,
+                                    Follower)
 
 PER_JOINT = ('position_lower_rad', 'position_upper_rad', 'max_velocity_rad_s',
              'max_acceleration_rad_s2')
@@ -223,7 +224,10 @@ class FollowerNode(LifecycleNode):
             self._subs.append(self.create_subscription(
                 ActionChunk, str(self._param('action_chunk_topic')), self._on_action_chunk,
                 reliable1))
-        self._controller = controller
+        # The controller manager names controllers without namespace.
+        self._controller = controller.rstrip('/').split('/')[-1]
+        self._controller_state = 'unknown'
+        self._controller_deactivations = 0
         self._watch_controller(str(self._param('controller_activity_topic')))
         self._srvs = [self.create_service(Trigger, '~/hold', self._on_hold),
                       self.create_service(Trigger, '~/resume', self._on_resume)]
@@ -237,12 +241,17 @@ class FollowerNode(LifecycleNode):
         self._jtc_tfs = np.linspace(0.0, float(self._param('jtc_horizon_s')), n_pts + 1)[1:]
         # One JointTrajectory reused for every send: names and the preview points' times fixed,
         # the control thread fills stamp, positions and velocities (9 instead of 44 us per
-        # message), and the last point: the stop point at zero velocity (Follower.preview), so
-        # that joint_trajectory_controller's default allow_nonzero_velocity_at_trajectory_end:
-        # false accepts every trajectory, and a stream that stops ends in a braked standstill.
-        zeros = np.zeros((n_pts + 1, self.cfg.num_joints))
-        tfs = np.append(self._jtc_tfs, 2.0 * self._jtc_tfs[-1])
+        # message), then the braking tail (Follower.preview: every joint brakes to rest, the last
+        # point at zero velocity), so that joint_trajectory_controller's default
+        # allow_nonzero_velocity_at_trajectory_end: false accepts every trajectory, and a stream
+        # that stops ends in a braked standstill. Points for the longest tail are made here.
+        n_tail = int(math.ceil(float(np.max(self.cfg.vmax / self.cfg.amax)) / STOP_DT_S)) + 2
+        zeros = np.zeros((n_pts + n_tail, self.cfg.num_joints))
+        tfs = self._jtc_tfs[-1] + np.arange(n_pts + n_tail) * STOP_DT_S
+        tfs[:n_pts] = self._jtc_tfs
         self._jtc_msg = arrays_to_joint_trajectory(self.cfg.joint_names, tfs, zeros, zeros)
+        self._jtc_points = list(self._jtc_msg.points)
+        self._jtc_preview_points = n_pts
         self._log_throttle = float(self._param('log_throttle_s'))
         self._tracking_error = np.full(self.cfg.num_joints, np.nan)
         self.lifecycle_label = 'inactive'
@@ -378,8 +387,9 @@ class FollowerNode(LifecycleNode):
                 "controller_manager_msgs not installed: the output controller's state is not "
                 'watched (commands are always sent)')
             return
-        # The controller manager publishes it latched on every change of a controller's state.
-        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+        # The controller manager publishes it latched on every change of a controller's state;
+        # depth 10: a quick inactive -> active pair must not reach us as one 'active'.
+        latched = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self._subs.append(self.create_subscription(
             ControllerManagerActivity, topic, self._on_controller_activity, latched))
@@ -400,8 +410,9 @@ class FollowerNode(LifecycleNode):
                 self.follower.stop()
                 self._controller_deactivations += 1
         if state == 'active':
-            self.get_logger().info(f'{self._controller} is active: commanding from the measured '
-                                   'position')
+            if previous != 'unknown':
+                self.get_logger().info(f'{self._controller} is active again: commanding from '
+                                       'the measured position')
         else:
             self.get_logger().warning(f'{self._controller} is {state}: not commanding until it '
                                       'is active again')
@@ -473,14 +484,18 @@ class FollowerNode(LifecycleNode):
         msg = self._jtc_msg
         if self._jtc_stamp_clock:   # else it stays zero: the controller starts it on reading
             msg.header.stamp.sec, msg.header.stamp.nanosec = seconds_to_sec_nanosec(stamp)
-        for point, q, v in zip(msg.points, pq, pv):
+        points = self._jtc_points
+        for point, q, v in zip(points, pq, pv):
             point.positions = q.tolist()
             point.velocities = v.tolist()
-        t_stop, q_stop = stop
-        last = msg.points[-1]
-        last.positions = q_stop.tolist()
-        last.velocities = [0.0] * len(q_stop)   # exactly zero: the controller's check
-        last.time_from_start.sec, last.time_from_start.nanosec = seconds_to_sec_nanosec(t_stop - stamp)
+        t_tail, q_tail, v_tail = stop
+        n = self._jtc_preview_points
+        for point, t, q, v in zip(points[n:], t_tail, q_tail, v_tail):
+            point.positions = q.tolist()
+            point.velocities = v.tolist()   # the last one exactly zero: the controller's check
+            point.time_from_start.sec, point.time_from_start.nanosec = seconds_to_sec_nanosec(
+                t - stamp)
+        msg.points = points[:n + min(len(t_tail), len(points) - n)]
         return msg
 
     # ------------------------------------------------------------------ status
@@ -500,6 +515,7 @@ class FollowerNode(LifecycleNode):
             msg.watchdog_trips = f.watchdog_trips
             # At the last control step: "following" always comes with since <= watchdog_timeout_s.
             since = f.time_since_last_chunk()
+            last_stamp, last_accepted = f.last_accepted
         if self.loop is not None and self.loop.exception is not None:
             self.get_logger().error(f'control thread died: {self.loop.exception!r}')
         msg.state = state
@@ -523,6 +539,11 @@ class FollowerNode(LifecycleNode):
         else:
             msg.period_error_p50_s = msg.period_error_p99_s = msg.period_error_max_s = math.nan
         msg.time_since_last_chunk_s = float(since)
+        if math.isfinite(last_stamp):
+            msg.last_chunk_stamp.sec, msg.last_chunk_stamp.nanosec = seconds_to_sec_nanosec(
+                last_stamp)
+            msg.last_chunk_accepted.sec, msg.last_chunk_accepted.nanosec = seconds_to_sec_nanosec(
+                last_accepted)
         from dp_msgs.msg import Counter as CounterMsg
         msg.rejected = [CounterMsg(name=k, count=int(c)) for k, c in sorted(rejected.items())]
         msg.rejected_joint_states = [CounterMsg(name=k, count=int(c))

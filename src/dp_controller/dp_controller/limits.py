@@ -118,3 +118,32 @@ class Limiter:
     def brake(self):
         """Decelerate at the limit towards zero velocity (then hold)."""
         return self._advance([0.0] * len(self._q))
+
+
+def braking_profile(q, v, amax, dt: float):
+    """Every joint brakes from (q, v) at its own acceleration limit to a standstill, sampled for
+    a trajectory controller that interpolates positions and velocities (cubic Hermite).
+
+    Returns (t (K,), positions (K, J), velocities (K, J)): t from 0 (exclusive) in steps of dt to
+    T = max_j |v_j| / amax_j (the last sample, where every velocity is exactly 0). Samples are
+    the continuous constant-deceleration motion q + v t - sign(v) amax t^2 / 2 (held once the
+    joint has stopped), so the controller's cubic between two samples is that parabola, the
+    deceleration never exceeds amax and no joint goes further than its braking distance
+    v^2 / (2 amax); Limiter's braking-distance bound keeps that inside the position limits.
+    Only the segment in which a joint stops differs from the parabola (it overshoots the stop
+    by less than amax * dt^2 / 50, 1e-4 rad at 10 rad/s^2 and 20 ms). At rest: one sample at dt.
+    """
+    q = np.asarray(q, dtype=np.float64)
+    v = np.asarray(v, dtype=np.float64)
+    amax = np.broadcast_to(np.asarray(amax, dtype=np.float64), q.shape)
+    t_stop = np.abs(v) / amax                       # (J,) each joint's own stopping time
+    total = float(np.max(t_stop)) if q.size else 0.0
+    n = max(1, int(math.ceil(total / dt - 1e-9)))
+    t = np.minimum(np.arange(1, n + 1) * dt, max(total, dt))
+    t[-1] = max(total, dt)
+    tj = np.minimum(t[:, None], t_stop[None, :])    # (K, J) time spent braking
+    decel = -np.sign(v) * amax
+    pos = q + v * tj + 0.5 * decel * tj ** 2
+    vel = v + decel * tj
+    vel[t[:, None] >= t_stop[None, :]] = 0.0        # exactly zero once stopped
+    return t, pos, vel

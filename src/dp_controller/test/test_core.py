@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from dp_controller.config import FollowerConfig
 from dp_controller.follower import (ACCEPTED, STATE_FOLLOWING, STATE_HOLDING, STATE_IDLE,
                                     Follower)
-from dp_controller.limits import Limiter
+from dp_controller.limits import Limiter, braking_profile
 from dp_controller.plan import HoldPlan, enter_chunk
 from dp_controller.spline import QuinticSpline, estimate_derivatives
 
@@ -415,10 +415,48 @@ def test_preview_keeps_the_limits_towards_a_far_target():
     assert np.all(np.abs(pq[-1]) > 0.01)              # it does move towards the target
 
 
-def test_preview_stop_point_brakes_to_zero_within_the_limits():
-    """The stop point that ends every rolling trajectory (joint_trajectory_controller rejects a
-    moving end): zero velocity, inside the position limits, reached no faster than braking at
-    the acceleration limit allows, later than the last preview time."""
+def hermite(t0, t1, q0, q1, v0, v1, t):
+    """Cubic Hermite between (t0, q0, v0) and (t1, q1, v1): joint_trajectory_controller's
+    interpolation of points with positions and velocities."""
+    h = t1 - t0
+    s = (t - t0) / h
+    return ((2 * s**3 - 3 * s**2 + 1) * q0 + (s**3 - 2 * s**2 + s) * h * v0
+            + (-2 * s**3 + 3 * s**2) * q1 + (s**3 - s**2) * h * v1)
+
+
+def test_braking_profile_as_a_controller_interpolates_it():
+    """Joints at different speeds brake to rest: sampled every 20 ms, the controller's cubic
+    between samples keeps each joint within its braking distance (no overshoot and return
+    beyond 1e-4 rad), its deceleration within the limit, and the last sample at rest."""
+    q = np.array([0.0, 1.0, -0.5])
+    v = np.array([2.0, 0.4, -1.0])
+    amax = np.array([10.0, 10.0, 5.0])
+    t, pos, vel = braking_profile(q, v, amax, 0.02)
+    assert t[-1] == pytest.approx(0.2) and np.all(np.diff(t) > 0) and t[0] > 0
+    assert np.all(vel[-1] == 0.0)
+    stop = q + np.sign(v) * v ** 2 / (2 * amax)
+    np.testing.assert_allclose(pos[-1], stop, atol=1e-12)
+    tt = np.concatenate([[0.0], t])
+    pp = np.vstack([q, pos])
+    vv = np.vstack([v, vel])
+    for k in range(len(t)):
+        ts = np.linspace(tt[k], tt[k + 1], 41)
+        seg = np.stack([hermite(tt[k], tt[k + 1], pp[k, j], pp[k + 1, j], vv[k, j],
+                                vv[k + 1, j], ts) for j in range(3)], axis=1)
+        beyond = np.sign(v) * (seg - stop)             # > 0: past the stop position
+        assert np.all(beyond <= 1e-4), (k, beyond.max())
+        acc = np.diff(seg, n=2, axis=0) / (ts[1] - ts[0]) ** 2
+        assert np.all(np.abs(acc) <= amax * 1.0001 + 0.5), (k, np.abs(acc).max(axis=0))
+    # At rest: one sample, one period later, where it is.
+    t, pos, vel = braking_profile(q, np.zeros(3), amax, 0.02)
+    assert t.tolist() == [0.02] and np.all(vel == 0.0)
+    np.testing.assert_array_equal(pos[0], q)
+
+
+def test_preview_stop_tail_brakes_to_zero_within_the_limits():
+    """The braking tail that ends every rolling trajectory (joint_trajectory_controller rejects
+    a moving end): after the preview, zero velocity at the end, inside the position limits, no
+    faster than the acceleration limit allows."""
     cfg = make_cfg(execution_mode='latest')
     f = Follower(cfg)
     f.start([0.0, 0.0], 0.0)
@@ -429,22 +467,14 @@ def test_preview_stop_point_brakes_to_zero_within_the_limits():
         f.step(k * 0.002)
     now = 149 * 0.002
     times = now + np.linspace(0.0, 0.1, 6)[1:]
-    pq, pv, (t_stop, q_stop) = f.preview(now, times, stop=True)
+    pq, pv, (tt, qt, vt) = f.preview(now, times, stop=True)
     pq2, pv2 = f.preview(now, times)
     np.testing.assert_array_equal(pq, pq2)               # the same preview points
     assert np.any(np.abs(pv[-1]) > 0.1)                   # still moving at the last point
-    assert t_stop > times[-1]
-    assert np.all(q_stop >= cfg.lower) and np.all(q_stop <= cfg.upper)
-    # No faster than the acceleration limit: time to stop >= |v| / amax (one step of rounding).
-    assert t_stop - times[-1] >= np.max(np.abs(pv[-1]) / cfg.amax) - 0.011
-    # The braking distance v^2 / (2 amax) (+ one step of travel at most).
-    assert np.all(np.abs(q_stop - pq[-1]) <= pv[-1] ** 2 / (2 * cfg.amax) + np.abs(pv[-1]) * 0.011)
-    # At rest, the stop point is one step after the last preview time, at the same place.
-    g = Follower(cfg)
-    g.start([0.2, -0.3], 0.0)
-    pq, pv, (t_stop, q_stop) = g.preview(0.0, [0.02, 0.1], stop=True)
-    assert t_stop == pytest.approx(0.11) and np.all(pv == 0.0)
-    np.testing.assert_array_equal(q_stop, [0.2, -0.3])
+    assert tt[0] > times[-1] and np.all(np.diff(tt) > 0) and np.all(vt[-1] == 0.0)
+    assert np.all(qt >= cfg.lower) and np.all(qt <= cfg.upper)
+    dv = np.abs(np.diff(np.vstack([pv[-1], vt]), axis=0))
+    assert np.all(dv <= cfg.amax * np.diff(np.concatenate([[times[-1]], tt]))[:, None] + 1e-9)
 
 
 def test_config_validation():

@@ -104,6 +104,7 @@ class ControllerRig:
         self.jtc_states = []        # (recv, stamp, reference q, reference v)
         self.status = None
         self.statuses = []
+        self.accepted = {}          # chunk stamp (us) -> time the follower accepted it
         from control_msgs.msg import JointTrajectoryControllerState
         from dp_msgs.msg import FollowerStatus
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
@@ -161,6 +162,9 @@ class ControllerRig:
         with self.lock:
             self.status = msg
             self.statuses.append((time.time(), msg))
+            if msg.chunks_accepted:   # when the follower accepted which chunk (by its stamp)
+                key = stamp_key(stamp_to_seconds(msg.last_chunk_stamp))
+                self.accepted[key] = stamp_to_seconds(msg.last_chunk_accepted)
 
     def _on_cmd(self, msg):
         with self.lock:
@@ -317,9 +321,20 @@ def follower_config(**overrides):
     return FollowerConfig(**{k: v for k, v in params.items() if k in fields})
 
 
-def core_commands(cfg, q_start, t_start, t_stop, published, delivery_s=0.001):
-    """The ROS-free Follower core run on the replayed chunks (each delivered `delivery_s` after
-    it was published) every control period from t_start to t_stop: (times, commands)."""
+def stamp_key(t: float) -> int:
+    """A chunk stamp (s) as an exact key: whole microseconds."""
+    return int(round(t * 1e6))
+
+
+def core_commands(cfg, q_start, t_start, t_stop, published, accepted=None, delivery_s=0.001):
+    """The ROS-free Follower core run on the replayed chunks every control period from t_start
+    to t_stop: (times, commands). Each chunk enters when follower_node accepted it (`accepted`:
+    stamp in us -> time, from its FollowerStatus), else `delivery_s` after it was published (the
+    ensemble's blend depends on when a chunk enters: 10 ms later moves the plan by up to
+    ~0.02 rad while the policy's chunks jump)."""
+    accepted = accepted or {}
+    published = sorted(((accepted.get(stamp_key(c[1]), c[0] + delivery_s),) + tuple(c[1:])
+                        for c in published), key=lambda c: c[0])
     from dp_controller.follower import Follower
     f = Follower(cfg)
     f.start(q_start, t_start)
@@ -327,7 +342,7 @@ def core_commands(cfg, q_start, t_start, t_stop, published, delivery_s=0.001):
     k, dt = 0, cfg.period_s
     t = t_start
     while t < t_stop:
-        while k < len(published) and published[k][0] + delivery_s <= t:
+        while k < len(published) and published[k][0] <= t:
             _, stamp, names, tfs, pos = published[k]
             f.on_chunk(stamp, names, tfs, pos, None, t)
             k += 1
