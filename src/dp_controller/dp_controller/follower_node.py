@@ -126,6 +126,7 @@ class FollowerNode(LifecycleNode):
         self._next_js_k = 0
         self._wall_time = False      # set at activation: no sim time -> now_s reads the system clock
         self._jtc_stamp_clock = False
+        self._log_throttle = float(PARAMETERS['log_throttle_s'][0])
         # The output controller's lifecycle state from the controller manager's activity topic:
         # 'unknown' until a message names it (commands are sent), else its label ('active', ...).
         self._controller = ''
@@ -188,6 +189,9 @@ class FollowerNode(LifecycleNode):
         except ValueError as exc:
             self.get_logger().error(f'configure failed: {exc}')
             return TransitionCallbackReturn.FAILURE
+        # Before the subscriptions exist: their callbacks may run while configure goes on (under
+        # launch_ros a chunk came in before the end of configure and found no _log_throttle).
+        self._log_throttle = float(self._param('log_throttle_s'))
         self.follower = Follower(self.cfg)
         controller = str(self._param('controller_name')) or DEFAULT_CONTROLLERS[self.output_mode]
         reliable1 = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
@@ -252,7 +256,6 @@ class FollowerNode(LifecycleNode):
         self._jtc_msg = arrays_to_joint_trajectory(self.cfg.joint_names, tfs, zeros, zeros)
         self._jtc_points = list(self._jtc_msg.points)
         self._jtc_preview_points = n_pts
-        self._log_throttle = float(self._param('log_throttle_s'))
         self._tracking_error = np.full(self.cfg.num_joints, np.nan)
         self.lifecycle_label = 'inactive'
         self.get_logger().info(
