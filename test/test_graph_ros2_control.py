@@ -118,8 +118,9 @@ def test_follower_drives_the_real_controllers(tmp_path, output_mode):
     # measured state when the controller reads it: when one is delivered ~10 ms later than the
     # one before (delivery jitter of this loaded 2-core machine), its first 20 ms segment has to
     # make up the difference (1.5x the planned speed), and a gap longer than the horizon (0.1 s)
-    # ends in the stop point; either can exceed 3 rad/s for a cycle. bench_controllers: 1 clamp
-    # log line in 2 of 6 JTC runs, none in the others. Bounded below by the joint speed checks.
+    # ends in the braking tail; either can exceed 3 rad/s for a cycle. bench_controllers: none
+    # in 3 runs of this code, 1 clamp log line in 2 of 6 runs of an earlier one (a single stop
+    # point, unoptimised build). Bounded below by the joint speed checks.
     clamped = [line for line in cm_log.splitlines() if 'out of limits' in line]
     print(f'{output_mode}: controller manager limit clamps logged (throttled): {len(clamped)}')
     if output_mode == 'joint_trajectory':
