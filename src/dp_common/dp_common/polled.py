@@ -46,9 +46,11 @@ class PolledCallbackGroup(CallbackGroup):
         pass
 
 
-def take_all(sub, limit: int = 1000) -> List[Any]:
+def take_all(sub, limit: int = 1000, with_info: bool = False) -> List[Any]:
     """Every message waiting in `sub` (oldest first), without blocking; [] if none, or if the
-    subscription has been destroyed. `limit` bounds one drain."""
+    subscription has been destroyed. `limit` bounds one drain. With `with_info`, (message,
+    MessageInfo) pairs: `received_timestamp` / `source_timestamp` in ns of the system clock,
+    when it arrived here / was published (what the poll time cannot tell)."""
     out = []
     try:
         with sub.handle:
@@ -57,7 +59,7 @@ def take_all(sub, limit: int = 1000) -> List[Any]:
                 got = take(sub.msg_type, sub.raw)
                 if got is None:
                     break
-                out.append(got[0])
+                out.append(got if with_info else got[0])
     except InvalidHandle:
         pass
     return out

@@ -113,8 +113,7 @@ class ControllerRig:
         # 500 Hz topics are taken in batches by a thread of this rig (dp_common.polled), not
         # dispatched one by one by the executor (~0.5 ms of CPU each in rclpy: at 1500 messages
         # per second this process would load the 2 cores that the controller manager and the
-        # follower need). Their receive time is the poll time (10 ms grain); the checks use the
-        # broadcaster's stamps.
+        # follower need). Their receive times are the middleware's (MessageInfo), not the poll's.
         polled = PolledCallbackGroup()
         deep = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
         self.polled = [
@@ -148,14 +147,14 @@ class ControllerRig:
     def _poll(self):
         while self._polling:
             for sub, handle in self.polled:
-                for msg in take_all(sub):
-                    handle(msg)
+                for msg, info in take_all(sub, with_info=True):
+                    handle(msg, info['received_timestamp'] * 1e-9)
             time.sleep(0.01)
 
-    def _on_js(self, msg):
+    def _on_js(self, msg, t_recv: float):
         idx = [list(msg.name).index(j) for j in JOINTS]
         with self.lock:
-            self.joint_states.append((time.time(), stamp_to_seconds(msg.header.stamp),
+            self.joint_states.append((t_recv, stamp_to_seconds(msg.header.stamp),
                                       np.array(msg.position)[idx], np.array(msg.velocity)[idx]))
 
     def _on_status(self, msg):
@@ -166,18 +165,18 @@ class ControllerRig:
                 key = stamp_key(stamp_to_seconds(msg.last_chunk_stamp))
                 self.accepted[key] = stamp_to_seconds(msg.last_chunk_accepted)
 
-    def _on_cmd(self, msg):
+    def _on_cmd(self, msg, t_recv: float):
         with self.lock:
-            self.commands.append((time.time(), np.array(msg.data)))
+            self.commands.append((t_recv, np.array(msg.data)))
 
-    def _on_traj(self, msg):
+    def _on_traj(self, msg, t_recv: float):
         names, tfs, pos, _ = joint_trajectory_to_arrays(msg)
         with self.lock:
-            self.trajectories.append((time.time(), stamp_to_seconds(msg.header.stamp), tfs, pos))
+            self.trajectories.append((t_recv, stamp_to_seconds(msg.header.stamp), tfs, pos))
 
-    def _on_jtc_state(self, msg):
+    def _on_jtc_state(self, msg, t_recv: float):
         with self.lock:
-            self.jtc_states.append((time.time(), stamp_to_seconds(msg.header.stamp),
+            self.jtc_states.append((t_recv, stamp_to_seconds(msg.header.stamp),
                                     np.array(msg.reference.positions),
                                     np.array(msg.reference.velocities)))
 
