@@ -19,6 +19,7 @@ setup:
 	@bash scripts/setup.sh
 
 test: setup
+	@bash scripts/ros2_control/build.sh --if-built
 	@$(ENV) && python -m pytest $(PYTEST_ARGS)
 
 test-fast: setup
