@@ -32,8 +32,8 @@ BAG = ROOT / 'test' / 'data' / 'reach_policy_chunks'
 
 
 def run_mode(output_mode: str, log_dir: Path) -> dict:
-    from dp_eval.controllers import (RATE_HZ, ControllerRig, chunk_reference, core_commands,
-                                     follower_config, jerk_stats, load_chunks, step_velocities)
+    from dp_eval.controllers import (RATE_HZ, ControllerRig, chunk_error, core_error,
+                                     jerk_stats, load_chunks, step_velocities, steps_per_cycle)
     chunks, starts = load_chunks(BAG)
     rig = ControllerRig(log_dir, output_mode)
     try:
@@ -45,26 +45,11 @@ def run_mode(output_mode: str, log_dir: Path) -> dict:
     finally:
         rig.stop()
     js = rig.joint_states
-    stamps = np.array([s for _, s, _, _ in js])
-    q = np.array([q for _, _, q, _ in js])
     first = rig.published[0][0]
-    i0 = int(np.argmax(stamps >= first - 0.05))
-    ct, cq = core_commands(follower_config(), q[i0], stamps[i0], t_end, rig.published,
-                           rig.accepted)
-    sel = (stamps > stamps[i0] + 0.01) & (stamps < t_end)
-    lag = 1.0 / RATE_HZ   # the controller acts on a command at its next cycle
-    core = np.stack([np.interp(stamps[sel] - lag, ct, cq[:, j]) for j in range(3)], axis=1)
-    core_err = np.max(np.abs(q[sel] - core), axis=1)
-    t0_bag = chunks[0][0]
-    ref = chunk_reference(chunks, t0, t0_bag, stamps)
-    keep = (stamps > t0 + 1.0) & (stamps < t_end) & np.all(np.isfinite(ref), axis=1)
-    for s in starts:
-        ws = t0 + (s - t0_bag)
-        keep &= ~((stamps >= ws - 0.2) & (stamps <= ws + 1.2))
-    chunk_err = np.max(np.abs(q - ref), axis=1)[keep]
-    jrms, jmax = jerk_stats(js, stamps[i0], t_end)
-    cycles = np.maximum(1.0, np.round(np.diff(stamps) / (1.0 / RATE_HZ)))
-    steps = np.max(np.abs(np.diff(q, axis=0)), axis=1) / cycles * RATE_HZ
+    core_err = core_error(rig, t_end)
+    chunk_err = chunk_error(rig, chunks, starts, t0, t_end)
+    jrms, jmax = jerk_stats(js, first - 0.05, t_end)
+    steps = steps_per_cycle(js) * RATE_HZ
     v100, _ = step_velocities(js, min_dt=0.1)
     clamps = sum('out of limits' in line
                  for line in (log_dir / 'ros2_control_node.log').read_text().splitlines())

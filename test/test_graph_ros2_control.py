@@ -45,9 +45,9 @@ pytestmark = [pytest.mark.graph, pytest.mark.ros2_control,
                                  missing_reason() or '')]
 
 from dp_common.trajectories import stamp_to_seconds  # noqa: E402
-from dp_eval.controllers import (RATE_HZ, ControllerRig, chunk_reference,  # noqa: E402
-                                 core_commands, follower_config, load_chunks, stamp_key,
-                                 step_velocities)
+from dp_eval.controllers import (RATE_HZ, ControllerRig, chunk_error,  # noqa: E402
+                                 core_error, load_chunks, stamp_key, step_velocities,
+                                 steps_per_cycle)
 
 ROOT = Path(__file__).resolve().parents[1]
 BAG = ROOT / 'test' / 'data' / 'reach_policy_chunks'
@@ -142,8 +142,7 @@ def test_follower_drives_the_real_controllers(tmp_path, output_mode):
     #   step to 3 rad/s, and the backlog of a few commands is made up later (measured: +4 to +12%
     #   over 50 ms windows, +3 to +6% over 100 ms).
     cycle = 1.0 / RATE_HZ
-    cycles = np.maximum(1.0, np.round(np.diff(recv) / cycle))   # a dropped sample: 2 cycles
-    steps = np.max(np.abs(np.diff(q, axis=0)), axis=1) / cycles
+    steps = steps_per_cycle(js)
     vel100, _ = step_velocities(js, min_dt=0.1)
     print(f'{output_mode}: largest step per cycle {steps.max():.5f} rad, max joint speed over '
           f'100 ms {vel100.max():.3f} rad/s')
@@ -179,19 +178,9 @@ def test_follower_drives_the_real_controllers(tmp_path, output_mode):
     # with the same configuration, fed the replayed chunks, vs the broadcaster's positions (one
     # controller cycle later), until the switch-off. Differences: chunk delivery times (a few
     # ms shift a blend) and the real loop's timing.
-    stamps = np.array([s for _, s, _, _ in js])
-    first_chunk = rig.published[0][0]
-    start = (recv >= first_chunk - 0.05)
-    q_start = q[np.argmax(start)]
-    t_start = stamps[np.argmax(start)]
     known = sum(stamp_key(c[1]) in rig.accepted
                 for c in rig.published if c[0] < switched['off_request'])
-    ct, cq = core_commands(follower_config(), q_start, t_start,
-                           switched['off_request'], rig.published, rig.accepted)
-    sel = (stamps > t_start + 0.01) & (stamps < switched['off_request'] - 0.01)
-    lag = 1.0 / RATE_HZ   # the controller acts on a command at its next cycle
-    core = np.stack([np.interp(stamps[sel] - lag, ct, cq[:, j]) for j in range(3)], axis=1)
-    core_err = np.max(np.abs(q[sel] - core), axis=1)
+    core_err = core_error(rig, switched['off_request'])
     print(f'{output_mode}: {known} chunks entered the core when follower_node accepted them')
     p95, p99 = np.percentile(core_err, [95, 99])
     print(f'{output_mode}: arm vs the follower core on the same chunks: median '
@@ -206,16 +195,8 @@ def test_follower_drives_the_real_controllers(tmp_path, output_mode):
     # --- and the policy's chunks (the newest chunk at each instant; the follower blends and
     # averages chunks and keeps the limits, so it lags a chunk that jumps), away from the episode
     # starts (the chunks jump back to the home pose) and the switch-off: printed, loose bounds.
-    t0_bag = chunks[0][0]
-    ref = chunk_reference(chunks, t0, t0_bag, recv)
-    excluded = np.zeros(len(recv), bool)
-    for s in episode_starts:
-        ws = t0 + (s - t0_bag)
-        excluded |= (recv >= ws - 0.2) & (recv <= ws + 1.2)
-    excluded |= (recv >= switched['off_request']) & (recv <= switched['on'] + 1.5)
-    excluded |= recv > t_end
-    excluded |= recv < t0 + 1.0
-    err = np.max(np.abs(q - ref), axis=1)[~excluded & np.all(np.isfinite(ref), axis=1)]
+    err = chunk_error(rig, chunks, episode_starts, t0, t_end,
+                      excluded=[(switched['off_request'], switched['on'] + 1.5)])
     assert len(err) > 0.3 * RATE_HZ * 3.0
     med, p95 = np.median(err), np.percentile(err, 95)
     print(f'{output_mode}: arm vs newest chunk: median {med:.4f} rad, p95 {p95:.4f} rad, '

@@ -84,19 +84,13 @@ class Installation:
 
 def find_installation() -> Optional[Installation]:
     """The ros2_control on AMENT_PREFIX_PATH that has everything the mock arm needs, or None."""
+    from ament_index_python.packages import PackageNotFoundError, get_package_prefix
     needed = ('controller_manager', 'joint_trajectory_controller', 'forward_command_controller',
               'joint_state_broadcaster', 'hardware_interface', 'control_msgs',
               'controller_manager_msgs')
-    prefixes = [Path(p) for p in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep) if p]
-
-    def prefix_of(package: str) -> Optional[Path]:
-        for prefix in prefixes:
-            if (prefix / 'share' / 'ament_index' / 'resource_index' / 'packages' / package).exists():
-                return prefix
-        return None
-
-    found = {p: prefix_of(p) for p in needed}
-    if any(v is None for v in found.values()):
+    try:
+        found = {p: Path(get_package_prefix(p)) for p in needed}
+    except PackageNotFoundError:
         return None
     prefix = found['controller_manager']
     inst = Installation(prefix, (prefix / BUILT_MARKER).exists())

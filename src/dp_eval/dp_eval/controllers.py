@@ -19,7 +19,6 @@ not react to the arm.
 from __future__ import annotations
 
 import bisect
-import signal
 import subprocess
 import sys
 import threading
@@ -36,6 +35,7 @@ from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
 
 from dp_bringup.mock_arm import FORWARD, TRAJECTORY, MockArm, find_installation
+from dp_bringup.starter import NodeSpec, ProcessGroup
 from dp_common.polled import PolledCallbackGroup, take_all
 from dp_common.trajectories import (arrays_to_joint_trajectory, joint_trajectory_to_arrays,
                                     stamp_to_seconds)
@@ -138,6 +138,7 @@ class ControllerRig:
         self.spin.start()
         self.arm = MockArm(self.node, inst, active=self.controller,
                            log_path=self.tmp / 'ros2_control_node.log')
+        self.group = None
         self.follower = None
         self.switcher = None
         self.published = []         # chunks as replayed: (publish time, stamp, names, tfs, pos)
@@ -185,17 +186,16 @@ class ControllerRig:
         self.arm.start()
         self.arm.spawn()
         self.start_switcher()
-        cmd = [sys.executable, '-m', 'dp_controller.follower_node', '--ros-args']
-        for f in follower_params_files():
-            cmd += ['--params-file', str(f)]
-        params = {'output_mode': self.output_mode, 'control_rate_hz': RATE_HZ,
-                  'status_rate_hz': 20.0, **self.follower_params}
-        for k, v in params.items():
-            cmd += ['-p', f'{k}:={v}']
-        cmd += ['-r', f'trajectory:={POLICY_TOPIC}']
-        self._flog = open(self.follower_log, 'w')
-        self.follower = subprocess.Popen(cmd, stdout=self._flog, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+        # As dp_launch starts it: the installed executable, parameter files then overrides,
+        # output to follower_node.log.
+        spec = NodeSpec('dp_controller', 'follower_node', 'follower_node',
+                        params_files=[str(f) for f in follower_params_files()],
+                        parameters={'output_mode': self.output_mode, 'control_rate_hz': RATE_HZ,
+                                    'status_rate_hz': 20.0, **self.follower_params},
+                        remappings=[('trajectory', POLICY_TOPIC)])
+        self.group = ProcessGroup([spec], log_dir=str(self.tmp), quiet=True)
+        self.group.start()
+        self.follower = self.group.procs['follower_node']
         self.wait_for(lambda: self.status is not None and self.status.state_label == 'idle'
                       and self.status.controller_state == 'active', 'follower idle on an active '
                       'controller', 60.0)
@@ -204,16 +204,8 @@ class ControllerRig:
         self._polling = False
         self.poller.join(5.0)
         rc = None
-        if self.follower is not None:
-            if self.follower.poll() is None:
-                self.follower.send_signal(signal.SIGINT)
-                try:
-                    self.follower.wait(15)
-                except subprocess.TimeoutExpired:
-                    self.follower.kill()
-                    self.follower.wait()
-            rc = self.follower.returncode
-            self._flog.close()
+        if self.group is not None:
+            rc = self.group.stop()['follower_node']
         if self.switcher is not None:
             self.switcher.stdin.close()
             self.switcher.wait(10)
@@ -318,6 +310,49 @@ def follower_config(**overrides):
     params.update(control_rate_hz=RATE_HZ, **overrides)
     fields = FollowerConfig.__dataclass_fields__
     return FollowerConfig(**{k: v for k, v in params.items() if k in fields})
+
+
+def joint_state_arrays(js):
+    """(stamps (N,), positions (N, J)) of recorded joint states."""
+    return np.array([s for _, s, _, _ in js]), np.array([q for _, _, q, _ in js])
+
+
+def core_error(rig: 'ControllerRig', t_stop: float):
+    """Per joint state (max over joints, rad): the arm vs the Follower core run on the replayed
+    chunks (core_commands, each chunk entered when follower_node accepted it), from the first
+    chunk to t_stop, one controller cycle later (the controller acts on a command at its next
+    cycle)."""
+    stamps, q = joint_state_arrays(rig.joint_states)
+    i0 = int(np.argmax(stamps >= rig.published[0][0] - 0.05))
+    ct, cq = core_commands(follower_config(), q[i0], stamps[i0], t_stop, rig.published,
+                           rig.accepted)
+    sel = (stamps > stamps[i0] + 0.01) & (stamps < t_stop - 0.01)
+    core = np.stack([np.interp(stamps[sel] - 1.0 / RATE_HZ, ct, cq[:, j])
+                     for j in range(q.shape[1])], axis=1)
+    return np.max(np.abs(q[sel] - core), axis=1)
+
+
+def chunk_error(rig: 'ControllerRig', chunks, episode_starts, t0: float, t_end: float,
+                excluded=()):
+    """Per joint state (max over joints, rad): the arm vs the newest chunk (chunk_reference),
+    from 1 s after the replay started (t0) to t_end, away from the episode starts (from 0.2 s
+    before to 1.2 s after: the chunks jump back to the home pose) and the `excluded` windows."""
+    stamps, q = joint_state_arrays(rig.joint_states)
+    t0_bag = chunks[0][0]
+    ref = chunk_reference(chunks, t0, t0_bag, stamps)
+    keep = (stamps > t0 + 1.0) & (stamps < t_end) & np.all(np.isfinite(ref), axis=1)
+    windows = [(t0 + (s - t0_bag) - 0.2, t0 + (s - t0_bag) + 1.2) for s in episode_starts]
+    for lo, hi in windows + list(excluded):
+        keep &= ~((stamps >= lo) & (stamps <= hi))
+    return np.max(np.abs(q - ref), axis=1)[keep]
+
+
+def steps_per_cycle(js):
+    """Largest joint step (rad) between consecutive joint states, per controller cycle (a
+    dropped sample counts as two cycles)."""
+    stamps, q = joint_state_arrays(js)
+    cycles = np.maximum(1.0, np.round(np.diff(stamps) * RATE_HZ))
+    return np.max(np.abs(np.diff(q, axis=0)), axis=1) / cycles
 
 
 def stamp_key(t: float) -> int:
