@@ -55,8 +55,8 @@ def run_mode(output_mode: str, log_dir: Path) -> dict:
                  for line in (log_dir / 'ros2_control_node.log').read_text().splitlines())
     period_max = max((m.period_error_max_s for _, m in rig.statuses
                       if np.isfinite(m.period_error_max_s)), default=float('nan'))
-    sent = np.array([r for r, _ in rig.commands] if output_mode == 'forward_command'
-                    else [r for r, _, _, _ in rig.trajectories])
+    sent = np.array([c[0] for c in rig.commands] if output_mode == 'forward_command'
+                    else [t[0] for t in rig.trajectories])
     sent = sent[(sent > first) & (sent < t_end)]
     gap = float(np.max(np.diff(sent))) if len(sent) > 1 else float('nan')
     return dict(mode=output_mode, period_max=period_max, gap=gap, core_med=np.median(core_err),

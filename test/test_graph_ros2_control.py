@@ -14,12 +14,14 @@ Input: policy chunks replayed from a bag recorded in a closed-loop run of the em
 their recorded spacing and stamp-to-arrival latency. The mock arm starts where the simulated arm
 started (the URDF's initial values), so the first chunks fit it.
 
-One run per output mode checks, from /joint_states of the real broadcaster:
+One run per output mode (joint_trajectory: with each jtc_stamp) checks, from /joint_states of the
+real broadcaster:
 - the controller executes what the follower sends, and no trajectory is rejected
   (joint_trajectory_controller rejects a trajectory whose last point moves unless
   allow_nonzero_velocity_at_trajectory_end, false by default since Jazzy);
 - the arm follows the policy's chunks (tolerances below, measured on this machine);
-- no step faster than the velocity limit allows;
+- what the follower sends keeps its velocity limit (2 rad/s), and the arm never moves faster
+  than the URDF's (3 rad/s, the controller manager's limit);
 - the controller switched off mid-run (controller_manager's switch_controller service, as
   `ros2 control switch_controllers --deactivate` calls it) and on again: the follower stops
   commanding, the arm holds, then the follower resumes from the measured position without a jump;
@@ -64,10 +66,12 @@ CHUNK_MEDIAN_TOL = 0.08
 CHUNK_P95_TOL = 0.40
 
 
-@pytest.mark.parametrize('output_mode', ['forward_command', 'joint_trajectory'])
-def test_follower_drives_the_real_controllers(tmp_path, output_mode):
+@pytest.mark.parametrize('output_mode,jtc_stamp', [
+    ('forward_command', 'zero'), ('joint_trajectory', 'zero'), ('joint_trajectory', 'clock')],
+    ids=['forward_command', 'joint_trajectory-zero', 'joint_trajectory-clock'])
+def test_follower_drives_the_real_controllers(tmp_path, output_mode, jtc_stamp):
     chunks, episode_starts = load_chunks(BAG)
-    rig = ControllerRig(tmp_path, output_mode)
+    rig = ControllerRig(tmp_path, output_mode, follower_params={'jtc_stamp': jtc_stamp})
     try:
         rig.start()
         home = rig.joint_states[-1][2].copy()
@@ -95,6 +99,8 @@ def test_follower_drives_the_real_controllers(tmp_path, output_mode):
         switcher.join(10.0)
         assert 'on' in switched, 'the controller was not switched back on during the replay'
         # The policy stops: watchdog (0.5 s) and braking, then the hold is seen at the controller.
+        if output_mode == 'joint_trajectory':
+            rig.watch_jtc_state()
         rig.wait_for(lambda: rig.status.state_label == 'holding', 'watchdog hold', 5.0)
         time.sleep(1.0)
         t_hold = time.time()
@@ -111,20 +117,21 @@ def test_follower_drives_the_real_controllers(tmp_path, output_mode):
         r'don\'t match|not strictly increasing', line)]
     assert not refused, '\n'.join(refused[:20])
     # The Jazzy+ controller manager clamps every command to the URDF's limits (3 rad/s here)
-    # and logs it (throttled). Forward commands stream over DDS: when two of them land in one
-    # controller cycle (delivery jitter against an unsynchronised 500 Hz loop) the step is two
-    # periods' worth (2 x 2 rad/s) and gets clamped, several times a run. JTC's commands come
-    # from inside the controller manager's loop, but each rolling trajectory starts from the
-    # measured state when the controller reads it: when one is delivered ~10 ms later than the
-    # one before (delivery jitter of this loaded 2-core machine), its first 20 ms segment has to
-    # make up the difference (1.5x the planned speed), and a gap longer than the horizon (0.1 s)
-    # ends in the braking tail; either can exceed 3 rad/s for a cycle. bench_controllers: none
-    # in 3 runs of this code, 1 clamp log line in 2 of 6 runs of an earlier one (a single stop
-    # point, unoptimised build). Bounded below by the joint speed checks.
+    # and logs it (at most once a second). What the follower sends keeps its own 2 rad/s
+    # (checked below, message by message); clamps come from delivery: the controllers' topic
+    # subscriptions run in the controller manager's non-real-time executor thread, which on this
+    # 2-core machine competes with the follower's real-time threads and this test. Forward
+    # commands: two of them landing in one controller cycle make a double step, clamped. JTC:
+    # each rolling trajectory starts from the arm's state when the controller reads it; one
+    # delivered 10 ms later than the one before makes its first 20 ms segment 1.5x the planned
+    # speed, a stall longer than the horizon (0.1 s) ends in the braking tail and the next one
+    # catches up. Measured: idle machine 0-1 per JTC run (bench_controllers), 0-3 with two busy
+    # loops beside, 5 on a loaded CI run. A follower whose trajectories themselves demanded more
+    # than the limits would clamp in every second of the run.
     clamped = [line for line in cm_log.splitlines() if 'out of limits' in line]
     print(f'{output_mode}: controller manager limit clamps logged (throttled): {len(clamped)}')
     if output_mode == 'joint_trajectory':
-        assert len(clamped) <= 2, '\n'.join(clamped[:10])
+        assert len(clamped) <= 0.5 * (t_end - t0), '\n'.join(clamped[:10])
 
     js = rig.joint_states
     # Times of the joint states: the broadcaster's stamps (the controller manager's clock: the
@@ -133,29 +140,44 @@ def test_follower_drives_the_real_controllers(tmp_path, output_mode):
     q = np.array([q for _, _, q, _ in js])
     assert len(js) > 0.5 * RATE_HZ * (t_end - t0), f'{len(js)} joint states only'
 
-    # --- no step larger than the velocity limits allow, from the broadcaster's samples:
-    # - per controller cycle, at most the URDF's 3 rad/s x 2 ms: what the Jazzy+ controller
-    #   manager enforces on every command (JTC mode: its cubic splice from the measured state onto
-    #   each rolling trajectory reaches up to 2.7 rad/s for a cycle);
-    # - over 100 ms, the follower's 2 rad/s + 10%: forward commands reach the controller with
-    #   DDS delivery jitter (0 or 2 of them in a cycle), the controller manager clamps a double
-    #   step to 3 rad/s, and the backlog of a few commands is made up later (measured: +4 to +12%
-    #   over 50 ms windows, +3 to +6% over 100 ms).
+    # --- what the follower sent keeps its 2 rad/s: each rolling trajectory's points (velocities
+    # and the mean velocities between them, the braking tail included). (Forward commands carry
+    # no time: after a late wake-up the control thread steps the missed periods and publishes
+    # once, so publish times do not measure their speed; the core's property tests do, and the
+    # arm's states equal them, below.)
+    if output_mode == 'joint_trajectory':
+        cmd_speed = np.array([max(np.max(np.abs(vel)), np.max(
+            np.abs(np.diff(pos, axis=0)) / np.diff(tfs)[:, None]))
+            for _, _, tfs, pos, vel, _ in rig.trajectories])
+        print(f'{output_mode}: fastest joint in what the follower sent: {cmd_speed.max():.3f} '
+              'rad/s')
+        assert cmd_speed.max() <= 1.001 * VMAX, cmd_speed.max()
+
+    # --- and the arm: no step larger than the URDF's velocity limit (3 rad/s) allows, which the
+    # Jazzy+ controller manager enforces on every command, from the broadcaster's samples:
+    # - per controller cycle: 3 rad/s x the cycle's measured period (steps_per_cycle), which
+    #   the broadcaster's stamps (taken after the hardware read) show to within the read's
+    #   jitter (measured: up to 12% over the nominal step on an idle machine);
+    # - over 100 ms. Where the follower's 2 rad/s is exceeded (delivery stalls made up later,
+    #   see the clamps above; measured 2.0-2.1 rad/s idle, up to 3.0 rad/s under load) it is the
+    #   controller manager's limit that holds.
     cycle = 1.0 / RATE_HZ
     steps = steps_per_cycle(js)
     vel100, _ = step_velocities(js, min_dt=0.1)
     print(f'{output_mode}: largest step per cycle {steps.max():.5f} rad, max joint speed over '
           f'100 ms {vel100.max():.3f} rad/s')
     step_limit = URDF_VMAX * cycle
-    assert steps.max() <= 1.05 * step_limit, (steps.max(), step_limit)
-    assert vel100.max() <= 1.1 * VMAX, f'max joint speed {vel100.max():.3f} rad/s > {VMAX}'
+    assert steps.max() <= 1.25 * step_limit, (steps.max(), step_limit)
+    assert vel100.max() <= 1.05 * URDF_VMAX, f'max joint speed {vel100.max():.3f} rad/s'
 
     # --- the controller executes what the follower sends
     if output_mode == 'forward_command':
-        cmd_recv = np.array([r for r, _ in rig.commands])
-        cmds = np.array([c for _, c in rig.commands])
+        cmd_recv = np.array([c[0] for c in rig.commands])
+        cmds = np.array([c[1] for c in rig.commands])
         # The mock's position state is the command it was given: each measured position is one
-        # of the commands received shortly before (exact: no interpolation in between).
+        # of the commands received shortly before (exact: no interpolation in between), except
+        # where the controller manager clamped a step (a state on the way to the command; 3.6-4.5%
+        # of the states with two busy loops beside, up to 0.042 rad behind: a 20 ms backlog).
         errs = []
         for r, qq in zip(recv, q):
             lo, hi = np.searchsorted(cmd_recv, [r - 0.1, r + 0.01])
@@ -165,14 +187,19 @@ def test_follower_drives_the_real_controllers(tmp_path, output_mode):
         exact = np.mean(errs < 1e-9)
         print(f'forward_command: joint states equal to a command: {100 * exact:.1f}%, '
               f'max difference {errs.max():.5f} rad')
-        assert len(errs) > 0.5 * len(q) and exact > 0.95 and \
-            errs.max() < 2 * URDF_VMAX / RATE_HZ, (exact, errs.max())
+        assert len(errs) > 0.5 * len(q) and exact > 0.9 and errs.max() < 0.1 * VMAX, \
+            (exact, errs.max())
     else:
         # The follower's rolling trajectories went out at jtc_rate_hz (50 Hz), stamped zero
-        # (jtc_stamp default: the controller starts each when it reads it); where the arm went
-        # is checked against the follower core just below.
+        # (jtc_stamp default: the controller starts each when it reads it) or with the
+        # follower's clock at the command instant, just before it published them; where the arm
+        # went is checked against the follower core just below.
         assert len(rig.trajectories) > 0.5 * 50.0 * (t_end - t0)
-        assert all(stamp == 0.0 for _, stamp, _, _ in rig.trajectories)
+        lead = np.array([t[5] - t[1] for t in rig.trajectories])
+        if jtc_stamp == 'zero':
+            assert all(t[1] == 0.0 for t in rig.trajectories)
+        else:
+            assert np.all((lead >= 0.0) & (lead < 0.02)), (lead.min(), lead.max())
 
     # --- the arm goes where the follower's core decides on these chunks: the ROS-free Follower
     # with the same configuration, fed the replayed chunks, vs the broadcaster's positions (one
@@ -185,7 +212,9 @@ def test_follower_drives_the_real_controllers(tmp_path, output_mode):
     p95, p99 = np.percentile(core_err, [95, 99])
     print(f'{output_mode}: arm vs the follower core on the same chunks: median '
           f'{np.median(core_err):.4f} rad, p95 {p95:.4f} rad, p99 {p99:.4f} rad, max '
-          f'{core_err.max():.4f} rad over {len(core_err)} joint states')
+          f'{core_err.max():.4f} rad over {len(core_err)} joint states; within 0.01/0.02/0.05 rad: '
+          f'{np.mean(core_err < 0.01):.3f}/{np.mean(core_err < 0.02):.3f}/'
+          f'{np.mean(core_err < 0.05):.3f}')
     assert len(core_err) > 0.3 * RATE_HZ * DEACTIVATE_AT_S
     # Median and p95: a stall of the loaded 2-core machine (a rolling trajectory delivered late
     # to the controller, whose subscription runs in its non-real-time thread) takes the arm off
@@ -218,12 +247,12 @@ def test_follower_drives_the_real_controllers(tmp_path, output_mode):
     assert np.max(np.ptp(held, axis=0)) < 1e-9, 'the arm moved while the controller was off'
     # Nothing sent meanwhile (receive times of the middleware, this host's clock).
     if output_mode == 'forward_command':
-        sent = [r for r, _ in rig.commands if settle < r < on]
-        first = [c for r, c in rig.commands if r > on][:1]
+        sent = [c[0] for c in rig.commands if settle < c[0] < on]
+        first = [c[1] for c in rig.commands if c[0] > on][:1]
         first_tol = 2 * VMAX / RATE_HZ          # the start holds the measured position
     else:
         sent = [t[0] for t in rig.trajectories if settle < t[0] < on]
-        first = [p[0] for r, _, _, p in rig.trajectories if r > on][:1]
+        first = [t[3][0] for t in rig.trajectories if t[0] > on][:1]
         first_tol = 1.1 * VMAX * 0.02 + 0.002   # its first point is 20 ms ahead
     assert not sent, f'{len(sent)} commands sent to an inactive controller'
     # On again: the first command starts from where the arm stood.

@@ -99,13 +99,14 @@ class ControllerRig:
         self.executor.add_node(self.node)
         self.lock = threading.Lock()
         self.joint_states = []      # (recv, stamp, q (3,), v (3,))
-        self.commands = []          # forward: (recv, q)
-        self.trajectories = []      # JTC output of the follower: (recv, stamp, tfs, pos)
+        # What the follower sent, as heard here; `sent`: the middleware's source timestamp
+        # (when follower_node published it, this host's system clock).
+        self.commands = []          # forward: (recv, q, sent)
+        self.trajectories = []      # joint_trajectory: (recv, stamp, tfs, pos, vel, sent)
         self.jtc_states = []        # (recv, stamp, reference q, reference v)
         self.status = None
         self.statuses = []
         self.accepted = {}          # chunk stamp (us) -> time the follower accepted it
-        from control_msgs.msg import JointTrajectoryControllerState
         from dp_msgs.msg import FollowerStatus
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -123,10 +124,8 @@ class ControllerRig:
             (n.create_subscription(Float64MultiArray, f'/{FORWARD}/commands', _unused, deep,
                                    callback_group=polled), self._on_cmd),
             (n.create_subscription(JointTrajectory, f'/{TRAJECTORY}/joint_trajectory', _unused, deep,
-                                   callback_group=polled), self._on_traj),
-            (n.create_subscription(JointTrajectoryControllerState,
-                                   f'/{TRAJECTORY}/controller_state', _unused, deep,
-                                   callback_group=polled), self._on_jtc_state)]
+                                   callback_group=polled), self._on_traj)]
+        self._polled_group, self._deep = polled, deep
         n.create_subscription(FollowerStatus, '/follower_node/status', self._on_status, latched)
         self._polling = True
         self.poller = threading.Thread(target=self._poll, daemon=True)
@@ -149,10 +148,10 @@ class ControllerRig:
         while self._polling:
             for sub, handle in self.polled:
                 for msg, info in take_all(sub, with_info=True):
-                    handle(msg, info['received_timestamp'] * 1e-9)
+                    handle(msg, info['received_timestamp'] * 1e-9, info['source_timestamp'] * 1e-9)
             time.sleep(0.01)
 
-    def _on_js(self, msg, t_recv: float):
+    def _on_js(self, msg, t_recv: float, _sent: float):
         idx = [list(msg.name).index(j) for j in JOINTS]
         with self.lock:
             self.joint_states.append((t_recv, stamp_to_seconds(msg.header.stamp),
@@ -166,20 +165,31 @@ class ControllerRig:
                 key = stamp_key(stamp_to_seconds(msg.last_chunk_stamp))
                 self.accepted[key] = stamp_to_seconds(msg.last_chunk_accepted)
 
-    def _on_cmd(self, msg, t_recv: float):
+    def _on_cmd(self, msg, t_recv: float, sent: float):
         with self.lock:
-            self.commands.append((t_recv, np.array(msg.data)))
+            self.commands.append((t_recv, np.array(msg.data), sent))
 
-    def _on_traj(self, msg, t_recv: float):
-        names, tfs, pos, _ = joint_trajectory_to_arrays(msg)
+    def _on_traj(self, msg, t_recv: float, sent: float):
+        names, tfs, pos, vel = joint_trajectory_to_arrays(msg)
         with self.lock:
-            self.trajectories.append((t_recv, stamp_to_seconds(msg.header.stamp), tfs, pos))
+            self.trajectories.append((t_recv, stamp_to_seconds(msg.header.stamp), tfs, pos, vel,
+                                      sent))
 
-    def _on_jtc_state(self, msg, t_recv: float):
+    def _on_jtc_state(self, msg, t_recv: float, _sent: float):
         with self.lock:
             self.jtc_states.append((t_recv, stamp_to_seconds(msg.header.stamp),
                                     np.array(msg.reference.positions),
                                     np.array(msg.reference.velocities)))
+
+    def watch_jtc_state(self) -> None:
+        """From now on, record joint_trajectory_controller's ~/controller_state (500 Hz) in
+        `jtc_states` (not during the whole run: its deserialisation here would take CPU from
+        the processes under test)."""
+        from control_msgs.msg import JointTrajectoryControllerState
+        sub = self.node.create_subscription(
+            JointTrajectoryControllerState, f'/{TRAJECTORY}/controller_state', _unused,
+            self._deep, callback_group=self._polled_group)
+        self.polled = self.polled + [(sub, self._on_jtc_state)]
 
     # ------------------------------------------------------------------ processes
     def start(self):
@@ -348,10 +358,19 @@ def chunk_error(rig: 'ControllerRig', chunks, episode_starts, t0: float, t_end: 
 
 
 def steps_per_cycle(js):
-    """Largest joint step (rad) between consecutive joint states, per controller cycle (a
-    dropped sample counts as two cycles)."""
+    """Largest joint step (rad) between consecutive joint states, per nominal controller cycle
+    of the period that step was allowed.
+
+    ros2_control_node runs read, update, write each cycle and passes the measured period (time
+    since the previous cycle) to the controller manager, which limits each command to the URDF's
+    velocity times that period (ResourceManager::enforce_command_limits). Mock hardware reads
+    back the command written the cycle before, so the step between samples k-1 and k was limited
+    with the period of cycle k-1 (stamps k-2 to k-1); after a late cycle that is up to twice the
+    nominal step. The larger of the two intervals around a step counts (at least one cycle)."""
     stamps, q = joint_state_arrays(js)
-    cycles = np.maximum(1.0, np.round(np.diff(stamps) * RATE_HZ))
+    dt = np.diff(stamps)
+    period = np.maximum(dt, np.concatenate([dt[:1], dt[:-1]]))
+    cycles = np.maximum(1.0, period * RATE_HZ)
     return np.max(np.abs(np.diff(q, axis=0)), axis=1) / cycles
 
 
