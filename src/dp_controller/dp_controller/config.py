@@ -59,6 +59,11 @@ class FollowerConfig:
     clock_jump_tolerance_s: float = 0.05
     # Periods skipped by a late control thread are stepped through (unpublished), at most this many.
     max_catch_up_steps: int = 10
+    # Tracking supervision: the measured position farther than tracking_tolerance_rad from the
+    # command (any joint) for tracking_timeout_s -> restart the command from the measured state,
+    # brake, hold, and refuse chunks until resume() (0 tolerance: off).
+    tracking_tolerance_rad: float = 0.25
+    tracking_timeout_s: float = 0.25
 
     def __post_init__(self):
         self.joint_names = [str(n) for n in self.joint_names]
@@ -83,6 +88,8 @@ class FollowerConfig:
             raise ValueError('blend_window_s, n_action_steps must be >= 0, max_ensemble_chunks >= 1')
         if self.max_catch_up_steps < 0:
             raise ValueError('max_catch_up_steps must be >= 0')
+        if self.tracking_tolerance_rad < 0 or self.tracking_timeout_s < 0:
+            raise ValueError('tracking_tolerance_rad and tracking_timeout_s must be >= 0')
         if self.max_stamp_age_s <= 0 or self.max_future_stamp_s < 0:
             raise ValueError('max_stamp_age_s must be > 0 and max_future_stamp_s >= 0')
 

@@ -14,6 +14,13 @@ between consecutive commands |dv| <= amax*dt and |v| <= vmax, whatever chunks ar
 position is clipped into the limits). When no valid chunk was accepted for watchdog_timeout_s, the
 state becomes HOLDING and the command brakes at the acceleration limit to a standstill.
 
+Tracking supervision (`supervise`, called with each measured state): when the arm is farther than
+tracking_tolerance_rad from the command for tracking_timeout_s (a controller that rejects the
+commands, an arm stopped by its driver or a protective stop), the command restarts from the
+measured state, brakes and holds there, and chunks are refused ('tracking_fault') until resume():
+a controller that accepts commands again gets the arm's own position, never a jump to where the
+command had gone meanwhile.
+
 Not here: ROS (follower_node.py), timing of the calls (control_loop.py).
 """
 from __future__ import annotations
@@ -38,7 +45,7 @@ STATE_LABELS = {STATE_IDLE: 'idle', STATE_FOLLOWING: 'following', STATE_HOLDING:
 
 ACCEPTED = 'accepted'
 # Rejection reasons (counter names in FollowerStatus.rejected).
-REASONS = ('not_started', 'held', 'empty', 'duplicate_joint', 'missing_joint', 'bad_shape',
+REASONS = ('not_started', 'held', 'tracking_fault', 'empty', 'duplicate_joint', 'missing_joint', 'bad_shape',
            'non_finite', 'non_monotonic_time', 'stamp_too_old', 'stamp_in_future',
            'position_limit', 'out_of_order', 'expired')
 
@@ -69,6 +76,9 @@ class Follower:
         self.state = STATE_STOPPED
         self.hold_reason = ''
         self._held_by_request = False
+        self.tracking_fault = False     # latched by supervise(), cleared by resume()
+        self.tracking_faults = 0
+        self._off_track_since: Optional[float] = None
         self._plan = None
         self._current: Optional[_Chunk] = None
         self._pending: Optional[_Chunk] = None
@@ -88,6 +98,7 @@ class Follower:
         self._drop_plan()
         self.state = STATE_IDLE
         self.hold_reason = ''
+        self._off_track_since = None
         self._last_now = now
         self._last_stamp = -math.inf
 
@@ -129,8 +140,37 @@ class Follower:
         self._enter_hold(reason)
 
     def resume(self):
-        """Leave a requested hold; the next valid chunk is followed again."""
+        """Leave a requested hold or a tracking fault; the next valid chunk is followed again."""
         self._held_by_request = False
+        self.tracking_fault = False
+        self._off_track_since = None
+
+    def supervise(self, q_measured, now: float, v_measured=None) -> bool:
+        """Compare the measured position (rad, (J,)) with the current command. Beyond
+        tracking_tolerance_rad on any joint for tracking_timeout_s: restart the command from the
+        measured state (position, and velocity where given, clipped to the limits), brake and
+        hold ('tracking'), refuse chunks until resume(). Returns True when it tripped now.
+
+        The measured state lags the command by the controller's latency (a joint at 2 rad/s
+        behind by 20 ms: 0.04 rad); the tolerance must be well above that."""
+        tol = self.cfg.tracking_tolerance_rad
+        if tol <= 0.0 or not self.started:
+            return False
+        q = np.asarray(q_measured, dtype=np.float64)
+        if float(np.max(np.abs(self.limiter.q - q))) <= tol:
+            self._off_track_since = None
+            return False
+        if self._off_track_since is None:
+            self._off_track_since = now
+        if now - self._off_track_since < self.cfg.tracking_timeout_s:
+            return False
+        self._off_track_since = None
+        self.tracking_fault = True
+        self.tracking_faults += 1
+        self.limiter.reset(q, v_measured)
+        self._prev_a = np.zeros(self.cfg.num_joints)
+        self._enter_hold('tracking')
+        return True
 
     @property
     def held_by_request(self) -> bool:
@@ -174,6 +214,8 @@ class Follower:
             return self._reject('not_started')
         if self._held_by_request:
             return self._reject('held')
+        if self.tracking_fault:
+            return self._reject('tracking_fault')
         idx = self._joint_index(names)
         if isinstance(idx, str):
             return self._reject(idx)

@@ -39,7 +39,7 @@ from dp_common.trajectories import (arrays_to_joint_trajectory, joint_trajectory
                                     seconds_to_sec_nanosec, stamp_to_seconds)
 from dp_controller.config import OUTPUT_MODES, FollowerConfig
 from dp_controller.control_loop import ControlLoop
-from dp_controller.follower import (ACCEPTED, STATE_LABELS, STATE_STOPPED, STOP_DT_S,
+from dp_controller.follower import (ACCEPTED, STATE_HOLDING, STATE_LABELS, STATE_STOPPED, STOP_DT_S,
                                     Follower)
 
 PER_JOINT = ('position_lower_rad', 'position_upper_rad', 'max_velocity_rad_s',
@@ -59,6 +59,11 @@ PARAMETERS = {
     'max_velocity_rad_s': ([2.0], 'Velocity limit per joint (rad/s); one value = all joints.'),
     'max_acceleration_rad_s2': ([10.0], 'Acceleration limit per joint (rad/s^2); one value = all joints.'),
     'watchdog_timeout_s': (0.5, 'No valid chunk for this long: decelerate within limits and hold (s).'),
+    'tracking_tolerance_rad': (0.25, 'Tracking supervision: measured position this far from the '
+                                     'command on any joint (rad; 0 = off) ...'),
+    'tracking_timeout_s': (0.25, '... for this long (s): restart the command from the measured '
+                                 'state, brake and hold; chunks refused until ~/resume or the next '
+                                 'activation (FollowerStatus hold_reason "tracking").'),
     'blend_window_s': (0.1, 'Cross-fade from the current plan to a new chunk over this window (s).'),
     'execution_mode': ('receding_horizon',
                        "'receding_horizon' (execute n_action_steps, then switch), 'latest' (switch "
@@ -118,6 +123,7 @@ class FollowerNode(LifecycleNode):
         self.loop = None
         self._lock = threading.Lock()
         self._measured = None
+        self._measured_v = None    # velocities of the last joint state, where it carries them
         self._indexer = None
         self._js_rejected = {}       # joint states rejected by reason (control thread writes)
         self._last_log = {}
@@ -150,6 +156,8 @@ class FollowerNode(LifecycleNode):
             max_velocity_rad_s=self._param('max_velocity_rad_s'),
             max_acceleration_rad_s2=self._param('max_acceleration_rad_s2'),
             watchdog_timeout_s=float(self._param('watchdog_timeout_s')),
+            tracking_tolerance_rad=float(self._param('tracking_tolerance_rad')),
+            tracking_timeout_s=float(self._param('tracking_timeout_s')),
             blend_window_s=float(self._param('blend_window_s')),
             execution_mode=str(self._param('execution_mode')),
             n_action_steps=int(self._param('n_action_steps')),
@@ -266,6 +274,7 @@ class FollowerNode(LifecycleNode):
 
     def on_activate(self, state) -> TransitionCallbackReturn:
         self._next_jtc_k = 0
+        self.follower.tracking_fault = False   # an activation is the operator's restart
         self._next_js_k = 0
         sim = bool(self.get_parameter('use_sim_time').value)
         self._wall_time = not sim
@@ -330,16 +339,35 @@ class FollowerNode(LifecycleNode):
         self.follower = None
 
     # ------------------------------------------------------------------ inputs
-    def _poll_joint_states(self):
-        """Control thread: take every joint state that arrived since the last poll."""
+    def _poll_joint_states(self) -> bool:
+        """Control thread: take every joint state that arrived since the last poll. True when
+        one of them was valid."""
         try:
             msgs = take_all(self._js_sub)
         except Exception:
             if self.context.ok():
                 raise
-            return      # shutting down: the context went first
+            return False    # shutting down: the context went first
+        valid = False
         for msg in msgs:
-            self._on_joint_state(msg)
+            valid = self._on_joint_state(msg) or valid
+        return valid
+
+    def _supervise(self, now: float) -> None:
+        """Control thread, after a valid joint state: tracking supervision (Follower.supervise)."""
+        with self._lock:
+            follower = self.follower
+            command = follower.command[0].copy()
+            tripped = follower.supervise(self._measured, now, self._measured_v)
+        if tripped:
+            err = command - self._measured
+            worst = int(np.argmax(np.abs(err)))
+            self.get_logger().error(
+                f'tracking fault: {self.cfg.joint_names[worst]} is {err[worst]:+.3f} rad from '
+                f'the command for {self.cfg.tracking_timeout_s:g} s (tolerance '
+                f'{self.cfg.tracking_tolerance_rad:g} rad): the controller does not execute the '
+                'commands or the arm is stopped. Holding at the measured position; chunks are '
+                'refused until ~/resume (or the next activation).')
 
     def _on_joint_state(self, msg: JointState):
         q, reason = self._indexer.from_joint_state(msg)
@@ -352,8 +380,10 @@ class FollowerNode(LifecycleNode):
             self._log_throttled('joint_states/' + key,
                                 f'joint state ignored: {reason} ({count} so far); '
                                 'the last valid one stays in use')
-            return
-        self._measured = q
+            return False
+        v, _ = self._indexer.velocities(msg.name, msg.velocity)
+        self._measured, self._measured_v = q, v
+        return True
 
     def _on_trajectory(self, msg: JointTrajectory, n_action_steps=None):
         now = self.now_s()
@@ -481,7 +511,8 @@ class FollowerNode(LifecycleNode):
         # JOINT_STATE_POLL_HZ (a take costs ~15-50 us here, mostly cold caches after the sleep).
         if k >= self._next_js_k:
             self._next_js_k = k + self._js_every
-            self._poll_joint_states()
+            if self._poll_joint_states():
+                self._supervise(now)
 
     def _fill_jtc(self, stamp: float, pq: np.ndarray, pv: np.ndarray, stop) -> JointTrajectory:
         msg = self._jtc_msg
@@ -516,6 +547,8 @@ class FollowerNode(LifecycleNode):
             rejected_js = dict(self._js_rejected)
             msg.chunks_accepted = f.chunks_accepted
             msg.watchdog_trips = f.watchdog_trips
+            msg.tracking_faults = f.tracking_faults
+            msg.hold_reason = f.hold_reason if state == STATE_HOLDING else ''
             # At the last control step: "following" always comes with since <= watchdog_timeout_s.
             since = f.time_since_last_chunk()
             last_stamp, last_accepted = f.last_accepted

@@ -501,3 +501,89 @@ def test_skipped_periods_are_caught_up():
         if k % 3 == 0:
             qb = b.step(k * dt)[0]
             np.testing.assert_allclose(qb, qa, atol=1e-12)
+
+
+def _closed_loop_with_a_dead_controller(f, dead_from, dead_to, t_end, delay_steps=5):
+    """A chunk every 0.1 s; the arm executes each command `delay_steps` periods later, except
+    from `dead_from` to `dead_to`, where the controller rejects everything and the arm stands.
+    Every 10 ms (joint states at 100 Hz) the follower supervises. Returns (times, arm, commands,
+    states, chunk results)."""
+    dt = f.dt
+    arm = f.command[0].copy()
+    pending = []
+    ts, arms, cmds, states, results = [], [], [], [], []
+    for k in range(int(round(t_end / dt))):
+        now = k * dt
+        if k % 50 == 0:
+            results.append((now, f.on_chunk(now, NAMES, *chunk(now), None, now)))
+        q, _, _ = f.step(now)
+        pending.append(q.copy())
+        if len(pending) > delay_steps:
+            executed = pending.pop(0)
+            if not dead_from <= now < dead_to:
+                arm = executed
+        if k % 5 == 0:
+            f.supervise(arm, now)
+        ts.append(now)
+        arms.append(arm.copy())
+        cmds.append(q.copy())
+        states.append(f.state)
+    return np.array(ts), np.array(arms), np.array(cmds), np.array(states), results
+
+
+def test_tracking_fault_holds_at_the_arm_and_nothing_jumps_when_the_controller_accepts_again():
+    # The controller rejects every command for 2 s (issue 17: "hold within the tracking timeout,
+    # never a jump"), then accepts again.
+    cfg = make_cfg(execution_mode='latest', watchdog_timeout_s=5.0, tracking_tolerance_rad=0.1,
+                   tracking_timeout_s=0.2)
+    f = Follower(cfg)
+    f.start(wave([0.0])[0], 0.0)
+    ts, arm, cmd, states, results = _closed_loop_with_a_dead_controller(f, 1.0, 3.0, 4.0)
+    assert f.tracking_faults == 1 and f.tracking_fault
+    tripped = ts[np.argmax(states == STATE_HOLDING)]
+    # The arm stands from 1.0 s; the command leaves it at <= 1 rad/s (joint 2's limit), so the
+    # tolerance is crossed within ~0.1-0.3 s, the fault 0.2 s later.
+    assert 1.0 + cfg.tracking_timeout_s < tripped < 1.0 + 0.5 + cfg.tracking_timeout_s
+    assert f.hold_reason == 'tracking'
+    # From the step after the trip (supervise runs after the step) the command is where the arm
+    # stands, and stays there.
+    after = ts > tripped
+    assert np.max(np.abs(cmd[after] - arm[after][0])) < 1e-9
+    # Chunks are refused (counted) until resume(), the controller accepting again or not.
+    assert all(r == 'tracking_fault' for t, r in results if t > tripped)
+    assert f.rejected['tracking_fault'] >= 10
+    # Where the controller accepts again (3 s), the arm gets the position it stands at: from the
+    # controller's failure to the end it does not move at all (no jump at 3 s).
+    assert np.max(np.ptp(arm[ts >= 1.0], axis=0)) < 1e-12
+    assert_within_limits(cfg, arm[ts < 1.0], np.zeros_like(arm[ts < 1.0]))
+    # resume(): the next chunk is followed, starting from the held position.
+    f.resume()
+    assert f.on_chunk(4.0, NAMES, *chunk(4.0), None, 4.0) == ACCEPTED
+    ts2, q2, v2, states2, _ = run(f, 4.0, 4.5)
+    assert states2[-1] == STATE_FOLLOWING
+    assert_within_limits(cfg, q2, v2, q_start=cmd[-1])
+
+
+def test_normal_lag_never_trips_tracking_supervision():
+    # The arm 20 ms behind the command at full speed: 2 rad/s x 0.02 s = 0.04 rad < 0.25 rad.
+    f = Follower(make_cfg(execution_mode='latest', watchdog_timeout_s=5.0))
+    f.start(wave([0.0])[0], 0.0)
+    ts, arm, cmd, states, _ = _closed_loop_with_a_dead_controller(f, 9.0, 9.0, 3.0,
+                                                                  delay_steps=10)
+    assert f.tracking_faults == 0 and not np.any(states == STATE_HOLDING)
+    assert np.max(np.abs(arm - cmd)) > 0.005   # it did lag
+
+
+def test_tracking_fault_cleared_by_resume_and_supervision_off_with_zero_tolerance():
+    f = Follower(make_cfg(tracking_tolerance_rad=0.0))
+    f.start([0.0, 0.0], 0.0)
+    for k in range(100):
+        assert not f.supervise([0.9, 0.0], k * 0.01)
+    f = Follower(make_cfg(tracking_tolerance_rad=0.1, tracking_timeout_s=0.05))
+    f.start([0.0, 0.0], 0.0)
+    trips = [f.supervise([0.5, 0.0], k * 0.01) for k in range(10)]
+    assert trips.count(True) == 1 and f.state == STATE_HOLDING
+    np.testing.assert_allclose(f.command[0], [0.5, 0.0])   # holds where the arm is
+    f.resume()
+    assert not f.tracking_fault
+    assert f.on_chunk(0.1, NAMES, *chunk(0.1), None, 0.1) == ACCEPTED

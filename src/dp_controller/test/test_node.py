@@ -62,6 +62,7 @@ class Harness:
         self.trajectories = []   # (monotonic time received, JointTrajectory, node clock time)
         self.status = None
         self.echo_q = None       # joint state published by the fake robot (None: publish nothing)
+        self.dead = False        # True: the fake controller drops every command (the arm stands)
         self.io.create_subscription(Float64MultiArray, 'forward_position_controller/commands',
                                     self._on_cmd, reliable)
         self.io.create_subscription(JointTrajectory, 'joint_trajectory_controller/joint_trajectory',
@@ -92,7 +93,7 @@ class Harness:
     def _on_cmd(self, msg):
         q = np.array(msg.data)
         self.commands.append((time.monotonic(), q, self.now()))
-        if self.echo_q is not None:
+        if self.echo_q is not None and not self.dead:
             self.echo_q = q
 
     def _on_traj(self, msg):
@@ -254,7 +255,7 @@ def test_start_hold_follow_reject_watchdog_and_services(harness_factory):
 
     # The stream stopped: the watchdog trips, the arm brakes and holds.
     h.wait_state('holding')
-    assert h.status.watchdog_trips >= 1
+    assert h.status.watchdog_trips >= 1 and h.status.hold_reason == 'watchdog'
     assert h.status.time_since_last_chunk_s > WATCHDOG_S
     # Braking takes vmax/amax = 0.2 s of control periods (longer in wall time if the loaded
     # machine starves the control thread: periods are skipped, never compressed into a jump).
@@ -273,6 +274,7 @@ def test_start_hold_follow_reject_watchdog_and_services(harness_factory):
     h.wait_state('following')
     assert h.call('hold').success
     h.wait_state('holding')
+    assert h.status.hold_reason == 'hold_service'
     end = time.monotonic() + TIMEOUT_S
     while not h.rejected().get('held'):
         assert time.monotonic() < end, f'held chunks never counted: {h.rejected()}'
@@ -283,6 +285,43 @@ def test_start_hold_follow_reject_watchdog_and_services(harness_factory):
     h.stream(0.5)
     h.wait_state('following')
     assert_continuous_and_limited([q for _, q, _ in h.commands])
+
+
+def test_controller_that_drops_commands_for_2_s_leads_to_hold_never_to_a_jump(harness_factory):
+    # Issue 17: a controller that rejects every command for 2 s, then accepts again. The fake
+    # controller drops the commands (the arm stands) while the policy goes on: the follower holds
+    # within tracking_tolerance_rad / speed + tracking_timeout_s, where the arm stands, and the
+    # controller that accepts again gets that position: no jump.
+    h = harness_factory(tracking_tolerance_rad=0.1, tracking_timeout_s=0.2,
+                        watchdog_timeout_s=5.0)
+    h.activate()
+    h.echo_q = wave([h.now()])[0]
+    h.wait_state('idle')
+    h.stream_in_background(5.0)
+    h.wait_state('following')
+    time.sleep(0.5)
+    h.dead = True
+    stood = h.echo_q.copy()
+    t_dead = time.monotonic()
+    h.wait_for(lambda: h.status.hold_reason == 'tracking', 'a tracking fault')
+    assert time.monotonic() - t_dead < 3.0
+    assert h.status.tracking_faults == 1 and h.status.state_label == 'holding'
+    h.wait_for(lambda: h.rejected().get('tracking_fault', 0) >= 2, 'chunks refused')
+    # The command went back to where the arm stands (what a controller that accepts again gets).
+    np.testing.assert_allclose(h.node.follower.command[0], stood, atol=1e-9)
+    time.sleep(max(0.0, 2.0 - (time.monotonic() - t_dead)))
+    n = len(h.commands)
+    h.dead = False
+    h.wait_for(lambda: len(h.commands) > n + 20, 'commands after the controller came back')
+    after = np.array([q for _, q, _ in h.commands[n:]])
+    np.testing.assert_allclose(after, np.tile(stood, (len(after), 1)), atol=1e-9)
+    assert h.status.state_label == 'holding'
+    # ~/resume: the next chunk is followed again, from the held position.
+    assert h.call('resume').success
+    h.stream(0.5)
+    h.wait_state('following')
+    assert_continuous_and_limited([stood] + [q for _, q, _ in h.commands[n:]])
+    assert h.status.tracking_faults == 1
 
 
 def test_bad_joint_states_are_counted_and_ignored(harness_factory):
