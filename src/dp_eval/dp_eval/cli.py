@@ -88,6 +88,9 @@ def print_summary(results: list[dict], stream=None) -> None:
                   f"{_gaps(m.get('command_gaps', 0))}  policy latency p50 "
                   f"{_ms(lat['p50_s'])} p99 {_ms(lat['p99_s'])} "
                   f"({lat['n']} chunks)", file=stream)
+            if r.get('controller_rejections') is not None:
+                print(f"  commands refused by the controller {r['controller_rejections']}  "
+                      f"follower tracking faults {r.get('tracking_faults')}", file=stream)
         elif r['kind'] == 'live':
             c = m.get('comparison', {})
             print(f"  played {m.get('played', 0)} msgs, recorded {m.get('recorded', 0)}; "

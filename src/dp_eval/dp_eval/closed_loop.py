@@ -134,7 +134,7 @@ class _Runner:
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
-        from dp_msgs.msg import ActionChunk, FollowerStatus, PolicyStatus, TaskStatus
+        from dp_msgs.msg import ActionChunk, Counter, FollowerStatus, PolicyStatus, TaskStatus
         from dp_msgs.srv import ResetEpisode, ResetHistory
         from rosgraph_msgs.msg import Clock
         from std_msgs.msg import Float64MultiArray
@@ -155,6 +155,7 @@ class _Runner:
         self.recorder: Optional[_Recorder] = None
         self.recorded_topics: Optional[list[str]] = None
         self.chunks_seen = 0
+        self.controller_rejections = 0   # sim_node's ~/rejected_commands (latched counter)
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
         reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
@@ -168,6 +169,8 @@ class _Runner:
         n.create_subscription(FollowerStatus, f'{cfg.follower_node}/status',
                               self._on_follower_status, latched)
         n.create_subscription(Float64MultiArray, cfg.command_topic, self._on_command, reliable)
+        n.create_subscription(Counter, f'{cfg.sim_node}/rejected_commands',
+                              self._on_rejected, latched)
         self.reset_client = n.create_client(ResetEpisode, f'{cfg.sim_node}/reset_episode')
         self.history_client = n.create_client(ResetHistory, f'{cfg.policy_node}/reset_history')
         from lifecycle_msgs.srv import ChangeState
@@ -213,6 +216,10 @@ class _Runner:
 
     def _on_policy_status(self, msg) -> None:
         self.policy_status = msg
+
+    def _on_rejected(self, msg) -> None:
+        with self.lock:
+            self.controller_rejections = int(msg.count)
 
     def _on_follower_status(self, msg) -> None:
         with self.lock:
@@ -554,6 +561,8 @@ def run_closed_loop_series(cfg: ClosedLoopConfig, variants: Sequence[Variant]) -
                 result['recorded_topics'] = runner.start_recording(v.record_bag)
             bar = make_bar(cfg.episodes, f'closed loop {result["label"]}', 'episode',
                            cfg.progress)
+            rejections0 = runner.controller_rejections
+            faults0 = runner.follower_status.tracking_faults if runner.follower_status else 0
             for i in range(cfg.episodes):
                 res = runner.run_episode(i, cfg.seed + i)
                 result['episodes'].append(res.to_dict())
@@ -568,6 +577,12 @@ def run_closed_loop_series(cfg: ClosedLoopConfig, variants: Sequence[Variant]) -
                 result['recorded_messages'] = runner.stop_recording()
             result['metrics'] = summarize_episodes(result['episodes'])
             result['wall_s'] = time.monotonic() - t_variant
+            # Commands the simulated controllers refused during this checkpoint's episodes
+            # (sim_node's latched counter; jtc_distro's rules for joint trajectories).
+            time.sleep(0.2)
+            result['controller_rejections'] = runner.controller_rejections - rejections0
+            status = runner.follower_status   # the follower's tracking faults meanwhile
+            result['tracking_faults'] = int(status.tracking_faults) - faults0 if status else None
     except KeyboardInterrupt:
         if result is not None:
             result['partial'] = True

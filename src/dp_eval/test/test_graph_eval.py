@@ -130,6 +130,40 @@ def test_closed_loop_two_checkpoints_two_episodes_with_bags(tiny_ckpt, tmp_path,
     assert time.monotonic() - t0 < 900
 
 
+@pytest.mark.parametrize('from_desired', [False, True], ids=['jazzy_defaults',
+                                                         'interpolate_from_desired_state'])
+def test_closed_loop_through_the_trajectory_controller_with_jazzy_rules(tiny_ckpt, tmp_path,
+                                                                       from_desired):
+    """Issue 17, findings 1 and 2: the follower's joint_trajectory output through the embedded
+    simulation's trajectory controller with joint_trajectory_controller's Jazzy rules
+    (allow_nonzero_velocity_at_trajectory_end: false): every rolling trajectory is accepted (a
+    last point that moves would be refused: 'Velocity of last trajectory point ... is not zero').
+    With the Jazzy default start from the measured state, the random policy's fast motions leave
+    the simulated arm 0.3 rad behind (each trajectory restarts where the lagging arm is: tracking
+    faults, 2 in 2 episodes here); with interpolate_from_desired_state (the recommended setting,
+    config/robots/*) it tracks (no tracking fault)."""
+    from dp_eval import cli
+    (tmp_path / 'policy.yaml').write_text(POLICY_YAML)
+    (tmp_path / 'sim.yaml').write_text(
+        SIM_YAML + '    jtc_distro: jazzy\n'
+        + ('    jtc_interpolate_from_desired_state: true\n' if from_desired else ''))
+    out = tmp_path / 'out'
+    rc = cli.main(['closed-loop', tiny_ckpt, '--episodes', '2', '--seed', '5', '--out', str(out),
+                   '--no-progress', '--launch-args', 'output_mode:=joint_trajectory',
+                   f'sim_params_file:={tmp_path / "sim.yaml"}',
+                   f'policy_params_file:={tmp_path / "policy.yaml"}'])
+    (r,) = json.loads((out / 'result.json').read_text())['results']
+    assert rc == 0, r['errors']
+    assert len(r['episodes']) == 2 and sum(e['chunks'] for e in r['episodes']) > 0
+    sim_log = (out / 'logs' / 'sim_node.log').read_text()
+    assert (f'jazzy rules (allow_nonzero_velocity_at_trajectory_end False, '
+            f'interpolate_from_desired_state {from_desired})') in sim_log
+    assert r['controller_rejections'] == 0, sim_log[-3000:]
+    assert isinstance(r['tracking_faults'], int)
+    if from_desired:
+        assert r['tracking_faults'] == 0
+
+
 def test_closed_loop_missing_checkpoint_is_a_clear_error(tmp_path):
     from dp_eval.closed_loop import ClosedLoopConfig, ClosedLoopError, run_closed_loop
     cfg = ClosedLoopConfig(episodes=1, launch_args={

@@ -1,25 +1,36 @@
-"""Joint-trajectory following with ros2_controllers' joint_trajectory_controller semantics (ROS-free).
+"""joint_trajectory_controller's acceptance rules and timing, per ROS 2 distribution (ROS-free).
 
 The embedded simulation accepts trajectory_msgs/JointTrajectory on
-`/joint_trajectory_controller/joint_trajectory` and must treat it the way joint_trajectory_controller
-(JTC) does, so that a node tested here behaves the same on a real ros2_control robot:
+`/joint_trajectory_controller/joint_trajectory` and treats it the way ros2_controllers'
+joint_trajectory_controller (JTC) does on the selected distribution, so that what works here works
+on a real ros2_control robot. Sources (ros2_controllers, joint_trajectory_controller):
+`validate_trajectory_msg` and `update` in src/joint_trajectory_controller.cpp, `Trajectory::sample`
+in src/trajectory.cpp, defaults in src/joint_trajectory_controller_parameters.yaml.
 
-- A new trajectory replaces the current one as soon as it is received (no queueing). Between the
-  receipt time and the first point it interpolates from the setpoint the controller had at receipt
-  (like JTC with `open_loop_control`; JTC's default starts from the measured state, which differs
-  by the tracking error only).
-- `header.stamp == 0` means "start now" (the receipt time); otherwise point i is due at
-  `header.stamp + time_from_start[i]`. Points already in the past are skipped by sampling.
-- Interpolation between points: cubic Hermite when every point has velocities, linear when only
-  positions are given (JTC's `splines` method; accelerations are not used here).
-- After the last point the controller holds the last point's positions.
-- An empty trajectory cancels the current one: hold the current setpoint.
-- Rejected (ValueError, the current trajectory goes on): joints that are not exactly the
-  controller's joints (any order is fine, they are matched by name), non-increasing
-  time_from_start, non-finite values, or a trajectory whose last point is already in the past.
+- Validation (a rejected message changes nothing, the current trajectory goes on; the messages are
+  JTC's log lines, checked in Jazzy's and Kilted's order): joint names must be exactly the
+  controller's (any order; `allow_partial_joints_goal` false; JTC does not check duplicate names,
+  this refuses them), at least one point (an empty trajectory is refused, not a cancel), time_from_start strictly increasing,
+  one finite position per joint per point (velocities: none or one per joint), a non-zero
+  header.stamp whose last point is already in the past is refused, and unless
+  `allow_nonzero_velocity_at_trajectory_end` the last point must be at rest (|v| <= float epsilon).
+  That default is true on Humble and false since Jazzy: Jazzy and Kilted reject every trajectory
+  whose last point moves.
+- Replacement: a valid message replaces the current trajectory at the next controller update
+  (`sample`), where the "point before the trajectory" is taken: the measured state (default on
+  every distribution), or the last commanded (desired) state with
+  `interpolate_from_desired_state` (Jazzy and newer; Humble's `open_loop_control`).
+- Time: `header.stamp == 0` starts the trajectory at that first update; otherwise point i is due
+  at `stamp + time_from_start[i]`. Before the first point: interpolation from the point before the
+  trajectory; after it: between the message's points (a late trajectory is entered mid-way, no
+  splice); after the last point: hold it.
+- Interpolation (`splines`): cubic Hermite where the points carry velocities, linear otherwise.
 
 Not here: messages (sim_node converts with dp_common.trajectories), limits (the physics clips to
-joint limits), goal tolerances and actions (no control_msgs on this machine).
+joint limits), goal/path tolerances and the action interface, accelerations (quintic), effort
+fields, speed scaling (JTC's own since Kilted 5.3 / Jazzy 4.39: trajectory time advances at
+period x scaling factor), the one-period-old time of the last command that Jazzy+ uses as the
+point before with interpolate_from_desired_state (here: the current update's time).
 """
 from __future__ import annotations
 
@@ -28,106 +39,166 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+# Defaults of the parameters that differ per distribution (joint_trajectory_controller_parameters.yaml
+# of ros2_controllers' humble, jazzy and kilted branches).
+DISTROS = {
+    'humble': dict(allow_nonzero_velocity_at_trajectory_end=True,
+                   interpolate_from_desired_state=False),   # Humble: open_loop_control: false
+    'jazzy': dict(allow_nonzero_velocity_at_trajectory_end=False,
+                  interpolate_from_desired_state=False),
+    'kilted': dict(allow_nonzero_velocity_at_trajectory_end=False,
+                   interpolate_from_desired_state=False),
+}
+FLOAT_EPSILON = float(np.finfo(np.float32).eps)   # std::numeric_limits<float>::epsilon()
+
 
 @dataclass
 class _Trajectory:
-    times: np.ndarray                 # (N+1,) absolute seconds; index 0 = the splice point
-    positions: np.ndarray             # (N+1, J)
-    velocities: Optional[np.ndarray]  # (N+1, J) or None (linear interpolation)
+    start: Optional[float]            # absolute start (s); None: stamp 0, set at the first sample
+    t_from_start: np.ndarray          # (N,)
+    positions: np.ndarray             # (N, J), controller joint order
+    velocities: Optional[np.ndarray]  # (N, J) or None (linear interpolation)
+    before_time: float = 0.0          # the point before the trajectory (set at the first sample)
+    before_q: Optional[np.ndarray] = None
+    before_v: Optional[np.ndarray] = None
 
 
 class JointTrajectoryFollower:
-    """Holds the active trajectory and samples the setpoint at a given time."""
+    """The active trajectory of a JTC and the setpoint it commands at each update."""
 
-    def __init__(self, joint_names: Sequence[str], initial_positions: Sequence[float]) -> None:
+    def __init__(self, joint_names: Sequence[str], initial_positions: Sequence[float],
+                 distro: str = 'jazzy',
+                 allow_nonzero_velocity_at_trajectory_end: Optional[bool] = None,
+                 interpolate_from_desired_state: Optional[bool] = None) -> None:
+        if distro not in DISTROS:
+            raise ValueError(f'distro must be one of {sorted(DISTROS)}, got {distro!r}')
+        defaults = DISTROS[distro]
+        self.distro = distro
+        self.allow_nonzero_velocity_at_trajectory_end = bool(
+            defaults['allow_nonzero_velocity_at_trajectory_end']
+            if allow_nonzero_velocity_at_trajectory_end is None
+            else allow_nonzero_velocity_at_trajectory_end)
+        self.interpolate_from_desired_state = bool(
+            defaults['interpolate_from_desired_state'] if interpolate_from_desired_state is None
+            else interpolate_from_desired_state)
         self.joint_names = [str(n) for n in joint_names]
         q0 = np.asarray(initial_positions, dtype=np.float64).reshape(-1)
         if q0.shape[0] != len(self.joint_names):
             raise ValueError('initial_positions must have one value per joint')
         self._hold = q0.copy()
+        self._desired_q = q0.copy()
+        self._desired_v = np.zeros_like(q0)
         self._traj: Optional[_Trajectory] = None
+        self._new: Optional[_Trajectory] = None
 
     @property
     def active(self) -> bool:
-        """True while a trajectory (possibly finished, holding its last point) is in use."""
-        return self._traj is not None
-
-    def end_time(self) -> Optional[float]:
-        return None if self._traj is None else float(self._traj.times[-1])
+        """True while a trajectory (possibly finished, holding its last point) is in use or due."""
+        return self._traj is not None or self._new is not None
 
     def reset(self, positions: Sequence[float]) -> None:
-        """Drop any trajectory and hold `positions` (e.g. after an episode reset)."""
-        self._traj = None
+        """Drop any trajectory and hold `positions` (an episode reset, a forward command)."""
+        self._traj = self._new = None
         self._hold = np.asarray(positions, dtype=np.float64).reshape(-1).copy()
+        self._desired_q, self._desired_v = self._hold.copy(), np.zeros_like(self._hold)
 
     def set_trajectory(self, now_s: float, joint_names: Sequence[str], stamp_s: float,
-                       t_from_start_s: np.ndarray, positions: np.ndarray,
-                       velocities: Optional[np.ndarray] = None) -> None:
-        """Accept a trajectory received at now_s (raises ValueError to reject it)."""
+                       t_from_start_s, positions, velocities=None) -> None:
+        """A trajectory message received at now_s (JTC's topic callback): raises ValueError with
+        JTC's reason to reject it; else it replaces the current one at the next sample()."""
         names = [str(n) for n in joint_names]
         t = np.asarray(t_from_start_s, dtype=np.float64).reshape(-1)
         pos = np.asarray(positions, dtype=np.float64)
+        if len(names) != len(self.joint_names):
+            raise ValueError("Joints on incoming trajectory don't match the controller joints.")
         if len(t) == 0:
-            self._hold, _ = self.sample(now_s)
-            self._traj = None
-            return
-        if sorted(names) != sorted(self.joint_names) or len(set(names)) != len(names):
-            raise ValueError(f'joints {names} do not match the controller joints {self.joint_names}')
+            raise ValueError('Empty trajectory received.')
+        for n in names:
+            if n not in self.joint_names:
+                raise ValueError(f"Incoming joint {n} doesn't match the controller's joints.")
+        if len(set(names)) != len(names):
+            raise ValueError("Joints on incoming trajectory don't match the controller joints.")
+        vel = None if velocities is None else np.asarray(velocities, dtype=np.float64)
+        if not self.allow_nonzero_velocity_at_trajectory_end and vel is not None:
+            moving = np.nonzero(np.abs(vel[-1]) > FLOAT_EPSILON)[0]
+            if len(moving):
+                j = int(moving[0])
+                raise ValueError(f'Velocity of last trajectory point of joint {names[j]} is not '
+                                 f'zero: {vel[-1][j]:.15f}')
+        if stamp_s != 0.0 and stamp_s + t[-1] < now_s:
+            raise ValueError(f'Received trajectory with non-zero start time ({stamp_s:f}) that '
+                             f'ends in the past ({stamp_s + t[-1]:f})')
+        if np.any(np.diff(t) <= 0):
+            i = int(np.nonzero(np.diff(t) <= 0)[0][0])
+            raise ValueError(f'Time between points {i} and {i + 1} is not strictly increasing, '
+                             f'it is {t[i]:f} and {t[i + 1]:f} respectively')
+        if pos.shape != (len(t), len(names)) or not np.all(np.isfinite(pos)):
+            raise ValueError(f'positions: {pos.shape} values, not one finite value per joint '
+                             'in every point')
+        if vel is not None and (vel.shape != pos.shape or not np.all(np.isfinite(vel))):
+            raise ValueError('velocities: not one finite value per joint in every point')
+        if not np.all(np.isfinite(t)):
+            raise ValueError('time_from_start is not finite')
         order = [names.index(n) for n in self.joint_names]
-        if pos.shape != (len(t), len(names)):
-            raise ValueError(f'positions shape {pos.shape} != ({len(t)}, {len(names)})')
-        pos = pos[:, order]
-        vel = None
-        if velocities is not None:
-            vel = np.asarray(velocities, dtype=np.float64)
-            if vel.shape != (len(t), len(names)):
-                raise ValueError(f'velocities shape {vel.shape} != ({len(t)}, {len(names)})')
-            vel = vel[:, order]
-        if not (np.all(np.isfinite(t)) and np.all(np.isfinite(pos))
-                and (vel is None or np.all(np.isfinite(vel)))):
-            raise ValueError('non-finite value in trajectory')
-        if np.any(t < 0) or np.any(np.diff(t) <= 0):
-            raise ValueError('time_from_start must be non-negative and strictly increasing')
-        start = now_s if stamp_s == 0.0 else float(stamp_s)
-        abs_t = start + t
-        if abs_t[-1] < now_s:
-            raise ValueError(f'trajectory ends in the past ({abs_t[-1]:.3f} s < now {now_s:.3f} s)')
-        q_now, qd_now = self.sample(now_s)
-        if abs_t[0] > now_s:
-            times = np.concatenate([[now_s], abs_t])
-            pos_all = np.vstack([q_now, pos])
-            vel_all = None if vel is None else np.vstack([qd_now, vel])
-        else:  # first point(s) already due: no splice segment needed
-            times, pos_all, vel_all = abs_t, pos, vel
-        self._traj = _Trajectory(times, pos_all, vel_all)
+        self._new = _Trajectory(None if stamp_s == 0.0 else float(stamp_s), t, pos[:, order],
+                                None if vel is None else vel[:, order])
 
-    def sample(self, t_s: float) -> tuple[np.ndarray, np.ndarray]:
-        """Setpoint (positions, velocities) at time t_s; holds when no trajectory or after its end."""
+    def sample(self, t_s: float, measured_q=None, measured_v=None) -> tuple[np.ndarray, np.ndarray]:
+        """The setpoint (positions, velocities) commanded at the update at time t_s. A trajectory
+        received since the last update starts here, from the measured state (`measured_q`,
+        `measured_v`; the last setpoint where not given) or, with
+        interpolate_from_desired_state, from the last setpoint."""
+        if self._new is not None:
+            tr, self._new = self._new, None
+            if self.interpolate_from_desired_state or measured_q is None:
+                q, v = self._desired_q, self._desired_v
+            else:
+                q = np.asarray(measured_q, dtype=np.float64)
+                v = (np.zeros_like(q) if measured_v is None
+                     else np.asarray(measured_v, dtype=np.float64))
+            tr.before_time, tr.before_q, tr.before_v = t_s, q.copy(), v.copy()
+            if tr.start is None:
+                tr.start = t_s
+            self._traj = tr
+        q, v = self._sample(t_s)
+        self._desired_q, self._desired_v = q, v
+        return q.copy(), v.copy()
+
+    def _sample(self, t_s: float) -> tuple[np.ndarray, np.ndarray]:
         tr = self._traj
         if tr is None:
             return self._hold.copy(), np.zeros_like(self._hold)
-        times = tr.times
+        times = tr.start + tr.t_from_start
+        if t_s < times[0]:        # before the first point: from the point before the trajectory
+            v1 = None if tr.velocities is None else tr.velocities[0]
+            return _interpolate(tr.before_time, tr.before_q, tr.before_v, times[0],
+                                tr.positions[0], v1, t_s)
         if t_s >= times[-1]:
             return tr.positions[-1].copy(), np.zeros(tr.positions.shape[1])
-        if t_s <= times[0]:
-            return tr.positions[0].copy(), (np.zeros(tr.positions.shape[1]) if tr.velocities is None
-                                            else tr.velocities[0].copy())
         i = int(np.searchsorted(times, t_s, side='right')) - 1
-        t0, t1 = times[i], times[i + 1]
-        h = t1 - t0
-        s = (t_s - t0) / h
-        p0, p1 = tr.positions[i], tr.positions[i + 1]
-        if tr.velocities is None:
-            return p0 + s * (p1 - p0), (p1 - p0) / h
-        v0, v1 = tr.velocities[i] * h, tr.velocities[i + 1] * h
-        h00 = 2 * s ** 3 - 3 * s ** 2 + 1
-        h10 = s ** 3 - 2 * s ** 2 + s
-        h01 = -2 * s ** 3 + 3 * s ** 2
-        h11 = s ** 3 - s ** 2
-        q = h00 * p0 + h10 * v0 + h01 * p1 + h11 * v1
-        dh00 = 6 * s ** 2 - 6 * s
-        dh10 = 3 * s ** 2 - 4 * s + 1
-        dh01 = -6 * s ** 2 + 6 * s
-        dh11 = 3 * s ** 2 - 2 * s
-        qd = (dh00 * p0 + dh10 * v0 + dh01 * p1 + dh11 * v1) / h
-        return q, qd
+        vel = tr.velocities
+        return _interpolate(times[i], tr.positions[i], None if vel is None else vel[i],
+                            times[i + 1], tr.positions[i + 1], None if vel is None else vel[i + 1],
+                            t_s)
+
+
+def _interpolate(t0, p0, v0, t1, p1, v1, t):
+    """Cubic Hermite between (t0, p0, v0) and (t1, p1, v1) where both velocities are given,
+    linear otherwise."""
+    h = t1 - t0
+    if h <= 0.0:
+        return np.array(p1, dtype=np.float64), np.zeros_like(p1)
+    s = (t - t0) / h
+    if v0 is None or v1 is None:
+        return p0 + s * (p1 - p0), (p1 - p0) / h
+    m0, m1 = v0 * h, v1 * h
+    h00 = 2 * s ** 3 - 3 * s ** 2 + 1
+    h10 = s ** 3 - 2 * s ** 2 + s
+    h01 = -2 * s ** 3 + 3 * s ** 2
+    h11 = s ** 3 - s ** 2
+    q = h00 * p0 + h10 * m0 + h01 * p1 + h11 * m1
+    dh00 = 6 * s ** 2 - 6 * s
+    dh10 = 3 * s ** 2 - 4 * s + 1
+    dh01 = -6 * s ** 2 + 6 * s
+    dh11 = 3 * s ** 2 - 2 * s
+    return q, (dh00 * p0 + dh10 * m0 + dh01 * p1 + dh11 * m1) / h

@@ -40,7 +40,18 @@ from dp_common.stamps import sec_to_stamp
 from dp_common.trajectories import joint_trajectory_to_arrays, stamp_to_seconds
 
 from .env import CAMERA_NAME, JOINT_NAMES, ArmTaskEnv, TaskConfig
+from .jtc import DISTROS as JTC_DISTROS
 from .jtc import JointTrajectoryFollower
+
+# joint_trajectory_controller parameters that override jtc_distro's defaults when set.
+JTC_OVERRIDES = {
+    'jtc_allow_nonzero_velocity_at_trajectory_end':
+        "joint_trajectory_controller's allow_nonzero_velocity_at_trajectory_end (unset: the "
+        "distro's default: true on humble, false since jazzy)",
+    'jtc_interpolate_from_desired_state':
+        "joint_trajectory_controller's interpolate_from_desired_state (humble: open_loop_control; "
+        'unset: false, each trajectory starts from the measured state)',
+}
 
 
 @dataclass
@@ -59,6 +70,9 @@ class SimNodeConfig:
     max_episode_s: float = 10.0
     done_after_success_s: float = 1.0
     qos_depth: int = 2000
+    # The trajectory controller's rules: joint_trajectory_controller's defaults of this ROS 2
+    # distribution (humble, jazzy, kilted; see dp_sim.jtc).
+    jtc_distro: str = 'jazzy'
 
     def __post_init__(self) -> None:
         for name in ('control_rate_hz', 'joint_state_rate_hz', 'camera_rate_hz', 'status_rate_hz'):
@@ -70,6 +84,8 @@ class SimNodeConfig:
             raise ValueError('real_time_factor must be >= 0 (0: as fast as possible)')
         if self.image_width < 8 or self.image_height < 8:
             raise ValueError('image_width and image_height must be at least 8 px')
+        if self.jtc_distro not in JTC_DISTROS:
+            raise ValueError(f'jtc_distro must be one of {sorted(JTC_DISTROS)}')
         if self.qos_depth < 1 or self.max_episode_s <= 0 or self.done_after_success_s < 0:
             raise ValueError('qos_depth >= 1, max_episode_s > 0 and done_after_success_s >= 0 needed')
 
@@ -91,15 +107,23 @@ class SimNode(Node):
             'max_episode_s': 'an episode is done (failed) after this much simulated time',
             'done_after_success_s': 'an episode is done this long after success (settling)',
             'qos_depth': 'history depth of the reliable publishers (a busy recorder loses nothing)',
+            'jtc_distro': "trajectory controller rules: joint_trajectory_controller's defaults of "
+                          'humble, jazzy or kilted',
         }
         for name, text in desc.items():
             self.declare_parameter(name, getattr(d, name),
                                    descriptor=rclpy.node.ParameterDescriptor(description=text))
+        for name, text in JTC_OVERRIDES.items():
+            self.declare_parameter(name, None, descriptor=rclpy.node.ParameterDescriptor(
+                description=text, dynamic_typing=True))
         self.cfg = SimNodeConfig(**{n: self.get_parameter(n).value for n in desc})
         cfg = self.cfg
         self.env = ArmTaskEnv(TaskConfig(image_width=cfg.image_width, image_height=cfg.image_height,
                                          max_episode_s=cfg.max_episode_s), seed=cfg.seed)
-        self.jtc = JointTrajectoryFollower(JOINT_NAMES, self.env.q)
+        overrides = {n[len('jtc_'):]: bool(self.get_parameter(n).value) for n in JTC_OVERRIDES
+                     if self.get_parameter(n).value is not None}
+        self.jtc = JointTrajectoryFollower(JOINT_NAMES, self.env.q, distro=cfg.jtc_distro,
+                                           **overrides)
         self._lock = threading.Lock()
         self._wall_offset = 0.0 if cfg.publish_clock else time.time()
         self._success_time: float | None = None
@@ -130,7 +154,10 @@ class SimNode(Node):
         self.get_logger().info(
             f'embedded simulation running: control {cfg.control_rate_hz} Hz, camera '
             f'{cfg.camera_rate_hz} Hz {cfg.image_width}x{cfg.image_height}, real_time_factor '
-            f'{cfg.real_time_factor}, publish_clock {cfg.publish_clock}')
+            f'{cfg.real_time_factor}, publish_clock {cfg.publish_clock}; trajectory controller: '
+            f'{cfg.jtc_distro} rules (allow_nonzero_velocity_at_trajectory_end '
+            f'{self.jtc.allow_nonzero_velocity_at_trajectory_end}, interpolate_from_desired_state '
+            f'{self.jtc.interpolate_from_desired_state})')
 
     # ----------------------------------------------------------------- time
     def sim_stamp(self) -> TimeMsg:
@@ -256,7 +283,7 @@ class SimNode(Node):
                 # the previous episode is published after the new episode's first status.
                 with self._lock:
                     if self.jtc.active:
-                        q, _ = self.jtc.sample(self.env.time + period)
+                        q, _ = self.jtc.sample(self.env.time + period, self.env.q, self.env.qd)
                         self.env.set_position_targets(q)
                     self.env.step(period)
                     tick += 1
