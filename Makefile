@@ -4,7 +4,7 @@
 #   make bench   set up, then print the benchmark tables
 #   make demos   record demonstration bags with the scripted demonstrator (embedded simulation)
 #   make train   train the committed checkpoint from `make demos` (fixed seed)
-#   make ros2-control  build the real ros2_control (controller_manager, JTC, ...) for its tests
+#   make ros2-control  build the real ros2_control (controller_manager, JTC, ...) and ros2 launch for their tests
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 ENV := . scripts/env.sh
@@ -20,6 +20,7 @@ setup:
 
 test: setup
 	@bash scripts/ros2_control/build.sh --if-built
+	@bash scripts/ros2_control/launch.sh --if-built
 	@$(ENV) && python -m pytest $(PYTEST_ARGS)
 
 test-fast: setup
@@ -39,6 +40,7 @@ train: setup
 
 ros2-control: setup
 	@bash scripts/ros2_control/build.sh
+	@bash scripts/ros2_control/launch.sh
 
 clean:
 	rm -rf build install log

@@ -36,8 +36,11 @@ def generate_launch_description():
         DeclareLaunchArgument(
             'use_sim_time', default_value='false', description='Follow /clock (bag replay).'),
     ]
-    robot_config = PathJoinSubstitution(
-        [share, 'config', 'robots', [LaunchConfiguration('robot'), '.yaml']])
+    # A list of substitutions is concatenated: config/robots/<robot> + '.yaml'. (Not a list nested
+    # inside PathJoinSubstitution: launch accepts that only since its 2025 releases, older Humble
+    # and Jazzy syncs fail with "Failed to normalize given item of type list".)
+    robot_config = [PathJoinSubstitution([share, 'config', 'robots', LaunchConfiguration('robot')]),
+                    '.yaml']
     use_sim_time = LaunchConfiguration('use_sim_time')
     policy = Node(
         package='dp_policy_node', executable='policy_node', name='policy_node', output='screen',

@@ -13,6 +13,11 @@ if [ -z "${ROS_DISTRO:-}" ] && [ -f "$_dp_root/.ros2_control/local_setup.bash" ]
   # shellcheck disable=SC1091
   COLCON_CURRENT_PREFIX=$(readlink -f "$_dp_root/.ros2_control") . "$_dp_root/.ros2_control/local_setup.bash"
 fi
+# The real launch / launch_ros / `ros2 launch` (scripts/ros2_control/launch.sh), likewise.
+if [ -z "${ROS_DISTRO:-}" ] && [ -f "$_dp_root/.ros2_launch/local_setup.bash" ]; then
+  # shellcheck disable=SC1091
+  COLCON_CURRENT_PREFIX=$(readlink -f "$_dp_root/.ros2_launch") . "$_dp_root/.ros2_launch/local_setup.bash"
+fi
 # shellcheck disable=SC1091
 . "$_dp_root/install/setup.bash"
 export MUJOCO_GL=${MUJOCO_GL:-egl}

@@ -109,12 +109,12 @@ class ProcessGroup:
         self.stop()
 
     def start(self) -> None:
-        if self.log_dir:
-            self.log_dir.mkdir(parents=True, exist_ok=True)
         for spec in self.specs:
             self.start_one(spec)
 
     def start_one(self, spec: NodeSpec) -> subprocess.Popen:
+        if self.log_dir:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
         cmd = spec.command()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 env=self.env, text=True, bufsize=1, start_new_session=True)

@@ -42,9 +42,24 @@ def run_node(make_node: Callable[[], Any], args: Optional[list[str]] = None, *,
         if rclpy.ok():
             raise
     finally:
-        if node is not None:
-            if cleanup is not None:
-                cleanup(node)
-            node.destroy_node()
+        # `ros2 launch` forwards SIGINT to its processes after the terminal sent them one: a
+        # second SIGINT must not interrupt the cleanup with a KeyboardInterrupt traceback (launch
+        # escalates to SIGTERM, then SIGKILL, if a process does not stop).
+        _ignore_sigint()
+        try:
+            if node is not None:
+                if cleanup is not None:
+                    cleanup(node)
+                node.destroy_node()
+        except KeyboardInterrupt:   # one that was already pending when the cleanup began
+            pass
         rclpy.try_shutdown()
     return 0
+
+
+def _ignore_sigint() -> None:
+    import signal
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:      # not the main thread (a node run inside a test): nothing to do
+        pass

@@ -542,6 +542,8 @@ class PolicyNode(LifecycleNode):
         try:
             self._tick()
         except Exception as err:  # noqa: BLE001 - the thread must survive anything
+            if not self.context.ok():
+                return      # shutting down (SIGINT): the publishers went with the context
             self._count(self._skipped, 'inference_error')
             self._node_reason = f'inference_error: {type(err).__name__}: {err}'[:500]
             self.get_logger().error(f'inference failed: {type(err).__name__}: {err}',

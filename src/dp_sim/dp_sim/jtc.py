@@ -9,8 +9,9 @@ in src/trajectory.cpp, defaults in src/joint_trajectory_controller_parameters.ya
 
 - Validation (a rejected message changes nothing, the current trajectory goes on; the messages are
   JTC's log lines, checked in Jazzy's and Kilted's order): joint names must be exactly the
-  controller's (any order; `allow_partial_joints_goal` false; JTC does not check duplicate names,
-  this refuses them), at least one point (an empty trajectory is refused, not a cancel), time_from_start strictly increasing,
+  controller's (any order; `allow_partial_joints_goal` false; JTC does not check duplicate
+  names, this refuses them), at least one point (an empty trajectory is refused, not a cancel),
+  time_from_start strictly increasing,
   one finite position per joint per point (velocities: none or one per joint), a non-zero
   header.stamp whose last point is already in the past is refused, and unless
   `allow_nonzero_velocity_at_trajectory_end` the last point must be at rest (|v| <= float epsilon).
