@@ -69,3 +69,17 @@ def test_controller_yaml_keys_exist_in_the_real_controllers(path):
             if not any(p.match(key) for p in patterns):
                 unknown.append(f'{name}.{key}')
     assert not unknown, f'{path.name}: not parameters of the real controllers: {unknown}'
+
+
+@pytest.mark.parametrize('path', sorted((ROOT / 'config' / 'robots' / 'controllers').glob('*.yaml')),
+                         ids=lambda p: p.name)
+def test_recommended_robot_controller_keys_exist_in_the_real_jtc(path):
+    """config/robots/controllers/*.yaml: every key a JointTrajectoryController parameter of the
+    built (Kilted) controller; Humble's open_loop_control is only a comment there."""
+    patterns = declared(*TYPES['joint_trajectory_controller/JointTrajectoryController'])
+    cfg = yaml.safe_load(path.read_text())
+    assert cfg
+    unknown = [f'{name}.{key}' for name, section in cfg.items()
+               for key in flatten(section['ros__parameters'])
+               if not any(p.match(key) for p in patterns)]
+    assert not unknown, f'{path.name}: not parameters of joint_trajectory_controller: {unknown}'

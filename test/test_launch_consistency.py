@@ -119,7 +119,7 @@ def test_parameter_files_and_executables_exist():
 
 def test_robot_configs_cover_both_nodes():
     import yaml
-    robots = sorted((ROOT / 'config' / 'robots').glob('*.yaml'))
+    robots = sorted((ROOT / 'config' / 'robots').glob('*.yaml'))   # not controllers/
     assert {p.stem for p in robots} >= {'embedded_arm', 'ur5e', 'franka_fr3'}
     for path in robots:
         cfg = yaml.safe_load(path.read_text())
@@ -156,3 +156,44 @@ def test_embedded_arm_limits_inside_the_urdf():
         assert float(lim.get('lower')) < fol['position_lower_rad'][i], name
         assert fol['position_upper_rad'][i] < float(lim.get('upper')), name
         assert fol['max_velocity_rad_s'][i] <= float(lim.get('velocity')), name
+
+
+# Hardware limits of the real arms, value by value, from the drivers' description packages:
+# Universal_Robots_ROS2_Description config/ur5e/joint_limits.yaml (+-360 deg, elbow +-180 deg,
+# 180 deg/s), franka_description robots/fr3/joint_limits.yaml (1.0.1; the URDF's soft limits equal
+# them). Margins: UR 0.2 rad (the driver's URDF soft limits are 0.15 rad inside, safety_pos_margin),
+# Franka 0.1 rad (crossing a hardware limit trips its reflex).
+HARDWARE = {
+    'ur5e': dict(lower=[-6.28319, -6.28319, -3.14159, -6.28319, -6.28319, -6.28319],
+                 upper=[6.28319, 6.28319, 3.14159, 6.28319, 6.28319, 6.28319],
+                 velocity=[3.14159] * 6, margin=0.2),
+    'franka_fr3': dict(lower=[-2.7437, -1.7837, -2.9007, -3.0421, -2.8065, 0.5445, -3.0159],
+                       upper=[2.7437, 1.7837, 2.9007, -0.1518, 2.8065, 4.5169, 3.0159],
+                       velocity=[2.62, 2.62, 2.62, 2.62, 5.26, 4.18, 5.26], margin=0.1),
+}
+
+
+@pytest.mark.parametrize('robot', sorted(HARDWARE))
+def test_real_arm_limits_keep_their_margin_inside_the_hardware(robot):
+    import numpy as np
+    import yaml
+    hw = HARDWARE[robot]
+    fol = yaml.safe_load((ROOT / 'config' / 'robots' / f'{robot}.yaml').read_text())[
+        'follower_node']['ros__parameters']
+    lower, upper = np.array(fol['position_lower_rad']), np.array(fol['position_upper_rad'])
+    m = hw['margin'] - 1e-4   # the configs round to 0.1 mrad
+    assert np.all(lower >= np.array(hw['lower']) + m), (lower, hw['lower'])
+    assert np.all(upper <= np.array(hw['upper']) - m), (upper, hw['upper'])
+    assert np.all(lower < upper)
+    assert np.all(np.array(fol['max_velocity_rad_s']) <= np.array(hw['velocity']))
+
+
+def test_real_arm_configs_read_the_drivers_full_rate_joint_states():
+    import yaml
+    # franka_ros2's MoveIt launch: /joint_states is joint_state_publisher's 30 Hz merge; the
+    # 1 kHz broadcaster publishes franka/joint_states. The UR launch has only the broadcaster's.
+    expected = {'franka_fr3': '/franka/joint_states', 'ur5e': '/joint_states'}
+    for robot, topic in expected.items():
+        cfg = yaml.safe_load((ROOT / 'config' / 'robots' / f'{robot}.yaml').read_text())
+        for node in ('policy_node', 'follower_node'):
+            assert cfg[node]['ros__parameters']['joint_states_topic'] == topic, (robot, node)
