@@ -26,6 +26,8 @@ ROOT=$PWD
 HERE=$ROOT/scripts/ros2_control
 LINK=$ROOT/.ros2_control
 log() { echo "[ros2-control] $*"; }
+# shellcheck source=scripts/ros2_control/common.sh
+. "$HERE/common.sh"
 
 # ------------------------------------------------------------------ a sourced ROS 2 with ros2_control
 if [ -n "${ROS_DISTRO:-}" ]; then
@@ -168,21 +170,8 @@ if [ -f "$CACHE/$key/.complete" ]; then
   log "built meanwhile by another process: $PREFIX"
   exit 0
 fi
-rm -rf "$WS"
-mkdir -p "$WS/src" "$WS/archives"
 start=$(date +%s)
-for a in $archives; do
-  mkdir -p "$WS/archives/$a"
-  tar xzf "$SRC/$a.tar.gz" -C "$WS/archives/$a"
-done
-# Each archive holds one top folder (repository name).
-for p in "${PACKAGES[@]}"; do
-  a=${p%%/*}; sub=${p#*/}
-  top=$(find "$WS/archives/$a" -mindepth 1 -maxdepth 1 -type d | head -1)
-  name=$(sed -n 's:.*<name>\(.*\)</name>.*:\1:p' "$top/$sub/package.xml" | head -1)
-  cp -a "$top/$sub" "$WS/src/$name"
-done
-rm -rf "$WS/archives"
+dp_source_workspace
 # patches/<package>--<what>.patch apply inside src/<package> (-p1)
 for patch in "$HERE"/patches/*.patch; do
   pkg=$(basename "$patch"); pkg=${pkg%%--*}
@@ -203,10 +192,7 @@ if ! colcon build --merge-install --event-handlers console_cohesion- summary+ \
   exit 1
 fi
 rm -rf "$WS/build" "$WS/log"
-# Installed Python scripts (ros2, spawner, ...) name the building clone's venv interpreter; any
-# clone on the machine uses this prefix, so they run the python3 on PATH (the sourced venv's).
-grep -rlI --exclude-dir=site-packages "^#!$VENV/bin/python" "$PREFIX/bin" "$PREFIX/lib" 2>/dev/null \
-  | xargs -r sed -i "1s|^#!$VENV/bin/python[0-9.]*|#!/usr/bin/env python3|"
+dp_portable_shebangs "$PREFIX" "$VENV"
 # Marks a prefix built against the wheels: its C++ processes need the wheels' library folders and
 # libpython (dp_bringup/mock_arm.py, Installation.process_env).
 mkdir -p "$PREFIX/share/dp_ros2_control" && touch "$PREFIX/share/dp_ros2_control/built_against_wheels"

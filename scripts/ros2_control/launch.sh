@@ -20,6 +20,8 @@ ROOT=$PWD
 HERE=$ROOT/scripts/ros2_control
 LINK=$ROOT/.ros2_launch
 log() { echo "[ros2-launch] $*"; }
+# shellcheck source=scripts/ros2_control/common.sh
+. "$HERE/common.sh"
 
 if [ -n "${ROS_DISTRO:-}" ]; then
   log "using ROS 2 $ROS_DISTRO's launch_ros; nothing to build"
@@ -86,20 +88,8 @@ if [ -f "$WS/.complete" ]; then
   log "built meanwhile by another process: $PREFIX"
   exit 0
 fi
-rm -rf "$WS"
-mkdir -p "$WS/src" "$WS/archives"
 start=$(date +%s)
-for a in $archives; do
-  mkdir -p "$WS/archives/$a"
-  tar xzf "$SRC/$a.tar.gz" -C "$WS/archives/$a"
-done
-for p in "${PACKAGES[@]}"; do
-  a=${p%%/*}; sub=${p#*/}
-  top=$(find "$WS/archives/$a" -mindepth 1 -maxdepth 1 -type d | head -1)
-  name=$(sed -n 's:.*<name>\(.*\)</name>.*:\1:p' "$top/$sub/package.xml" | head -1)
-  cp -a "$top/$sub" "$WS/src/$name"
-done
-rm -rf "$WS/archives"
+dp_source_workspace
 # shellcheck disable=SC1091
 . "$VENV/bin/activate"
 export AMENT_PREFIX_PATH=$VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}
@@ -118,8 +108,7 @@ if ! colcon build --merge-install --event-handlers console_cohesion- summary+ \
   exit 1
 fi
 rm -rf "$WS/build" "$WS/log"
-grep -rlI --exclude-dir=site-packages "^#!$VENV/bin/python" "$PREFIX/bin" "$PREFIX/lib" 2>/dev/null \
-  | xargs -r sed -i "1s|^#!$VENV/bin/python[0-9.]*|#!/usr/bin/env python3|"
+dp_portable_shebangs "$PREFIX" "$VENV"
 touch "$WS/.complete"
 ln -sfn "$PREFIX" "$LINK"
 log "built in $(( $(date +%s) - start )) s: $PREFIX"
