@@ -15,9 +15,10 @@ up to 60 s for the controller manager; the bridge, policy and follower meanwhile
 from pathlib import Path
 
 from launch import LaunchDescription
-from launch.actions import (DeclareLaunchArgument, IncludeLaunchDescription, OpaqueFunction,
-                            RegisterEventHandler, SetEnvironmentVariable)
+from launch.actions import (DeclareLaunchArgument, EmitEvent, IncludeLaunchDescription, LogInfo,
+                            OpaqueFunction, RegisterEventHandler, SetEnvironmentVariable)
 from launch.event_handlers import OnProcessExit
+from launch.events import Shutdown
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
@@ -49,9 +50,21 @@ def robot_actions(context) -> dict:
     spawners = [Node(package='controller_manager', executable='spawner', name=f'spawner_{name}',
                      arguments=gazebo.spawner_arguments(name, extra))
                 for name, extra in gazebo.SPAWNED]
-    chain = [RegisterEventHandler(OnProcessExit(target_action=before, on_exit=[after]))
+    chain = [RegisterEventHandler(OnProcessExit(target_action=before, on_exit=_then(after)))
              for before, after in zip([create] + spawners[:-1], spawners)]
     return dict(state_publisher=state_publisher, create=create, spawners=spawners, chain=chain)
+
+
+def _then(after):
+    """On the exit of the process before: start `after` if it succeeded, else say which one
+    failed and shut the launch down (no chain of spawners each waiting out its timeout)."""
+    def on_exit(event, context):
+        if event.returncode == 0:
+            return [after]
+        why = f'{event.action.name} exited with {event.returncode}: the arm or its controllers ' \
+              'are not there (see its output above)'
+        return [LogInfo(msg=why), EmitEvent(event=Shutdown(reason=why))]
+    return on_exit
 
 
 def generate_launch_description():

@@ -108,14 +108,19 @@ def test_the_real_launch_orders_the_spawners_after_the_arm_is_created():
     assert a['create'].node_executable == 'create' and len(a['spawners']) == len(gazebo.SPAWNED)
     assert all(s.node_executable == 'spawner' for s in a['spawners'])
     assert all(isinstance(h, RegisterEventHandler) for h in a['chain'])
-    # Each spawner starts when the process before it exits: the create process, then each spawner.
+    # Each spawner starts when the process before it exits successfully (the create process,
+    # then each spawner); a failure shuts the launch down instead.
     order = [a['create']] + a['spawners']
     for before, after in zip(order, order[1:]):
-        exited = ProcessExited(action=before, name='x', cmd=['x'], cwd=None, env=None, pid=1,
-                               returncode=0)
-        started = [act for h in a['chain'] if h.event_handler.matches(exited)
-                   for act in h.event_handler.describe()[1]]
-        assert started == [after]
+        for rc in (0, 1):
+            exited = ProcessExited(action=before, name='x', cmd=['x'], cwd=None, env=None, pid=1,
+                                   returncode=rc)
+            (handler,) = [h.event_handler for h in a['chain'] if h.event_handler.matches(exited)]
+            actions = handler.handle(exited, context)
+            if rc == 0:
+                assert actions == [after]
+            else:
+                assert [type(x).__name__ for x in actions] == ['LogInfo', 'EmitEvent']
     entities = module._robot(context)     # what the OpaqueFunction returns to launch
     assert [e.node_executable for e in entities[:2]] == ['robot_state_publisher', 'create']
     assert len(entities) == 2 + len(gazebo.SPAWNED)

@@ -8,7 +8,8 @@
 #   imports them; no wheel exists) are built with colcon from ../shared/ros2_control_src
 #   (DP_ROS2_CONTROL_SRC) against the Kilted wheels of .venv, into a cache outside the clone,
 #     ${DP_ROS2_LAUNCH_CACHE:-${XDG_CACHE_HOME:-~/.cache}/dp_ros/ros2_launch}/<key>
-#   (<key>: the archives, the package list, the Python requirements, the wheels). About 1 minute.
+#   (<key>: the archives, the package list, the CMake fix-ups, the Python requirements, the wheels,
+#   the compiler). About 25 s on 2 cores.
 #   `.ros2_launch` (git-ignored) in the clone points at the prefix; scripts/env.sh sources it.
 # Without the sources: a message, exit 0, the tests of the launch files with the real launch_ros
 # skip (dp_launch, the project's own starter, runs the same launch files without ROS).
@@ -50,8 +51,8 @@ REQUIREMENTS=$HERE/launch_requirements.txt
 
 archives=$(printf '%s\n' "${PACKAGES[@]}" | cut -d/ -f1 | sort -u)
 key=$( (for a in $archives; do sha256sum "$SRC/$a.tar.gz" | cut -d' ' -f1; done
-        printf '%s\n' "${PACKAGES[@]}"; cat "$REQUIREMENTS"
-        "$PY" -m pip freeze 2>/dev/null | grep -i '^ros-' ; "$PY" --version) \
+        printf '%s\n' "${PACKAGES[@]}"; cat "$REQUIREMENTS" "$HERE/wheel_fixups.cmake"
+        "$PY" -m pip freeze 2>/dev/null | grep -i '^ros-' ; "$PY" --version; g++ --version | head -1) \
       | sha256sum | cut -c1-16)
 CACHE=${DP_ROS2_LAUNCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dp_ros/ros2_launch}
 WS=$CACHE/$key
@@ -76,7 +77,7 @@ if [ -f "$WS/.complete" ]; then
 fi
 if [ "$IF_BUILT" = 1 ]; then
   rm -f "$LINK"
-  log "not built for this workspace (make ros2-control builds it, ~1 min): its tests will skip"
+  log "not built for this workspace (make ros2-control builds it, ~25 s): its tests will skip"
   exit 0
 fi
 install_requirements

@@ -63,7 +63,8 @@ PARAMETERS = {
                                      'command on any joint (rad; 0 = off) ...'),
     'tracking_timeout_s': (0.25, '... for this long (s): restart the command from the measured '
                                  'state, brake and hold; chunks refused until ~/resume or the next '
-                                 'activation (FollowerStatus hold_reason "tracking").'),
+                                 'activation (FollowerStatus hold_reason "tracking"; no valid joint state for '
+                                 'this long: "joint_states_stale").'),
     'blend_window_s': (0.1, 'Cross-fade from the current plan to a new chunk over this window (s).'),
     'execution_mode': ('receding_horizon',
                        "'receding_horizon' (execute n_action_steps, then switch), 'latest' (switch "
@@ -124,6 +125,7 @@ class FollowerNode(LifecycleNode):
         self._lock = threading.Lock()
         self._measured = None
         self._measured_v = None    # velocities of the last joint state, where it carries them
+        self._measured_at = math.nan   # node clock when the last valid joint state was taken
         self._indexer = None
         self._js_rejected = {}       # joint states rejected by reason (control thread writes)
         self._last_log = {}
@@ -275,6 +277,7 @@ class FollowerNode(LifecycleNode):
     def on_activate(self, state) -> TransitionCallbackReturn:
         self._next_jtc_k = 0
         self.follower.tracking_fault = False   # an activation is the operator's restart
+        self._measured = None      # start from a joint state taken after the activation
         self._next_js_k = 0
         sim = bool(self.get_parameter('use_sim_time').value)
         self._wall_time = not sim
@@ -353,6 +356,15 @@ class FollowerNode(LifecycleNode):
             valid = self._on_joint_state(msg) or valid
         return valid
 
+    def _supervise_stale(self, now: float) -> None:
+        with self._lock:
+            tripped = self.follower.supervise_stale(now, self._measured_at)
+        if tripped:
+            self.get_logger().error(
+                f'no valid joint state on {self._js_sub.topic_name} for '
+                f'{now - self._measured_at:.2f} s: the commands cannot be checked against the arm. '
+                'Holding; chunks are refused until ~/resume (or the next activation).')
+
     def _supervise(self, now: float) -> None:
         """Control thread, after a valid joint state: tracking supervision (Follower.supervise)."""
         with self._lock:
@@ -383,6 +395,7 @@ class FollowerNode(LifecycleNode):
             return False
         v, _ = self._indexer.velocities(msg.name, msg.velocity)
         self._measured, self._measured_v = q, v
+        self._measured_at = self.now_s()
         return True
 
     def _on_trajectory(self, msg: JointTrajectory, n_action_steps=None):
@@ -513,6 +526,8 @@ class FollowerNode(LifecycleNode):
             self._next_js_k = k + self._js_every
             if self._poll_joint_states():
                 self._supervise(now)
+            elif self._measured is not None:
+                self._supervise_stale(now)
 
     def _fill_jtc(self, stamp: float, pq: np.ndarray, pv: np.ndarray, stop) -> JointTrajectory:
         msg = self._jtc_msg

@@ -587,3 +587,22 @@ def test_tracking_fault_cleared_by_resume_and_supervision_off_with_zero_toleranc
     f.resume()
     assert not f.tracking_fault
     assert f.on_chunk(0.1, NAMES, *chunk(0.1), None, 0.1) == ACCEPTED
+
+
+def test_joint_states_that_stop_hold_the_arm():
+    f = Follower(make_cfg(execution_mode='latest', watchdog_timeout_s=5.0,
+                          tracking_timeout_s=0.2))
+    f.start(wave([0.0])[0], 0.0)
+    run(f, 0.0, 0.5, [(0.0, 0.0, NAMES, *chunk(0.0), None)])
+    assert f.state == STATE_FOLLOWING
+    assert not f.supervise_stale(0.5, 0.35) and not f.supervise_stale(0.5, math.nan)
+    q_before = f.command[0].copy()
+    assert f.supervise_stale(0.5, 0.25)             # last joint state 0.25 s ago
+    assert f.state == STATE_HOLDING and f.hold_reason == 'joint_states_stale'
+    assert f.tracking_faults == 1 and not f.supervise_stale(0.6, 0.25)   # latched, counted once
+    ts, q, v, states, _ = run(f, 0.5, 1.0)          # brakes within the limits from the command
+    assert_within_limits(f.cfg, q, v, q_start=q_before)
+    assert np.all(v[-10:] == 0.0)
+    assert f.on_chunk(1.0, NAMES, *chunk(1.0), None, 1.0) == 'tracking_fault'
+    f.resume()
+    assert f.on_chunk(1.0, NAMES, *chunk(1.0), None, 1.0) == ACCEPTED

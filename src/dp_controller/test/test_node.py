@@ -301,8 +301,9 @@ def test_controller_that_drops_commands_for_2_s_leads_to_hold_never_to_a_jump(ha
     h.wait_state('following')
     time.sleep(0.5)
     h.dead = True
-    stood = h.echo_q.copy()
     t_dead = time.monotonic()
+    time.sleep(0.1)      # a command callback that passed the `dead` check before has finished
+    stood = h.echo_q.copy()
     h.wait_for(lambda: h.status.hold_reason == 'tracking', 'a tracking fault')
     assert time.monotonic() - t_dead < 3.0
     assert h.status.tracking_faults == 1 and h.status.state_label == 'holding'
@@ -322,6 +323,20 @@ def test_controller_that_drops_commands_for_2_s_leads_to_hold_never_to_a_jump(ha
     h.wait_state('following')
     assert_continuous_and_limited([stood] + [q for _, q, _ in h.commands[n:]])
     assert h.status.tracking_faults == 1
+
+
+def test_joint_states_that_stop_hold_the_arm(harness_factory):
+    h = harness_factory(tracking_timeout_s=0.3, watchdog_timeout_s=5.0)
+    h.activate()
+    h.echo_q = wave([h.now()])[0]
+    h.wait_state('idle')
+    h.stream_in_background(3.0)
+    h.wait_state('following')
+    h.echo_q = None                     # the driver's joint states stop; the policy goes on
+    h.wait_for(lambda: h.status.hold_reason == 'joint_states_stale', 'a hold on stale joint states')
+    assert h.status.tracking_faults == 1 and h.status.state_label == 'holding'
+    h.wait_for(lambda: h.rejected().get('tracking_fault', 0) >= 1, 'chunks refused')
+    assert_continuous_and_limited([q for _, q, _ in h.commands])
 
 
 def test_bad_joint_states_are_counted_and_ignored(harness_factory):

@@ -144,11 +144,14 @@ class JointTrajectoryFollower:
         self._new = _Trajectory(None if stamp_s == 0.0 else float(stamp_s), t, pos[:, order],
                                 None if vel is None else vel[:, order])
 
-    def sample(self, t_s: float, measured_q=None, measured_v=None) -> tuple[np.ndarray, np.ndarray]:
-        """The setpoint (positions, velocities) commanded at the update at time t_s. A trajectory
-        received since the last update starts here, from the measured state (`measured_q`,
-        `measured_v`; the last setpoint where not given) or, with
-        interpolate_from_desired_state, from the last setpoint."""
+    def update(self, t_s: float, period_s: float, measured_q=None,
+               measured_v=None) -> tuple[np.ndarray, np.ndarray]:
+        """One controller update at time t_s (JTC's update(time, period)): returns the setpoint
+        (positions, velocities) it writes. A trajectory received since the last update starts
+        here: the point before it is (t_s, the measured state `measured_q`, `measured_v`), or,
+        with interpolate_from_desired_state, (t_s, the last setpoint); stamp 0 starts it at t_s.
+        Jazzy and Kilted write the trajectory sampled one period ahead (`command_next_` at
+        `traj_time_ + update_period_`), Humble the one at t_s."""
         if self._new is not None:
             tr, self._new = self._new, None
             if self.interpolate_from_desired_state or measured_q is None:
@@ -161,10 +164,14 @@ class JointTrajectoryFollower:
             if tr.start is None:
                 tr.start = t_s
             self._traj = tr
-        q, v = self._sample(t_s)
+        ahead = 0.0 if self.distro == 'humble' else period_s
+        q, v = self._sample(t_s + ahead)
         self._desired_q, self._desired_v = q, v
         return q.copy(), v.copy()
 
+    def sample(self, t_s: float, measured_q=None, measured_v=None) -> tuple[np.ndarray, np.ndarray]:
+        """The setpoint at time t_s itself: an update without the one-period look-ahead."""
+        return self.update(t_s, 0.0, measured_q, measured_v)
     def _sample(self, t_s: float) -> tuple[np.ndarray, np.ndarray]:
         tr = self._traj
         if tr is None:

@@ -90,6 +90,15 @@ class SimNodeConfig:
             raise ValueError('qos_depth >= 1, max_episode_s > 0 and done_after_success_s >= 0 needed')
 
 
+def _as_bool(name: str, value) -> bool:
+    """A dynamically typed boolean parameter: true/false, or the strings 'true'/'false'."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ('true', 'false'):
+        return value.strip().lower() == 'true'
+    raise ValueError(f'{name} must be true or false, got {value!r}')
+
+
 class SimNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__('sim_node', **kwargs)
@@ -120,8 +129,8 @@ class SimNode(Node):
         cfg = self.cfg
         self.env = ArmTaskEnv(TaskConfig(image_width=cfg.image_width, image_height=cfg.image_height,
                                          max_episode_s=cfg.max_episode_s), seed=cfg.seed)
-        overrides = {n[len('jtc_'):]: bool(self.get_parameter(n).value) for n in JTC_OVERRIDES
-                     if self.get_parameter(n).value is not None}
+        overrides = {n[len('jtc_'):]: _as_bool(n, self.get_parameter(n).value)
+                     for n in JTC_OVERRIDES if self.get_parameter(n).value is not None}
         self.jtc = JointTrajectoryFollower(JOINT_NAMES, self.env.q, distro=cfg.jtc_distro,
                                            **overrides)
         self._lock = threading.Lock()
@@ -282,8 +291,8 @@ class SimNode(Node):
                 # the executor thread) can then never interleave with a tick, so no message of
                 # the previous episode is published after the new episode's first status.
                 with self._lock:
-                    if self.jtc.active:
-                        q, _ = self.jtc.sample(self.env.time + period, self.env.q, self.env.qd)
+                    if self.jtc.active:   # a controller update at the state of this instant
+                        q, _ = self.jtc.update(self.env.time, period, self.env.q, self.env.qd)
                         self.env.set_position_targets(q)
                     self.env.step(period)
                     tick += 1

@@ -190,3 +190,16 @@ def test_reset_drops_the_trajectory():
     f.set_trajectory(0.0, NAMES, 0.0, [2.0], [[2.0, 0, 0]])
     f.reset([0.3, 0.2, 0.1])
     assert not f.active and np.allclose(f.sample(1.0)[0], [0.3, 0.2, 0.1])
+
+
+@pytest.mark.parametrize('distro,ahead', [('humble', 0.0), ('jazzy', 0.01), ('kilted', 0.01)])
+def test_update_writes_the_point_one_period_ahead_since_jazzy(distro, ahead):
+    # joint_trajectory_controller.cpp update(): the point before a new trajectory is (time, the
+    # state read at time); Jazzy and Kilted write command_next_, sampled at traj_time_ +
+    # update_period_, Humble the desired state at time. 1 rad in 1 s from rest, linear.
+    f = make(distro=distro)
+    f.set_trajectory(0.0, NAMES, 0.0, [1.0], [[1.0, 0, 0]])
+    q, _ = f.update(5.0, 0.01, measured_q=[0.0] * 3)
+    assert np.allclose(q, [ahead, 0, 0])
+    q, _ = f.update(5.5, 0.01)
+    assert np.allclose(q, [0.5 + ahead, 0, 0])
