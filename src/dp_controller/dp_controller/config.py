@@ -64,6 +64,10 @@ class FollowerConfig:
     # brake, hold, and refuse chunks until resume() (0 tolerance: off).
     tracking_tolerance_rad: float = 0.25
     tracking_timeout_s: float = 0.25
+    # No valid measured state for this long while started -> brake, hold and refuse chunks until
+    # resume() (0: off). Drivers publish at 100-1000 Hz; a loaded 2-core machine was seen to
+    # deliver none for 0.26 s.
+    joint_state_timeout_s: float = 1.0
 
     def __post_init__(self):
         self.joint_names = [str(n) for n in self.joint_names]
@@ -88,8 +92,10 @@ class FollowerConfig:
             raise ValueError('blend_window_s, n_action_steps must be >= 0, max_ensemble_chunks >= 1')
         if self.max_catch_up_steps < 0:
             raise ValueError('max_catch_up_steps must be >= 0')
-        if self.tracking_tolerance_rad < 0 or self.tracking_timeout_s < 0:
-            raise ValueError('tracking_tolerance_rad and tracking_timeout_s must be >= 0')
+        if self.tracking_tolerance_rad < 0 or self.tracking_timeout_s < 0 or \
+                self.joint_state_timeout_s < 0:
+            raise ValueError('tracking_tolerance_rad, tracking_timeout_s and '
+                             'joint_state_timeout_s must be >= 0')
         if self.max_stamp_age_s <= 0 or self.max_future_stamp_s < 0:
             raise ValueError('max_stamp_age_s must be > 0 and max_future_stamp_s >= 0')
 

@@ -173,13 +173,14 @@ class Follower:
         return True
 
     def supervise_stale(self, now: float, measured_at: float) -> bool:
-        """No valid measured state since `measured_at` for tracking_timeout_s (a driver that
-        died, a joint state topic that went silent): the commands can no longer be checked
+        """No valid measured state since `measured_at` for joint_state_timeout_s (a driver
+        that died, a joint state topic that went silent): the commands can no longer be checked
         against the arm; brake from the current command, hold ('joint_states_stale'), refuse
         chunks until resume(), as a tracking fault. Returns True when it tripped now."""
-        if self.cfg.tracking_tolerance_rad <= 0.0 or not self.started or self.tracking_fault:
+        timeout = self.cfg.joint_state_timeout_s
+        if timeout <= 0.0 or not self.started or self.tracking_fault:
             return False
-        if not math.isfinite(measured_at) or now - measured_at < self.cfg.tracking_timeout_s:
+        if not math.isfinite(measured_at) or now - measured_at < timeout:
             return False
         self.tracking_fault = True
         self.tracking_faults += 1

@@ -63,8 +63,10 @@ PARAMETERS = {
                                      'command on any joint (rad; 0 = off) ...'),
     'tracking_timeout_s': (0.25, '... for this long (s): restart the command from the measured '
                                  'state, brake and hold; chunks refused until ~/resume or the next '
-                                 'activation (FollowerStatus hold_reason "tracking"; no valid joint state for '
-                                 'this long: "joint_states_stale").'),
+                                 'activation (FollowerStatus hold_reason "tracking").'),
+    'joint_state_timeout_s': (1.0, 'No valid joint state for this long while commanding: brake '
+                                   'and hold likewise (hold_reason "joint_states_stale"; s, '
+                                   '0 = off).'),
     'blend_window_s': (0.1, 'Cross-fade from the current plan to a new chunk over this window (s).'),
     'execution_mode': ('receding_horizon',
                        "'receding_horizon' (execute n_action_steps, then switch), 'latest' (switch "
@@ -160,6 +162,7 @@ class FollowerNode(LifecycleNode):
             watchdog_timeout_s=float(self._param('watchdog_timeout_s')),
             tracking_tolerance_rad=float(self._param('tracking_tolerance_rad')),
             tracking_timeout_s=float(self._param('tracking_timeout_s')),
+            joint_state_timeout_s=float(self._param('joint_state_timeout_s')),
             blend_window_s=float(self._param('blend_window_s')),
             execution_mode=str(self._param('execution_mode')),
             n_action_steps=int(self._param('n_action_steps')),

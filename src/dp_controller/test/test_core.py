@@ -591,7 +591,7 @@ def test_tracking_fault_cleared_by_resume_and_supervision_off_with_zero_toleranc
 
 def test_joint_states_that_stop_hold_the_arm():
     f = Follower(make_cfg(execution_mode='latest', watchdog_timeout_s=5.0,
-                          tracking_timeout_s=0.2))
+                          joint_state_timeout_s=0.2))
     f.start(wave([0.0])[0], 0.0)
     run(f, 0.0, 0.5, [(0.0, 0.0, NAMES, *chunk(0.0), None)])
     assert f.state == STATE_FOLLOWING

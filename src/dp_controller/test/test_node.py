@@ -326,7 +326,7 @@ def test_controller_that_drops_commands_for_2_s_leads_to_hold_never_to_a_jump(ha
 
 
 def test_joint_states_that_stop_hold_the_arm(harness_factory):
-    h = harness_factory(tracking_timeout_s=0.3, watchdog_timeout_s=5.0)
+    h = harness_factory(joint_state_timeout_s=0.3, watchdog_timeout_s=5.0)
     h.activate()
     h.echo_q = wave([h.now()])[0]
     h.wait_state('idle')
