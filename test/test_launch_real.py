@@ -140,43 +140,16 @@ def test_every_launch_file_loads_with_the_real_launch(launch_file):
     assert 'Arguments (pass arguments as' in out.stdout
 
 
-@needs_launch_ros
-def test_sim_launch_with_the_real_launch_ros(tmp_path, tiny_ckpt):
+def _launch_until_up_then_ctrl_c(tmp_path, tiny_ckpt, args, up, what) -> str:
+    """`ros2 launch dp_bringup <args>` (tiny checkpoint, torch backend), until `up(seen)` holds
+    for the statuses the probe saw, then Ctrl-C; asserts exit 0 and no traceback; returns the
+    launch output."""
     (tmp_path / 'policy.yaml').write_text(POLICY_YAML)
     probe = Probe()
-    proc, log = _ros2_launch(tmp_path, 'sim.launch.py', f'checkpoint:={tiny_ckpt}',
+    proc, log = _ros2_launch(tmp_path, *args, f'checkpoint:={tiny_ckpt}',
                              f'policy_params_file:={tmp_path / "policy.yaml"}')
     try:
-        probe.wait_for(lambda: {'sim', 'policy', 'follower'} <= set(probe.seen)
-                       and probe.seen['follower'].state_label == 'following',
-                       'the three nodes up and the follower following the policy', 120.0,
-                       proc, log.read_text)
-        rc = _ctrl_c(proc)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        probe.close()
-    text = log.read_text()
-    assert rc == 0, text[-4000:]
-    assert 'Traceback' not in text, text[-6000:]
-    for name in ('sim_node', 'policy_node', 'follower_node'):
-        assert f'[INFO] [{name}-' in text and f'{name}' in text
-    assert text.count('process has finished cleanly') == 3, text[-4000:]
-
-
-@needs_launch_ros
-def test_real_arm_launch_with_the_real_launch_ros(tmp_path, tiny_ckpt):
-    # No driver: the follower waits for a joint state, the policy for its camera; both are up.
-    (tmp_path / 'policy.yaml').write_text(POLICY_YAML)
-    probe = Probe()
-    proc, log = _ros2_launch(tmp_path, 'real_arm.launch.py', 'robot:=embedded_arm',
-                             f'checkpoint:={tiny_ckpt}',
-                             f'policy_params_file:={tmp_path / "policy.yaml"}')
-    try:
-        probe.wait_for(lambda: {'policy', 'follower'} <= set(probe.seen)
-                       and probe.seen['policy'].lifecycle_state == 'active',
-                       'policy_node active and follower_node reporting', 120.0, proc,
-                       log.read_text)
+        probe.wait_for(lambda: up(probe.seen), what, 120.0, proc, log.read_text)
         rc = _ctrl_c(proc)
     finally:
         if proc.poll() is None:
@@ -184,6 +157,29 @@ def test_real_arm_launch_with_the_real_launch_ros(tmp_path, tiny_ckpt):
         probe.close()
     text = log.read_text()
     assert rc == 0 and 'Traceback' not in text, text[-6000:]
+    return text
+
+
+@needs_launch_ros
+def test_sim_launch_with_the_real_launch_ros(tmp_path, tiny_ckpt):
+    text = _launch_until_up_then_ctrl_c(
+        tmp_path, tiny_ckpt, ['sim.launch.py'],
+        lambda seen: {'sim', 'policy', 'follower'} <= set(seen)
+        and seen['follower'].state_label == 'following',
+        'the three nodes up and the follower following the policy')
+    for name in ('sim_node', 'policy_node', 'follower_node'):
+        assert f'[INFO] [{name}-' in text
+    assert text.count('process has finished cleanly') == 3, text[-4000:]
+
+
+@needs_launch_ros
+def test_real_arm_launch_with_the_real_launch_ros(tmp_path, tiny_ckpt):
+    # No driver: the follower waits for a joint state, the policy for its camera; both are up.
+    text = _launch_until_up_then_ctrl_c(
+        tmp_path, tiny_ckpt, ['real_arm.launch.py', 'robot:=embedded_arm'],
+        lambda seen: {'policy', 'follower'} <= set(seen)
+        and seen['policy'].lifecycle_state == 'active',
+        'policy_node active and follower_node reporting')
     assert text.count('process has finished cleanly') == 2, text[-4000:]
 
 

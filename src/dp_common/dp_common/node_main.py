@@ -11,6 +11,7 @@ shut the context down inside a wait (an RCLError) is the normal way out and is s
 """
 from __future__ import annotations
 
+import signal
 from typing import Any, Callable, Optional
 
 
@@ -44,8 +45,14 @@ def run_node(make_node: Callable[[], Any], args: Optional[list[str]] = None, *,
     finally:
         # `ros2 launch` forwards SIGINT to its processes after the terminal sent them one: a
         # second SIGINT must not interrupt the cleanup with a KeyboardInterrupt traceback (launch
-        # escalates to SIGTERM, then SIGKILL, if a process does not stop).
-        _ignore_sigint()
+        # escalates to SIGTERM, then SIGKILL, if a process does not stop). One that arrives
+        # before the handler is set raises here: set it again.
+        while True:
+            try:
+                _ignore_sigint()
+                break
+            except KeyboardInterrupt:
+                continue
         try:
             if node is not None:
                 if cleanup is not None:
@@ -58,7 +65,6 @@ def run_node(make_node: Callable[[], Any], args: Optional[list[str]] = None, *,
 
 
 def _ignore_sigint() -> None:
-    import signal
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     except ValueError:      # not the main thread (a node run inside a test): nothing to do
