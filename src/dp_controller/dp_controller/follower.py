@@ -165,11 +165,9 @@ class Follower:
         if now - self._off_track_since < self.cfg.tracking_timeout_s:
             return False
         self._off_track_since = None
-        self.tracking_fault = True
-        self.tracking_faults += 1
         self.limiter.reset(q, v_measured)
         self._prev_a = np.zeros(self.cfg.num_joints)
-        self._enter_hold('tracking')
+        self._trip('tracking')
         return True
 
     def supervise_stale(self, now: float, measured_at: float) -> bool:
@@ -182,10 +180,14 @@ class Follower:
             return False
         if not math.isfinite(measured_at) or now - measured_at < timeout:
             return False
+        self._trip('joint_states_stale')
+        return True
+
+    def _trip(self, reason: str) -> None:
+        """A tracking fault: counted, latched until resume(), brake and hold."""
         self.tracking_fault = True
         self.tracking_faults += 1
-        self._enter_hold('joint_states_stale')
-        return True
+        self._enter_hold(reason)
 
     @property
     def held_by_request(self) -> bool:

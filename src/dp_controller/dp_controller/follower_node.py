@@ -354,10 +354,17 @@ class FollowerNode(LifecycleNode):
             if self.context.ok():
                 raise
             return False    # shutting down: the context went first
-        valid = False
+        last = None
         for msg in msgs:
-            valid = self._on_joint_state(msg) or valid
-        return valid
+            if self._on_joint_state(msg):
+                last = msg
+        if last is None:
+            return False
+        # Once per poll, for the newest valid one: its velocities (used where a tracking fault
+        # restarts the command) and when it was taken (joint_state_timeout_s).
+        self._measured_v, _ = self._indexer.velocities(last.name, last.velocity)
+        self._measured_at = self.now_s()
+        return True
 
     def _supervise_stale(self, now: float) -> None:
         with self._lock:
@@ -396,9 +403,7 @@ class FollowerNode(LifecycleNode):
                                 f'joint state ignored: {reason} ({count} so far); '
                                 'the last valid one stays in use')
             return False
-        v, _ = self._indexer.velocities(msg.name, msg.velocity)
-        self._measured, self._measured_v = q, v
-        self._measured_at = self.now_s()
+        self._measured = q
         return True
 
     def _on_trajectory(self, msg: JointTrajectory, n_action_steps=None):
