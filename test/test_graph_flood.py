@@ -22,6 +22,7 @@ pytestmark = [pytest.mark.graph, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
 JOINTS = ['joint1', 'joint2', 'joint3']
+SPEED_SCALING = '/speed_scaling_state_broadcaster/speed_scaling'   # the follower reads it here
 
 
 @pytest.fixture(scope='module')
@@ -38,7 +39,7 @@ def _messages():
     """(topic, type, [messages]) for every input of the project's nodes: good and bad ones."""
     from builtin_interfaces.msg import Time
     from sensor_msgs.msg import Image, JointState
-    from std_msgs.msg import Float64MultiArray, Header
+    from std_msgs.msg import Float64, Float64MultiArray, Header
     from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
     from dp_common.trajectories import arrays_to_joint_trajectory
@@ -77,6 +78,8 @@ def _messages():
             lambda: Float64MultiArray(data=[math.nan, 0.0]), Float64MultiArray]),
         ('/camera/image_raw', Image, [lambda: img(96, 96), lambda: img(7, 5), bad_img]),
         ('/task_status', TaskStatus, [TaskStatus]),
+        (SPEED_SCALING, Float64, [lambda: Float64(data=50.0), lambda: Float64(data=math.nan),
+                                  lambda: Float64(data=-1.0), lambda: Float64(data=1e9)]),
     ]
 
 
@@ -145,6 +148,7 @@ def _spec(name, tmp_path, tiny_ckpt):
     if name == 'follower_node':
         return NodeSpec('dp_controller', 'follower_node', 'follower_node',
                         params_files=[str(cfg / 'follower.yaml'), robot],
+                        parameters={'speed_scaling_topic': SPEED_SCALING},
                         remappings=[('trajectory', '/policy_node/trajectory')])
     if name == 'policy_node':
         return NodeSpec('dp_policy_node', 'policy_node', 'policy_node',

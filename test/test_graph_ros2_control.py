@@ -47,9 +47,9 @@ pytestmark = [pytest.mark.graph, pytest.mark.ros2_control,
                                  missing_reason() or '')]
 
 from dp_common.trajectories import stamp_to_seconds  # noqa: E402
-from dp_eval.controllers import (RATE_HZ, ControllerRig, chunk_error,  # noqa: E402
-                                 core_error, load_chunks, stamp_key, step_velocities,
-                                 steps_per_cycle)
+from dp_eval.controllers import (RATE_HZ, SPEED_SCALING_TOPIC, ControllerRig,  # noqa: E402
+                                 chunk_error, core_error, load_chunks, stamp_key,
+                                 step_velocities, steps_per_cycle)
 
 ROOT = Path(__file__).resolve().parents[1]
 BAG = ROOT / 'test' / 'data' / 'reach_policy_chunks'
@@ -64,6 +64,13 @@ CORE_MEDIAN_TOL = 0.005
 CORE_P80_TOL = 0.03
 CHUNK_MEDIAN_TOL = 0.08
 CHUNK_P95_TOL = 0.40
+
+
+def refusals(cm_log: str) -> list:
+    """joint_trajectory_controller's log lines for a trajectory it refused."""
+    return [line for line in cm_log.splitlines() if re.search(
+        r'not zero|ends in the past|[Rr]ejected|Can\'t accept|Invalid|'
+        r'don\'t match|not strictly increasing', line)]
 
 
 @pytest.mark.parametrize('output_mode,jtc_stamp', [
@@ -112,9 +119,7 @@ def test_follower_drives_the_real_controllers(tmp_path, output_mode, jtc_stamp):
     assert 'Traceback' not in logs, logs
     cm_log = (tmp_path / 'ros2_control_node.log').read_text()
     # Nothing the follower sent was refused by the real controller.
-    refused = [line for line in cm_log.splitlines() if re.search(
-        r'not zero|ends in the past|[Rr]ejected|Can\'t accept|Invalid|'
-        r'don\'t match|not strictly increasing', line)]
+    refused = refusals(cm_log)
     assert not refused, '\n'.join(refused[:20])
     # The Jazzy+ controller manager clamps every command to the URDF's limits (3 rad/s here)
     # and logs it (at most once a second). What the follower sends keeps its own 2 rad/s
@@ -279,3 +284,46 @@ def test_follower_drives_the_real_controllers(tmp_path, output_mode, jtc_stamp):
         ref_q = np.array([p for p, _ in late])
         ref_v = np.array([v for _, v in late])
         assert np.max(np.ptp(ref_q, axis=0)) < 1e-9 and np.max(np.abs(ref_v)) < 1e-9
+
+
+def test_speed_scaling_with_the_real_joint_trajectory_controller(tmp_path):
+    """UR's pendant slider at 50 %: the real joint_trajectory_controller scales its trajectory
+    time (its ~/speed_scaling_input, as the UR scaled controller does from the hardware), and
+    the follower reads the scaling where UR's speed_scaling_state_broadcaster publishes it
+    (percent). The arm then goes where the follower core goes at half speed: the rolling
+    trajectories are in the controller's scaled time (time_from_start x 0.5, velocities / 0.5),
+    none is refused, no tracking fault. A follower that ignored the scaling would plan at full
+    speed while each trajectory ran at half of it (the arm neither at the core's half-speed
+    plan nor at the full-speed one)."""
+    chunks, _ = load_chunks(BAG)
+    first = [c for c in chunks if c[0] - chunks[0][0] < 4.0]
+    rig = ControllerRig(tmp_path, 'joint_trajectory',
+                        follower_params={'speed_scaling_topic': SPEED_SCALING_TOPIC})
+    try:
+        rig.start()
+        rig.set_speed_scaling(50.0)
+        rig.wait_for(lambda: rig.status.speed_scaling == 0.5, 'the follower at 50 %', 10.0)
+        t_scaled = time.time()
+        rig.replay(first)
+        t_end = time.time()
+        time.sleep(0.3)
+    finally:
+        rc = rig.stop()
+    logs = rig.logs()
+    assert rc == 0, f'follower_node exited with {rc}\n{logs}'
+    assert 'Traceback' not in logs, logs
+    cm_log = (tmp_path / 'ros2_control_node.log').read_text()
+    assert 'New scaling factor will be 0.5' in cm_log, 'the controller did not take the scaling'
+    refused = refusals(cm_log)
+    assert not refused, '\n'.join(refused[:20])
+    assert all(m.tracking_faults == 0 for _, m in rig.statuses)
+    # Trajectory time: the first point 20 ms ahead on the clock is 10 ms of the controller's time.
+    sent = [t for t in rig.trajectories if t[0] > t_scaled + 0.05]
+    assert sent and all(abs(t[2][0] - 0.01) < 1e-6 for t in sent), sent[0][2]
+    half = core_error(rig, t_end, speed_scaling=0.5)
+    full = core_error(rig, t_end, speed_scaling=1.0)
+    p80 = np.percentile(half, 80)
+    print(f'speed scaling 50 %: arm vs the core at 50 %: median {np.median(half):.4f} rad, '
+          f'p80 {p80:.4f} rad; vs the core at 100 %: median {np.median(full):.4f} rad')
+    assert np.median(half) < CORE_MEDIAN_TOL and p80 < CORE_P80_TOL, (np.median(half), p80)
+    assert np.median(full) > 5 * CORE_MEDIAN_TOL, 'the arm did not run at half speed'

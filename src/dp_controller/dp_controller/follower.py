@@ -10,8 +10,10 @@ Ties together validation of incoming chunks, the time-indexed plan (plan.py), th
     q, v, a = f.step(now)                      # once per control period, command for `now`
 
 Guarantees of `step` (tested by property): every command is inside the position limits, and
-between consecutive commands |dv| <= amax*dt and |v| <= vmax, whatever chunks arrive (the start
-position is clipped into the limits). When no valid chunk was accepted for watchdog_timeout_s, the
+between consecutive commands |dv| <= amax*dt and |v| <= vmax, whatever chunks arrive. A start
+position outside the limits (an arm parked between the configured limits and the hardware's) is
+not clipped, which would be a step: the command holds there or moves inward within the velocity
+and acceleration limits, never further out. When no valid chunk was accepted for watchdog_timeout_s, the
 state becomes HOLDING and the command brakes at the acceleration limit to a standstill.
 
 Tracking supervision (`supervise`, called with each measured state): when the arm is farther than
@@ -20,6 +22,13 @@ commands, an arm stopped by its driver or a protective stop), the command restar
 measured state, brakes and holds there, and chunks are refused ('tracking_fault') until resume():
 a controller that accepts commands again gets the arm's own position, never a jump to where the
 command had gone meanwhile.
+
+Speed scaling (`set_speed_scaling`, UR's pendant slider): the plan runs on its own time, which
+advances at the scaling factor (0..1) per second of the caller's clock; a chunk's actions are
+placed on it from the plan time of the chunk's stamp, so at 50 % the arm executes a chunk over
+twice its duration, and at 0 the plan stands still (the command brakes within the limits to the
+plan's position). The limits stay per second of the caller's clock; the watchdog, the stamp
+checks and the tracking supervision too. At 1 (the default) plan time is the caller's time.
 
 Not here: ROS (follower_node.py), timing of the calls (control_loop.py).
 """
@@ -43,11 +52,7 @@ STATE_STOPPED = 3
 STATE_LABELS = {STATE_IDLE: 'idle', STATE_FOLLOWING: 'following', STATE_HOLDING: 'holding',
                 STATE_STOPPED: 'stopped'}
 
-ACCEPTED = 'accepted'
-# Rejection reasons (counter names in FollowerStatus.rejected).
-REASONS = ('not_started', 'held', 'tracking_fault', 'empty', 'duplicate_joint', 'missing_joint', 'bad_shape',
-           'non_finite', 'non_monotonic_time', 'stamp_too_old', 'stamp_in_future',
-           'position_limit', 'out_of_order', 'expired')
+ACCEPTED = 'accepted'   # else on_chunk returns the rejection reason (FollowerStatus.rejected)
 
 
 class _Chunk:
@@ -89,10 +94,13 @@ class Follower:
         self._prev_plan, self._prev_t, self._prev_target = None, math.nan, None
         self.max_abs_jerk = 0.0
         self._index_cache = {}
+        self.speed_scaling = 1.0
+        self._lag = 0.0     # caller's time minus plan time at _last_now (speed scaling < 1)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, q_measured, now: float):
-        """Begin commanding from the measured position (clipped into limits); state IDLE."""
+        """Begin commanding from the measured position (as it is, even outside the limits:
+        the command then only moves inward); state IDLE."""
         self.limiter.reset(q_measured)
         self._prev_a = np.zeros(self.cfg.num_joints)
         self._drop_plan()
@@ -100,6 +108,7 @@ class Follower:
         self.hold_reason = ''
         self._off_track_since = None
         self._last_now = now
+        self._lag = 0.0
         self._last_stamp = -math.inf
 
     def stop(self):
@@ -145,10 +154,23 @@ class Follower:
         self.tracking_fault = False
         self._off_track_since = None
 
+    def set_speed_scaling(self, factor: float) -> None:
+        """The rate of plan time per second of the caller's clock from the next step on: clipped
+        to [0, 1] (never faster than the policy planned); non-finite values are ignored."""
+        factor = float(factor)
+        if math.isfinite(factor):
+            self.speed_scaling = min(1.0, max(0.0, factor))
+
+    def plan_time(self, t: float) -> float:
+        """Plan time at the caller's time t, from the last step at the current speed scaling."""
+        if self._last_now is None:
+            return t - self._lag
+        return t - max(0.0, self._lag + (1.0 - self.speed_scaling) * (t - self._last_now))
+
     def supervise(self, q_measured, now: float, v_measured=None) -> bool:
         """Compare the measured position (rad, (J,)) with the current command. Beyond
         tracking_tolerance_rad on any joint for tracking_timeout_s: restart the command from the
-        measured state (position, and velocity where given, clipped to the limits), brake and
+        measured state (position, and velocity where given, clipped to vmax), brake and
         hold ('tracking'), refuse chunks until resume(). Returns True when it tripped now.
 
         The measured state lags the command by the controller's latency (a joint at 2 rad/s
@@ -188,10 +210,6 @@ class Follower:
         self.tracking_fault = True
         self.tracking_faults += 1
         self._enter_hold(reason)
-
-    @property
-    def held_by_request(self) -> bool:
-        return self._held_by_request
 
     # ------------------------------------------------------------------ chunks
     def count_rejection(self, reason: str) -> str:
@@ -264,8 +282,9 @@ class Follower:
             return self._reject('position_limit')
         if stamp < self._last_stamp:
             return self._reject('out_of_order')
-        t_abs = stamp + t
-        if t_abs[-1] <= now:
+        t_abs = self.plan_time(stamp) + t     # on plan time (== the caller's at full speed)
+        tau = self.plan_time(now)
+        if t_abs[-1] <= tau:
             return self._reject('expired')
 
         n_steps = self.cfg.n_action_steps if n_action_steps is None else int(n_action_steps)
@@ -279,7 +298,7 @@ class Follower:
         self._last_accept_time = now
         self.watchdog.feed(now)
         if self.state != STATE_FOLLOWING or self.cfg.execution_mode != 'receding_horizon':
-            self._enter(chunk, now)
+            self._enter(chunk, tau)
         else:
             self._pending = chunk
         return ACCEPTED
@@ -298,6 +317,7 @@ class Follower:
             self.hold_reason = reason
 
     def _enter(self, chunk: _Chunk, now: float) -> bool:
+        """Make the chunk the plan (or an ensemble member) from plan time `now`."""
         following = self.state == STATE_FOLLOWING and self._plan is not None
         if following:
             entry = self._plan.evaluate(now)
@@ -343,24 +363,27 @@ class Follower:
         if self._last_now is not None and now < self._last_now - self.cfg.clock_jump_tolerance_s:
             self._enter_hold('clock_jump')
             self._last_stamp = -math.inf
+        tau = self.plan_time(now)      # plan time (== now at full speed)
+        self._lag = now - tau
         self._last_now = now
         if self.state == STATE_FOLLOWING and self.watchdog.expired(now):
             self._enter_hold('watchdog')
         if self.state == STATE_FOLLOWING:
             if (self._pending is not None and self._current is not None
-                    and now >= self._current.switch_time):
+                    and tau >= self._current.switch_time):
                 pending = self._pending
                 self._pending = None
-                self._enter(pending, now)
-            plan = self._plan = self._plan.simplify(now)
+                self._enter(pending, tau)
+            plan = self._plan = self._plan.simplify(tau)
             # The target one period ago is the previous step's target when the plan is the same
             # object (an ensemble member added since then still had weight 0 at that time).
-            if plan is self._prev_plan and abs(now - self.dt - self._prev_t) < 0.25 * self.dt:
+            tau_before = tau - self.speed_scaling * self.dt
+            if plan is self._prev_plan and abs(tau_before - self._prev_t) < 0.25 * self.dt:
                 target_now = self._prev_target
             else:
-                target_now = plan.position(now - self.dt)
-            target_next = plan.position(now)
-            self._prev_plan, self._prev_t, self._prev_target = plan, now, target_next
+                target_now = plan.position(tau_before)
+            target_next = plan.position(tau)
+            self._prev_plan, self._prev_t, self._prev_target = plan, tau, target_next
             q, v, a = self.limiter.step(target_next, target_now)
         else:
             q, v, a = self.limiter.brake()
@@ -402,13 +425,15 @@ class Follower:
         lim.set_state(self.limiter.copy_state())
         dt = lim.dt
         plan = self._plan if self.state == STATE_FOLLOWING else None
+        tau0, rate = self.plan_time(now), self.speed_scaling
         out_q, out_v = [], []
         t = now
         for tk in times:
             while t + 0.5 * dt < tk:
                 t += dt
                 if plan is not None:
-                    lim.step(plan.position(t), plan.position(t - dt))
+                    tau = tau0 + rate * (t - now)
+                    lim.step(plan.position(tau), plan.position(tau - rate * dt))
                 else:
                     lim.brake()
             out_q.append(lim.q.copy())

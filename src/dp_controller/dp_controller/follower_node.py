@@ -28,7 +28,7 @@ from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos import (DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data)
 from rcl_interfaces.msg import ParameterDescriptor
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Float64MultiArray
+from std_msgs.msg import Float64, Float64MultiArray
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
@@ -46,6 +46,9 @@ PER_JOINT = ('position_lower_rad', 'position_upper_rad', 'max_velocity_rad_s',
              'max_acceleration_rad_s2')
 SWITCH_INTERVAL_S = 0.00005     # sys.setswitchinterval of the follower_node process
 JOINT_STATE_POLL_HZ = 100.0   # the control thread takes joint states at up to this rate
+# joint_trajectory mode: the lowest speed scaling by which time_from_start is divided (below it the
+# scaled controller's trajectory time stands still anyway; avoids a division by zero).
+MIN_TRAJECTORY_SCALING = 0.001
 DEFAULT_CONTROLLERS = {'forward_command': 'forward_position_controller',
                        'joint_trajectory': 'joint_trajectory_controller'}
 
@@ -90,6 +93,15 @@ PARAMETERS = {
     'trajectory_topic': ('trajectory', 'Input chunks (trajectory_msgs/JointTrajectory).'),
     'action_chunk_topic': ('', "Optional input chunks as dp_msgs/ActionChunk ('' = off)."),
     'joint_states_topic': ('joint_states', 'Measured joint states (sensor_msgs/JointState).'),
+    'speed_scaling_topic': (
+        '', "The robot's speed scaling in percent (std_msgs/Float64, as UR's "
+            "speed_scaling_state_broadcaster publishes on "
+            "/speed_scaling_state_broadcaster/speed_scaling; '' = off, always 100 %). The "
+            "follower's plan time runs at this fraction of the clock (the pendant's slider at "
+            '50 %: chunks executed at half speed). In joint_trajectory mode the rolling '
+            "trajectories' time_from_start is then in the controller's scaled trajectory time, "
+            "as UR's scaled_joint_trajectory_controller and joint_trajectory_controller with "
+            'speed scaling (Jazzy 4.39+, Kilted) count it.'),
     'status_rate_hz': (10.0, 'Rate of ~/status (Hz).'),
     'jtc_rate_hz': (50.0, 'joint_trajectory mode: rate of the rolling trajectories (Hz).'),
     'jtc_horizon_s': (0.1, 'joint_trajectory mode: time span of each rolling trajectory (s).'),
@@ -128,6 +140,8 @@ class FollowerNode(LifecycleNode):
         self._measured = None
         self._measured_v = None    # velocities of the last joint state, where it carries them
         self._measured_at = math.nan   # node clock when the last valid joint state was taken
+        self._scaling_sub = None
+        self._scaling_rejected = 0
         self._indexer = None
         self._js_rejected = {}       # joint states rejected by reason (control thread writes)
         self._last_log = {}
@@ -236,6 +250,14 @@ class FollowerNode(LifecycleNode):
                                      callback_group=PolledCallbackGroup())]
         self._js_sub = self._subs[1]
         self._indexer = JointIndexer(self.cfg.joint_names)
+        self._scaling_sub = None
+        if self._param('speed_scaling_topic'):
+            # Taken by the control thread with the joint states (UR publishes it every
+            # controller cycle, 500 Hz): reliable as the broadcaster's publisher, depth 1.
+            self._scaling_sub = self.create_subscription(
+                Float64, str(self._param('speed_scaling_topic')), lambda _msg: None,
+                reliable1, callback_group=PolledCallbackGroup())
+            self._subs.append(self._scaling_sub)
         if self._param('action_chunk_topic'):
             from dp_msgs.msg import ActionChunk
             self._subs.append(self.create_subscription(
@@ -269,7 +291,7 @@ class FollowerNode(LifecycleNode):
         self._jtc_msg = arrays_to_joint_trajectory(self.cfg.joint_names, tfs, zeros, zeros)
         self._jtc_points = list(self._jtc_msg.points)
         self._jtc_preview_points = n_pts
-        self._tracking_error = np.full(self.cfg.num_joints, np.nan)
+        self._jtc_times_scaled = False   # the preview points' times are not the constant ones
         self.lifecycle_label = 'inactive'
         self.get_logger().info(
             f'configured: {self.cfg.num_joints} joints, {self.cfg.control_rate_hz:g} Hz, '
@@ -354,6 +376,8 @@ class FollowerNode(LifecycleNode):
             if self.context.ok():
                 raise
             return False    # shutting down: the context went first
+        if self._scaling_sub is not None:
+            self._poll_speed_scaling()
         last = None
         for msg in msgs:
             if self._on_joint_state(msg):
@@ -365,6 +389,25 @@ class FollowerNode(LifecycleNode):
         self._measured_v, _ = self._indexer.velocities(last.name, last.velocity)
         self._measured_at = self.now_s()
         return True
+
+    def _poll_speed_scaling(self) -> None:
+        """Control thread: the newest valid speed scaling (percent) since the last poll."""
+        try:
+            msgs = take_all(self._scaling_sub)
+        except Exception:
+            if self.context.ok():
+                raise
+            return
+        for msg in reversed(msgs):
+            percent = msg.data
+            if math.isfinite(percent) and 0.0 <= percent <= 100.0 + 1e-6:
+                with self._lock:
+                    self.follower.set_speed_scaling(percent / 100.0)
+                return
+            self._scaling_rejected += 1
+            self._log_throttled('speed_scaling', f'speed scaling ignored: {percent!r} % (not '
+                                f'in 0..100; {self._scaling_rejected} so far); the last valid '
+                                f'one ({100.0 * self.follower.speed_scaling:g} %) stays in use')
 
     def _supervise_stale(self, now: float) -> None:
         with self._lock:
@@ -517,6 +560,7 @@ class FollowerNode(LifecycleNode):
             if self.output_mode == 'joint_trajectory' and k >= self._next_jtc_k:
                 self._next_jtc_k = k + self._jtc_every
                 pq, pv, stop = follower.preview(now, now + self._jtc_tfs, stop=True)
+                scaling = follower.speed_scaling
             else:
                 pq = None
         try:
@@ -524,7 +568,7 @@ class FollowerNode(LifecycleNode):
                 self._cmd_msg.data = q.tolist()
                 self._cmd_pub.publish(self._cmd_msg)
             elif pq is not None:
-                self._cmd_pub.publish(self._fill_jtc(now, pq, pv, stop))
+                self._cmd_pub.publish(self._fill_jtc(now, pq, pv, stop, scaling))
         except Exception:
             if self.context.ok():
                 raise   # a real failure; at shutdown the context goes first: stop quietly
@@ -537,21 +581,34 @@ class FollowerNode(LifecycleNode):
             elif self._measured is not None:
                 self._supervise_stale(now)
 
-    def _fill_jtc(self, stamp: float, pq: np.ndarray, pv: np.ndarray, stop) -> JointTrajectory:
+    def _fill_jtc(self, stamp: float, pq: np.ndarray, pv: np.ndarray, stop,
+                  scaling: float = 1.0) -> JointTrajectory:
+        """The rolling trajectory: the preview points at clock offsets jtc_tfs, then the braking
+        tail. Below full speed scaling, times and velocities are the controller's trajectory
+        time (clock offsets x scaling; velocities / scaling): the scaled controller advances it
+        at the scaling factor, so each point is reached at the clock time it was planned for."""
         msg = self._jtc_msg
         if self._jtc_stamp_clock:   # else it stays zero: the controller starts it on reading
             msg.header.stamp.sec, msg.header.stamp.nanosec = seconds_to_sec_nanosec(stamp)
         points = self._jtc_points
+        rate = max(scaling, MIN_TRAJECTORY_SCALING)
+        scaled = rate != 1.0
+        if scaled or self._jtc_times_scaled:
+            for point, t in zip(points, self._jtc_tfs):
+                point.time_from_start.sec, point.time_from_start.nanosec = \
+                    seconds_to_sec_nanosec(t * rate)
+            self._jtc_times_scaled = scaled
         for point, q, v in zip(points, pq, pv):
             point.positions = q.tolist()
-            point.velocities = v.tolist()
+            point.velocities = (v / rate if scaled else v).tolist()
         t_tail, q_tail, v_tail = stop
         n = self._jtc_preview_points
         for point, t, q, v in zip(points[n:], t_tail, q_tail, v_tail):
             point.positions = q.tolist()
-            point.velocities = v.tolist()   # the last one exactly zero: the controller's check
+            # the last one exactly zero: the controller's check
+            point.velocities = (v / rate if scaled else v).tolist()
             point.time_from_start.sec, point.time_from_start.nanosec = seconds_to_sec_nanosec(
-                t - stamp)
+                (t - stamp) * rate)
         msg.points = points[:n + min(len(t_tail), len(points) - n)]
         return msg
 
@@ -571,6 +628,8 @@ class FollowerNode(LifecycleNode):
             msg.chunks_accepted = f.chunks_accepted
             msg.watchdog_trips = f.watchdog_trips
             msg.tracking_faults = f.tracking_faults
+            msg.speed_scaling = f.speed_scaling
+            msg.speed_scaling_rejected = self._scaling_rejected
             msg.hold_reason = f.hold_reason if state == STATE_HOLDING else ''
             # At the last control step: "following" always comes with since <= watchdog_timeout_s.
             since = f.time_since_last_chunk()

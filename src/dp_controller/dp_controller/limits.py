@@ -5,7 +5,10 @@ control period dt towards a target and guarantees, whatever the target (NaN incl
 
     |v_new| <= vmax,  |v_new - v| <= amax * dt,  lower <= q_new <= upper
 
-given a start state inside the limits. The position bound is braking-distance aware: v_new is
+given a start state inside the limits. A start outside the position limits (an arm parked between
+the configured limits and the hardware's) is taken as it is, not clipped (that would be a step of
+up to the margin): the joint holds there or moves inward within vmax and amax, never further out,
+and once inside stays inside. The position bound is braking-distance aware: v_new is
 also bounded so that the joint can still stop before the limit at amax,
 ``q + v_new*dt + v_new**2 / (2*amax) <= upper``; this set is invariant under full braking, so
 the bounds above can always be met together (see the tests for the proof by property).
@@ -43,8 +46,9 @@ class Limiter:
         self.reset(np.clip(np.zeros_like(self.lower), self.lower, self.upper))
 
     def reset(self, q, v=None):
-        """Start from position q (clipped into the limits) at velocity v (default 0, clipped)."""
-        q = np.clip(np.asarray(q, dtype=np.float64), self.lower, self.upper)
+        """Start from position q (as it is, even outside the limits: see the module docstring)
+        at velocity v (default 0, clipped to vmax)."""
+        q = np.asarray(q, dtype=np.float64).copy()
         v = np.zeros_like(q) if v is None else np.clip(
             np.asarray(v, dtype=np.float64), -self.vmax, self.vmax)
         self.set_state((q, v, np.zeros_like(q)))
@@ -55,11 +59,6 @@ class Limiter:
     def set_state(self, state):
         self.q, self.v, self.a = (np.array(s, dtype=np.float64) for s in state)
         self._q, self._v = self.q.tolist(), self.v.tolist()
-
-    def velocity_bounds(self):
-        """Bounds (lo, hi) on the next velocity from vmax, amax and braking distance to the limits."""
-        lo, hi = zip(*(self._bounds(j, q, v) for j, (q, v) in enumerate(zip(self._q, self._v))))
-        return np.array(lo), np.array(hi)
 
     def _bounds(self, j, q, v):
         lower, upper, vmax, adt, adt2, two_a, _ = self._joints[j]
@@ -84,9 +83,14 @@ class Limiter:
             lo, hi = self._bounds(j, q, v)
             vn = hi if vd > hi else (lo if vd < lo else vd)
             qn = q + vn * dt
+            # Rounding guard only (the bounds above already keep qn inside). Outside the limits
+            # the bounds allow no outward speed, beyond the deceleration of an outward velocity
+            # a reset gave (at amax: never a step).
             lower, upper = self._joints[j][0], self._joints[j][1]
-            # Rounding guard only (the bounds above already keep qn inside).
-            qn = upper if qn > upper else (lower if qn < lower else qn)
+            if qn > upper and q <= upper:
+                qn = upper
+            elif qn < lower and q >= lower:
+                qn = lower
             qs.append(qn)
             vs.append(vn)
             acc.append((vn - v) / dt)
@@ -106,10 +110,6 @@ class Limiter:
             corr = min(ae / dt, math.sqrt(self._joints[j][6] * ae)) if ae == ae else math.nan
             out.append((tn - tw) / dt + (corr if e >= 0.0 else -corr))
         return out
-
-    def step_velocity(self, v_des):
-        """Advance one period with desired velocity v_des (NaN -> brake); returns (q, v, a)."""
-        return self._advance(np.asarray(v_des, dtype=np.float64).reshape(-1).tolist())
 
     def step(self, target_next, target_now):
         """Track the target: target_now is its value now, target_next one period ahead."""

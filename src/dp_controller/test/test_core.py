@@ -606,3 +606,155 @@ def test_joint_states_that_stop_hold_the_arm():
     assert f.on_chunk(1.0, NAMES, *chunk(1.0), None, 1.0) == 'tracking_fault'
     f.resume()
     assert f.on_chunk(1.0, NAMES, *chunk(1.0), None, 1.0) == ACCEPTED
+
+
+# ------------------------------------------------------------------ start outside the limits
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.floats(-1e3, 1e3), st.floats(-1e3, 1e3)), min_size=1, max_size=30),
+       st.floats(0.0, 0.3), st.floats(0.0, 0.3), st.booleans())
+def test_limiter_started_outside_the_limits_only_moves_inward(targets, out0, out1, nan_in):
+    """An arm parked between the configured limits and the hardware's (robot configs keep 0.1-0.2 rad
+    of margin): the first command is where the arm is (clipping would be a step of up to the
+    margin), the joint never goes further out, re-enters within vmax/amax and then stays inside."""
+    lower, upper, vmax, amax, dt = np.array([-1.0, -1.0]), np.array([1.0, 1.0]), \
+        np.array([2.0, 0.5]), np.array([10.0, 3.0]), 0.002
+    lim = Limiter(lower, upper, vmax, amax, dt)
+    q0 = np.array([1.0 + out0, -1.0 - out1])
+    lim.reset(q0)
+    np.testing.assert_array_equal(lim.q, q0)
+    qs, vs = [q0.copy()], [np.zeros(2)]
+    for i, (a, b) in enumerate(targets):
+        tgt = np.array([a, b])
+        if nan_in and i % 7 == 3:
+            tgt[0] = np.nan
+        for _ in range(20):
+            q, v, _ = lim.step(tgt, tgt)
+            qs.append(q.copy())
+            vs.append(v.copy())
+    q, v = np.array(qs), np.array(vs)
+    assert np.all(q[:, 0] <= q0[0] + EPS) and np.all(q[:, 1] >= q0[1] - EPS), 'further out'
+    assert np.all(np.abs(v) <= vmax + EPS)
+    vel = np.diff(q, axis=0) / dt
+    assert np.all(np.abs(vel) <= vmax * (1 + 1e-9) + EPS)
+    assert np.all(np.abs(np.diff(np.vstack([np.zeros(2), vel]), axis=0)) <= amax * dt * (1 + 1e-6) + EPS)
+    for j in range(2):
+        inside = (q[:, j] >= lower[j] - EPS) & (q[:, j] <= upper[j] + EPS)
+        if inside.any():
+            assert inside[int(np.argmax(inside)):].all(), 'left the limits after entering them'
+
+
+def test_follower_started_outside_the_limits_moves_in_smoothly():
+    cfg = make_cfg(execution_mode='latest', watchdog_timeout_s=2.0)   # [-1, 1], [-2, 0.5]
+    f = Follower(cfg)
+    q0 = np.array([1.15, 0.6])                       # 0.15 and 0.1 rad beyond the upper limits
+    f.start(q0, 0.0)
+    ts, q, v, states, _ = run(f, 0.0, 0.2)
+    np.testing.assert_array_equal(q, np.tile(q0, (len(ts), 1)))   # idle: holds where it is
+    t = np.arange(16) * 0.1
+    inside = np.tile([0.9, 0.4], (16, 1))
+    assert f.on_chunk(0.2, NAMES, t, inside, None, 0.2) == ACCEPTED
+    ts, q2, v2, states, _ = run(f, 0.2, 1.5)
+    qq = np.vstack([q0, q2])
+    vel = np.diff(qq, axis=0) / cfg.period_s
+    assert np.all(np.abs(vel) <= cfg.vmax * (1 + 1e-9) + EPS)
+    assert np.all(np.abs(np.diff(np.vstack([np.zeros(2), vel]), axis=0))
+                  <= cfg.amax * cfg.period_s * (1 + 1e-6) + EPS)
+    assert np.all(qq <= q0 + EPS)
+    assert np.all(states == STATE_FOLLOWING)
+    np.testing.assert_allclose(q2[-1], [0.9, 0.4], atol=1e-6)
+
+
+# ------------------------------------------------------------------ speed scaling
+
+def ramp_chunk(stamp, slope=0.2, n=40, dt=0.1):
+    t = np.arange(n) * dt
+    return t, np.stack([slope * (stamp + t), -0.5 * slope * (stamp + t)], axis=1)
+
+
+def test_speed_scaling_stretches_the_plan_in_time():
+    """UR's slider at 50 %: a chunk is executed over twice its duration (plan time t / 2 at
+    clock time t); at 100 % as planned. The limits hold."""
+    cfg = make_cfg(execution_mode='latest', watchdog_timeout_s=5.0)
+    t, pos = ramp_chunk(0.0, n=40)             # joint 1 at 0.2 rad/s over 4 s
+    for scaling in (1.0, 0.5):
+        f = Follower(cfg)
+        f.start([0.0, 0.0], 0.0)
+        f.set_speed_scaling(scaling)
+        assert f.on_chunk(0.0, NAMES, t, pos, None, 0.0) == ACCEPTED
+        ts, q, v, states, _ = run(f, 0.0, 3.0)
+        assert_within_limits(cfg, q, v, q_start=np.zeros(2))
+        assert np.all(states == STATE_FOLLOWING)
+        late = ts > 0.5                         # after the start transient
+        np.testing.assert_allclose(q[late, 0], 0.2 * scaling * ts[late], atol=1e-3)
+        np.testing.assert_allclose(q[late, 1], -0.1 * scaling * ts[late], atol=1e-3)
+
+
+def test_speed_scaling_zero_stands_still_and_resumes():
+    """At 0 (a paused program) the command brakes within the limits and stands while chunks keep
+    coming (no watchdog hold: the policy is alive); back at 100 % it moves on."""
+    cfg = make_cfg(execution_mode='latest', watchdog_timeout_s=1.5)
+    f = Follower(cfg)
+    f.start([0.0, 0.0], 0.0)
+    t, pos = ramp_chunk(0.0, slope=0.3, n=12)
+    assert f.on_chunk(0.0, NAMES, t, pos, None, 0.0) == ACCEPTED
+    ts, q, v, _, _ = run(f, 0.0, 1.0)
+    assert q[-1, 0] > 0.25
+    f.set_speed_scaling(0.0)
+    # Chunks keep coming (the policy does not know): each is placed at the plan time of its stamp.
+    chunks = [(1.0 + 0.1 * k, 1.0 + 0.1 * k, NAMES, *ramp_chunk(1.0 + 0.1 * k, slope=0.3, n=10), None)
+              for k in range(10)]
+    ts2, q2, v2, states2, results = run(f, 1.0, 2.0, chunks)
+    assert all(r == ACCEPTED for r in results)
+    assert np.all(states2 == STATE_FOLLOWING)                 # no watchdog hold
+    stopped = ts2 > 1.0 + cfg.vmax[0] / cfg.amax[0] + 0.05    # braked within the limits
+    assert np.ptp(q2[stopped], axis=0).max() < 1e-9
+    f.set_speed_scaling(1.0)
+    ts3, q3, v3, _, _ = run(f, 2.0, 3.0, [(2.0, 2.0, NAMES, *ramp_chunk(2.0, slope=0.3, n=10), None)])
+    assert_within_limits(cfg, np.vstack([q, q2, q3]), np.vstack([v, v2, v3]), q_start=np.zeros(2))
+    assert q3[-1, 0] > q2[-1, 0] + 0.2                        # moving at the planned speed again
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(chunk_event, min_size=0, max_size=20),
+       st.lists(st.tuples(st.floats(0.0, 3.0), st.floats(-0.5, 1.5)), max_size=8))
+def test_limits_hold_whatever_the_speed_scaling_does(events, scalings):
+    """Speed scaling jumping anywhere in [0, 1] (and outside, clipped) never breaks the limits."""
+    cfg = make_cfg(execution_mode='receding_horizon')
+    f = Follower(cfg)
+    f.start(np.zeros(2), 0.0)
+    chunks = sorted((build_chunk(ev) for ev in events), key=lambda c: c[0])
+    scalings = sorted(scalings)
+    qs, vs = [], []
+    ci = si = 0
+    for k in range(int(3.5 / f.dt)):
+        now = k * f.dt
+        while si < len(scalings) and scalings[si][0] <= now:
+            f.set_speed_scaling(scalings[si][1])
+            assert 0.0 <= f.speed_scaling <= 1.0
+            si += 1
+        while ci < len(chunks) and chunks[ci][0] <= now:
+            _, stamp, names, t, pos, vel = chunks[ci]
+            f.on_chunk(stamp, names, t, pos, vel, now)
+            ci += 1
+        q, v, _ = f.step(now)
+        qs.append(q.copy())
+        vs.append(v.copy())
+    assert_within_limits(cfg, np.array(qs), np.array(vs), q_start=np.zeros(2))
+
+
+def test_preview_runs_on_plan_time_under_speed_scaling():
+    """The joint_trajectory output's preview is what step() will command at those times."""
+    cfg = make_cfg(execution_mode='latest')
+    f = Follower(cfg)
+    f.start([0.0, 0.0], 0.0)
+    f.set_speed_scaling(0.4)
+    t, pos = ramp_chunk(0.0, slope=0.5, n=15)
+    assert f.on_chunk(0.0, NAMES, t, pos, None, 0.0) == ACCEPTED
+    run(f, 0.0, 0.6)
+    now = 0.6 - f.dt
+    times = now + np.array([0.02, 0.04, 0.1])
+    pq, _ = f.preview(now, times)
+    ts, q, _, _, _ = run(f, 0.6, 0.72)
+    for tk, qk in zip(times, pq):
+        np.testing.assert_allclose(q[int(round((tk - 0.6) / f.dt))], qk, atol=2e-3)

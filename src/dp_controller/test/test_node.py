@@ -18,7 +18,7 @@ from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from rosgraph_msgs.msg import Clock  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
-from std_msgs.msg import Float64MultiArray  # noqa: E402
+from std_msgs.msg import Float64, Float64MultiArray  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
@@ -408,6 +408,40 @@ def test_joint_trajectory_output(harness_factory, jtc_stamp):
     np.testing.assert_allclose(np.diff(pos, axis=0), 0.5 * (vel[1:] + vel[:-1]) * np.diff(tfs)[:, None],
                                atol=0.01)
     h.wait_state('holding')
+
+
+def test_speed_scaling_topic_scales_plan_and_trajectory_time(harness_factory):
+    """UR's speed_scaling_state_broadcaster publishes percent (std_msgs/Float64): at 40 % the
+    rolling trajectories are in the controller's scaled time (first point 20 ms x 0.4 ahead);
+    bad values (NaN, negative, above 100) are counted, logged and ignored, the last valid one
+    stays in use."""
+    topic = '/speed_scaling_state_broadcaster/speed_scaling'
+    h = harness_factory(output_mode='joint_trajectory', jtc_rate_hz=50.0, jtc_points=5,
+                        jtc_horizon_s=0.1, speed_scaling_topic=topic)
+    pub = h.io.create_publisher(Float64, topic, 10)
+    h.activate()
+    h.echo_q = np.zeros(3)
+    h.wait_for(lambda: h.status is not None and h.status.speed_scaling == 1.0, 'status at 100 %')
+
+    def publish_until(value, cond, what):
+        end = time.monotonic() + TIMEOUT_S
+        while not cond():
+            assert time.monotonic() < end, f'{what}: {h.status}'
+            pub.publish(Float64(data=value))
+            time.sleep(0.02)
+
+    publish_until(40.0, lambda: h.status.speed_scaling == pytest.approx(0.4), 'scaling 0.4')
+    for bad in (math.nan, -5.0, 150.0, math.inf):
+        n = h.status.speed_scaling_rejected
+        publish_until(bad, lambda: h.status.speed_scaling_rejected > n, f'{bad} counted')
+    assert h.status.speed_scaling == pytest.approx(0.4)
+    h.stream(1.0)
+    _, msg, _ = h.trajectories[-1]
+    tfs = [duration_to_seconds(p.time_from_start) for p in msg.points]
+    assert tfs[0] == pytest.approx(0.02 * 0.4, abs=1e-6)
+    assert tfs[4] == pytest.approx(0.1 * 0.4, abs=1e-6)
+    assert list(msg.points[-1].velocities) == [0.0, 0.0, 0.0]
+    assert h.status.tracking_faults == 0
 
 
 def test_sim_time_paces_on_clock_and_backward_jump_holds(harness_factory):

@@ -31,7 +31,7 @@ import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Float64MultiArray
+from std_msgs.msg import Float64, Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
 
 from dp_bringup.mock_arm import FORWARD, TRAJECTORY, MockArm, find_installation
@@ -44,6 +44,8 @@ from dp_eval import bagio
 JOINTS = ['joint1', 'joint2', 'joint3']
 RATE_HZ = 500.0       # follower control_rate_hz = controller manager update_rate
 POLICY_TOPIC = '/policy_node/trajectory'
+# Where UR's speed_scaling_state_broadcaster publishes the speed scaling (std_msgs/Float64, percent).
+SPEED_SCALING_TOPIC = '/speed_scaling_state_broadcaster/speed_scaling'
 
 
 def config_dir() -> Path:
@@ -140,6 +142,7 @@ class ControllerRig:
         self.group = None
         self.follower = None
         self.switcher = None
+        self._scaling_timer = None
         self.published = []         # chunks as replayed: (publish time, stamp, names, tfs, pos)
         self.follower_log = self.tmp / 'follower_node.log'
 
@@ -276,6 +279,25 @@ class ControllerRig:
         if answer != 'ok':
             raise RuntimeError(f'switch_controller {verb} {controller}: {answer!r}')
 
+    def set_speed_scaling(self, percent: float) -> None:
+        """A UR-like speed scaling: joint_trajectory_controller's own (its ~/speed_scaling_input,
+        control_msgs/SpeedScalingFactor, transient local as the controller subscribes) and, as
+        UR's speed_scaling_state_broadcaster, std_msgs/Float64 in percent on SPEED_SCALING_TOPIC
+        (100 Hz, the broadcaster's default state_publish_rate) for the follower."""
+        from control_msgs.msg import SpeedScalingFactor
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        if self._scaling_timer is None:
+            self._jtc_scaling_pub = self.node.create_publisher(
+                SpeedScalingFactor, f'/{TRAJECTORY}/speed_scaling_input', latched)
+            self._scaling_pub = self.node.create_publisher(
+                Float64, SPEED_SCALING_TOPIC, QoSProfile(depth=10,
+                                                         reliability=ReliabilityPolicy.RELIABLE))
+            self._scaling_timer = self.node.create_timer(
+                0.01, lambda: self._scaling_pub.publish(Float64(data=self._scaling_percent)))
+        self._scaling_percent = float(percent)
+        self._jtc_scaling_pub.publish(SpeedScalingFactor(factor=percent / 100.0))
+
     # ------------------------------------------------------------------ the run
     def replay(self, chunks, on_time: Optional[Callable[[float], None]] = None):
         """Publish the chunks at their recorded spacing, stamped on the wall clock; `on_time`
@@ -327,15 +349,15 @@ def joint_state_arrays(js):
     return np.array([s for _, s, _, _ in js]), np.array([q for _, _, q, _ in js])
 
 
-def core_error(rig: 'ControllerRig', t_stop: float):
+def core_error(rig: 'ControllerRig', t_stop: float, speed_scaling: float = 1.0):
     """Per joint state (max over joints, rad): the arm vs the Follower core run on the replayed
-    chunks (core_commands, each chunk entered when follower_node accepted it), from the first
-    chunk to t_stop, one controller cycle later (the controller acts on a command at its next
-    cycle)."""
+    chunks (core_commands, each chunk entered when follower_node accepted it, at this speed
+    scaling), from the first chunk to t_stop, one controller cycle later (the controller acts
+    on a command at its next cycle)."""
     stamps, q = joint_state_arrays(rig.joint_states)
     i0 = int(np.argmax(stamps >= rig.published[0][0] - 0.05))
     ct, cq = core_commands(follower_config(), q[i0], stamps[i0], t_stop, rig.published,
-                           rig.accepted)
+                           rig.accepted, speed_scaling=speed_scaling)
     sel = (stamps > stamps[i0] + 0.01) & (stamps < t_stop - 0.01)
     core = np.stack([np.interp(stamps[sel] - 1.0 / RATE_HZ, ct, cq[:, j])
                      for j in range(q.shape[1])], axis=1)
@@ -379,7 +401,8 @@ def stamp_key(t: float) -> int:
     return int(round(t * 1e6))
 
 
-def core_commands(cfg, q_start, t_start, t_stop, published, accepted=None, delivery_s=0.001):
+def core_commands(cfg, q_start, t_start, t_stop, published, accepted=None, delivery_s=0.001,
+                  speed_scaling: float = 1.0):
     """The ROS-free Follower core run on the replayed chunks every control period from t_start
     to t_stop: (times, commands). Each chunk enters when follower_node accepted it (`accepted`:
     stamp in us -> time, from its FollowerStatus), else `delivery_s` after it was published (the
@@ -391,6 +414,7 @@ def core_commands(cfg, q_start, t_start, t_stop, published, accepted=None, deliv
     from dp_controller.follower import Follower
     f = Follower(cfg)
     f.start(q_start, t_start)
+    f.set_speed_scaling(speed_scaling)
     times, out = [], []
     k, dt = 0, cfg.period_s
     t = t_start

@@ -26,11 +26,14 @@ in src/trajectory.cpp, defaults in src/joint_trajectory_controller_parameters.ya
   trajectory; after it: between the message's points (a late trajectory is entered mid-way, no
   splice); after the last point: hold it.
 - Interpolation (`splines`): cubic Hermite where the points carry velocities, linear otherwise.
+- Speed scaling (`scaling_factor`, JTC's `~/speed_scaling_input` or speed_scaling state interface
+  since Jazzy 4.39 / Kilted, and UR's scaled_joint_trajectory_controller): the trajectory's time
+  starts at the update that takes it and advances by period x scaling factor at every update after
+  (`traj_time_ += period * scaling_factor_`), so time_from_start is in scaled time.
 
 Not here: messages (sim_node converts with dp_common.trajectories), limits (the physics clips to
 joint limits), goal/path tolerances and the action interface, accelerations (quintic), effort
-fields, speed scaling (JTC's own since Kilted 5.3 / Jazzy 4.39: trajectory time advances at
-period x scaling factor), the one-period-old time of the last command that Jazzy+ uses as the
+fields, the one-period-old time of the last command that Jazzy+ uses as the
 point before with interpolate_from_desired_state (here: the current update's time).
 """
 from __future__ import annotations
@@ -91,6 +94,8 @@ class JointTrajectoryFollower:
         self._desired_v = np.zeros_like(q0)
         self._traj: Optional[_Trajectory] = None
         self._new: Optional[_Trajectory] = None
+        self.scaling_factor = 1.0   # >= 0 (JTC refuses negative ones)
+        self._lag = 0.0             # update time minus trajectory time (scaling below 1)
 
     @property
     def active(self) -> bool:
@@ -164,8 +169,11 @@ class JointTrajectoryFollower:
             if tr.start is None:
                 tr.start = t_s
             self._traj = tr
+            self._lag = 0.0         # traj_time_ = time at the first sample
+        elif self._traj is not None:
+            self._lag += (1.0 - self.scaling_factor) * period_s
         ahead = 0.0 if self.distro == 'humble' else period_s
-        q, v = self._sample(t_s + ahead)
+        q, v = self._sample(t_s - self._lag + ahead)
         self._desired_q, self._desired_v = q, v
         return q.copy(), v.copy()
 

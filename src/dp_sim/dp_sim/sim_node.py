@@ -25,13 +25,14 @@ import numpy as np
 import rclpy
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rcl_interfaces.msg import SetParametersResult
 
 from builtin_interfaces.msg import Time as TimeMsg
 from dp_msgs.msg import Counter, TaskStatus
 from dp_msgs.srv import ResetEpisode
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, JointState
-from std_msgs.msg import Float64MultiArray
+from std_msgs.msg import Float64, Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
 
 from dp_common.images import numpy_to_image
@@ -73,6 +74,12 @@ class SimNodeConfig:
     # The trajectory controller's rules: joint_trajectory_controller's defaults of this ROS 2
     # distribution (humble, jazzy, kilted; see dp_sim.jtc).
     jtc_distro: str = 'jazzy'
+    # A UR-like speed scaling (the pendant's slider, percent): the trajectory controller's time runs
+    # at this rate, and with speed_scaling_topic it is published there (std_msgs/Float64, percent,
+    # as UR's speed_scaling_state_broadcaster) at joint_state_rate_hz. Forward commands are not
+    # scaled (neither are they by UR's forward_position_controller).
+    speed_scaling_percent: float = 100.0
+    speed_scaling_topic: str = ''
 
     def __post_init__(self) -> None:
         for name in ('control_rate_hz', 'joint_state_rate_hz', 'camera_rate_hz', 'status_rate_hz'):
@@ -86,6 +93,8 @@ class SimNodeConfig:
             raise ValueError('image_width and image_height must be at least 8 px')
         if self.jtc_distro not in JTC_DISTROS:
             raise ValueError(f'jtc_distro must be one of {sorted(JTC_DISTROS)}')
+        if not 0.0 <= self.speed_scaling_percent <= 100.0:
+            raise ValueError('speed_scaling_percent must be in 0..100')
         if self.qos_depth < 1 or self.max_episode_s <= 0 or self.done_after_success_s < 0:
             raise ValueError('qos_depth >= 1, max_episode_s > 0 and done_after_success_s >= 0 needed')
 
@@ -118,6 +127,10 @@ class SimNode(Node):
             'qos_depth': 'history depth of the reliable publishers (a busy recorder loses nothing)',
             'jtc_distro': "trajectory controller rules: joint_trajectory_controller's defaults of "
                           'humble, jazzy or kilted',
+            'speed_scaling_percent': "the trajectory controller's speed scaling (UR's slider, "
+                                     '0..100 %; may be set at run time)',
+            'speed_scaling_topic': "publish the speed scaling there (std_msgs/Float64, percent, as "
+                                   "UR's speed_scaling_state_broadcaster; '' = not published)",
         }
         for name, text in desc.items():
             self.declare_parameter(name, getattr(d, name),
@@ -133,6 +146,8 @@ class SimNode(Node):
                      for n in JTC_OVERRIDES if self.get_parameter(n).value is not None}
         self.jtc = JointTrajectoryFollower(JOINT_NAMES, self.env.q, distro=cfg.jtc_distro,
                                            **overrides)
+        self.jtc.scaling_factor = cfg.speed_scaling_percent / 100.0
+        self.add_on_set_parameters_callback(self._on_set_parameters)
         self._lock = threading.Lock()
         self._wall_offset = 0.0 if cfg.publish_clock else time.time()
         self._success_time: float | None = None
@@ -151,6 +166,8 @@ class SimNode(Node):
         self.pub_info = self.create_publisher(CameraInfo, 'camera/camera_info', deep)
         self.pub_status = self.create_publisher(TaskStatus, 'task_status', latched)
         self.pub_rejected = self.create_publisher(Counter, '~/rejected_commands', latched)
+        self.pub_scaling = (self.create_publisher(Float64, cfg.speed_scaling_topic, reliable10)
+                            if cfg.speed_scaling_topic else None)
         self.create_subscription(Float64MultiArray, 'forward_position_controller/commands',
                                  self._on_forward, reliable10)
         self.create_subscription(JointTrajectory, 'joint_trajectory_controller/joint_trajectory',
@@ -173,6 +190,19 @@ class SimNode(Node):
         return sec_to_stamp(self.env.time + self._wall_offset)
 
     # ----------------------------------------------------------------- inputs
+    def _on_set_parameters(self, params):
+        """speed_scaling_percent may change at run time (the slider); nothing else does."""
+        for p in params:
+            if p.name != 'speed_scaling_percent':
+                continue
+            value = p.value
+            if not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 100.0:
+                return SetParametersResult(successful=False,
+                                           reason='speed_scaling_percent must be in 0..100')
+            with self._lock:
+                self.jtc.scaling_factor = float(value) / 100.0
+        return SetParametersResult(successful=True)
+
     def _reject(self, why: str) -> None:
         self.rejected += 1
         now = time.monotonic()
@@ -301,6 +331,9 @@ class SimNode(Node):
                         self.pub_clock.publish(Clock(clock=now))
                     if tick % every['joint_state_rate_hz'] == 0:
                         self.pub_js.publish(self._joint_state_msg())
+                        if self.pub_scaling is not None:
+                            self.pub_scaling.publish(
+                                Float64(data=100.0 * self.jtc.scaling_factor))
                     if tick % every['camera_rate_hz'] == 0:
                         img = self.env.render(CAMERA_NAME)
                         self.pub_img.publish(numpy_to_image(img, 'rgb8', stamp=now,

@@ -22,18 +22,22 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E
 from dp_msgs.msg import Counter, TaskStatus  # noqa: E402
 from dp_msgs.srv import ResetEpisode  # noqa: E402
 from sensor_msgs.msg import Image, JointState  # noqa: E402
-from std_msgs.msg import Float64MultiArray  # noqa: E402
+from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue  # noqa: E402
+from rcl_interfaces.srv import SetParameters  # noqa: E402
+from std_msgs.msg import Float64, Float64MultiArray  # noqa: E402
 
 from dp_common.trajectories import arrays_to_joint_trajectory  # noqa: E402
 
 pytestmark = pytest.mark.graph
+SPEED_SCALING = '/speed_scaling_state_broadcaster/speed_scaling'
 
 
 @pytest.fixture
 def sim_process():
     env = dict(os.environ, MUJOCO_GL=os.environ.get('MUJOCO_GL', 'egl'))
     proc = subprocess.Popen([sys.executable, '-m', 'dp_sim.sim_node', '--ros-args',
-                             '-p', 'publish_clock:=false', '-p', 'seed:=3'],
+                             '-p', 'publish_clock:=false', '-p', 'seed:=3',
+                             '-p', f'speed_scaling_topic:={SPEED_SCALING}'],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     yield proc
     proc.send_signal(signal.SIGINT)
@@ -61,6 +65,9 @@ def test_sim_node_speaks_the_ros2_control_interfaces(sim_process):
         node.create_subscription(Image, 'camera/image_raw', images.append, reliable)
         node.create_subscription(TaskStatus, 'task_status', statuses.append, latched)
         node.create_subscription(Counter, '/sim_node/rejected_commands', rejected.append, latched)
+        scalings = []
+        node.create_subscription(Float64, SPEED_SCALING, scalings.append, reliable)
+        params = node.create_client(SetParameters, '/sim_node/set_parameters')
         traj_pub = node.create_publisher(
             __import__('trajectory_msgs.msg', fromlist=['JointTrajectory']).JointTrajectory,
             'joint_trajectory_controller/joint_trajectory', reliable)
@@ -112,6 +119,27 @@ def test_sim_node_speaks_the_ros2_control_interfaces(sim_process):
         spin_until(lambda: time.monotonic() - t0 > 0.5, 10.0)
         assert np.allclose(states[-1].position, [-0.5, 1.5, -0.9], atol=0.02)
         assert statuses and statuses[-1].episode == 1
+
+        # Speed scaling (a UR's slider, set at run time): published in percent where UR's
+        # speed_scaling_state_broadcaster does; at 0 the trajectory controller's time stands
+        # still, back at 100 the trajectory runs; values outside 0..100 are refused.
+        def set_scaling(percent):
+            fut = params.call_async(SetParameters.Request(parameters=[Parameter(
+                name='speed_scaling_percent', value=ParameterValue(
+                    type=ParameterType.PARAMETER_DOUBLE, double_value=percent))]))
+            spin_until(fut.done, 30.0)
+            return fut.result().results[0].successful
+
+        assert scalings and scalings[-1].data == 100.0
+        assert set_scaling(0.0) and not set_scaling(150.0)
+        spin_until(lambda: scalings[-1].data == 0.0, 30.0)
+        traj_pub.publish(arrays_to_joint_trajectory(['joint1', 'joint2', 'joint3'], [0.5],
+                                                    [goal]))
+        t0 = time.monotonic()
+        spin_until(lambda: time.monotonic() - t0 > 0.5, 10.0)
+        assert np.allclose(states[-1].position, [-0.5, 1.5, -0.9], atol=0.02)
+        assert set_scaling(100.0)
+        spin_until(lambda: np.allclose(states[-1].position, goal, atol=0.02), 60.0)
     finally:
         rclpy.try_shutdown(context=ctx)
 

@@ -203,3 +203,23 @@ def test_update_writes_the_point_one_period_ahead_since_jazzy(distro, ahead):
     assert np.allclose(q, [ahead, 0, 0])
     q, _ = f.update(5.5, 0.01)
     assert np.allclose(q, [0.5 + ahead, 0, 0])
+
+
+@pytest.mark.parametrize('factor', [1.0, 0.5, 0.0])
+def test_speed_scaling_advances_trajectory_time_at_the_factor(factor):
+    # joint_trajectory_controller.cpp update(): traj_time_ = time at the first sample of a new
+    # trajectory, then traj_time_ += period * scaling_factor_ (factor 0 is valid and stops the
+    # trajectory: setting_scaling_factor_works_correctly publishes 0.0 and expects it). The
+    # setpoint is sampled at traj_time_ + update_period_ (Jazzy+), the look-ahead unscaled.
+    f = make(distro='jazzy')
+    f.scaling_factor = factor
+    f.set_trajectory(0.0, NAMES, 0.0, [1.0], [[1.0, 0, 0]])     # 1 rad in 1 s, linear
+    q, _ = f.update(5.0, 0.01, measured_q=[0.0] * 3)
+    assert np.allclose(q, [0.01, 0, 0])
+    for k in range(1, 51):
+        q, _ = f.update(5.0 + 0.01 * k, 0.01)
+    assert np.allclose(q, [0.5 * factor + 0.01, 0, 0])
+    # A new trajectory starts its time at its first sample again.
+    f.set_trajectory(5.5, NAMES, 0.0, [1.0], [[0.0, 0, 0]])
+    q, _ = f.update(5.51, 0.01, measured_q=[0.5, 0, 0])
+    assert np.allclose(q, [0.5 - 0.5 * 0.01, 0, 0])
