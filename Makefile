@@ -21,6 +21,7 @@ setup:
 test: setup
 	@bash scripts/ros2_control/build.sh --if-built
 	@bash scripts/ros2_control/launch.sh --if-built
+	@bash scripts/browser.sh
 	@$(ENV) && python -m pytest $(PYTEST_ARGS)
 
 test-fast: setup

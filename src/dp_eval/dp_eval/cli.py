@@ -17,6 +17,7 @@ import argparse
 import json
 import math
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -100,9 +101,19 @@ def print_summary(results: list[dict], stream=None) -> None:
             print(f'  error: {e}', file=stream)
 
 
-def _write(results: list[dict], out: str, title: str) -> Path:
+def _write(results: list[dict], out: str, title: str, ns=None) -> Path:
     from dp_eval.report import write_report
-    paths = write_report(results, out, title=title)
+    visuals = []
+    if any(r.get('kind') == 'closed_loop' and r.get('bag') for r in results):
+        from dp_eval.rollouts import closed_loop_visuals
+        t0 = time.monotonic()
+        visuals = closed_loop_visuals(
+            results, out, fans=getattr(ns, 'fans', 3),
+            video_successes=getattr(ns, 'video_successes', 2),
+            max_videos=getattr(ns, 'videos', 6))
+        print(f'dp_eval: paths, clearance, sampled futures and {sum(v["section"] == "Videos" for v in visuals)} '
+              f'videos in {time.monotonic() - t0:.1f} s', file=sys.stderr)
+    paths = write_report(results, out, title=title, visuals=visuals)
     print(f"dp_eval: wrote {paths['json']}, {paths['html']}, {paths['md']}", file=sys.stderr)
     return paths['html']
 
@@ -182,7 +193,7 @@ def cmd_closed_loop(ns) -> int:
         print(f'dp_eval closed-loop: {exc}', file=sys.stderr)
         return 2
     print_summary(results)
-    _write(results, ns.out, 'Closed-loop evaluation')
+    _write(results, ns.out, 'Closed-loop evaluation', ns)
     return 1 if any(r['partial'] or r['errors'] for r in results) else 0
 
 
@@ -216,8 +227,17 @@ def cmd_report(ns) -> int:
         data = json.loads(Path(f).read_text())
         results += data['results'] if 'results' in data else [data]
     print_summary(results)
-    _write(results, ns.out, ns.title)
+    _write(results, ns.out, ns.title, ns)
     return 0
+
+
+def _visual_args(p) -> None:
+    """Options of the rollout figures and videos (closed-loop results with a recorded bag)."""
+    p.add_argument('--fans', type=int, default=3,
+                   help='observations whose sampled chunks are drawn (0: none)')
+    p.add_argument('--videos', type=int, default=6, help='rollout videos at most (0: none)')
+    p.add_argument('--video-successes', type=int, default=2,
+                   help='successful episodes among the videos (every failure comes first)')
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -300,12 +320,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument('--launch-args', nargs='+', metavar='NAME:=VALUE',
                    help='arguments of sim.launch.py (see dp_launch sim.launch.py --show-args)')
     c.add_argument('--no-progress', action='store_true')
+    _visual_args(c)
     c.set_defaults(func=cmd_closed_loop)
 
     r = sub.add_parser('report', help='write the report from result JSON file(s)')
     r.add_argument('results', nargs='+')
     r.add_argument('--out', required=True)
     r.add_argument('--title', default='dp_eval report')
+    _visual_args(r)
     r.set_defaults(func=cmd_report)
     return p
 

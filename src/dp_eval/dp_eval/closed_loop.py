@@ -42,7 +42,7 @@ __all__ = ['ClosedLoopConfig', 'ClosedLoopError', 'Variant', 'run_closed_loop',
            'run_closed_loop_series', 'DEFAULT_RECORD_TOPICS']
 
 DEFAULT_RECORD_TOPICS = (
-    '/joint_states', '/camera/image_raw', '/task_status',
+    '/joint_states', '/camera/image_raw', '/camera/camera_info', '/task_status',
     '/forward_position_controller/commands', '/joint_trajectory_controller/joint_trajectory',
     '/policy_node/trajectory', '/policy_node/action_chunk', '/policy_node/status',
     '/follower_node/status',

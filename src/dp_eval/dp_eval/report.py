@@ -194,6 +194,44 @@ def _plot_traces(r: dict, path: Path) -> bool:
     return True
 
 
+def _plot_examples(r: dict, path: Path) -> bool:
+    """Offline: per joint, the worst and the median step (by RMSE over the chunk): the recorded
+    commands, the policy's samples and the chunk it chose, along the horizon."""
+    ex = _get(r, 'metrics.examples') or {}
+    cases = [(name, ex[name]) for name in ('worst', 'median') if ex.get(name)]
+    if not cases:
+        return False
+    plt = _plt()
+    truth0 = np.asarray(cases[0][1]['truth'], dtype=float)
+    J = truth0.shape[1]
+    names = (r.get('policy') or {}).get('joint_names') or [f'j{i}' for i in range(J)]
+    fig, axes = plt.subplots(J, len(cases), figsize=(5.5 * len(cases), 2.2 * J), sharex=True,
+                             squeeze=False)
+    for col, (name, e) in enumerate(cases):
+        truth = np.asarray(e['truth'], dtype=float)
+        mask = np.asarray(e['mask'], dtype=bool)
+        t = np.arange(len(truth)) * float(e['dt_s'])
+        for j in range(J):
+            ax = axes[j, col]
+            for k, smp in enumerate(np.asarray(e['samples'], dtype=float)):
+                ax.plot(t, smp[:, j], '-', lw=0.8, alpha=0.35, color='C0',
+                        label='samples' if k == 0 else None)
+            ax.plot(t, np.asarray(e['pred'], dtype=float)[:, j], '-', lw=1.8, color='C1',
+                    label='chosen chunk')
+            ax.plot(t[mask], truth[mask, j], 'k.-', lw=1.5, ms=3, label='recorded')
+            ax.set_ylabel(f'{names[j]} (rad)')
+            ax.grid(alpha=0.3)
+        axes[0, col].set_title(f"{name} step: {e['episode']} at {e['t']:.1f} s, RMSE "
+                               f"{e['rmse']:.3f} rad", fontsize=9)
+        axes[-1, col].set_xlabel('time along the chunk (s)')
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle(f"{r.get('label')}: predicted vs recorded, worst and median step", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return True
+
+
 def _plot_horizon(results: Sequence[dict], path: Path) -> bool:
     rs = [r for r in results if _get(r, 'metrics.error.rmse_per_step')]
     if not rs:
@@ -349,6 +387,8 @@ def make_plots(results: Sequence[dict], plot_dir: Path) -> list[tuple[str, str]]
         if r['kind'] == 'offline':
             add(_plot_traces(r, plot_dir / f'traces_{i}.png'),
                 f"{r.get('label')}: predicted chunks vs recorded commands", f'traces_{i}.png')
+            add(_plot_examples(r, plot_dir / f'examples_{i}.png'),
+                f"{r.get('label')}: worst and median step, per joint", f'examples_{i}.png')
         if r['kind'] == 'live':
             add(_plot_live(r, plot_dir / f'live_{i}.png'),
                 f"{r.get('label')}: live chunks vs recorded commands", f'live_{i}.png')
@@ -405,9 +445,22 @@ def _sources(r: dict) -> list[str]:
     return out
 
 
-def write_report(results: Sequence[dict], out_dir: str | Path, title: str = 'dp_eval report'
-                 ) -> dict[str, Path]:
-    """Write result.json, report.html, report.md and plots/ into out_dir; returns their paths."""
+def _visual_html(v: dict) -> str:
+    cap, rel = html.escape(v['caption']), html.escape(v['path'])
+    if v['kind'] == 'video':
+        return (f'<figure><video src="{rel}" controls muted loop playsinline preload="auto" '
+                f'width="{int(v.get("width", 288))}"></video><figcaption>{cap} '
+                f'(<a href="{rel}">file</a>)</figcaption></figure>')
+    return f'<figure><img src="{rel}" alt="{cap}"><figcaption>{cap}</figcaption></figure>'
+
+
+def write_report(results: Sequence[dict], out_dir: str | Path, title: str = 'dp_eval report',
+                 visuals: Sequence[dict] = ()) -> dict[str, Path]:
+    """Write result.json, report.html, report.md and plots/ into out_dir; returns their paths.
+
+    `visuals`: figures and videos already written under out_dir (rollouts.py), each
+    {'caption', 'path' (relative to out_dir), 'kind': 'image' or 'video', 'section'}; they are
+    shown in their section ('Rollouts', 'Videos') after the plots."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     results = list(results)
@@ -431,13 +484,22 @@ def write_report(results: Sequence[dict], out_dir: str | Path, title: str = 'dp_
     md += ['## Plots', '']
     for cap, rel in plots:
         md += [f'### {cap}', '', f'![{cap}]({rel})', '']
+    sections = list(dict.fromkeys(v.get('section', 'Rollouts') for v in visuals))
+    for sec in sections:
+        md += [f'## {sec}', '']
+        for v in visuals:
+            if v.get('section', 'Rollouts') == sec:
+                md += ([f"- [{v['caption']}]({v['path']})"] if v['kind'] == 'video' else
+                       [f"### {v['caption']}", '', f"![{v['caption']}]({v['path']})", ''])
+        md += ['']
     (out / 'report.md').write_text('\n'.join(md))
 
     css = ('body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}'
            'table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;'
            'padding:3px 8px;text-align:right}td:first-child,th:first-child{text-align:left}'
            '.warn{background:#fff3cd;padding:.5em 1em;border:1px solid #e0c060}'
-           'img{max-width:100%}')
+           'img{max-width:100%}figure{display:inline-block;margin:.5em;vertical-align:top}'
+           'figcaption{font-size:.85em;color:#555;max-width:300px}')
     h = [f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
          f'<style>{css}</style></head><body><h1>{html.escape(title)}</h1>']
     if partial:
@@ -454,6 +516,9 @@ def write_report(results: Sequence[dict], out_dir: str | Path, title: str = 'dp_
     for cap, rel in plots:
         h.append(f'<h3>{html.escape(cap)}</h3><img src="{html.escape(rel)}" '
                  f'alt="{html.escape(cap)}">')
+    for sec in sections:
+        h.append(f'<h2>{html.escape(sec)}</h2>')
+        h.extend(_visual_html(v) for v in visuals if v.get('section', 'Rollouts') == sec)
     h.append('<p><small>machine-readable: <a href="result.json">result.json</a></small></p>'
              '</body></html>')
     (out / 'report.html').write_text('\n'.join(h))

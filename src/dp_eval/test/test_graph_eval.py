@@ -88,23 +88,37 @@ def test_live_replay_records_and_compares(tiny_ckpt, tmp_path):
     assert json.loads(paths['json'].read_text())['results'][0]['kind'] == 'live'
 
 
-@pytest.mark.slow
-def test_closed_loop_two_checkpoints_two_episodes_with_bags(tiny_ckpt, tmp_path, capsys):
-    """`dp_eval closed-loop A B --record`: one sim + follower, policy_node restarted for B, the
-    same seeds for both, a bag per checkpoint, the report side by side, every process stopped."""
+@pytest.fixture(scope='module')
+def two_checkpoint_run(tiny_ckpt, tmp_path_factory):
+    """`dp_eval closed-loop A B --record` once for the tests below: (rc, out dir, stdout, s)."""
+    import contextlib
+    import io
+
     from dp_policy_node.checkpoint import create_untrained_checkpoint
 
-    from dp_eval import bagio, cli
+    from dp_eval import cli
+    tmp_path = tmp_path_factory.mktemp('two')
     other = create_untrained_checkpoint(tmp_path / 'other.ckpt', ['joint1', 'joint2', 'joint3'],
                                         ['camera'], (24, 32), preset='tiny', seed=1)
     (tmp_path / 'policy.yaml').write_text(POLICY_YAML)
     (tmp_path / 'sim.yaml').write_text(SIM_YAML)
     out = tmp_path / 'out'
     t0 = time.monotonic()
-    rc = cli.main(['closed-loop', tiny_ckpt, other, '--labels', 'a', 'b', '--episodes', '2',
-                   '--seed', '5', '--record', '--out', str(out), '--no-progress',
-                   '--launch-args', f'sim_params_file:={tmp_path / "sim.yaml"}',
-                   f'policy_params_file:={tmp_path / "policy.yaml"}'])
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        rc = cli.main(['closed-loop', tiny_ckpt, other, '--labels', 'a', 'b', '--episodes', '2',
+                       '--seed', '5', '--record', '--out', str(out), '--no-progress',
+                       '--launch-args', f'sim_params_file:={tmp_path / "sim.yaml"}',
+                       f'policy_params_file:={tmp_path / "policy.yaml"}'])
+    return rc, out, stdout.getvalue(), time.monotonic() - t0
+
+
+@pytest.mark.slow
+def test_closed_loop_two_checkpoints_two_episodes_with_bags(two_checkpoint_run):
+    """`dp_eval closed-loop A B --record`: one sim + follower, policy_node restarted for B, the
+    same seeds for both, a bag per checkpoint, the report side by side, every process stopped."""
+    from dp_eval import bagio
+    rc, out, stdout, elapsed = two_checkpoint_run
     data = json.loads((out / 'result.json').read_text())['results']
     assert rc == 0, [r['errors'] for r in data]
     assert [r['label'] for r in data] == ['a', 'b']
@@ -121,13 +135,35 @@ def test_closed_loop_two_checkpoints_two_episodes_with_bags(tiny_ckpt, tmp_path,
         assert all(code is not None for code in r['exit_codes'].values())
         info = bagio.bag_info(r['bag'])
         for topic in ('/task_status', '/joint_states', '/camera/image_raw',
-                      '/policy_node/action_chunk'):
+                      '/camera/camera_info', '/policy_node/action_chunk'):
             assert info['topics'][topic]['count'] > 0, topic
     assert data[0]['checkpoint'] != data[1]['checkpoint']
     assert (out / 'logs' / 'policy_node.1.log').is_file()      # the first policy's log is kept
     assert '<th>a</th><th>b</th>' in (out / 'report.html').read_text()
-    assert '== a (closed_loop)' in capsys.readouterr().out
-    assert time.monotonic() - t0 < 900
+    assert '== a (closed_loop)' in stdout
+    assert elapsed < 900
+
+
+@pytest.mark.slow
+def test_closed_loop_report_shows_paths_fans_and_videos(two_checkpoint_run):
+    """The recorded runs become figures and videos in the report (dp_eval.rollouts), and the
+    report loads in a real browser (Chromium headless) where one is installed."""
+    rc, out, _, _ = two_checkpoint_run
+    data = json.loads((out / 'result.json').read_text())['results']
+    for name in ('paths.png', 'clearance.png', 'fans.png'):
+        assert (out / 'plots' / name).stat().st_size > 5000, name
+    for i, r in enumerate(data):
+        # 2 episodes each: every failure gets a video, and up to 2 successes.
+        assert len(r['rollouts']['videos']) == 2, r['rollouts']
+        assert set(r['rollouts']['clearance_m']) == {str(e['episode']) for e in r['episodes']}
+        for rel in r['rollouts']['videos']:
+            assert (out / rel).stat().st_size > 1000 and rel.startswith(f'videos/{i}_')
+    html = (out / 'report.html').read_text()
+    assert html.count('<video ') == 4 and 'plots/fans.png' in html
+    from dp_eval.browser import check_report, find_chromium
+    if find_chromium() is None:
+        pytest.skip('no Chromium: apt-get install chromium (scripts/browser.sh)')
+    assert check_report(out / 'report.html') == []
 
 
 @pytest.mark.parametrize('from_desired', [False, True], ids=['jazzy_defaults',

@@ -39,13 +39,18 @@ def test_closed_loop_report_two_side_by_side(tmp_path):
         assert f'plots/{name}' in html and f'plots/{name}' in md
 
 
-def test_offline_report_has_traces_and_horizon_plot(bags, tiny_ckpt, tmp_path):
+def test_offline_report_has_traces_examples_and_horizon_plot(bags, tiny_ckpt, tmp_path):
     cfg = offline.OfflineConfig(latency_probe=2, backend='torch', num_samples=2, max_steps=20,
                                 warmup=False)
     res = offline.run_offline(tiny_ckpt, bags['sqlite3'][:1], cfg=cfg, progress=False)
     paths = report.write_report([res], tmp_path, title='t')
-    for name in ('traces_0.png', 'error_by_horizon.png', 'modes.png', 'latency.png'):
+    for name in ('traces_0.png', 'examples_0.png', 'error_by_horizon.png', 'modes.png',
+                 'latency.png'):
         assert (tmp_path / 'plots' / name).stat().st_size > 1000
+    # The worst and the median step (by RMSE over the chunk), with where they were.
+    ex = res['metrics']['examples']
+    assert ex['worst']['rmse'] >= ex['median']['rmse'] > 0
+    assert ex['worst']['episode'] and len(ex['worst']['samples']) == 2
     md = paths['md'].read_text()
     assert '| steps evaluated | 20 |' in md and 'RMSE last horizon step' in md
 

@@ -31,18 +31,29 @@ CAMERA_NAME = 'overhead'
 DESCRIPTION_DIR = Path(__file__).resolve().parent.parent / 'description'
 
 
-def default_model_path() -> Path:
-    """The MJCF file: next to the sources, or in the package's share directory once installed."""
-    candidates = [DESCRIPTION_DIR / 'arm.mjcf.xml']
+def _description_file(name: str) -> Path:
+    """A file of description/: next to the sources, or in the package's share directory once
+    installed."""
+    candidates = [DESCRIPTION_DIR / name]
     try:  # installed layout: share/dp_sim/description
         from ament_index_python.packages import get_package_share_directory
-        candidates.append(Path(get_package_share_directory('dp_sim')) / 'description' / 'arm.mjcf.xml')
+        candidates.append(Path(get_package_share_directory('dp_sim')) / 'description' / name)
     except Exception:  # noqa: BLE001 - ament_index missing or package not installed
         pass
     for c in candidates:
         if c.exists():
             return c
-    raise FileNotFoundError(f'arm.mjcf.xml not found in {[str(c) for c in candidates]}')
+    raise FileNotFoundError(f'{name} not found in {[str(c) for c in candidates]}')
+
+
+def default_model_path() -> Path:
+    """The MJCF file of the arm and its task."""
+    return _description_file('arm.mjcf.xml')
+
+
+def default_urdf_path() -> Path:
+    """The arm's URDF (the one the launch files publish as robot_description)."""
+    return _description_file('arm.urdf')
 
 
 @dataclass

@@ -1,0 +1,168 @@
+"""Forward kinematics of a serial chain read from a URDF (numpy; ROS-free).
+
+What it is: `KinematicChain.from_urdf(path_or_xml, tip='tool0')` parses the URDF's joints (fixed,
+revolute, continuous, prismatic; origin xyz + rpy, axis) from the root link down to `tip` and
+computes, for joint positions q (any leading batch shape, joints in the chain's order
+`joint_names`), the pose of every link on the chain in the root frame:
+
+    chain = KinematicChain.from_urdf('arm.urdf', tip='tool0')
+    T = chain.link_poses(q)          # (..., L, 4, 4), L = len(chain.link_names)
+    p = chain.position(q, 'tool0')   # (..., 3)
+
+URDF conventions (http://wiki.ros.org/urdf/XML/joint): a joint's <origin> places the child frame
+in the parent frame, rpy are fixed-axis roll, pitch, yaw (R = Rz(yaw) Ry(pitch) Rx(roll)), and
+the motion is about / along <axis> in the child frame (default x). Rotations via transforms3d.
+
+Where it is checked: against MuJoCo's body and site positions of the embedded arm, whose MJCF is
+kept consistent with the same URDF (src/dp_sim/test/test_kinematics.py).
+
+What it is not: inverse kinematics, collision geometry, or a URDF validator (mimic joints,
+floating and planar joints are refused with a message).
+"""
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import numpy as np
+import transforms3d
+
+__all__ = ['KinematicChain', 'UrdfJoint', 'parse_joints']
+
+SUPPORTED = ('fixed', 'revolute', 'continuous', 'prismatic')
+
+
+@dataclass
+class UrdfJoint:
+    name: str
+    type: str
+    parent: str
+    child: str
+    origin: np.ndarray          # (4, 4) child frame in the parent frame at q = 0
+    axis: np.ndarray            # (3,) unit, in the child frame
+    lower: float = -np.inf
+    upper: float = np.inf
+
+
+def _origin(el: Optional[ET.Element]) -> np.ndarray:
+    T = np.eye(4)
+    if el is None:
+        return T
+    xyz = [float(v) for v in (el.get('xyz') or '0 0 0').split()]
+    rpy = [float(v) for v in (el.get('rpy') or '0 0 0').split()]
+    T[:3, :3] = transforms3d.euler.euler2mat(*rpy, axes='sxyz')
+    T[:3, 3] = xyz
+    return T
+
+
+def parse_joints(urdf: Union[str, Path]) -> dict[str, UrdfJoint]:
+    """Joints of a URDF (file path or XML text) by child link name."""
+    text = str(urdf)
+    if not text.lstrip().startswith('<'):
+        text = Path(text).read_text()
+    root = ET.fromstring(text)
+    out = {}
+    for j in root.findall('joint'):
+        kind = j.get('type')
+        name = j.get('name')
+        if kind not in SUPPORTED:
+            raise ValueError(f'joint {name}: type {kind!r} is not supported (one of {SUPPORTED})')
+        if j.find('mimic') is not None:
+            raise ValueError(f'joint {name}: mimic joints are not supported')
+        axis_el = j.find('axis')
+        axis = np.array([float(v) for v in (axis_el.get('xyz') if axis_el is not None
+                                            else '1 0 0').split()])
+        norm = np.linalg.norm(axis)
+        if kind != 'fixed' and norm == 0:
+            raise ValueError(f'joint {name}: zero axis')
+        limit = j.find('limit')
+        lower = float(limit.get('lower', '-inf')) if limit is not None and kind != 'continuous' \
+            else -np.inf
+        upper = float(limit.get('upper', 'inf')) if limit is not None and kind != 'continuous' \
+            else np.inf
+        child = j.find('child').get('link')
+        out[child] = UrdfJoint(name, kind, j.find('parent').get('link'), child,
+                               _origin(j.find('origin')), axis / (norm or 1.0), lower, upper)
+    return out
+
+
+class KinematicChain:
+    """The joints from the URDF's root link to `tip`, in order."""
+
+    def __init__(self, joints: Sequence[UrdfJoint]):
+        self.joints = list(joints)
+        self.link_names = [self.joints[0].parent] + [j.child for j in self.joints]
+        self.joint_names = [j.name for j in self.joints if j.type != 'fixed']
+        self.lower = np.array([j.lower for j in self.joints if j.type != 'fixed'])
+        self.upper = np.array([j.upper for j in self.joints if j.type != 'fixed'])
+        self._index = {n: i for i, n in enumerate(self.link_names)}
+
+    @classmethod
+    def from_urdf(cls, urdf: Union[str, Path], tip: str = 'tool0') -> 'KinematicChain':
+        by_child = parse_joints(urdf)
+        if tip not in by_child:
+            raise ValueError(f'link {tip!r} is not the child of any joint in the URDF '
+                             f'(links: {sorted(by_child)})')
+        chain, link = [], tip
+        while link in by_child:
+            chain.append(by_child[link])
+            link = by_child[link].parent
+            if len(chain) > len(by_child):
+                raise ValueError('the URDF has a kinematic loop')
+        return cls(chain[::-1])
+
+    def link_poses(self, q) -> np.ndarray:
+        """Pose of every link of the chain in the root frame: (..., L, 4, 4)."""
+        q = np.asarray(q, dtype=np.float64)
+        if q.shape[-1] != len(self.joint_names):
+            raise ValueError(f'{q.shape[-1]} joint values for {len(self.joint_names)} joints '
+                             f'{self.joint_names}')
+        batch = q.shape[:-1]
+        T = np.broadcast_to(np.eye(4), batch + (4, 4)).copy()
+        out = [T]
+        k = 0
+        for j in self.joints:
+            T = T @ j.origin
+            if j.type in ('revolute', 'continuous'):
+                T = T @ _rotation(j.axis, q[..., k])
+                k += 1
+            elif j.type == 'prismatic':
+                M = np.broadcast_to(np.eye(4), batch + (4, 4)).copy()
+                M[..., :3, 3] = j.axis * q[..., k, None]
+                T = T @ M
+                k += 1
+            out.append(T)
+        return np.stack(out, axis=-3)
+
+    def position(self, q, link: Optional[str] = None) -> np.ndarray:
+        """Origin of `link` (default: the tip) in the root frame: (..., 3)."""
+        i = len(self.link_names) - 1 if link is None else self._index[link]
+        return self.link_poses(q)[..., i, :3, 3]
+
+    def pose(self, q, link: Optional[str] = None) -> np.ndarray:
+        """Pose of `link` (default: the tip) in the root frame: (..., 4, 4)."""
+        i = len(self.link_names) - 1 if link is None else self._index[link]
+        return self.link_poses(q)[..., i, :, :]
+
+
+def _rotation(axis: np.ndarray, angle: np.ndarray) -> np.ndarray:
+    """Homogeneous rotations about a unit axis by angles (...,): Rodrigues, (..., 4, 4)."""
+    x, y, z = axis
+    c, s = np.cos(angle), np.sin(angle)
+    C = 1.0 - c
+    R = np.empty(np.shape(angle) + (4, 4))
+    R[..., 0, 0] = c + x * x * C
+    R[..., 0, 1] = x * y * C - z * s
+    R[..., 0, 2] = x * z * C + y * s
+    R[..., 1, 0] = y * x * C + z * s
+    R[..., 1, 1] = c + y * y * C
+    R[..., 1, 2] = y * z * C - x * s
+    R[..., 2, 0] = z * x * C - y * s
+    R[..., 2, 1] = z * y * C + x * s
+    R[..., 2, 2] = c + z * z * C
+    R[..., 3, :3] = 0.0
+    R[..., :3, 3] = 0.0
+    R[..., 3, 3] = 1.0
+    return R
