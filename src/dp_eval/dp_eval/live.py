@@ -100,7 +100,7 @@ def compare_chunks(chunks: Sequence, ref_t: np.ndarray, ref_q: np.ndarray,
     if not chunks:
         return {'chunks': 0}
     names = list(joint_names)
-    preds, truths, masks, lat = [], [], [], []
+    preds, truths, masks, lat, where = [], [], [], [], []
     trace = {'t': [], 'recorded': [], 'chunks': [], 'joint_names': names}
     dt_ref = float(np.median(np.diff(ref_t))) if len(ref_t) > 1 else 0.1
     H = max(len(c.trajectory.points) for c in chunks)
@@ -124,6 +124,7 @@ def compare_chunks(chunks: Sequence, ref_t: np.ndarray, ref_q: np.ndarray,
         truths.append(truth)
         masks.append(ok)
         lat.append(float(c.inference_latency_s))
+        where.append(('bag', float(stamp - ref_t[0])))
         if len(trace['chunks']) < traces and ok.any():
             trace['chunks'].append({'t': (t - ref_t[0]).tolist(), 'pred': pos.tolist()})
     if not preds:
@@ -136,6 +137,7 @@ def compare_chunks(chunks: Sequence, ref_t: np.ndarray, ref_q: np.ndarray,
         'chunks': int(len(pred)),
         'chunks_outside_bag': int((~mask.any(axis=1)).sum()),
         'error': metrics.horizon_errors(pred, truth, mask, names),
+        'examples': metrics.worst_and_median(pred, truth, mask, dt, where),
         'jerk': metrics.jerk_stats(pred, truth, dt, mask, names),
         'latency': metrics.latency_stats(lat),
         'latency_samples_s': lat,

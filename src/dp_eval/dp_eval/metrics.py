@@ -237,3 +237,26 @@ def latency_stats(latencies_s: Sequence[float]) -> dict:
     return {'n': int(len(x)), 'mean_s': float(x.mean()), 'p50_s': float(np.percentile(x, 50)),
             'p90_s': float(np.percentile(x, 90)), 'p99_s': float(np.percentile(x, 99)),
             'max_s': float(x.max())}
+
+
+def worst_and_median(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray, dt_s: float,
+                     where: Sequence = (), samples: Optional[np.ndarray] = None,
+                     max_samples: int = 8) -> dict:
+    """The worst and the median chunk by RMSE over its known horizon (pred, truth (N, H, A),
+    mask (N, H)): {'worst'|'median': episode, t (s into it, from `where`: (episode, t) per
+    chunk), rmse, dt_s, mask, pred, truth, samples (up to max_samples of (N, K, H, A))} for the
+    report's per-joint plot; {} when no chunk has a known step."""
+    err = np.sqrt(np.array([np.mean((p[m] - t[m]) ** 2) if m.any() else np.nan
+                            for p, t, m in zip(pred, truth, mask)]))
+    ok = np.nonzero(np.isfinite(err))[0]
+    if not len(ok):
+        return {}
+    order = ok[np.argsort(err[ok])]
+    out = {}
+    for name, i in (('worst', order[-1]), ('median', order[len(order) // 2])):
+        episode, t = where[i] if i < len(where) else ('', float('nan'))
+        out[name] = {'episode': episode, 't': t, 'rmse': float(err[i]), 'dt_s': float(dt_s),
+                     'mask': mask[i].tolist(), 'pred': pred[i].tolist(),
+                     'truth': truth[i].tolist(),
+                     'samples': [] if samples is None else samples[i][:max_samples].tolist()}
+    return out

@@ -253,7 +253,8 @@ def summarize(rec: StepRecord, meta: Any, cfg: OfflineConfig, probe: Sequence[fl
     return {
         'steps': int(len(pred)),
         'error': metrics.horizon_errors(pred, truth, mask, names),
-        'examples': _examples(rec, pred, truth, mask, samples, meta),
+        'examples': metrics.worst_and_median(pred, truth, mask, float(meta.dt_s), rec.where,
+                                             samples),
         'mode': metrics.mode_divergence(truth[sel], samples[sel], model=model,
                                         chosen=pred[sel], seed=cfg.seed),
         'jerk': metrics.jerk_stats(pred, truth, meta.dt_s, mask, names),
@@ -265,25 +266,6 @@ def summarize(rec: StepRecord, meta: Any, cfg: OfflineConfig, probe: Sequence[fl
             'call_latency': metrics.latency_stats(calls),
         },
     }
-
-
-def _examples(rec: StepRecord, pred, truth, mask, samples, meta: Any, max_samples: int = 8) -> dict:
-    """The worst and the median step by RMSE over the chunk's known horizon: the chosen chunk, up
-    to `max_samples` of the policy's samples and the recorded commands, for the report's plot."""
-    err = np.sqrt(np.array([np.mean((p[m] - t[m]) ** 2) if m.any() else np.nan
-                            for p, t, m in zip(pred, truth, mask)]))
-    ok = np.nonzero(np.isfinite(err))[0]
-    if not len(ok):
-        return {}
-    order = ok[np.argsort(err[ok])]
-    out = {}
-    for name, i in (('worst', order[-1]), ('median', order[len(order) // 2])):
-        episode, t = rec.where[i] if i < len(rec.where) else ('', float('nan'))
-        out[name] = {'episode': episode, 't': t, 'rmse': float(err[i]),
-                     'dt_s': float(meta.dt_s), 'mask': mask[i].tolist(),
-                     'pred': pred[i].tolist(), 'truth': truth[i].tolist(),
-                     'samples': samples[i][:max_samples].tolist()}
-    return out
 
 
 def _meta_dict(meta: Any) -> dict:

@@ -197,7 +197,7 @@ def _plot_traces(r: dict, path: Path) -> bool:
 def _plot_examples(r: dict, path: Path) -> bool:
     """Offline: per joint, the worst and the median step (by RMSE over the chunk): the recorded
     commands, the policy's samples and the chunk it chose, along the horizon."""
-    ex = _get(r, 'metrics.examples') or {}
+    ex = _get(r, 'metrics.examples') or _get(r, 'metrics.comparison.examples') or {}
     cases = [(name, ex[name]) for name in ('worst', 'median') if ex.get(name)]
     if not cases:
         return False
@@ -232,15 +232,18 @@ def _plot_examples(r: dict, path: Path) -> bool:
     return True
 
 
+def _per_step(r: dict):
+    return _get(r, 'metrics.error.rmse_per_step') or _get(r, 'metrics.comparison.error.rmse_per_step')
+
+
 def _plot_horizon(results: Sequence[dict], path: Path) -> bool:
-    rs = [r for r in results if _get(r, 'metrics.error.rmse_per_step')]
+    rs = [r for r in results if _per_step(r)]
     if not rs:
         return False
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 3.5))
     for r in rs:
-        v = np.asarray([np.nan if x is None else x for x in _get(r, 'metrics.error.rmse_per_step')],
-                       dtype=float)
+        v = np.asarray([np.nan if x is None else x for x in _per_step(r)], dtype=float)
         f = max(0, int(_get(r, 'policy.n_obs_steps') or 1) - 1)
         ax.plot(np.arange(len(v)) - f, v, 'o-', ms=3, label=str(r.get('label')))
     ax.axvline(0, color='gray', lw=0.8, ls='--')
@@ -392,6 +395,8 @@ def make_plots(results: Sequence[dict], plot_dir: Path) -> list[tuple[str, str]]
         if r['kind'] == 'live':
             add(_plot_live(r, plot_dir / f'live_{i}.png'),
                 f"{r.get('label')}: live chunks vs recorded commands", f'live_{i}.png')
+            add(_plot_examples(r, plot_dir / f'examples_{i}.png'),
+                f"{r.get('label')}: worst and median chunk, per joint", f'examples_{i}.png')
     add(_plot_horizon(results, plot_dir / 'error_by_horizon.png'), 'error by horizon step',
         'error_by_horizon.png')
     add(_plot_modes(results, plot_dir / 'modes.png'), 'mode coverage', 'modes.png')

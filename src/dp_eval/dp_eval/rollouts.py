@@ -98,10 +98,11 @@ def _chain(urdf=None):
     return KinematicChain.from_urdf(urdf, tip='tool0')
 
 
-def read_rollouts(bag: str | Path, urdf=None, geometry: Optional[TaskGeometry] = None
-                  ) -> tuple[list[Rollout], Optional[object]]:
-    """One Rollout per episode of a recorded closed-loop run, and the first camera_info (or
-    None). Raises bagio.MissingTopicError without joint states or task status."""
+def read_rollouts(bag: str | Path, urdf=None, geometry: Optional[TaskGeometry] = None,
+                  episodes: Optional[Sequence[int]] = None) -> tuple[list[Rollout], Optional[object]]:
+    """One Rollout per episode of a recorded closed-loop run (only those numbered in `episodes`
+    if given: a run's bag may begin with the previous run's last status), and the first
+    camera_info (or None). Raises bagio.MissingTopicError without joint states or task status."""
     bagio.require_topics(bag, [JOINT_STATES, STATUS])
     chain = _chain(urdf)
     present = bagio.bag_topics(bag)
@@ -129,13 +130,18 @@ def read_rollouts(bag: str | Path, urdf=None, geometry: Optional[TaskGeometry] =
         elif raw.topic == CAMERA_INFO and info is None:
             info = msg
     rollouts = _split(statuses)
+    if episodes is not None:
+        keep = {int(e) for e in episodes}
+        rollouts = [r for r in rollouts if r.episode in keep]
     if not rollouts:
         return [], info
     js_t = np.array([t for t, _ in js])
     js_q = np.array([q for _, q in js]) if js else np.zeros((0, len(chain.joint_names)))
     ch_t = np.array([c[0] for c in chunks])
     for r in rollouts:
-        sel = (js_t >= r.t0) & (js_t < r.t1)
+        # After the episode's first status, strictly: a joint state with the reset's own stamp
+        # was taken before the reset moved the arm (seen in the embedded simulation).
+        sel = (js_t > r.t0) & (js_t < r.t1)
         r.t, r.q = js_t[sel], js_q[sel]
         r.tip = chain.position(r.q) if len(r.q) else np.zeros((0, 3))
         lo, hi = np.searchsorted(ch_t, [r.t0, r.t1])
@@ -423,7 +429,9 @@ def closed_loop_visuals(results: Sequence[dict], out_dir: str | Path, fans: int 
             continue
         label = str(r.get('label'))
         try:
-            rollouts, info = read_rollouts(r['bag'], geometry=geometry)
+            rollouts, info = read_rollouts(
+                r['bag'], geometry=geometry,
+                episodes=[e['episode'] for e in r.get('episodes', [])] or None)
         except (bagio.BagError, ValueError) as exc:
             r.setdefault('errors', []).append(f'rollouts of {r["bag"]}: {exc}')
             continue

@@ -84,7 +84,8 @@ def test_live_replay_records_and_compares(tiny_ckpt, tmp_path):
     assert res['recorded_messages'].get('/policy_node/trajectory', 0) > 0
     assert all(code is not None for code in res['exit_codes'].values()), res['exit_codes']
     paths = report.write_report([res], tmp_path / 'rep')
-    assert (tmp_path / 'rep' / 'plots' / 'live_0.png').is_file()
+    for name in ('live_0.png', 'examples_0.png', 'error_by_horizon.png'):
+        assert (tmp_path / 'rep' / 'plots' / name).is_file(), name
     assert json.loads(paths['json'].read_text())['results'][0]['kind'] == 'live'
 
 

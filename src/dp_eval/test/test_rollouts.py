@@ -100,8 +100,15 @@ def _write_run(path):
         img = numpy_to_image(np.full((96, 96, 3), 60, np.uint8), 'rgb8', stamp=None,
                              frame_id='camera_optical_frame')
         put('/camera/image_raw', 'sensor_msgs/msg/Image', _stamp(img, t), t)
+    ep2_start = None
     for t in np.arange(1.0, 5.5, 0.1).tolist():
         ep = 1 if t < 3.5 else 2
+        if ep == 2 and ep2_start is None:
+            ep2_start = t
+            # The simulation's joint state with the reset's own stamp, taken before the reset
+            # moved the arm: it belongs to no episode's path.
+            put('/joint_states', 'sensor_msgs/msg/JointState',
+                _stamp(JointState(name=JOINTS, position=LEFT.tolist()), t), t)
         contact = ep == 2 and t >= 4.5
         status(t, ep, done=(ep == 1 and t >= 3.0) or (ep == 2 and t >= 5.0),
                success=ep == 1 and t >= 2.5, side='left' if ep == 1 and t >= 2.0 else '',
@@ -138,6 +145,7 @@ def test_read_rollouts_paths_outcomes_clearance_and_contact(run_bag, chain):
     a, b = rs
     assert (a.success, a.side, a.contact) == (True, 'left', False)
     assert (b.success, b.contact) == (False, True) and b.outcome == 'failed'
+    assert b.t.min() > b.t0 and np.linalg.norm(b.tip[0] - chain.position(LEFT)) > 0.05
     # Episode 1 ends at its done status: the reset's jump home at 3.2 s is not in its path.
     assert a.t1 == pytest.approx(3.0) and a.t.max() < 3.0
     np.testing.assert_allclose(a.tip, chain.position(a.q), atol=1e-12)
