@@ -290,9 +290,9 @@ def test_speed_scaling_with_the_real_joint_trajectory_controller(tmp_path):
     """UR's pendant slider at 50 %: the real joint_trajectory_controller scales its trajectory
     time (its ~/speed_scaling_input, as the UR scaled controller does from the hardware), and
     the follower reads the scaling where UR's speed_scaling_state_broadcaster publishes it
-    (percent). The arm then goes where the follower core goes at half speed: the rolling
-    trajectories are in the controller's scaled time (time_from_start x 0.5, velocities / 0.5),
-    none is refused, no tracking fault. A follower that ignored the scaling would plan at full
+    (percent). The arm then goes where the follower core goes at half speed: the follower's
+    command and its rolling trajectories run on plan time, which the controller advances at the
+    factor itself; none is refused, no tracking fault. A follower that ignored the scaling would plan at full
     speed while each trajectory ran at half of it (the arm neither at the core's half-speed
     plan nor at the full-speed one)."""
     chunks, _ = load_chunks(BAG)
@@ -317,9 +317,11 @@ def test_speed_scaling_with_the_real_joint_trajectory_controller(tmp_path):
     refused = refusals(cm_log)
     assert not refused, '\n'.join(refused[:20])
     assert all(m.tracking_faults == 0 for _, m in rig.statuses)
-    # Trajectory time: the first point 20 ms ahead on the clock is 10 ms of the controller's time.
-    sent = [t for t in rig.trajectories if t[0] > t_scaled + 0.05]
-    assert sent and all(abs(t[2][0] - 0.01) < 1e-6 for t in sent), sent[0][2]
+    # The follower commands in plan time, the controller's trajectory time: the first point is
+    # 20 ms of it ahead, and a trajectory goes out every 20 ms of it (every 40 ms of the clock).
+    sent = [t for t in rig.trajectories if t_scaled + 0.05 < t[0] < t_end]
+    assert sent and all(abs(t[2][0] - 0.02) < 1e-6 for t in sent), sent[0][2]
+    assert len(sent) < 0.75 * 50.0 * (t_end - t_scaled - 0.05), len(sent)
     half = core_error(rig, t_end, speed_scaling=0.5)
     full = core_error(rig, t_end, speed_scaling=1.0)
     p80 = np.percentile(half, 80)

@@ -16,8 +16,8 @@ the motion is about / along <axis> in the child frame (default x). Rotations via
 Where it is checked: against MuJoCo's body and site positions of the embedded arm, whose MJCF is
 kept consistent with the same URDF (src/dp_sim/test/test_kinematics.py).
 
-What it is not: inverse kinematics, collision geometry, or a URDF validator (mimic joints,
-floating and planar joints are refused with a message).
+What it is not: inverse kinematics, collision geometry, or a URDF validator (mimic, floating and
+planar joints on the chain are refused with a message; elsewhere in the file they are ignored).
 """
 from __future__ import annotations
 
@@ -58,7 +58,8 @@ def _origin(el: Optional[ET.Element]) -> np.ndarray:
 
 
 def parse_joints(urdf: Union[str, Path]) -> dict[str, UrdfJoint]:
-    """Joints of a URDF (file path or XML text) by child link name."""
+    """Joints of a URDF (file path or XML text) by child link name (any type; the chain refuses
+    the ones it cannot compute)."""
     text = str(urdf)
     if not text.lstrip().startswith('<'):
         text = Path(text).read_text()
@@ -67,15 +68,13 @@ def parse_joints(urdf: Union[str, Path]) -> dict[str, UrdfJoint]:
     for j in root.findall('joint'):
         kind = j.get('type')
         name = j.get('name')
-        if kind not in SUPPORTED:
-            raise ValueError(f'joint {name}: type {kind!r} is not supported (one of {SUPPORTED})')
         if j.find('mimic') is not None:
-            raise ValueError(f'joint {name}: mimic joints are not supported')
+            kind = 'mimic'
         axis_el = j.find('axis')
         axis = np.array([float(v) for v in (axis_el.get('xyz') if axis_el is not None
                                             else '1 0 0').split()])
         norm = np.linalg.norm(axis)
-        if kind != 'fixed' and norm == 0:
+        if kind in ('revolute', 'continuous', 'prismatic') and norm == 0:
             raise ValueError(f'joint {name}: zero axis')
         limit = j.find('limit')
         lower = float(limit.get('lower', '-inf')) if limit is not None and kind != 'continuous' \
@@ -107,8 +106,12 @@ class KinematicChain:
                              f'(links: {sorted(by_child)})')
         chain, link = [], tip
         while link in by_child:
-            chain.append(by_child[link])
-            link = by_child[link].parent
+            joint = by_child[link]
+            if joint.type not in SUPPORTED:
+                raise ValueError(f'joint {joint.name} on the chain to {tip}: type {joint.type!r} '
+                                 f'is not supported (one of {SUPPORTED})')
+            chain.append(joint)
+            link = joint.parent
             if len(chain) > len(by_child):
                 raise ValueError('the URDF has a kinematic loop')
         return cls(chain[::-1])

@@ -68,6 +68,11 @@ class FollowerConfig:
     # resume() (0: off). Drivers publish at 100-1000 Hz; a loaded 2-core machine was seen to
     # deliver none for 0.26 s.
     joint_state_timeout_s: float = 1.0
+    # The output goes to a controller that advances its own trajectory time at the speed scaling
+    # factor (joint_trajectory_controller with speed scaling, UR's scaled controller): the command
+    # then runs on plan time (see follower.py, "Speed scaling"). follower_node sets it for its
+    # joint_trajectory output.
+    scaled_time_output: bool = False
 
     def __post_init__(self):
         self.joint_names = [str(n) for n in self.joint_names]

@@ -25,17 +25,27 @@ command had gone meanwhile.
 
 Speed scaling (`set_speed_scaling`, UR's pendant slider): the plan runs on its own time, which
 advances at the scaling factor (0..1) per second of the caller's clock; a chunk's actions are
-placed on it from the plan time of the chunk's stamp, so at 50 % the arm executes a chunk over
-twice its duration, and at 0 the plan stands still (the command brakes within the limits to the
-plan's position). The limits stay per second of the caller's clock; the watchdog, the stamp
-checks and the tracking supervision too. At 1 (the default) plan time is the caller's time.
+placed on it from the plan time of the chunk's stamp (the factor's recent history is kept for
+that), so at 50 % the arm executes a chunk over twice its duration, and at 0 the plan stands
+still. Where the command goes depends on who executes it:
+- `scaled_time_output` false (forward commands: nothing downstream scales): the command runs on
+  the caller's clock and the limits hold per second of it; when the plan slows or stops, the
+  command follows it within the acceleration limit.
+- `scaled_time_output` true (a trajectory controller that advances its own trajectory time at the
+  same factor: joint_trajectory_controller with speed scaling, UR's scaled controller): the
+  command runs on plan time itself, the limits hold per second of plan time (so at the arm, per
+  clock second, they hold scaled by the factor), and preview() is in plan time: what the follower
+  commands is at every instant what the controller executes, whatever the factor does.
+The watchdog, the stamp checks and the tracking supervision stay on the caller's clock. At 1 (the
+default) plan time is the caller's time, and both modes are what they were without scaling.
 
 Not here: ROS (follower_node.py), timing of the calls (control_loop.py).
 """
 from __future__ import annotations
 
 import math
-from collections import Counter
+from bisect import bisect_left
+from collections import Counter, deque
 from typing import Optional, Sequence
 
 import numpy as np
@@ -64,6 +74,8 @@ class _Chunk:
 
 
 PREVIEW_DT_S = 0.01   # step of preview()'s prediction (s)
+LAG_HISTORY_S = 1.0   # how far back the plan time of a chunk's stamp is known exactly (s)
+MIN_PLAN_STEP_S = 1e-6   # below this, a control period does not advance plan time (factor ~0)
 STOP_DT_S = 0.02      # sample spacing of preview()'s braking tail (s)
 
 
@@ -96,6 +108,10 @@ class Follower:
         self._index_cache = {}
         self.speed_scaling = 1.0
         self._lag = 0.0     # caller's time minus plan time at _last_now (speed scaling < 1)
+        # (caller's time, lag) at each step since the factor was last below 1, for plan_time of
+        # a past stamp; empty while plan time is the caller's time.
+        self._lag_times: deque = deque()
+        self._lag_values: deque = deque()
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, q_measured, now: float):
@@ -109,6 +125,8 @@ class Follower:
         self._off_track_since = None
         self._last_now = now
         self._lag = 0.0
+        self._lag_times.clear()
+        self._lag_values.clear()
         self._last_stamp = -math.inf
 
     def stop(self):
@@ -162,10 +180,32 @@ class Follower:
             self.speed_scaling = min(1.0, max(0.0, factor))
 
     def plan_time(self, t: float) -> float:
-        """Plan time at the caller's time t, from the last step at the current speed scaling."""
+        """Plan time at the caller's time t: after the last step, extrapolated at the current
+        factor; before it, from the recorded history (a chunk's stamp lies up to
+        max_stamp_age_s in the past, and the factor may have changed since)."""
         if self._last_now is None:
             return t - self._lag
-        return t - max(0.0, self._lag + (1.0 - self.speed_scaling) * (t - self._last_now))
+        if t >= self._last_now or not self._lag_times:
+            return t - max(0.0, self._lag + (1.0 - self.speed_scaling) * (t - self._last_now))
+        times = self._lag_times
+        i = bisect_left(times, t)
+        if i == 0:
+            return t - self._lag_values[0]
+        t0, t1 = times[i - 1], times[i]
+        l0, l1 = self._lag_values[i - 1], self._lag_values[i]
+        return t - (l0 + (l1 - l0) * (t - t0) / (t1 - t0) if t1 > t0 else l1)
+
+    def _record_lag(self, now: float, lag: float) -> None:
+        if lag == 0.0 and not self._lag_times:
+            return      # plan time is the caller's time: nothing to remember
+        if self._lag_times and now <= self._lag_times[-1]:
+            self._lag_times.clear()
+            self._lag_values.clear()
+        self._lag_times.append(now)
+        self._lag_values.append(lag)
+        while self._lag_times and self._lag_times[0] < now - LAG_HISTORY_S:
+            self._lag_times.popleft()
+            self._lag_values.popleft()
 
     def supervise(self, q_measured, now: float, v_measured=None) -> bool:
         """Compare the measured position (rad, (J,)) with the current command. Beyond
@@ -203,6 +243,15 @@ class Follower:
         if not math.isfinite(measured_at) or now - measured_at < timeout:
             return False
         self._trip('joint_states_stale')
+        return True
+
+    def fault(self, reason: str) -> bool:
+        """An outside reason why the commands can no longer be trusted (e.g. the speed scaling
+        went silent): as a tracking fault (brake, hold, refuse chunks until resume()). True when
+        it tripped now."""
+        if not self.started or self.tracking_fault:
+            return False
+        self._trip(reason)
         return True
 
     def _trip(self, reason: str) -> None:
@@ -323,6 +372,10 @@ class Follower:
             entry = self._plan.evaluate(now)
         else:
             q, v, a = self.limiter.copy_state()
+            if not self.cfg.scaled_time_output and self.speed_scaling < 1.0:
+                # The command's velocity is per clock second, the plan's per plan second.
+                s = self.speed_scaling
+                v, a = (v / s, a / (s * s)) if s >= 0.05 else (np.zeros_like(v), np.zeros_like(a))
             entry = (q, v, a)
         ensemble = self.cfg.execution_mode == 'temporal_ensemble'
         # Ensemble members fade in over the blend window themselves: their entry bridge is short.
@@ -365,9 +418,19 @@ class Follower:
             self._last_stamp = -math.inf
         tau = self.plan_time(now)      # plan time (== now at full speed)
         self._lag = now - tau
+        self._record_lag(now, self._lag)
         self._last_now = now
         if self.state == STATE_FOLLOWING and self.watchdog.expired(now):
             self._enter_hold('watchdog')
+        # The command's own step: a control period of the caller's clock, or with
+        # scaled_time_output the plan time that period covers (none at a factor of ~0: the
+        # command, like the controller's trajectory, stands still).
+        plan_dt = self.speed_scaling * self.dt
+        cmd_dt = None
+        if self.cfg.scaled_time_output and self.speed_scaling < 1.0:
+            if plan_dt < MIN_PLAN_STEP_S:
+                return self.limiter.copy_state()
+            cmd_dt = plan_dt
         if self.state == STATE_FOLLOWING:
             if (self._pending is not None and self._current is not None
                     and tau >= self._current.switch_time):
@@ -377,17 +440,17 @@ class Follower:
             plan = self._plan = self._plan.simplify(tau)
             # The target one period ago is the previous step's target when the plan is the same
             # object (an ensemble member added since then still had weight 0 at that time).
-            tau_before = tau - self.speed_scaling * self.dt
+            tau_before = tau - plan_dt
             if plan is self._prev_plan and abs(tau_before - self._prev_t) < 0.25 * self.dt:
                 target_now = self._prev_target
             else:
                 target_now = plan.position(tau_before)
             target_next = plan.position(tau)
             self._prev_plan, self._prev_t, self._prev_target = plan, tau, target_next
-            q, v, a = self.limiter.step(target_next, target_now)
+            q, v, a = self.limiter.step(target_next, target_now, cmd_dt)
         else:
-            q, v, a = self.limiter.brake()
-        jerk = float(np.max(np.abs(a - self._prev_a))) / self.dt
+            q, v, a = self.limiter.brake(cmd_dt)
+        jerk = float(np.max(np.abs(a - self._prev_a))) / (cmd_dt or self.dt)
         self._prev_a = a
         if jerk > self.max_abs_jerk:
             self.max_abs_jerk = jerk
@@ -420,19 +483,27 @@ class Follower:
         instead of holding a moving target's pose. A single stop point would not do: the
         controller's cubic over one long segment makes the joints that stop early overshoot and
         come back, and decelerate beyond the limit.
+
+        With `scaled_time_output`, `times - now` (and the tail's times) are plan time, which is
+        the scaled controller's trajectory time, and velocities are per plan second: the message
+        carries them as they are, and the controller's own scaling makes them the arm's.
         """
         lim = self._preview_limiter
         lim.set_state(self.limiter.copy_state())
         dt = lim.dt
         plan = self._plan if self.state == STATE_FOLLOWING else None
-        tau0, rate = self.plan_time(now), self.speed_scaling
+        # Plan time at t: with scaled_time_output, t - now is itself plan time (the controller's
+        # trajectory time); else the plan advances at the factor. Written so that at a factor of
+        # 1 it is t itself.
+        lag = now - self.plan_time(now)
+        rate = 1.0 if self.cfg.scaled_time_output else self.speed_scaling
         out_q, out_v = [], []
         t = now
         for tk in times:
             while t + 0.5 * dt < tk:
                 t += dt
                 if plan is not None:
-                    tau = tau0 + rate * (t - now)
+                    tau = t - lag - (1.0 - rate) * (t - now)
                     lim.step(plan.position(tau), plan.position(tau - rate * dt))
                 else:
                     lim.brake()

@@ -46,9 +46,6 @@ PER_JOINT = ('position_lower_rad', 'position_upper_rad', 'max_velocity_rad_s',
              'max_acceleration_rad_s2')
 SWITCH_INTERVAL_S = 0.00005     # sys.setswitchinterval of the follower_node process
 JOINT_STATE_POLL_HZ = 100.0   # the control thread takes joint states at up to this rate
-# joint_trajectory mode: the lowest speed scaling by which time_from_start is divided (below it the
-# scaled controller's trajectory time stands still anyway; avoids a division by zero).
-MIN_TRAJECTORY_SCALING = 0.001
 DEFAULT_CONTROLLERS = {'forward_command': 'forward_position_controller',
                        'joint_trajectory': 'joint_trajectory_controller'}
 
@@ -98,10 +95,10 @@ PARAMETERS = {
             "speed_scaling_state_broadcaster publishes on "
             "/speed_scaling_state_broadcaster/speed_scaling; '' = off, always 100 %). The "
             "follower's plan time runs at this fraction of the clock (the pendant's slider at "
-            '50 %: chunks executed at half speed). In joint_trajectory mode the rolling '
-            "trajectories' time_from_start is then in the controller's scaled trajectory time, "
-            "as UR's scaled_joint_trajectory_controller and joint_trajectory_controller with "
-            'speed scaling (Jazzy 4.39+, Kilted) count it.'),
+            '50 %: chunks executed at half speed). In joint_trajectory mode the command and the '
+            "rolling trajectories run on plan time, which the controller must advance at the same "
+            "factor itself: UR's scaled_joint_trajectory_controller, joint_trajectory_controller "
+            'with speed scaling (Jazzy 4.39+, Kilted). Use jtc_stamp zero with it.'),
     'status_rate_hz': (10.0, 'Rate of ~/status (Hz).'),
     'jtc_rate_hz': (50.0, 'joint_trajectory mode: rate of the rolling trajectories (Hz).'),
     'jtc_horizon_s': (0.1, 'joint_trajectory mode: time span of each rolling trajectory (s).'),
@@ -142,11 +139,13 @@ class FollowerNode(LifecycleNode):
         self._measured_at = math.nan   # node clock when the last valid joint state was taken
         self._scaling_sub = None
         self._scaling_rejected = 0
+        self._scaling_at = math.nan     # node clock of the last valid speed scaling
+        self._activated_at = math.nan
         self._indexer = None
         self._js_rejected = {}       # joint states rejected by reason (control thread writes)
         self._last_log = {}
         self._jump_handle = None
-        self._next_jtc_k = 0
+        self._next_jtc_tau = -math.inf
         self._next_js_k = 0
         self._wall_time = False      # set at activation: no sim time -> now_s reads the system clock
         self._jtc_stamp_clock = False
@@ -213,6 +212,13 @@ class FollowerNode(LifecycleNode):
             self.output_mode = str(self._param('output_mode'))
             if self.output_mode not in OUTPUT_MODES:
                 raise ValueError(f'output_mode must be one of {OUTPUT_MODES}')
+            # The trajectory controller runs the command's time (speed scaling): plan time.
+            self.cfg.scaled_time_output = self.output_mode == 'joint_trajectory'
+            if (self.cfg.scaled_time_output and self._param('speed_scaling_topic')
+                    and str(self._param('jtc_stamp')) == 'clock'):
+                raise ValueError('jtc_stamp clock with speed_scaling_topic: a stamped trajectory '
+                                 'is placed on the clock while its points are in the '
+                                 "controller's scaled time; use jtc_stamp zero")
         except ValueError as exc:
             self.get_logger().error(f'configure failed: {exc}')
             return TransitionCallbackReturn.FAILURE
@@ -252,8 +258,8 @@ class FollowerNode(LifecycleNode):
         self._indexer = JointIndexer(self.cfg.joint_names)
         self._scaling_sub = None
         if self._param('speed_scaling_topic'):
-            # Taken by the control thread with the joint states (UR publishes it every
-            # controller cycle, 500 Hz): reliable as the broadcaster's publisher, depth 1.
+            # Taken by the control thread with the joint states (UR's broadcaster publishes it
+            # at its state_publish_rate, 100 Hz by default): reliable as its publisher, depth 1.
             self._scaling_sub = self.create_subscription(
                 Float64, str(self._param('speed_scaling_topic')), lambda _msg: None,
                 reliable1, callback_group=PolledCallbackGroup())
@@ -273,8 +279,9 @@ class FollowerNode(LifecycleNode):
         self._timers = [self.create_timer(1.0 / float(self._param('status_rate_hz')),
                                           self._publish_status)]
         self._cmd_msg = Float64MultiArray()
+        # Rolling trajectories every whole number of control periods (of plan time: _jtc_due).
         jtc_every = max(1, int(round(self.cfg.control_rate_hz / float(self._param('jtc_rate_hz')))))
-        self._jtc_every = jtc_every
+        self._jtc_period = jtc_every / self.cfg.control_rate_hz
         self._js_every = max(1, int(self.cfg.control_rate_hz // JOINT_STATE_POLL_HZ))
         n_pts = max(1, int(self._param('jtc_points')))
         self._jtc_tfs = np.linspace(0.0, float(self._param('jtc_horizon_s')), n_pts + 1)[1:]
@@ -291,7 +298,6 @@ class FollowerNode(LifecycleNode):
         self._jtc_msg = arrays_to_joint_trajectory(self.cfg.joint_names, tfs, zeros, zeros)
         self._jtc_points = list(self._jtc_msg.points)
         self._jtc_preview_points = n_pts
-        self._jtc_times_scaled = False   # the preview points' times are not the constant ones
         self.lifecycle_label = 'inactive'
         self.get_logger().info(
             f'configured: {self.cfg.num_joints} joints, {self.cfg.control_rate_hz:g} Hz, '
@@ -300,7 +306,9 @@ class FollowerNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state) -> TransitionCallbackReturn:
-        self._next_jtc_k = 0
+        self._next_jtc_tau = -math.inf
+        self._scaling_at = math.nan     # heard again after this activation before it counts
+        self._activated_at = math.nan   # set by the first supervision after activation
         self.follower.tracking_fault = False   # an activation is the operator's restart
         self._measured = None      # start from a joint state taken after the activation
         self._next_js_k = 0
@@ -403,11 +411,38 @@ class FollowerNode(LifecycleNode):
             if math.isfinite(percent) and 0.0 <= percent <= 100.0 + 1e-6:
                 with self._lock:
                     self.follower.set_speed_scaling(percent / 100.0)
+                self._scaling_at = self.now_s()
                 return
             self._scaling_rejected += 1
             self._log_throttled('speed_scaling', f'speed scaling ignored: {percent!r} % (not '
                                 f'in 0..100; {self._scaling_rejected} so far); the last valid '
                                 f'one ({100.0 * self.follower.speed_scaling:g} %) stays in use')
+
+    def _supervise_scaling(self, now: float) -> None:
+        """The speed scaling topic went silent (joint_state_timeout_s) after it had spoken: the
+        factor in use may be stale (a pause that ended, a slider moved): hold as a tracking fault
+        ('speed_scaling_stale'). Never heard since activation: a warning (commands at 100 %; a
+        robot that runs slower leaves the arm behind, which the tracking supervision catches)."""
+        timeout = self.cfg.joint_state_timeout_s
+        if timeout <= 0.0 or not self.follower.started:
+            return
+        if not math.isfinite(self._scaling_at):
+            if not math.isfinite(self._activated_at):
+                self._activated_at = now
+            elif now - self._activated_at > max(2.0, timeout):
+                self._log_throttled('speed_scaling/none', (
+                    f'no speed scaling on {self._scaling_sub.topic_name} since activation: '
+                    'commanding at 100 %'), 10.0)
+            return
+        if now - self._scaling_at > timeout:
+            with self._lock:
+                tripped = self.follower.fault('speed_scaling_stale')
+            if tripped:
+                self.get_logger().error(
+                    f'no speed scaling on {self._scaling_sub.topic_name} for '
+                    f'{now - self._scaling_at:.2f} s: the factor in use '
+                    f'({100.0 * self.follower.speed_scaling:g} %) may be stale. Holding; chunks '
+                    'are refused until ~/resume (or the next activation).')
 
     def _supervise_stale(self, now: float) -> None:
         with self._lock:
@@ -514,9 +549,9 @@ class FollowerNode(LifecycleNode):
             self.get_logger().warning(f'{self._controller} is {state}: not commanding until it '
                                       'is active again')
 
-    def _log_throttled(self, key: str, text: str):
+    def _log_throttled(self, key: str, text: str, interval_s: float = 0.0):
         t = time.monotonic()
-        if t - self._last_log.get(key, -math.inf) >= self._log_throttle:
+        if t - self._last_log.get(key, -math.inf) >= max(interval_s, self._log_throttle):
             self._last_log[key] = t
             self.get_logger().warning(text)
 
@@ -557,10 +592,8 @@ class FollowerNode(LifecycleNode):
                     return   # (re-checked here: the activity callback stops under this lock)
                 follower.start(self._measured, now)
             q, v, _ = follower.step(now)   # catches up on skipped periods (see Follower.step)
-            if self.output_mode == 'joint_trajectory' and k >= self._next_jtc_k:
-                self._next_jtc_k = k + self._jtc_every
+            if self.output_mode == 'joint_trajectory' and self._jtc_due(follower.plan_time(now)):
                 pq, pv, stop = follower.preview(now, now + self._jtc_tfs, stop=True)
-                scaling = follower.speed_scaling
             else:
                 pq = None
         try:
@@ -568,7 +601,7 @@ class FollowerNode(LifecycleNode):
                 self._cmd_msg.data = q.tolist()
                 self._cmd_pub.publish(self._cmd_msg)
             elif pq is not None:
-                self._cmd_pub.publish(self._fill_jtc(now, pq, pv, stop, scaling))
+                self._cmd_pub.publish(self._fill_jtc(now, pq, pv, stop))
         except Exception:
             if self.context.ok():
                 raise   # a real failure; at shutdown the context goes first: stop quietly
@@ -580,35 +613,39 @@ class FollowerNode(LifecycleNode):
                 self._supervise(now)
             elif self._measured is not None:
                 self._supervise_stale(now)
+            if self._scaling_sub is not None:
+                self._supervise_scaling(now)
 
-    def _fill_jtc(self, stamp: float, pq: np.ndarray, pv: np.ndarray, stop,
-                  scaling: float = 1.0) -> JointTrajectory:
-        """The rolling trajectory: the preview points at clock offsets jtc_tfs, then the braking
-        tail. Below full speed scaling, times and velocities are the controller's trajectory
-        time (clock offsets x scaling; velocities / scaling): the scaled controller advances it
-        at the scaling factor, so each point is reached at the clock time it was planned for."""
+    def _jtc_due(self, tau: float) -> bool:
+        """A rolling trajectory is due every 1/jtc_rate_hz of plan time (of the clock at full
+        speed; half a control period early, so that it keeps its period under jitter). Under
+        speed scaling the controller executes the current one at the same rate, and at a factor
+        of 0 nothing new is sent: a new trajectory would restart from the controller's state,
+        which since Jazzy is sampled one (unscaled) period ahead, and so creep forward."""
+        if tau >= self._next_jtc_tau or tau < self._next_jtc_tau - 2 * self._jtc_period:
+            self._next_jtc_tau = tau + self._jtc_period - 0.5 * self.follower.dt
+            return True
+        return False
+
+    def _fill_jtc(self, stamp: float, pq: np.ndarray, pv: np.ndarray, stop) -> JointTrajectory:
+        """The rolling trajectory: the preview points at offsets jtc_tfs, then the braking tail.
+        Times and velocities are the follower's plan time (Follower.preview with
+        scaled_time_output), which is the controller's trajectory time: under speed scaling the
+        controller advances it at the factor itself."""
         msg = self._jtc_msg
         if self._jtc_stamp_clock:   # else it stays zero: the controller starts it on reading
             msg.header.stamp.sec, msg.header.stamp.nanosec = seconds_to_sec_nanosec(stamp)
         points = self._jtc_points
-        rate = max(scaling, MIN_TRAJECTORY_SCALING)
-        scaled = rate != 1.0
-        if scaled or self._jtc_times_scaled:
-            for point, t in zip(points, self._jtc_tfs):
-                point.time_from_start.sec, point.time_from_start.nanosec = \
-                    seconds_to_sec_nanosec(t * rate)
-            self._jtc_times_scaled = scaled
         for point, q, v in zip(points, pq, pv):
             point.positions = q.tolist()
-            point.velocities = (v / rate if scaled else v).tolist()
+            point.velocities = v.tolist()
         t_tail, q_tail, v_tail = stop
         n = self._jtc_preview_points
         for point, t, q, v in zip(points[n:], t_tail, q_tail, v_tail):
             point.positions = q.tolist()
-            # the last one exactly zero: the controller's check
-            point.velocities = (v / rate if scaled else v).tolist()
+            point.velocities = v.tolist()   # the last one exactly zero: the controller's check
             point.time_from_start.sec, point.time_from_start.nanosec = seconds_to_sec_nanosec(
-                (t - stamp) * rate)
+                t - stamp)
         msg.points = points[:n + min(len(t_tail), len(points) - n)]
         return msg
 
@@ -630,6 +667,8 @@ class FollowerNode(LifecycleNode):
             msg.tracking_faults = f.tracking_faults
             msg.speed_scaling = f.speed_scaling
             msg.speed_scaling_rejected = self._scaling_rejected
+            msg.speed_scaling_age_s = (self.now_s() - self._scaling_at
+                                       if math.isfinite(self._scaling_at) else math.nan)
             msg.hold_reason = f.hold_reason if state == STATE_HOLDING else ''
             # At the last control step: "following" always comes with since <= watchdog_timeout_s.
             since = f.time_since_last_chunk()

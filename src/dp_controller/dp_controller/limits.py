@@ -8,7 +8,9 @@ control period dt towards a target and guarantees, whatever the target (NaN incl
 given a start state inside the limits. A start outside the position limits (an arm parked between
 the configured limits and the hardware's) is taken as it is, not clipped (that would be a step of
 up to the margin): the joint holds there or moves inward within vmax and amax, never further out,
-and once inside stays inside. The position bound is braking-distance aware: v_new is
+and once inside stays inside. One exception: a reset with a velocity pointing out of the limits
+from outside them (a tracking fault restarts from the arm's measured state) is braked at amax,
+not cut to zero (a step in velocity), so the joint goes on outward by up to v^2 / (2 amax). The position bound is braking-distance aware: v_new is
 also bounded so that the joint can still stop before the limit at amax,
 ``q + v_new*dt + v_new**2 / (2*amax) <= upper``; this set is invariant under full braking, so
 the bounds above can always be met together (see the tests for the proof by property).
@@ -37,13 +39,27 @@ class Limiter:
         self.amax = np.asarray(amax, dtype=np.float64)
         self.dt = float(dt)
         self.a_corr = correction_accel_fraction * self.amax
-        # Per-joint constants as Python floats for the loop.
-        self._joints = [
-            (lo, up, vm, am * self.dt, (am * self.dt) ** 2, 2.0 * am, 2.0 * ac)
-            for lo, up, vm, am, ac in zip(self.lower.tolist(), self.upper.tolist(),
-                                          self.vmax.tolist(), self.amax.tolist(),
-                                          self.a_corr.tolist())]
+        # Per-joint constants as Python floats for the loop (for the nominal period, and the last
+        # other period a step was asked for: see `step(..., dt=)`).
+        self._joints = self._cur = self._constants(self.dt)
+        self._other = (None, None)
         self.reset(np.clip(np.zeros_like(self.lower), self.lower, self.upper))
+
+    def _constants(self, dt: float) -> list:
+        return [(lo, up, vm, am * dt, (am * dt) ** 2, 2.0 * am, 2.0 * ac)
+                for lo, up, vm, am, ac in zip(self.lower.tolist(), self.upper.tolist(),
+                                              self.vmax.tolist(), self.amax.tolist(),
+                                              self.a_corr.tolist())]
+
+    def _use(self, dt) -> float:
+        """Select the per-joint constants of step length dt (None: the nominal period)."""
+        if dt is None or dt == self.dt:
+            self._cur = self._joints
+            return self.dt
+        if self._other[0] != dt:
+            self._other = (dt, self._constants(dt))
+        self._cur = self._other[1]
+        return dt
 
     def reset(self, q, v=None):
         """Start from position q (as it is, even outside the limits: see the module docstring)
@@ -61,7 +77,7 @@ class Limiter:
         self._q, self._v = self.q.tolist(), self.v.tolist()
 
     def _bounds(self, j, q, v):
-        lower, upper, vmax, adt, adt2, two_a, _ = self._joints[j]
+        lower, upper, vmax, adt, adt2, two_a, _ = self._cur[j]
         room_up = upper - q
         room_lo = q - lower
         hi = min(v + adt, vmax, math.sqrt(adt2 + two_a * (room_up if room_up > 0.0 else 0.0)) - adt)
@@ -73,9 +89,8 @@ class Limiter:
             hi = v - adt
         return lo, hi
 
-    def _advance(self, v_des):
-        """One period with desired velocities v_des (list; non-finite -> brake)."""
-        dt = self.dt
+    def _advance(self, v_des, dt: float):
+        """One step of length dt with desired velocities v_des (list; non-finite -> brake)."""
         qs, vs, acc = [], [], []
         for j, (q, v, vd) in enumerate(zip(self._q, self._v, v_des)):
             if not math.isfinite(vd):
@@ -86,7 +101,7 @@ class Limiter:
             # Rounding guard only (the bounds above already keep qn inside). Outside the limits
             # the bounds allow no outward speed, beyond the deceleration of an outward velocity
             # a reset gave (at amax: never a step).
-            lower, upper = self._joints[j][0], self._joints[j][1]
+            lower, upper = self._cur[j][0], self._cur[j][1]
             if qn > upper and q <= upper:
                 qn = upper
             elif qn < lower and q >= lower:
@@ -98,26 +113,29 @@ class Limiter:
         self.q, self.v, self.a = np.array(qs), np.array(vs), np.array(acc)
         return self.q, self.v, self.a
 
-    def desired_velocity(self, target_next, target_now):
+    def desired_velocity(self, target_next, target_now, dt: float):
         """Velocity that tracks the target: feed-forward + braking-feasible error correction."""
-        dt = self.dt
         out = []
         for j, (tn, tw, q) in enumerate(zip(np.asarray(target_next, dtype=np.float64).tolist(),
                                              np.asarray(target_now, dtype=np.float64).tolist(),
                                              self._q)):
             e = tw - q
             ae = abs(e)
-            corr = min(ae / dt, math.sqrt(self._joints[j][6] * ae)) if ae == ae else math.nan
+            corr = min(ae / dt, math.sqrt(self._cur[j][6] * ae)) if ae == ae else math.nan
             out.append((tn - tw) / dt + (corr if e >= 0.0 else -corr))
         return out
 
-    def step(self, target_next, target_now):
-        """Track the target: target_now is its value now, target_next one period ahead."""
-        return self._advance(self.desired_velocity(target_next, target_now))
+    def step(self, target_next, target_now, dt: float | None = None):
+        """Track the target: target_now is its value now, target_next one step ahead. `dt`: the
+        step's length when it is not the nominal period (the follower's plan time under speed
+        scaling); the limits then hold per unit of that time."""
+        dt = self._use(dt)
+        return self._advance(self.desired_velocity(target_next, target_now, dt), dt)
 
-    def brake(self):
+    def brake(self, dt: float | None = None):
         """Decelerate at the limit towards zero velocity (then hold)."""
-        return self._advance([0.0] * len(self._q))
+        dt = self._use(dt)
+        return self._advance([0.0] * len(self._q), dt)
 
 
 def braking_profile(q, v, amax, dt: float):

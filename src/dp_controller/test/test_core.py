@@ -719,7 +719,8 @@ def test_speed_scaling_zero_stands_still_and_resumes():
 @given(st.lists(chunk_event, min_size=0, max_size=20),
        st.lists(st.tuples(st.floats(0.0, 3.0), st.floats(-0.5, 1.5)), max_size=8))
 def test_limits_hold_whatever_the_speed_scaling_does(events, scalings):
-    """Speed scaling jumping anywhere in [0, 1] (and outside, clipped) never breaks the limits."""
+    """Speed scaling jumping anywhere in [0, 1] (and outside, clipped) never breaks the limits
+    per clock second (forward commands: nothing downstream scales)."""
     cfg = make_cfg(execution_mode='receding_horizon')
     f = Follower(cfg)
     f.start(np.zeros(2), 0.0)
@@ -758,3 +759,76 @@ def test_preview_runs_on_plan_time_under_speed_scaling():
     ts, q, _, _, _ = run(f, 0.6, 0.72)
     for tk, qk in zip(times, pq):
         np.testing.assert_allclose(q[int(round((tk - 0.6) / f.dt))], qk, atol=2e-3)
+
+
+def _run_scaled(f, chunks, scalings, t_end, dt):
+    """Step f with chunks and (time, factor) changes; returns commands and plan-time steps."""
+    qs, vs, steps = [], [], []
+    ci = si = 0
+    tau_prev = None
+    for k in range(int(t_end / dt)):
+        now = k * dt
+        while si < len(scalings) and scalings[si][0] <= now:
+            f.set_speed_scaling(scalings[si][1])
+            si += 1
+        while ci < len(chunks) and chunks[ci][0] <= now:
+            _, stamp, names, t, pos, vel = chunks[ci]
+            f.on_chunk(stamp, names, t, pos, vel, now)
+            ci += 1
+        q, v, _ = f.step(now)
+        tau = f.plan_time(now)
+        steps.append(0.0 if tau_prev is None else tau - tau_prev)
+        tau_prev = tau
+        qs.append(q.copy())
+        vs.append(v.copy())
+    return np.array(qs), np.array(vs), np.array(steps)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(chunk_event, min_size=0, max_size=20),
+       st.lists(st.tuples(st.floats(0.0, 3.0), st.floats(0.0, 1.0)), max_size=8))
+def test_scaled_time_output_keeps_the_limits_in_plan_time(events, scalings):
+    """scaled_time_output (the joint_trajectory output: the controller runs the command's time):
+    per unit of plan time the command keeps vmax and amax, and a period in which plan time does
+    not advance (factor 0) leaves the command where it is."""
+    cfg = make_cfg(execution_mode='receding_horizon', scaled_time_output=True)
+    f = Follower(cfg)
+    f.start(np.zeros(2), 0.0)
+    chunks = sorted((build_chunk(ev) for ev in events), key=lambda c: c[0])
+    q, v, dtau = _run_scaled(f, chunks, sorted(scalings), 3.5, f.dt)
+    assert np.all(q >= cfg.lower - EPS) and np.all(q <= cfg.upper + EPS)
+    assert np.all(np.abs(v) <= cfg.vmax * (1 + 1e-9) + EPS)
+    dq = np.abs(np.diff(q, axis=0))
+    d = dtau[1:, None]
+    assert np.all(dq <= cfg.vmax * d * (1 + 1e-6) + 1e-12), 'velocity per plan second'
+    still = dtau[1:] < 1e-9
+    assert np.all(dq[still] == 0.0)
+    moving = (dtau[1:] > 1e-9) & (dtau[:-1] > 1e-9)
+    dv = np.abs(np.diff(v, axis=0))
+    assert np.all(dv[moving] <= cfg.amax * d[moving] * (1 + 1e-6) + 1e-9), 'acceleration'
+
+
+def test_scaled_time_output_at_full_speed_is_the_unscaled_follower():
+    """At a factor of 1 plan time is the clock: both modes give the same commands, bit for bit."""
+    chunks = [(0.1 * k, 0.1 * k - 0.03, NAMES, *chunk(0.1 * k - 0.03), None) for k in range(20)]
+    out = []
+    for scaled in (False, True):
+        f = Follower(make_cfg(execution_mode='temporal_ensemble', scaled_time_output=scaled))
+        f.start(wave([0.0])[0], 0.0)
+        ts, q, v, _, _ = run(f, 0.0, 2.5, chunks)
+        pq, pv = f.preview(2.5 - f.dt, 2.5 + np.array([0.02, 0.04]))
+        out.append((q, v, pq, pv))
+    for a, b in zip(*out):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_plan_time_of_a_past_stamp_uses_the_factor_of_that_time():
+    """A chunk stamped before the factor changed is placed with the factor it had then."""
+    f = Follower(make_cfg())
+    f.start(np.zeros(2), 0.0)
+    f.set_speed_scaling(0.0)
+    run(f, 0.0, 1.0)                     # paused for 1 s: plan time stays at 0
+    f.set_speed_scaling(1.0)
+    run(f, 1.0, 1.2)                     # then 0.2 s at full speed
+    assert f.plan_time(0.5) == pytest.approx(0.0, abs=2 * f.dt)
+    assert f.plan_time(1.1) == pytest.approx(0.1, abs=2 * f.dt)

@@ -412,9 +412,10 @@ def test_joint_trajectory_output(harness_factory, jtc_stamp):
 
 def test_speed_scaling_topic_scales_plan_and_trajectory_time(harness_factory):
     """UR's speed_scaling_state_broadcaster publishes percent (std_msgs/Float64): at 40 % the
-    rolling trajectories are in the controller's scaled time (first point 20 ms x 0.4 ahead);
-    bad values (NaN, negative, above 100) are counted, logged and ignored, the last valid one
-    stays in use."""
+    rolling trajectories are in plan time, which the scaled controller runs at 40 %; bad values
+    (NaN, negative, above 100) are counted, logged and ignored, the last valid one stays in use;
+    the topic going silent holds the arm ('speed_scaling_stale'); jtc_stamp clock with a speed
+    scaling topic is refused at configure."""
     topic = '/speed_scaling_state_broadcaster/speed_scaling'
     h = harness_factory(output_mode='joint_trajectory', jtc_rate_hz=50.0, jtc_points=5,
                         jtc_horizon_s=0.1, speed_scaling_topic=topic)
@@ -435,13 +436,27 @@ def test_speed_scaling_topic_scales_plan_and_trajectory_time(harness_factory):
         n = h.status.speed_scaling_rejected
         publish_until(bad, lambda: h.status.speed_scaling_rejected > n, f'{bad} counted')
     assert h.status.speed_scaling == pytest.approx(0.4)
+    # As UR's broadcaster: the factor keeps coming (a topic that goes silent holds, below).
+    sending = [True]
+    h.io.create_timer(0.02, lambda: sending[0] and pub.publish(Float64(data=40.0)))
+    n0, t0 = len(h.trajectories), time.monotonic()
     h.stream(1.0)
+    rate = (len(h.trajectories) - n0) / (time.monotonic() - t0)
     _, msg, _ = h.trajectories[-1]
+    # Plan time is the controller's trajectory time (it scales it itself): the points keep their
+    # plan-time offsets, and a trajectory goes out every 20 ms of plan time (50 ms of the clock).
     tfs = [duration_to_seconds(p.time_from_start) for p in msg.points]
-    assert tfs[0] == pytest.approx(0.02 * 0.4, abs=1e-6)
-    assert tfs[4] == pytest.approx(0.1 * 0.4, abs=1e-6)
+    assert tfs[0] == pytest.approx(0.02, abs=1e-6) and tfs[4] == pytest.approx(0.1, abs=1e-6)
+    assert rate < 30.0, rate
     assert list(msg.points[-1].velocities) == [0.0, 0.0, 0.0]
     assert h.status.tracking_faults == 0
+    assert 0.0 <= h.status.speed_scaling_age_s < 1.0
+    sending[0] = False      # silent for joint_state_timeout_s (1 s): the factor may be stale
+    h.wait_for(lambda: h.status.hold_reason == 'speed_scaling_stale', 'speed_scaling_stale hold')
+    assert h.status.tracking_faults == 1
+    bad = harness_factory(output_mode='joint_trajectory', speed_scaling_topic=topic,
+                          jtc_stamp='clock')
+    assert bad.node.trigger_configure() is not None and bad.node.lifecycle_label == 'unconfigured'
 
 
 def test_sim_time_paces_on_clock_and_backward_jump_holds(harness_factory):

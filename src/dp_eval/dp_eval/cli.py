@@ -102,10 +102,13 @@ def print_summary(results: list[dict], stream=None) -> None:
 
 
 def _write(results: list[dict], out: str, title: str, ns=None) -> Path:
-    from dp_eval.report import write_report
+    from dp_eval.report import to_json, write_report
     visuals = []
     if any(r.get('kind') == 'closed_loop' and r.get('bag') for r in results):
         from dp_eval.rollouts import closed_loop_visuals
+        # The numbers first: nothing that the figures or videos meet can lose them.
+        Path(out).mkdir(parents=True, exist_ok=True)
+        (Path(out) / 'result.json').write_text(to_json(results))
         t0 = time.monotonic()
         visuals = closed_loop_visuals(
             results, out, fans=getattr(ns, 'fans', 3),

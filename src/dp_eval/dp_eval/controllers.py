@@ -287,6 +287,7 @@ class ControllerRig:
         from control_msgs.msg import SpeedScalingFactor
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self._scaling_percent = float(percent)
         if self._scaling_timer is None:
             self._jtc_scaling_pub = self.node.create_publisher(
                 SpeedScalingFactor, f'/{TRAJECTORY}/speed_scaling_input', latched)
@@ -295,7 +296,6 @@ class ControllerRig:
                                                          reliability=ReliabilityPolicy.RELIABLE))
             self._scaling_timer = self.node.create_timer(
                 0.01, lambda: self._scaling_pub.publish(Float64(data=self._scaling_percent)))
-        self._scaling_percent = float(percent)
         self._jtc_scaling_pub.publish(SpeedScalingFactor(factor=percent / 100.0))
 
     # ------------------------------------------------------------------ the run
@@ -356,8 +356,9 @@ def core_error(rig: 'ControllerRig', t_stop: float, speed_scaling: float = 1.0):
     on a command at its next cycle)."""
     stamps, q = joint_state_arrays(rig.joint_states)
     i0 = int(np.argmax(stamps >= rig.published[0][0] - 0.05))
-    ct, cq = core_commands(follower_config(), q[i0], stamps[i0], t_stop, rig.published,
-                           rig.accepted, speed_scaling=speed_scaling)
+    cfg = follower_config(scaled_time_output=rig.output_mode == 'joint_trajectory')   # as the node
+    ct, cq = core_commands(cfg, q[i0], stamps[i0], t_stop, rig.published, rig.accepted,
+                           speed_scaling=speed_scaling)
     sel = (stamps > stamps[i0] + 0.01) & (stamps < t_stop - 0.01)
     core = np.stack([np.interp(stamps[sel] - 1.0 / RATE_HZ, ct, cq[:, j])
                      for j in range(q.shape[1])], axis=1)

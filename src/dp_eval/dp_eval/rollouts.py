@@ -79,7 +79,8 @@ class Rollout:
     tip: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))   # (N, 3) m
     contact_xy: Optional[np.ndarray] = None
     clearance_m: float = math.nan
-    chunks: list = field(default_factory=list)    # (stamp, t_abs (H,), tip (H, 3))
+    # (stamp, t_abs (H,), tip (H, 3), published: log time of the recording, the run's clock)
+    chunks: list = field(default_factory=list)
 
     @property
     def outcome(self) -> str:
@@ -114,19 +115,20 @@ def read_rollouts(bag: str | Path, urdf=None, geometry: Optional[TaskGeometry] =
             statuses.append((_stamp(msg.header), msg))
         elif raw.topic == JOINT_STATES:
             names = list(msg.name)
-            try:
-                idx = [names.index(j) for j in chain.joint_names]
-            except ValueError:
+            if len(msg.position) != len(names) or not all(j in names for j in chain.joint_names):
                 continue
+            idx = [names.index(j) for j in chain.joint_names]
             js.append((_stamp(msg.header), np.asarray(msg.position, dtype=float)[idx]))
         elif raw.topic == CHUNKS and msg.points:
             names = list(msg.joint_names)
-            if all(j in names for j in chain.joint_names):
+            if all(j in names for j in chain.joint_names) and all(
+                    len(p.positions) == len(names) for p in msg.points):
                 idx = [names.index(j) for j in chain.joint_names]
                 tfs = np.array([p.time_from_start.sec + p.time_from_start.nanosec * 1e-9
                                 for p in msg.points])
                 pos = np.array([np.asarray(p.positions, dtype=float)[idx] for p in msg.points])
-                chunks.append((_stamp(msg.header), tfs, pos))
+                # (stamp, log time = when it was published, in the run's clock, times, positions)
+                chunks.append((_stamp(msg.header), raw.stamp_ns * 1e-9, tfs, pos))
         elif raw.topic == CAMERA_INFO and info is None:
             info = msg
     rollouts = _split(statuses)
@@ -145,8 +147,8 @@ def read_rollouts(bag: str | Path, urdf=None, geometry: Optional[TaskGeometry] =
         r.t, r.q = js_t[sel], js_q[sel]
         r.tip = chain.position(r.q) if len(r.q) else np.zeros((0, 3))
         lo, hi = np.searchsorted(ch_t, [r.t0, r.t1])
-        for stamp, tfs, pos in chunks[lo:hi]:
-            r.chunks.append((stamp, stamp + tfs, chain.position(pos)))
+        for stamp, published, tfs, pos in chunks[lo:hi]:
+            r.chunks.append((stamp, stamp + tfs, chain.position(pos), published))
         if geometry is not None and len(r.tip):
             d = np.linalg.norm(r.tip[:, :2] - geometry.post_xy, axis=1)
             r.clearance_m = float(d.min() - geometry.post_radius_m - geometry.stylus_radius_m)
@@ -253,7 +255,8 @@ def plot_clearance(per_policy: Sequence[tuple[str, list[Rollout]]], path: Path) 
     fig, ax = plt.subplots(figsize=(7, 3.2))
     lo = min(0.0, min(float(d.min()) for _, d in data))
     hi = max(float(d.max()) for _, d in data)
-    bins = np.linspace(lo, max(hi, lo + 1e-3) * 1.05, 30)
+    hi = max(hi, lo + 1e-3)
+    bins = np.linspace(lo, hi + 0.05 * (hi - lo), 30)
     for label, d in data:
         ax.hist(d * 1e3, bins=bins * 1e3, alpha=0.55,
                 label=f'{label} (min {d.min() * 1e3:.1f} mm, median {np.median(d) * 1e3:.1f} mm)')
@@ -268,9 +271,11 @@ def plot_clearance(per_policy: Sequence[tuple[str, list[Rollout]]], path: Path) 
     return True
 
 
-def sample_fans(checkpoint: str | Path, bag: str | Path, episodes: int = 3, at_s: float = 0.3,
-                samples: int = 16, seed: int = 0, urdf=None) -> list[dict]:
-    """For the first `episodes` episodes of a recorded run, the observation `at_s` seconds into
+def sample_fans(checkpoint: str | Path, bag: str | Path, count: int = 3, at_s: float = 0.3,
+                samples: int = 16, seed: int = 0, urdf=None,
+                episodes: Optional[Sequence[int]] = None) -> list[dict]:
+    """For the first `count` episodes of a recorded run (of those numbered in `episodes` if
+    given), the observation `at_s` seconds into
     the episode (the policy decides left or right early) goes through the checkpoint with
     `samples` samples: returns [{episode, t, tip (3,) at the observation, fan (K, H, 3)}]. The
     observations are decoded by the training dataset's decoder (what training and the node see)."""
@@ -284,18 +289,28 @@ def sample_fans(checkpoint: str | Path, bag: str | Path, episodes: int = 3, at_s
     # The run's camera topic (sim.launch.py remaps the policy's camera to it), as the node saw it.
     cameras = {meta.camera_names[0]: IMAGES} if len(meta.camera_names) == 1 else None
     cfg = dataset_config_for(meta, cameras=cameras, episode_topic=STATUS)
+    # The policy's joints in the chain's order (the checkpoint's order may differ).
+    missing = [j for j in chain.joint_names if j not in meta.joint_names]
+    if missing:
+        raise ValueError(f'the URDF chain joints {missing} are not joints of the checkpoint '
+                         f'({meta.joint_names})')
+    cols = [list(meta.joint_names).index(j) for j in chain.joint_names]
+    keep = None if episodes is None else {int(e) for e in episodes}
+    n = meta.n_obs_steps
     out = []
-    for ep in decode_bag(bag, cfg)[:episodes]:
-        n = meta.n_obs_steps
+    for ep in decode_bag(bag, cfg):
+        number = str(ep.name).rsplit('#ep', 1)[-1]
+        if len(out) >= count or len(ep) < n or (keep is not None and number.isdigit()
+                                                 and int(number) not in keep):
+            continue
         k = int(np.clip(round(at_s / meta.dt_s), n - 1, len(ep) - 1))
         state = ep.state[None, k - n + 1:k + 1].astype(np.float32)
         images = {c: ep.images[c][None, k - n + 1:k + 1] for c in meta.camera_names}
         res = policy.predict(state, images, stamps=ep.t[[k]], robot_ids=['fan'])
         policy.reset()
-        fan = chain.position(np.asarray(res.samples[0], dtype=float))       # (K, H, 3)
-        out.append({'episode': str(ep.name).rsplit('#', 1)[-1], 't': float(ep.t[k] - ep.t[0]),
-                    'tip': chain.position(ep.state[k, :len(chain.joint_names)]),
-                    'fan': fan})
+        fan = chain.position(np.asarray(res.samples[0], dtype=float)[..., cols])   # (K, H, 3)
+        out.append({'episode': f'episode {number}', 't': float(ep.t[k] - ep.t[0]),
+                    'tip': chain.position(ep.state[k, cols]), 'fan': fan})
     return out
 
 
@@ -369,9 +384,13 @@ class _Camera:
         self.K = np.asarray(info.k, dtype=float).reshape(3, 3)
 
     def project(self, p_world: np.ndarray) -> np.ndarray:
+        """Pixel coordinates (N, 2); NaN for points not in front of the camera."""
         p = p_world @ self.world_to_cam[:3, :3].T + self.world_to_cam[:3, 3]
         uvw = p @ self.K.T
-        return uvw[:, :2] / uvw[:, 2:3]
+        with np.errstate(invalid='ignore', divide='ignore'):
+            uv = uvw[:, :2] / uvw[:, 2:3]
+        uv[p[:, 2] <= 1e-6] = np.nan
+        return uv
 
 
 def _draw(frame: np.ndarray, camera: Optional[_Camera], r: Rollout, t: float) -> np.ndarray:
@@ -381,13 +400,18 @@ def _draw(frame: np.ndarray, camera: Optional[_Camera], r: Rollout, t: float) ->
     d = ImageDraw.Draw(img)
     if camera is not None:
         s = VIDEO_SCALE
-        done = r.tip[(r.t <= t)]
+        done = camera.project(r.tip[(r.t <= t)]) * s
+        done = done[np.all(np.isfinite(done), axis=1)]
         if len(done) > 1:
-            d.line([tuple(p) for p in camera.project(done) * s], fill=(255, 255, 255), width=1)
-        chunk = next((c for c in reversed(r.chunks) if c[0] <= t), None)
+            d.line([tuple(p) for p in done], fill=(255, 255, 255), width=1)
+        # The newest chunk published by then (not by its observation stamp: it appears once the
+        # policy has computed it).
+        chunk = next((c for c in reversed(r.chunks) if c[3] <= t), None)
         if chunk is not None:
             pts = camera.project(chunk[2]) * s
-            d.line([tuple(p) for p in pts], fill=(255, 210, 0), width=2)
+            pts = pts[np.all(np.isfinite(pts), axis=1)]
+            if len(pts) > 1:
+                d.line([tuple(p) for p in pts], fill=(255, 210, 0), width=2)
             for p in pts:
                 d.ellipse([p[0] - 1.5, p[1] - 1.5, p[0] + 1.5, p[1] + 1.5], fill=(255, 120, 0))
     d.text((4, 2), f'episode {r.episode}  {t - r.t0:4.1f} s', fill=(255, 255, 255))
@@ -395,19 +419,29 @@ def _draw(frame: np.ndarray, camera: Optional[_Camera], r: Rollout, t: float) ->
 
 
 def episode_videos(bag: str | Path, rollouts: Sequence[Rollout], info, out_dir: Path,
-                   prefix: str, urdf=None, fps: float = 20.0) -> list[tuple[Rollout, Path]]:
-    """A video per rollout (camera frames of its episode, the executed tip path in white, the
-    newest planned chunk in yellow); returns (rollout, path) for those with frames."""
+                   prefix: str, urdf=None) -> list[tuple[Rollout, Path, int]]:
+    """A video per rollout (camera frames of its episode at the camera's rate, the executed tip
+    path in white, the newest published chunk in yellow); returns (rollout, path, width in
+    pixels) for those with frames. Without camera_info, or with a camera frame the URDF does
+    not have, the frames are shown without the overlay."""
     from dp_eval.video import write_video
-    camera = _Camera(info, urdf) if info is not None and info.header.frame_id else None
+    camera = None
+    if info is not None and info.header.frame_id:
+        try:
+            camera = _Camera(info, urdf)
+        except ValueError:
+            camera = None
     frames = _frames(bag, [(r.t0, r.t1) for r in rollouts])
     out = []
     for r, fr in zip(rollouts, frames):
         if not fr:
             continue
         drawn = [_draw(img, camera, r, t) for t, img in fr]
-        out.append((r, write_video(drawn, Path(out_dir) / f'{prefix}_episode_{r.episode}',
-                                   fps=fps)))
+        stamps = np.array([t for t, _ in fr])
+        fps = 1.0 / float(np.median(np.diff(stamps))) if len(stamps) > 2 else 20.0
+        path = write_video(drawn, Path(out_dir) / f'{prefix}_episode_{r.episode}',
+                           fps=float(np.clip(fps, 1.0, 120.0)))
+        out.append((r, path, int(drawn[0].shape[1])))
     return out
 
 
@@ -428,41 +462,52 @@ def closed_loop_visuals(results: Sequence[dict], out_dir: str | Path, fans: int 
         if r.get('kind') != 'closed_loop' or not r.get('bag') or not Path(r['bag']).is_dir():
             continue
         label = str(r.get('label'))
+        episodes = [e['episode'] for e in r.get('episodes', [])] or None
         try:
-            rollouts, info = read_rollouts(
-                r['bag'], geometry=geometry,
-                episodes=[e['episode'] for e in r.get('episodes', [])] or None)
-        except (bagio.BagError, ValueError) as exc:
-            r.setdefault('errors', []).append(f'rollouts of {r["bag"]}: {exc}')
+            rollouts, info = read_rollouts(r['bag'], geometry=geometry, episodes=episodes)
+        except Exception as exc:    # noqa: BLE001 - a figure must not sink the report
+            r.setdefault('errors', []).append(f'rollouts of {r["bag"]}: {exc!r}')
             continue
         per_policy.append((label, rollouts))
         block = {'clearance_m': {str(x.episode): x.clearance_m for x in rollouts}, 'videos': []}
         r['rollouts'] = block
-        chosen = choose_video_episodes(rollouts, video_successes, max_videos)
-        for x, path in episode_videos(r['bag'], chosen, info, videos, f'{i}_{label}'):
-            rel = str(path.relative_to(out))
-            block['videos'].append(rel)
-            visuals.append({'kind': 'video' if path.suffix == '.mp4' else 'image',
-                            'path': rel, 'section': 'Videos',
-                            'width': 96 * VIDEO_SCALE,
-                            'caption': f'{label}, episode {x.episode}: '
-                                       f'{"success, " + x.side if x.success else "failed"}'
-                                       f'{", obstacle contact" if x.contact else ""}'})
+        try:
+            chosen = choose_video_episodes(rollouts, video_successes, max_videos)
+            for x, path, width in episode_videos(r['bag'], chosen, info, videos, f'{i}_{label}'):
+                rel = str(path.relative_to(out))
+                block['videos'].append(rel)
+                visuals.append({'kind': 'video' if path.suffix == '.mp4' else 'image',
+                                'path': rel, 'section': 'Videos', 'width': width,
+                                'caption': f'{label}, episode {x.episode}: '
+                                           f'{"success, " + x.side if x.success else "failed"}'
+                                           f'{", obstacle contact" if x.contact else ""}'})
+        except Exception as exc:    # noqa: BLE001
+            r.setdefault('errors', []).append(f'videos: {exc!r}')
         if fans > 0 and r.get('checkpoint'):
             try:
                 fan_sets.append((label, sample_fans(r['checkpoint'], r['bag'], fans,
-                                                    samples=fan_samples)))
-            except Exception as exc:    # noqa: BLE001 - a figure must not sink the report
+                                                    samples=fan_samples, episodes=episodes)))
+            except Exception as exc:    # noqa: BLE001
                 r.setdefault('errors', []).append(f'sampled futures: {exc!r}')
+    try:
+        visuals[:0] = _figures(per_policy, fan_sets, geometry, plots, fan_samples)
+    except Exception as exc:    # noqa: BLE001
+        for r in results:
+            r.setdefault('errors', []).append(f'rollout figures: {exc!r}')
+    return visuals
+
+
+def _figures(per_policy, fan_sets, geometry, plots: Path, fan_samples: int) -> list[dict]:
+    visuals = []
     if plot_paths(per_policy, geometry, plots / 'paths.png'):
-        visuals.insert(0, {'kind': 'image', 'path': 'plots/paths.png', 'section': 'Rollouts',
-                           'caption': 'end-effector paths (top view, as the camera sees the '
-                                      'table), coloured by side'})
+        visuals.append({'kind': 'image', 'path': 'plots/paths.png', 'section': 'Rollouts',
+                        'caption': 'end-effector paths (top view, as the camera sees the '
+                                   'table), coloured by side'})
     if plot_clearance(per_policy, plots / 'clearance.png'):
-        visuals.insert(1, {'kind': 'image', 'path': 'plots/clearance.png', 'section': 'Rollouts',
-                           'caption': 'minimum clearance to the obstacle per episode'})
+        visuals.append({'kind': 'image', 'path': 'plots/clearance.png', 'section': 'Rollouts',
+                        'caption': 'minimum clearance to the obstacle per episode'})
     if plot_fans(fan_sets, geometry, plots / 'fans.png'):
-        visuals.insert(2, {'kind': 'image', 'path': 'plots/fans.png', 'section': 'Rollouts',
-                           'caption': f'{fan_samples} sampled chunks at the same observation '
-                                      '(the fan of futures), per policy'})
+        visuals.append({'kind': 'image', 'path': 'plots/fans.png', 'section': 'Rollouts',
+                        'caption': f'{fan_samples} sampled chunks at the same observation '
+                                   '(the fan of futures), per policy'})
     return visuals

@@ -9,8 +9,6 @@ not show in its path); episode 2 touches the post and fails.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 
@@ -155,7 +153,8 @@ def test_read_rollouts_paths_outcomes_clearance_and_contact(run_bag, chain):
     i = int(np.searchsorted(b.t, 4.5))
     np.testing.assert_allclose(b.contact_xy, b.tip[i, :2], atol=1e-12)
     assert len(a.chunks) == 1 and len(b.chunks) == 0
-    stamp, t_abs, tip = a.chunks[0]
+    stamp, t_abs, tip, published = a.chunks[0]
+    assert published == pytest.approx(1.5)
     assert stamp == pytest.approx(1.5) and tip.shape == (8, 3)
     np.testing.assert_allclose(t_abs, 1.5 + 0.1 * np.arange(8), atol=1e-9)
 
@@ -166,7 +165,8 @@ def test_videos_have_every_frame_and_the_planned_chunk_drawn(run_bag, tmp_path):
     chosen = rollouts.choose_video_episodes(rs, successes=1, max_videos=5)
     assert [r.episode for r in chosen] == [1, 2]
     made = rollouts.episode_videos(run_bag, chosen, info, tmp_path, 'x')
-    assert [p.suffix for _, p in made] == ['.mp4', '.mp4']
+    assert [p.suffix for _, p, _ in made] == ['.mp4', '.mp4']
+    assert [w for _, _, w in made] == [96 * rollouts.VIDEO_SCALE] * 2
     with av.open(str(made[0][1])) as c:
         frames = [f.to_ndarray(format='rgb24') for f in c.decode(video=0)]
     assert len(frames) == 20                                  # 1.0 .. 2.9 s at 10 Hz
@@ -212,7 +212,7 @@ def _report_with_videos(run_bag, out):
     rs, info = rollouts.read_rollouts(run_bag, geometry=rollouts.task_geometry())
     visuals = [{'kind': 'video', 'section': 'Videos', 'caption': f'episode {r.episode}',
                 'path': str(p.relative_to(out))}
-               for r, p in rollouts.episode_videos(run_bag, rs, info, out / 'videos', 'v')]
+               for r, p, _ in rollouts.episode_videos(run_bag, rs, info, out / 'videos', 'v')]
     (out / 'plots').mkdir(parents=True, exist_ok=True)
     rollouts.plot_paths([('diffusion', rs)], rollouts.task_geometry(), out / 'plots' / 'paths.png')
     visuals.insert(0, {'kind': 'image', 'section': 'Rollouts', 'caption': 'paths',
@@ -246,4 +246,3 @@ def test_report_loads_in_a_real_browser(run_bag, tmp_path):
     failed = sorted(m['src'] for m in check_report(html_path))
     assert failed == ['plots/paths.png', 'videos/v_episode_1.mp4'], failed
     assert not any(p.name.startswith('.') for p in tmp_path.iterdir())   # probe page removed
-    assert math.isfinite(1.0)

@@ -55,3 +55,21 @@ def test_camera_optical_frame_matches_mujoco_camera():
     np.testing.assert_allclose(T[:3, 3], cam.xpos, atol=1e-9)
     np.testing.assert_allclose(T[:3, :3], cam.xmat.reshape(3, 3) @ np.diag([1.0, -1.0, -1.0]),
                                atol=1e-9)
+
+
+def test_joints_off_the_chain_may_be_anything_on_it_are_refused():
+    import pytest
+    urdf = '''<robot name="r"><link name="base"/><link name="a"/><link name="g1"/><link name="g2"/>
+      <joint name="j" type="revolute"><parent link="base"/><child link="a"/>
+        <axis xyz="0 0 1"/><limit lower="-1" upper="1" velocity="1" effort="1"/></joint>
+      <joint name="f1" type="prismatic"><parent link="a"/><child link="g1"/><axis xyz="1 0 0"/>
+        <limit lower="0" upper="0.04" velocity="1" effort="1"/></joint>
+      <joint name="f2" type="prismatic"><parent link="a"/><child link="g2"/><axis xyz="1 0 0"/>
+        <mimic joint="f1"/><limit lower="0" upper="0.04" velocity="1" effort="1"/></joint>
+    </robot>'''
+    chain = KinematicChain.from_urdf(urdf, tip='g1')          # the gripper's mimic joint is elsewhere
+    assert chain.joint_names == ['j', 'f1']
+    np.testing.assert_allclose(chain.position([0.0, 0.03]), [0.03, 0.0, 0.0])
+    np.testing.assert_allclose(chain.position([np.pi / 2, 0.03]), [0.0, 0.03, 0.0], atol=1e-12)
+    with pytest.raises(ValueError, match='mimic'):
+        KinematicChain.from_urdf(urdf, tip='g2')
