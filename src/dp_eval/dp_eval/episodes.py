@@ -31,7 +31,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from dp_eval import metrics
+from dp_common import metrics
 
 __all__ = ['EpisodeResult', 'EpisodeTracker', 'command_jerk', 'summarize_episodes']
 

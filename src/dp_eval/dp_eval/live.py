@@ -29,7 +29,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from dp_eval import bagio, metrics
+from dp_common import metrics
+from dp_eval import bagio
 
 __all__ = ['LiveConfig', 'run_live', 'compare_chunks', 'DEFAULT_LIVE_RECORD', 'OBSERVATION_TYPES']
 

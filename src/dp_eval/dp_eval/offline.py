@@ -33,7 +33,8 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from dp_eval import bagio, metrics
+from dp_common import metrics
+from dp_eval import bagio
 
 __all__ = ['CheckpointMismatchError', 'OfflineConfig', 'StepRecord', 'dataset_config_for',
            'default_camera_topics',

@@ -55,7 +55,7 @@ def test_corrupt_bag_is_a_clear_error(bags, tmp_path, storage, how):
 
 
 def test_core_modules_do_not_import_rclpy():
-    code = ('import sys; import dp_eval.bagio, dp_eval.metrics, dp_eval.offline, '
+    code = ('import sys; import dp_eval.bagio, dp_common.metrics, dp_eval.offline, '
             'dp_eval.synthetic, dp_eval.player, dp_eval.progress; '
             "assert 'rclpy' not in sys.modules, 'rclpy imported'")
     subprocess.run([sys.executable, '-c', code], check=True)
