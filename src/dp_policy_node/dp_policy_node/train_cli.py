@@ -105,6 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument('--max-minutes', type=float, metavar='MIN',
                    help='stop after MIN minutes of training; the cosine LR decays over that budget')
     m.add_argument('--batch-size', type=int)
+    m.add_argument('--precision', choices=['auto', 'fp32', 'bf16'],
+                   help='training arithmetic: bf16 autocast, fp32, or auto (bf16 where the hardware '
+                        'has it natively; default: preset)')
+    m.add_argument('--holdout', type=int, metavar='N',
+                   help='episodes kept out of training and evaluated every --eval-every steps; '
+                        'policy.ckpt is the best scored (default: preset; 0 = off, the last)')
+    m.add_argument('--eval-every', type=int, metavar='STEPS', help='held-out evaluation period')
     m.add_argument('--lr', type=float)
     m.add_argument('--seed', type=int)
     m.add_argument('--device', default='cpu', help='cpu, cuda or cuda:N (default cpu); under torchrun '
@@ -172,7 +179,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             steps = 10 ** 9        # the time budget ends the run
         overrides = {k: v for k, v in (('steps', steps), ('batch_size', args.batch_size),
                                        ('lr', args.lr), ('seed', args.seed),
-                                       ('max_minutes', args.max_minutes)) if v is not None}
+                                       ('max_minutes', args.max_minutes),
+                                       ('precision', args.precision),
+                                       ('holdout_episodes', args.holdout),
+                                       ('eval_every', args.eval_every)) if v is not None}
         train_cfg = replace(cfgs.train, **overrides)
         if args.threads:
             import torch

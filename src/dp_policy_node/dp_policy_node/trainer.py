@@ -6,15 +6,23 @@
   every time step of every episode one training window: ``n_obs_steps`` observations ending "now"
   and ``horizon`` actions starting at the first of them; indices past an episode's ends repeat its
   first/last step (the paper's padding). Batches are gathered by index, with no per-sample Python.
-* ``train`` - AdamW, linear warmup then cosine decay, EMA of the weights (the checkpoint carries the
-  EMA weights), seeded, resumable, optional wall-clock budget, progress bar, loss curve as CSV and
-  PNG, DistributedDataParallel when launched by ``torchrun`` (WORLD_SIZE set).
+* ``train`` - AdamW (fused where torch has it), linear warmup then cosine decay, EMA of the weights
+  (the checkpoint carries the EMA weights), bf16 autocast where the hardware computes it natively
+  (TrainConfig.precision), seeded, resumable, optional wall-clock budget, held-out evaluation that
+  keeps the best checkpoint (holdout.py), progress bar, a training report, DistributedDataParallel
+  when launched by ``torchrun`` (WORLD_SIZE set).
 
 Files in ``out_dir``:
-    policy.ckpt   deployable checkpoint (checkpoint.py format; EMA weights), rewritten atomically
-    resume.pt     raw + EMA weights, optimiser, LR schedule, RNG state, step, elapsed time
+    policy.ckpt   deployable checkpoint (checkpoint.py format; EMA weights), rewritten atomically:
+                  the last one, or with held-out evaluation the best scored one
+    resume.pt     raw + EMA weights, optimiser, LR schedule, RNG state, step, elapsed time, the best
+                  held-out score so far
     loss.csv      step, loss, lr, elapsed_s, samples_per_s (one row every log_every steps)
+    eval.csv      step, held-out rmse, rmse_executed, mode_js_bits, score, elapsed_s (held-out only)
     loss.png      the loss curve (when matplotlib is installed)
+    report.png, report.html   loss, learning rate, held-out error and coverage, samples/s over
+                  the run, and the run's summary (when matplotlib is installed)
+    tensorboard/  the same scalars for TensorBoard (when the `tensorboard` package is installed)
 
 Determinism: the data order is a function of (seed, rank, epoch) and the torch RNG state is saved,
 so a resumed run continues the same sample sequence. Not here: reading bags (dataset.py), the CLI
@@ -22,6 +30,7 @@ so a resumed run continues the same sample sequence. Not here: reading bags (dat
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import math
@@ -39,15 +48,17 @@ from torch import nn
 from .checkpoint import atomic_torch_save, make_checkpoint
 from .config import ModelConfig, SchedulerConfig, TrainConfig, VisionConfig, to_dict
 from .episode import Episode, EpisodeSetMeta
+from .holdout import HeldOut, split_holdout
+from .train_report import EvalLog, Scalars, read_csv, write_report
 from .model import build_model
 from .normalizer import MinMaxNormalizer
 from .schedulers import NoiseScheduler
 
-RESUME_VERSION = 1
+RESUME_VERSION = 2
 CKPT_NAME = 'policy.ckpt'
 RESUME_NAME = 'resume.pt'
 # TrainConfig fields that may change when a run is resumed (everything else must match)
-RESUMABLE_CHANGES = ('steps', 'checkpoint_every', 'log_every', 'max_minutes')
+RESUMABLE_CHANGES = ('steps', 'checkpoint_every', 'log_every', 'max_minutes', 'eval_every')
 
 
 class TrainError(ValueError):
@@ -122,6 +133,47 @@ class BatchOrder:
 
 # ------------------------------------------------------------------------------------------------
 # Optimisation pieces
+
+
+def native_bf16(dev: torch.device) -> bool:
+    """Whether the device computes bfloat16 natively (x86: AVX512-BF16 or AMX; CUDA: compute
+    capability 8.0 and newer). Emulated bf16 is slower than float32: not used by 'auto'."""
+    if dev.type == 'cuda':
+        return bool(torch.cuda.is_bf16_supported())
+    try:
+        with open('/proc/cpuinfo') as f:
+            flags = next((line for line in f if line.startswith('flags')), '').split()
+    except OSError:
+        return False
+    return 'avx512_bf16' in flags or 'amx_bf16' in flags
+
+
+def resolve_precision(precision: str, dev: torch.device) -> str:
+    """TrainConfig.precision -> 'fp32' or 'bf16' for this device."""
+    if precision == 'auto':
+        return 'bf16' if native_bf16(dev) else 'fp32'
+    return precision
+
+
+def autocast(precision: str, dev: torch.device):
+    """The context a training step's forward pass runs in: bf16 autocast or nothing."""
+    if precision == 'bf16':
+        return torch.autocast(dev.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW without weight decay on norms and biases; the fused kernel where torch has one for
+    the device (CPU since torch 2.4: 16 -> 5 ms per step for the cpu_default network here)."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        (no_decay if p.ndim < 2 else decay).append(p)
+    groups = [{'params': decay, 'weight_decay': cfg.weight_decay},
+              {'params': no_decay, 'weight_decay': 0.0}]
+    try:
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), foreach=True)
 
 
 def lr_factor(progress: float, step: int, warmup_steps: int) -> float:
@@ -230,8 +282,7 @@ class LossLog:
         self.png = out / 'loss.png'
         rows = []
         if start_step > 0 and self.csv.is_file():
-            with open(self.csv) as f:
-                rows = [r for r in csv.DictReader(f) if int(r['step']) <= start_step]
+            rows = [r for r in read_csv(self.csv) if int(r['step']) <= start_step]
         with open(self.csv, 'w', newline='') as f:
             w = csv.writer(f)
             w.writerow(self.FIELDS)
@@ -319,18 +370,16 @@ def train(episodes: Sequence[Episode], meta: EpisodeSetMeta, model_cfg: ModelCon
             raise TrainError(f'episode {ep.name}: state {ep.state.shape} / action {ep.action.shape} do not '
                              f'have {S} columns (joints {meta.joint_names})')
 
+    episodes, held_out = split_holdout(episodes, train_cfg.holdout_episodes, train_cfg.seed)
+    precision = resolve_precision(train_cfg.precision, dev)
     torch.manual_seed(train_cfg.seed)
     state_norm = MinMaxNormalizer.fit(np.concatenate([e.state for e in episodes]))
     action_norm = MinMaxNormalizer.fit(np.concatenate([e.action for e in episodes]))
     model = build_model(S, S, list(meta.camera_names), meta.image_hw, model_cfg, vision_cfg).to(dev)
     noise_sched = NoiseScheduler(sched_cfg).to(dev)
     ema = EMA(model, train_cfg.ema_decay, train_cfg.ema_min_decay)
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        (no_decay if p.ndim < 2 else decay).append(p)       # no weight decay on norms and biases
-    opt = torch.optim.AdamW([{'params': decay, 'weight_decay': train_cfg.weight_decay},
-                             {'params': no_decay, 'weight_decay': 0.0}],
-                            lr=train_cfg.lr, betas=tuple(train_cfg.betas), foreach=True)
+    opt = make_optimizer(model, train_cfg)
+    best = {'score': math.inf, 'step': None, 'metrics': None}     # held-out: the checkpoint kept
 
     signature = _run_signature(meta, model_cfg, vision_cfg, sched_cfg, train_cfg)
     step, elapsed_before = 0, 0.0
@@ -358,6 +407,7 @@ def train(episodes: Sequence[Episode], meta: EpisodeSetMeta, model_cfg: ModelCon
         if dev.type == 'cuda' and state.get('cuda_rng') is not None:
             torch.cuda.set_rng_state(state['cuda_rng'], dev)
         step, elapsed_before = int(state['step']), float(state['elapsed_s'])
+        best.update(state.get('best') or {})
         if progress and dist_info.main:
             print(f'[train] resuming {resume_file} at step {step} ({elapsed_before:.0f}s trained)',
                   file=sys.stderr)
@@ -377,6 +427,12 @@ def train(episodes: Sequence[Episode], meta: EpisodeSetMeta, model_cfg: ModelCon
         objective = DDP(objective, device_ids=[dev.index] if dev.type == 'cuda' else None)
 
     log = LossLog(out, step) if dist_info.main else None
+    held = None
+    if held_out and dist_info.main:
+        held = HeldOut(held_out, model_cfg.n_obs_steps, model_cfg.horizon, model_cfg.n_action_steps,
+                       meta.camera_names, seed=train_cfg.seed)
+    eval_log = EvalLog(out, step) if held is not None else None
+    scalars = Scalars(out) if dist_info.main else None
     budget_s = train_cfg.max_minutes * 60.0
     total = train_cfg.steps
 
@@ -388,18 +444,45 @@ def train(episodes: Sequence[Episode], meta: EpisodeSetMeta, model_cfg: ModelCon
 
     last_plot = [time.monotonic()]       # the PNG is redrawn at most every 2 min (and at the end)
 
-    def save(final: bool) -> str:
-        if not dist_info.main:
-            return str(out / CKPT_NAME)
+    def current_ckpt():
+        """The deployable checkpoint of the EMA weights now."""
         ckpt = make_checkpoint(ema.model, meta.joint_names, meta.camera_names, meta.image_hw, meta.dt_s,
                                model_cfg, vision_cfg, sched_cfg, train_cfg, state_norm, action_norm,
                                fingerprint=meta.fingerprint, train_steps=step)
         ckpt.extra = dict(extra or {})
         ckpt.extra['train_summary'] = {'elapsed_s': round(elapsed_before + run_time(), 2),
                                        'windows': len(data), 'episodes': len(episodes),
+                                       'held_out_episodes': len(held_out), 'precision': precision,
                                        'final_loss': float(log.losses[-1]) if log and log.losses else None,
                                        'world_size': dist_info.world_size, 'device': str(dev)}
-        path = ckpt.save(out / CKPT_NAME)
+        return ckpt
+
+    def evaluate() -> None:
+        """Held-out evaluation of the EMA weights now; policy.ckpt becomes them if they score
+        better than every earlier evaluation (NaN never does)."""
+        ckpt = current_ckpt()
+        m = held.evaluate(ckpt)
+        eval_log.add(step, m, elapsed_before + run_time())
+        scalars.add(step, {f'heldout/{k}': m[k] for k in ('rmse', 'rmse_executed', 'mode_js_bits',
+                                                            'score')})
+        if m['score'] < best['score']:
+            best.update(score=m['score'], step=step, metrics=m)
+            ckpt.extra['held_out'] = dict(m, step=step)
+            ckpt.save(out / CKPT_NAME)
+        if progress:
+            kept = 'kept' if best['step'] == step else f'best stays step {best["step"]}'
+            print(f'[train] step {step}: held-out rmse {m["rmse_executed"] * 1e3:.1f} mrad '
+                  f'(executed steps), mode JS {m["mode_js_bits"]:.3f} bit, score '
+                  f'{m["score"]:.4f}: {kept} ({m["eval_s"]:.1f} s)', file=sys.stderr)
+
+    def save(final: bool) -> str:
+        if not dist_info.main:
+            return str(out / CKPT_NAME)
+        path = str(out / CKPT_NAME)
+        if held is None:
+            path = current_ckpt().save(out / CKPT_NAME)
+        elif final and best['step'] is None:        # no evaluation ever scored: the last weights
+            path = current_ckpt().save(out / CKPT_NAME)
         atomic_torch_save({
             'version': RESUME_VERSION, 'signature': signature, 'step': step,
             'elapsed_s': elapsed_before + run_time(),
@@ -409,6 +492,7 @@ def train(episodes: Sequence[Episode], meta: EpisodeSetMeta, model_cfg: ModelCon
             'normalizer': {'state': state_norm.state_dict(), 'action': action_norm.state_dict()},
             'torch_rng': torch.get_rng_state(),
             'cuda_rng': torch.cuda.get_rng_state(dev) if dev.type == 'cuda' else None,
+            'best': {'score': best['score'], 'step': best['step']},
         }, out / RESUME_NAME)
         if log is not None and (final or time.monotonic() - last_plot[0] > 120.0):
             last_plot[0] = time.monotonic()
@@ -416,6 +500,13 @@ def train(episodes: Sequence[Episode], meta: EpisodeSetMeta, model_cfg: ModelCon
                                f'{vision_cfg.encoder if meta.camera_names else "state"}: step {step}')
             if final and not plotted and progress:
                 print('[train] matplotlib not installed: loss.png not written (loss.csv is)', file=sys.stderr)
+            write_report(out, {'steps': step, 'elapsed_s': round(elapsed_before + run_time(), 1),
+                               'precision': precision, 'batch_size': train_cfg.batch_size,
+                               'episodes (training / held out)': f'{len(episodes)} / {len(held_out)}',
+                               'final loss': log.losses[-1] if log.losses else None,
+                               'best_step': best['step'], 'best held-out score': best['score'],
+                               'checkpoint': CKPT_NAME + (' (best held-out score)' if held else
+                                                          ' (last)')})
         return path
 
     t_run = time.monotonic()
@@ -461,7 +552,8 @@ def train(episodes: Sequence[Episode], meta: EpisodeSetMeta, model_cfg: ModelCon
                 pending = prefetch.submit(fetch, step + 1)
             else:
                 batch = fetch(step)
-            loss = objective(*batch)
+            with autocast(precision, dev):
+                loss = objective(*batch)
             if not torch.isfinite(loss):
                 raise TrainError(f'loss became {loss.item()} at step {step} (lr {lr:.3g}); lower --lr')
             opt.zero_grad(set_to_none=True)
@@ -482,10 +574,14 @@ def train(episodes: Sequence[Episode], meta: EpisodeSetMeta, model_cfg: ModelCon
                 sps = n_log * dist_info.world_size / max(1e-9, now - t_log)
                 if log is not None:
                     log.add(step, loss_sum / loss_n, lr, elapsed_before + run_time(), sps)
+                    scalars.add(step, {'train/loss': loss_sum / loss_n, 'train/lr': lr,
+                                       'train/samples_per_s': sps})
                 if bar is not None:
                     bar.set_postfix(loss=f'{loss_sum / loss_n:.4f}', lr=f'{lr:.2e}', samples_s=f'{sps:.0f}',
                                     refresh=False)
                 loss_sum, loss_n, t_log, n_log = 0.0, 0, now, 0
+            if held is not None and step % train_cfg.eval_every == 0:
+                evaluate()
             if step % train_cfg.checkpoint_every == 0:
                 path = save(final=False)
     except KeyboardInterrupt:
@@ -499,7 +595,11 @@ def train(episodes: Sequence[Episode], meta: EpisodeSetMeta, model_cfg: ModelCon
     if loss_n and log is not None:
         log.add(step, loss_sum / loss_n, lr, elapsed_before + run_time(),
                 n_log * dist_info.world_size / max(1e-9, time.monotonic() - t_log))
+    if held is not None and step > 0 and step % train_cfg.eval_every != 0:
+        evaluate()                                      # the final weights get their turn
     path = save(final=True)
+    if scalars is not None:
+        scalars.close()
     if dist_info.world_size > 1:
         import torch.distributed as dist
 

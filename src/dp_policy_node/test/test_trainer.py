@@ -144,3 +144,111 @@ def test_bad_inputs_are_clear_errors(tmp_path):
     with pytest.raises(trainer.TrainError, match='resume.pt.*--no-resume'):
         run(tmp_path, cfgs, eps, meta, 'garbled')
     assert run(tmp_path, cfgs, eps, meta, 'garbled', resume=False)      # --no-resume overwrites
+
+
+KILLABLE = """
+import sys
+sys.path.insert(0, {testdir!r})
+from test_trainer import make_episodes, tiny_cfgs, run
+import pathlib, torch
+torch.set_num_threads(1)
+eps, meta = make_episodes(n=8)
+cfgs = tiny_cfgs(steps=40, checkpoint_every=5, holdout_episodes=2, eval_every=10)
+print('start', flush=True)
+run(pathlib.Path({out!r}), cfgs, eps, meta, 'killed', resume=True)
+"""
+
+
+def test_killed_at_any_moment_resumes_to_the_same_result(tmp_path):
+    """SIGKILL at random moments (mid-step, mid-evaluation, mid-save), then resume: the same
+    checkpoint (the best held-out one), EMA weights and held-out log as an uninterrupted run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+    eps, meta = make_episodes(n=8)
+    cfgs = tiny_cfgs(steps=40, checkpoint_every=5, holdout_episodes=2, eval_every=10)
+    full = load_checkpoint(run(tmp_path, cfgs, eps, meta, 'full'))
+    code = KILLABLE.format(testdir=str(Path(__file__).parent), out=str(tmp_path))
+    rng = np.random.default_rng(0)
+    kills = 0
+    for attempt in range(6):
+        proc = subprocess.Popen([sys.executable, '-c', code], stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, env=dict(os.environ, OMP_NUM_THREADS='1'))
+        proc.stdout.readline()                          # imports done: training begins
+        time.sleep(float(rng.uniform(0.0, 1.5)))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        if proc.wait(60) == 0:
+            break                                       # this one ran to the end
+    assert kills >= 2, 'the runs finished before any kill: make the run longer'
+    resumed = load_checkpoint(run(tmp_path, cfgs, eps, meta, 'killed'))     # resume to the end
+    assert resumed.train_steps == full.train_steps
+    assert resumed.extra['held_out']['step'] == full.extra['held_out']['step']
+    for k in full.state_dict:
+        assert torch.equal(full.state_dict[k], resumed.state_dict[k]), k
+    a = torch.load(tmp_path / 'full' / 'resume.pt', weights_only=True)
+    b = torch.load(tmp_path / 'killed' / 'resume.pt', weights_only=True)
+    assert a['step'] == b['step'] == 40
+    for k in a['ema']:
+        assert torch.equal(a['ema'][k], b['ema'][k]), k
+    rows = lambda name: [(r['step'], r['score']) for r in csv.DictReader(   # noqa: E731
+        open(tmp_path / name / 'eval.csv'))]
+    assert rows('killed') == rows('full') and len(rows('full')) == 4
+
+
+def test_precision_auto_resolves_by_hardware_and_bf16_trains(tmp_path):
+    cpu = torch.device('cpu')
+    assert trainer.resolve_precision('auto', cpu) == ('bf16' if trainer.native_bf16(cpu) else 'fp32')
+    assert trainer.resolve_precision('fp32', cpu) == 'fp32'
+    eps, meta = make_episodes()
+    ck = load_checkpoint(run(tmp_path, tiny_cfgs(precision='bf16'), eps, meta))
+    assert ck.extra['train_summary']['precision'] == 'bf16' and ck.train_steps == 6
+    assert all(v.dtype == torch.float32 for v in ck.state_dict.values() if v.is_floating_point())
+    pol = DiffusionPolicy(ck, backend='torch')
+    out = pol.predict(np.zeros((1, 2, 2), np.float32), {'front': np.zeros((1, 2, 16, 16, 3), np.uint8)})
+    assert np.all(np.isfinite(out.actions))
+    with pytest.raises(ValueError, match='precision'):
+        tiny_cfgs(precision='fp16')
+
+
+def test_held_out_evaluation_keeps_the_best_checkpoint(tmp_path, monkeypatch):
+    """policy.ckpt is the checkpoint of the best held-out score, not the last; the held-out
+    episodes are not trained on; eval.csv and the report record every evaluation."""
+    scores = iter([0.3, 0.1, 0.2])
+    seen = {}
+
+    def fake_evaluate(self, ckpt):
+        seen['windows'] = len(self)
+        s = next(scores)
+        return {'rmse': s, 'rmse_executed': s, 'mode_js_bits': 0.0, 'score': s, 'windows': 1,
+                'eval_s': 0.0}
+    monkeypatch.setattr(trainer.HeldOut, 'evaluate', fake_evaluate)
+    eps, meta = make_episodes(n=6)
+    ck = load_checkpoint(run(tmp_path, tiny_cfgs(steps=6, eval_every=2, holdout_episodes=2), eps,
+                             meta))
+    assert ck.train_steps == 4 and ck.extra['held_out']['step'] == 4     # the 0.1 one
+    assert ck.extra['train_summary']['episodes'] == 4 and seen['windows'] > 0
+    rows = list(csv.DictReader(open(tmp_path / 'run' / 'eval.csv')))
+    assert [int(r['step']) for r in rows] == [2, 4, 6]
+    assert (tmp_path / 'run' / 'report.png').stat().st_size > 5000
+    assert 'Held-out evaluations' in (tmp_path / 'run' / 'report.html').read_text()
+    train_eps, held = trainer.split_holdout(eps, 2, 0)
+    assert len(held) == 2 and not {e.name for e in held} & {e.name for e in train_eps}
+
+
+def test_held_out_evaluation_does_not_change_the_training(tmp_path):
+    """The evaluation leaves the global RNG alone: the same weights with and without it."""
+    eps, meta = make_episodes(n=6)
+    train_eps, _ = trainer.split_holdout(eps, 2, 0)
+    a = load_checkpoint(run(tmp_path, tiny_cfgs(steps=6, eval_every=2, holdout_episodes=2), eps,
+                            meta, 'with'))
+    raw_a = torch.load(tmp_path / 'with' / 'resume.pt', weights_only=True)['ema']
+    run(tmp_path, tiny_cfgs(steps=6), train_eps, meta, 'without')
+    raw_b = torch.load(tmp_path / 'without' / 'resume.pt', weights_only=True)['ema']
+    for k in raw_a:
+        assert torch.equal(raw_a[k], raw_b[k]), k
+    assert a.extra['held_out']['windows'] > 0
