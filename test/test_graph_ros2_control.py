@@ -73,6 +73,18 @@ def refusals(cm_log: str) -> list:
         r'don\'t match|not strictly increasing', line)]
 
 
+def stopped_cleanly(rig, rc, tmp_path) -> str:
+    """follower_node exited 0 without a traceback, and the real controller refused nothing it
+    sent; returns the controller manager's log."""
+    logs = rig.logs()
+    assert rc == 0, f'follower_node exited with {rc}\n{logs}'
+    assert 'Traceback' not in logs, logs
+    cm_log = (tmp_path / 'ros2_control_node.log').read_text()
+    refused = refusals(cm_log)
+    assert not refused, '\n'.join(refused[:20])
+    return cm_log
+
+
 @pytest.mark.parametrize('output_mode,jtc_stamp', [
     ('forward_command', 'zero'), ('joint_trajectory', 'zero'), ('joint_trajectory', 'clock')],
     ids=['forward_command', 'joint_trajectory-zero', 'joint_trajectory-clock'])
@@ -114,13 +126,7 @@ def test_follower_drives_the_real_controllers(tmp_path, output_mode, jtc_stamp):
         time.sleep(0.6)
     finally:
         rc = rig.stop()
-    logs = rig.logs()
-    assert rc == 0, f'follower_node exited with {rc}\n{logs}'
-    assert 'Traceback' not in logs, logs
-    cm_log = (tmp_path / 'ros2_control_node.log').read_text()
-    # Nothing the follower sent was refused by the real controller.
-    refused = refusals(cm_log)
-    assert not refused, '\n'.join(refused[:20])
+    cm_log = stopped_cleanly(rig, rc, tmp_path)
     # The Jazzy+ controller manager clamps every command to the URDF's limits (3 rad/s here)
     # and logs it (at most once a second). What the follower sends keeps its own 2 rad/s
     # (checked below, message by message); clamps come from delivery: the controllers' topic
@@ -309,13 +315,9 @@ def test_speed_scaling_with_the_real_joint_trajectory_controller(tmp_path):
         time.sleep(0.3)
     finally:
         rc = rig.stop()
-    logs = rig.logs()
-    assert rc == 0, f'follower_node exited with {rc}\n{logs}'
-    assert 'Traceback' not in logs, logs
-    cm_log = (tmp_path / 'ros2_control_node.log').read_text()
+    cm_log = stopped_cleanly(rig, rc, tmp_path)
     assert 'New scaling factor will be 0.5' in cm_log, 'the controller did not take the scaling'
-    refused = refusals(cm_log)
-    assert not refused, '\n'.join(refused[:20])
+
     assert all(m.tracking_faults == 0 for _, m in rig.statuses)
     # The follower commands in plan time, the controller's trajectory time: the first point is
     # 20 ms of it ahead, and a trajectory goes out every 20 ms of it (every 40 ms of the clock).

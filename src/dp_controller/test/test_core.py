@@ -143,23 +143,28 @@ def test_enter_chunk_skips_points_in_the_past():
     assert enter_chunk(t_abs, wave(t_abs), None, 12.0, (np.zeros(2),) * 3) is None
 
 
+def drive(lim, targets, nan_in: bool, repeats: int):
+    """Step the limiter `repeats` times towards each target (every 7th with a NaN when nan_in):
+    positions and velocities, the start state first."""
+    qs, vs = [lim.q.copy()], [lim.v.copy()]
+    for i, (a, b) in enumerate(targets):
+        tgt = np.array([a, b])
+        if nan_in and i % 7 == 3:
+            tgt[0] = np.nan
+        for _ in range(repeats):
+            q, v, _ = lim.step(tgt, tgt)
+            qs.append(q.copy())
+            vs.append(v.copy())
+    return np.array(qs), np.array(vs)
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.floats(-1e3, 1e3), st.floats(-1e3, 1e3)), min_size=1, max_size=60),
        st.floats(-0.99, 0.99), st.booleans())
 def test_limiter_never_leaves_limits(targets, q0, nan_in):
     lim = Limiter([-1.0, -1.0], [1.0, 1.0], [2.0, 0.5], [10.0, 3.0], 0.002)
     lim.reset([q0, -q0])
-    qs = [lim.q.copy()]
-    vs = [lim.v.copy()]
-    for i, (a, b) in enumerate(targets):
-        tgt = np.array([a, b])
-        if nan_in and i % 7 == 3:
-            tgt[0] = np.nan
-        for _ in range(5):
-            q, v, _ = lim.step(tgt, tgt)
-            qs.append(q.copy())
-            vs.append(v.copy())
-    q, v = np.array(qs), np.array(vs)
+    q, v = drive(lim, targets, nan_in, 5)
     assert np.all(q >= -1.0 - EPS) and np.all(q <= 1.0 + EPS)
     assert np.all(np.abs(v) <= np.array([2.0, 0.5]) + EPS)
     assert np.all(np.abs(np.diff(v, axis=0)) <= np.array([10.0, 3.0]) * 0.002 * (1 + 1e-9) + EPS)
@@ -623,16 +628,7 @@ def test_limiter_started_outside_the_limits_only_moves_inward(targets, out0, out
     q0 = np.array([1.0 + out0, -1.0 - out1])
     lim.reset(q0)
     np.testing.assert_array_equal(lim.q, q0)
-    qs, vs = [q0.copy()], [np.zeros(2)]
-    for i, (a, b) in enumerate(targets):
-        tgt = np.array([a, b])
-        if nan_in and i % 7 == 3:
-            tgt[0] = np.nan
-        for _ in range(20):
-            q, v, _ = lim.step(tgt, tgt)
-            qs.append(q.copy())
-            vs.append(v.copy())
-    q, v = np.array(qs), np.array(vs)
+    q, v = drive(lim, targets, nan_in, 20)
     assert np.all(q[:, 0] <= q0[0] + EPS) and np.all(q[:, 1] >= q0[1] - EPS), 'further out'
     assert np.all(np.abs(v) <= vmax + EPS)
     vel = np.diff(q, axis=0) / dt
@@ -725,23 +721,9 @@ def test_limits_hold_whatever_the_speed_scaling_does(events, scalings):
     f = Follower(cfg)
     f.start(np.zeros(2), 0.0)
     chunks = sorted((build_chunk(ev) for ev in events), key=lambda c: c[0])
-    scalings = sorted(scalings)
-    qs, vs = [], []
-    ci = si = 0
-    for k in range(int(3.5 / f.dt)):
-        now = k * f.dt
-        while si < len(scalings) and scalings[si][0] <= now:
-            f.set_speed_scaling(scalings[si][1])
-            assert 0.0 <= f.speed_scaling <= 1.0
-            si += 1
-        while ci < len(chunks) and chunks[ci][0] <= now:
-            _, stamp, names, t, pos, vel = chunks[ci]
-            f.on_chunk(stamp, names, t, pos, vel, now)
-            ci += 1
-        q, v, _ = f.step(now)
-        qs.append(q.copy())
-        vs.append(v.copy())
-    assert_within_limits(cfg, np.array(qs), np.array(vs), q_start=np.zeros(2))
+    q, v, _ = _run_scaled(f, chunks, sorted(scalings), 3.5, f.dt)
+    assert 0.0 <= f.speed_scaling <= 1.0
+    assert_within_limits(cfg, q, v, q_start=np.zeros(2))
 
 
 def test_preview_runs_on_plan_time_under_speed_scaling():

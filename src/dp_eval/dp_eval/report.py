@@ -290,25 +290,34 @@ def _latencies(r: dict) -> list[float]:
     return [x for x in (_get(r, 'metrics.comparison.latency_samples_s') or []) if x is not None]
 
 
+def histograms(path: Path, data, bins, legend, xlabel: str, ylabel: str, title: str,
+               vline: float | None = None) -> None:
+    """Overlaid histograms, one per (label, values) of `data`, values clipped to the bins;
+    `legend(label, values)` is each one's legend text."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    for lab, d in data:
+        ax.hist(np.clip(d, bins[0], bins[-1]), bins=bins, alpha=0.55, label=legend(lab, d))
+    if vline is not None:
+        ax.axvline(vline, color='tab:red', lw=1, ls='--')
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
 def _plot_latency(results: Sequence[dict], path: Path) -> bool:
     data = [(r.get('label'), np.asarray(_latencies(r), dtype=float) * 1e3) for r in results]
     data = [(lab, d) for lab, d in data if len(d)]
     if not data:
         return False
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 3.2))
     hi = max(float(np.percentile(d, 99.5)) for _, d in data)
-    bins = np.linspace(0, max(hi, 1e-3) * 1.05, 40)
-    for lab, d in data:
-        ax.hist(np.clip(d, 0, bins[-1]), bins=bins, alpha=0.55,
-                label=f'{lab} (p50 {np.median(d):.1f} ms, n {len(d)})')
-    ax.set_xlabel('inference latency per chunk (ms)')
-    ax.set_ylabel('count')
-    ax.set_title('policy latency')
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    histograms(path, data, np.linspace(0, max(hi, 1e-3) * 1.05, 40),
+               lambda lab, d: f'{lab} (p50 {np.median(d):.1f} ms, n {len(d)})',
+               'inference latency per chunk (ms)', 'count', 'policy latency')
     return True
 
 

@@ -251,23 +251,15 @@ def plot_clearance(per_policy: Sequence[tuple[str, list[Rollout]]], path: Path) 
     data = [(label, d) for label, d in data if len(d)]
     if not data:
         return False
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 3.2))
+    from dp_eval.report import histograms
     lo = min(0.0, min(float(d.min()) for _, d in data))
     hi = max(float(d.max()) for _, d in data)
     hi = max(hi, lo + 1e-3)
-    bins = np.linspace(lo, hi + 0.05 * (hi - lo), 30)
-    for label, d in data:
-        ax.hist(d * 1e3, bins=bins * 1e3, alpha=0.55,
-                label=f'{label} (min {d.min() * 1e3:.1f} mm, median {np.median(d) * 1e3:.1f} mm)')
-    ax.axvline(0.0, color='tab:red', lw=1, ls='--')
-    ax.set_xlabel('minimum clearance of the stylus to the post per episode (mm; <= 0: contact)')
-    ax.set_ylabel('episodes')
-    ax.set_title('clearance to the obstacle')
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    bins = np.linspace(lo, hi + 0.05 * (hi - lo), 30) * 1e3
+    histograms(path, [(label, d * 1e3) for label, d in data], bins,
+               lambda label, d: f'{label} (min {d.min():.1f} mm, median {np.median(d):.1f} mm)',
+               'minimum clearance of the stylus to the post per episode (mm; <= 0: contact)',
+               'episodes', 'clearance to the obstacle', vline=0.0)
     return True
 
 
