@@ -3,7 +3,7 @@
 #   make test    set up, then run every test (core, node, whole-graph)
 #   make bench   set up, then print the benchmark tables
 #   make demos   record demonstration bags with the scripted demonstrator (embedded simulation)
-#   make train   train the committed checkpoint from `make demos` (fixed seed)
+#   make train   train a checkpoint from `make demos` in a 9-minute budget (fixed seed)
 #   make ros2-control  build the real ros2_control (controller_manager, JTC, ...) and ros2 launch for their tests
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
