@@ -232,24 +232,17 @@ class Follower:
         self._trip('tracking')
         return True
 
-    def supervise_stale(self, now: float, measured_at: float) -> bool:
-        """No valid measured state since `measured_at` for joint_state_timeout_s (a driver
-        that died, a joint state topic that went silent): the commands can no longer be checked
-        against the arm; brake from the current command, hold ('joint_states_stale'), refuse
-        chunks until resume(), as a tracking fault. Returns True when it tripped now."""
+    def supervise_stale(self, now: float, measured_at: float,
+                        reason: str = 'joint_states_stale') -> bool:
+        """No valid input since `measured_at` for joint_state_timeout_s (a driver that died, a
+        joint state topic that went silent; follower_node also passes its speed scaling topic,
+        'speed_scaling_stale'): the commands can no longer be checked against the arm; brake from
+        the current command, hold (`reason`), refuse chunks until resume(), as a tracking fault.
+        Returns True when it tripped now."""
         timeout = self.cfg.joint_state_timeout_s
         if timeout <= 0.0 or not self.started or self.tracking_fault:
             return False
         if not math.isfinite(measured_at) or now - measured_at < timeout:
-            return False
-        self._trip('joint_states_stale')
-        return True
-
-    def fault(self, reason: str) -> bool:
-        """An outside reason why the commands can no longer be trusted (e.g. the speed scaling
-        went silent): as a tracking fault (brake, hold, refuse chunks until resume()). True when
-        it tripped now."""
-        if not self.started or self.tracking_fault:
             return False
         self._trip(reason)
         return True

@@ -419,39 +419,34 @@ class FollowerNode(LifecycleNode):
                                 f'one ({100.0 * self.follower.speed_scaling:g} %) stays in use')
 
     def _supervise_scaling(self, now: float) -> None:
-        """The speed scaling topic went silent (joint_state_timeout_s) after it had spoken: the
-        factor in use may be stale (a pause that ended, a slider moved): hold as a tracking fault
-        ('speed_scaling_stale'). Never heard since activation: a warning (commands at 100 %; a
-        robot that runs slower leaves the arm behind, which the tracking supervision catches)."""
-        timeout = self.cfg.joint_state_timeout_s
-        if timeout <= 0.0 or not self.follower.started:
+        """The speed scaling topic silent for joint_state_timeout_s after it had spoken: the
+        factor in use may be stale (a pause that ended, a slider moved): hold as for silent joint
+        states ('speed_scaling_stale'). Never heard since activation: a warning (commands at
+        100 %; a robot that runs slower leaves the arm behind, which the tracking supervision
+        catches)."""
+        if math.isfinite(self._scaling_at):
+            self._supervise_stale(now, self._scaling_at, 'speed_scaling_stale',
+                                  self._scaling_sub.topic_name,
+                                  f'the factor in use ({100.0 * self.follower.speed_scaling:g} %) '
+                                  'may be stale')
             return
-        if not math.isfinite(self._scaling_at):
-            if not math.isfinite(self._activated_at):
-                self._activated_at = now
-            elif now - self._activated_at > max(2.0, timeout):
-                self._log_throttled('speed_scaling/none', (
-                    f'no speed scaling on {self._scaling_sub.topic_name} since activation: '
-                    'commanding at 100 %'), 10.0)
-            return
-        if now - self._scaling_at > timeout:
-            with self._lock:
-                tripped = self.follower.fault('speed_scaling_stale')
-            if tripped:
-                self.get_logger().error(
-                    f'no speed scaling on {self._scaling_sub.topic_name} for '
-                    f'{now - self._scaling_at:.2f} s: the factor in use '
-                    f'({100.0 * self.follower.speed_scaling:g} %) may be stale. Holding; chunks '
-                    'are refused until ~/resume (or the next activation).')
+        if not math.isfinite(self._activated_at):
+            self._activated_at = now
+        elif self.follower.started and now - self._activated_at > max(
+                2.0, self.cfg.joint_state_timeout_s):
+            self._log_throttled('speed_scaling/none', (
+                f'no speed scaling on {self._scaling_sub.topic_name} since activation: '
+                'commanding at 100 %'), 10.0)
 
-    def _supervise_stale(self, now: float) -> None:
+    def _supervise_stale(self, now: float, since: float, reason: str, topic: str,
+                         consequence: str) -> None:
+        """Follower.supervise_stale for one input, and the error log when it trips."""
         with self._lock:
-            tripped = self.follower.supervise_stale(now, self._measured_at)
+            tripped = self.follower.supervise_stale(now, since, reason)
         if tripped:
             self.get_logger().error(
-                f'no valid joint state on {self._js_sub.topic_name} for '
-                f'{now - self._measured_at:.2f} s: the commands cannot be checked against the arm. '
-                'Holding; chunks are refused until ~/resume (or the next activation).')
+                f'nothing valid on {topic} for {now - since:.2f} s: {consequence}. Holding; '
+                'chunks are refused until ~/resume (or the next activation).')
 
     def _supervise(self, now: float) -> None:
         """Control thread, after a valid joint state: tracking supervision (Follower.supervise)."""
@@ -612,7 +607,9 @@ class FollowerNode(LifecycleNode):
             if self._poll_joint_states():
                 self._supervise(now)
             elif self._measured is not None:
-                self._supervise_stale(now)
+                self._supervise_stale(now, self._measured_at, 'joint_states_stale',
+                                      self._js_sub.topic_name,
+                                      'the commands cannot be checked against the arm')
             if self._scaling_sub is not None:
                 self._supervise_scaling(now)
 

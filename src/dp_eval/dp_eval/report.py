@@ -158,7 +158,8 @@ def comparison_rows(results: Sequence[dict]) -> list[tuple[str, list[str]]]:
 
 
 # ---------------------------------------------------------------------------------- plots
-def _plt():
+def pyplot():
+    """matplotlib.pyplot with the Agg backend (no display needed); imported on first use."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -169,7 +170,7 @@ def _plot_traces(r: dict, path: Path) -> bool:
     traces = r.get('traces') or []
     if not traces:
         return False
-    plt = _plt()
+    plt = pyplot()
     tr = traces[0]
     rec = np.asarray(tr['recorded'], dtype=float)
     t = np.asarray(tr['t'], dtype=float)
@@ -201,7 +202,7 @@ def _plot_examples(r: dict, path: Path) -> bool:
     cases = [(name, ex[name]) for name in ('worst', 'median') if ex.get(name)]
     if not cases:
         return False
-    plt = _plt()
+    plt = pyplot()
     truth0 = np.asarray(cases[0][1]['truth'], dtype=float)
     J = truth0.shape[1]
     names = (r.get('policy') or {}).get('joint_names') or [f'j{i}' for i in range(J)]
@@ -240,7 +241,7 @@ def _plot_horizon(results: Sequence[dict], path: Path) -> bool:
     rs = [r for r in results if _per_step(r)]
     if not rs:
         return False
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.5))
     for r in rs:
         v = np.asarray([np.nan if x is None else x for x in _per_step(r)], dtype=float)
@@ -262,7 +263,7 @@ def _plot_modes(results: Sequence[dict], path: Path) -> bool:
     rs = [r for r in results if _get(r, 'metrics.mode.demo_hist')]
     if not rs:
         return False
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.2))
     modes = _get(rs[0], 'metrics.mode.modes')
     x = np.arange(len(modes))
@@ -294,7 +295,7 @@ def histograms(path: Path, data, bins, legend, xlabel: str, ylabel: str, title: 
                vline: float | None = None) -> None:
     """Overlaid histograms, one per (label, values) of `data`, values clipped to the bins;
     `legend(label, values)` is each one's legend text."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.2))
     for lab, d in data:
         ax.hist(np.clip(d, bins[0], bins[-1]), bins=bins, alpha=0.55, label=legend(lab, d))
@@ -325,7 +326,7 @@ def _plot_success(results: Sequence[dict], path: Path) -> bool:
     rs = [r for r in results if r['kind'] == 'closed_loop' and r.get('episodes')]
     if not rs:
         return False
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
     labels = [str(r.get('label')) for r in rs]
     x = np.arange(len(rs))
@@ -365,7 +366,7 @@ def _plot_live(r: dict, path: Path) -> bool:
     tr = _get(r, 'metrics.comparison.trace')
     if not tr:
         return False
-    plt = _plt()
+    plt = pyplot()
     rec = np.asarray(tr['recorded'], dtype=float)
     J = rec.shape[1]
     fig, axes = plt.subplots(J, 1, figsize=(8, 2.2 * J), sharex=True, squeeze=False)

@@ -33,6 +33,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from dp_eval import bagio
+from dp_eval.report import histograms, pyplot
 
 __all__ = ['Rollout', 'TaskGeometry', 'task_geometry', 'read_rollouts', 'plot_paths',
            'plot_clearance', 'sample_fans', 'plot_fans', 'choose_video_episodes',
@@ -185,13 +186,6 @@ def _split(statuses) -> list[Rollout]:
 
 
 # ---------------------------------------------------------------------------------- plots
-def _plt():
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    return plt
-
-
 def _top_view(ax, geometry: Optional[TaskGeometry], title: str) -> None:
     """World x up, +y to the left: as the overhead camera sees the table."""
     if geometry is not None:
@@ -217,7 +211,7 @@ def plot_paths(per_policy: Sequence[tuple[str, list[Rollout]]],
     per_policy = [(label, rs) for label, rs in per_policy if rs]
     if not per_policy:
         return False
-    plt = _plt()
+    plt = pyplot()
     n = len(per_policy)
     fig, axes = plt.subplots(1, n, figsize=(4.6 * n, 4.8), squeeze=False)
     for ax, (label, rs) in zip(axes[0], per_policy):
@@ -251,7 +245,6 @@ def plot_clearance(per_policy: Sequence[tuple[str, list[Rollout]]], path: Path) 
     data = [(label, d) for label, d in data if len(d)]
     if not data:
         return False
-    from dp_eval.report import histograms
     lo = min(0.0, min(float(d.min()) for _, d in data))
     hi = max(float(d.max()) for _, d in data)
     hi = max(hi, lo + 1e-3)
@@ -313,7 +306,7 @@ def plot_fans(per_policy: Sequence[tuple[str, list[dict]]], geometry: Optional[T
     per_policy = [(label, fans) for label, fans in per_policy if fans]
     if not per_policy:
         return False
-    plt = _plt()
+    plt = pyplot()
     cols = max(len(f) for _, f in per_policy)
     fig, axes = plt.subplots(len(per_policy), cols, figsize=(3.6 * cols, 3.8 * len(per_policy)),
                              squeeze=False)
