@@ -13,8 +13,9 @@ if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   exit 0
 fi
 log "apt-get install chromium (once; ~1 min)"
-if ! { apt-get update -qq >/dev/null 2>&1 || true; } || \
-   ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/tmp/dp_ros_chromium_apt.log 2>&1; then
+apt-get update -qq >/dev/null 2>&1 || true      # stale lists: the install below says so
+if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium \
+    >/tmp/dp_ros_chromium_apt.log 2>&1; then
   log "apt-get install chromium failed (see /tmp/dp_ros_chromium_apt.log): the report's browser test will skip"
 fi
 exit 0

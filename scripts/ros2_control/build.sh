@@ -19,15 +19,10 @@
 # Build time on the 2-core machine: README.md ("The real ros2_control").
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-# --if-built (make test): link a build that exists in the cache, never build (or apt-get).
-IF_BUILT=0
-[ "${1:-}" = --if-built ] && IF_BUILT=1
-ROOT=$PWD
-HERE=$ROOT/scripts/ros2_control
+# shellcheck source=scripts/ros2_control/common.sh
+. scripts/ros2_control/common.sh "$@"     # ROOT, HERE, IF_BUILT (--if-built: never builds or apt-gets)
 LINK=$ROOT/.ros2_control
 log() { echo "[ros2-control] $*"; }
-# shellcheck source=scripts/ros2_control/common.sh
-. "$HERE/common.sh"
 
 # ------------------------------------------------------------------ a sourced ROS 2 with ros2_control
 if [ -n "${ROS_DISTRO:-}" ]; then
@@ -91,17 +86,7 @@ APT_PACKAGES="liburdfdom-dev libtinyxml2-dev libconsole-bridge-dev libeigen3-dev
 libspdlog-dev libboost-dev libcap-dev libexpected-dev liblttng-ust-dev libdw-dev"
 
 # ------------------------------------------------------------------ Python packages
-req_hash=$(sha256sum "$HERE/requirements.txt" | cut -c1-16)
-if [ "$(cat "$VENV/.dp_ros2_control_requirements" 2>/dev/null)" != "$req_hash" ]; then
-  log "installing scripts/ros2_control/requirements.txt into .venv"
-  if ! "$PY" -m pip install --disable-pip-version-check -q -r "$HERE/requirements.txt" \
-      > "$VENV/.dp_ros2_control_pip.log" 2>&1; then
-    grep -v "^WARNING: Location" "$VENV/.dp_ros2_control_pip.log" | tail -20
-    log "pip install of scripts/ros2_control/requirements.txt failed"
-    exit 1
-  fi
-  echo "$req_hash" > "$VENV/.dp_ros2_control_requirements"
-fi
+dp_pip_requirements "$HERE/requirements.txt" dp_ros2_control_requirements
 
 # ------------------------------------------------------------------ cache key
 archives=$(printf '%s\n' "${PACKAGES[@]}" | cut -d/ -f1 | sort -u)
@@ -130,17 +115,9 @@ key=$( (for a in $archives; do sha256sum "$SRC/$a.tar.gz" | cut -d' ' -f1; done
         "$PY" -m pip freeze 2>/dev/null | grep -i '^ros-' ; "$PY" --version; g++ --version | head -1) \
       | sha256sum | cut -c1-16)
 CACHE=${DP_ROS2_CONTROL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dp_ros/ros2_control}
-PREFIX=$CACHE/$key/install
-if [ -f "$CACHE/$key/.complete" ]; then
-  ln -sfn "$PREFIX" "$LINK"
-  log "up to date: $PREFIX"
-  exit 0
-fi
-if [ "$IF_BUILT" = 1 ]; then
-  rm -f "$LINK"
-  log "not built for this workspace (make ros2-control builds it, ~10 min): its tests will skip"
-  exit 0
-fi
+WS=$CACHE/$key
+PREFIX=$WS/install
+dp_use_built "not built for this workspace (make ros2-control builds it, ~10 min): its tests will skip"
 
 # ------------------------------------------------------------------ system packages (to build)
 missing_apt=""
@@ -159,17 +136,7 @@ if [ -n "$missing_apt" ]; then
 fi
 
 # ------------------------------------------------------------------ extract, patch, build
-WS=$CACHE/$key
-mkdir -p "$CACHE"
-# One build of a key at a time (two clones, or CI beside a developer): the second waits, then
-# finds it built.
-exec 9> "$CACHE/$key.lock"
-flock 9
-if [ -f "$CACHE/$key/.complete" ]; then
-  ln -sfn "$PREFIX" "$LINK"
-  log "built meanwhile by another process: $PREFIX"
-  exit 0
-fi
+dp_lock_build
 start=$(date +%s)
 dp_source_workspace
 # patches/<package>--<what>.patch apply inside src/<package> (-p1)
@@ -179,24 +146,12 @@ for patch in "$HERE"/patches/*.patch; do
   patch -s -p1 -d "$WS/src/$pkg" < "$patch"
 done
 
-# shellcheck disable=SC1091
-. "$VENV/bin/activate"
-export AMENT_PREFIX_PATH=$VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}
-export CMAKE_PREFIX_PATH=$VENV${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}
 log "colcon build of ${#PACKAGES[@]} packages in $WS (about 8 minutes on 2 cores; log: $WS/build.log)"
-cd "$WS"
-if ! colcon build --merge-install --event-handlers console_cohesion- summary+ \
-    --cmake-args "${CMAKE_ARGS[@]}" > "$WS/build.log" 2>&1; then
-  grep -E "error|Error|Failed|failed" "$WS/build.log" | head -40
-  log "colcon build failed: $WS/build.log"
-  exit 1
-fi
-rm -rf "$WS/build" "$WS/log"
-dp_portable_shebangs "$PREFIX" "$VENV"
+dp_colcon_build "${CMAKE_ARGS[@]}"
 # Marks a prefix built against the wheels: its C++ processes need the wheels' library folders and
 # libpython (dp_bringup/mock_arm.py, Installation.process_env).
 mkdir -p "$PREFIX/share/dp_ros2_control" && touch "$PREFIX/share/dp_ros2_control/built_against_wheels"
 touch "$WS/.complete"
-ln -sfn "$PREFIX" "$ROOT/.ros2_control"
+ln -sfn "$PREFIX" "$LINK"
 # Older prefixes (other keys) are left for other clones; remove them by hand if space matters.
 log "built in $(( $(date +%s) - start )) s: $PREFIX"

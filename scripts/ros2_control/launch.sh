@@ -15,14 +15,10 @@
 # skip (dp_launch, the project's own starter, runs the same launch files without ROS).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-IF_BUILT=0
-[ "${1:-}" = --if-built ] && IF_BUILT=1
-ROOT=$PWD
-HERE=$ROOT/scripts/ros2_control
+# shellcheck source=scripts/ros2_control/common.sh
+. scripts/ros2_control/common.sh "$@"     # ROOT, HERE, IF_BUILT (--if-built: never builds)
 LINK=$ROOT/.ros2_launch
 log() { echo "[ros2-launch] $*"; }
-# shellcheck source=scripts/ros2_control/common.sh
-. "$HERE/common.sh"
 
 if [ -n "${ROS_DISTRO:-}" ]; then
   log "using ROS 2 $ROS_DISTRO's launch_ros; nothing to build"
@@ -58,58 +54,19 @@ CACHE=${DP_ROS2_LAUNCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dp_ros/ros2_launch
 WS=$CACHE/$key
 PREFIX=$WS/install
 
-req_hash=$(sha256sum "$REQUIREMENTS" | cut -c1-16)
-install_requirements() {
-  if [ "$(cat "$VENV/.dp_ros2_launch_requirements" 2>/dev/null)" != "$req_hash" ]; then
-    log "installing $(basename "$REQUIREMENTS") into .venv"
-    "$PY" -m pip install --disable-pip-version-check -q -r "$REQUIREMENTS" \
-      > "$VENV/.dp_ros2_launch_pip.log" 2>&1 \
-      || { tail -20 "$VENV/.dp_ros2_launch_pip.log"; log "pip install failed"; exit 1; }
-    echo "$req_hash" > "$VENV/.dp_ros2_launch_requirements"
-  fi
-}
-
-if [ -f "$WS/.complete" ]; then
-  install_requirements
-  ln -sfn "$PREFIX" "$LINK"
-  log "up to date: $PREFIX"
-  exit 0
-fi
-if [ "$IF_BUILT" = 1 ]; then
-  rm -f "$LINK"
-  log "not built for this workspace (make ros2-control builds it, ~25 s): its tests will skip"
-  exit 0
-fi
-install_requirements
-mkdir -p "$CACHE"
-exec 9> "$CACHE/$key.lock"
-flock 9
-if [ -f "$WS/.complete" ]; then
-  ln -sfn "$PREFIX" "$LINK"
-  log "built meanwhile by another process: $PREFIX"
-  exit 0
-fi
+# The prefix's Python packages need these in the venv (an existing prefix as well as a new one).
+[ -f "$WS/.complete" ] && dp_pip_requirements "$REQUIREMENTS" dp_ros2_launch_requirements
+dp_use_built "not built for this workspace (make ros2-control builds it, ~25 s): its tests will skip"
+dp_pip_requirements "$REQUIREMENTS" dp_ros2_launch_requirements
+dp_lock_build
 start=$(date +%s)
 dp_source_workspace
-# shellcheck disable=SC1091
-. "$VENV/bin/activate"
-export AMENT_PREFIX_PATH=$VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}
-export CMAKE_PREFIX_PATH=$VENV${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}
 py_inc=$("$PY" -c 'import sysconfig, numpy; print(sysconfig.get_paths()["include"] + ";" + numpy.get_include())')
 tinyxml2=$(ls /usr/lib/*/libtinyxml2.so /usr/lib64/libtinyxml2.so 2>/dev/null | head -1 || true)
 log "colcon build of ${#PACKAGES[@]} packages in $WS (log: $WS/build.log)"
-cd "$WS"
-if ! colcon build --merge-install --event-handlers console_cohesion- summary+ \
-    --cmake-args -DBUILD_TESTING=OFF "-DCMAKE_PROJECT_INCLUDE=$HERE/wheel_fixups.cmake" \
-      "-DDP_PYTHON_INCLUDE_DIRS=$py_inc" "-DDP_TINYXML2_LIBRARY=$tinyxml2" \
-      "-DPython3_EXECUTABLE=$PY" "-DPYTHON_EXECUTABLE=$PY" \
-    > "$WS/build.log" 2>&1; then
-  grep -E "error|Error|Failed|failed" "$WS/build.log" | head -40
-  log "colcon build failed: $WS/build.log"
-  exit 1
-fi
-rm -rf "$WS/build" "$WS/log"
-dp_portable_shebangs "$PREFIX" "$VENV"
+dp_colcon_build -DBUILD_TESTING=OFF "-DCMAKE_PROJECT_INCLUDE=$HERE/wheel_fixups.cmake" \
+  "-DDP_PYTHON_INCLUDE_DIRS=$py_inc" "-DDP_TINYXML2_LIBRARY=$tinyxml2" \
+  "-DPython3_EXECUTABLE=$PY" "-DPYTHON_EXECUTABLE=$PY"
 touch "$WS/.complete"
 ln -sfn "$PREFIX" "$LINK"
 log "built in $(( $(date +%s) - start )) s: $PREFIX"
