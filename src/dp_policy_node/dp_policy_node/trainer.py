@@ -379,7 +379,7 @@ def train(episodes: Sequence[Episode], meta: EpisodeSetMeta, model_cfg: ModelCon
     noise_sched = NoiseScheduler(sched_cfg).to(dev)
     ema = EMA(model, train_cfg.ema_decay, train_cfg.ema_min_decay)
     opt = make_optimizer(model, train_cfg)
-    best = {'score': math.inf, 'step': None, 'metrics': None}     # held-out: the checkpoint kept
+    best = {'score': math.inf, 'step': None}     # held-out: the step of the checkpoint kept
 
     signature = _run_signature(meta, model_cfg, vision_cfg, sched_cfg, train_cfg)
     step, elapsed_before = 0, 0.0
@@ -466,7 +466,7 @@ def train(episodes: Sequence[Episode], meta: EpisodeSetMeta, model_cfg: ModelCon
         scalars.add(step, {f'heldout/{k}': m[k] for k in ('rmse', 'rmse_executed', 'mode_js_bits',
                                                             'score')})
         if m['score'] < best['score']:
-            best.update(score=m['score'], step=step, metrics=m)
+            best.update(score=m['score'], step=step)
             ckpt.extra['held_out'] = dict(m, step=step)
             ckpt.save(out / CKPT_NAME)
         if progress:
