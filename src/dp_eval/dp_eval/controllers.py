@@ -109,6 +109,7 @@ class ControllerRig:
         self.status = None
         self.statuses = []
         self.accepted = {}          # chunk stamp (us) -> time the follower accepted it
+        self.acceptances = []       # per status: (chunks accepted so far, last stamp (us), time)
         from dp_msgs.msg import FollowerStatus
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -167,6 +168,7 @@ class ControllerRig:
             if msg.chunks_accepted:   # when the follower accepted which chunk (by its stamp)
                 key = stamp_key(stamp_to_seconds(msg.last_chunk_stamp))
                 self.accepted[key] = stamp_to_seconds(msg.last_chunk_accepted)
+                self.acceptances.append((msg.chunks_accepted, key, self.accepted[key]))
 
     def _on_cmd(self, msg, t_recv: float, sent: float):
         with self.lock:
@@ -310,9 +312,11 @@ class ControllerRig:
                 if on_time is not None:
                     on_time(time.time() - t0)
                 time.sleep(min(0.005, max(0.0, due - time.time())))
-            self.chunk_pub.publish(arrays_to_joint_trajectory(names, tfs, pos,
-                                                              stamp=t0 + (stamp - t0_bag)))
-            self.published.append((time.time(), t0 + (stamp - t0_bag), names, tfs, pos))
+            msg = arrays_to_joint_trajectory(names, tfs, pos, stamp=t0 + (stamp - t0_bag))
+            self.chunk_pub.publish(msg)
+            # The stamp as sent (whole ns), as the follower's status will name it.
+            self.published.append((time.time(), stamp_to_seconds(msg.header.stamp), names, tfs,
+                                   pos))
         return t0
 
 
@@ -349,20 +353,54 @@ def joint_state_arrays(js):
     return np.array([s for _, s, _, _ in js]), np.array([q for _, _, q, _ in js])
 
 
-def core_error(rig: 'ControllerRig', t_stop: float, speed_scaling: float = 1.0):
-    """Per joint state (max over joints, rad): the arm vs the Follower core run on the replayed
-    chunks (core_commands, each chunk entered when follower_node accepted it, at this speed
-    scaling), from the first chunk to t_stop, one controller cycle later (the controller acts
-    on a command at its next cycle)."""
+def core_error(rig: 'ControllerRig', t_stop: float, speed_scaling: float = 1.0,
+               max_lag_s: float = 0.0):
+    """Per joint state (max over joints, rad): the arm vs the Follower core run on the chunks
+    follower_node accepted (core_commands, each entered when the node accepted it; see
+    `accepted_chunks`), at this speed scaling, from the first chunk to t_stop, one controller
+    cycle later (the controller acts on a command at its next cycle).
+
+    max_lag_s > 0: the smallest such error over the core's commands up to max_lag_s older, i.e.
+    how far the arm is from where the core was a little earlier. A command that reached the
+    controller late (a stall of the loaded machine: the controller manager takes topics in its
+    non-real-time threads) leaves the arm on the core's path but behind it; an arm that went
+    anywhere else stays far from it."""
     stamps, q = joint_state_arrays(rig.joint_states)
     i0 = int(np.argmax(stamps >= rig.published[0][0] - 0.05))
     cfg = follower_config(scaled_time_output=rig.output_mode == 'joint_trajectory')   # as the node
-    ct, cq = core_commands(cfg, q[i0], stamps[i0], t_stop, rig.published, rig.accepted,
-                           speed_scaling=speed_scaling)
+    ct, cq = core_commands(cfg, q[i0], stamps[i0], t_stop, rig.published, accepted_chunks(rig),
+                           speed_scaling=speed_scaling, only_accepted=True)
     sel = (stamps > stamps[i0] + 0.01) & (stamps < t_stop - 0.01)
-    core = np.stack([np.interp(stamps[sel] - 1.0 / RATE_HZ, ct, cq[:, j])
-                     for j in range(q.shape[1])], axis=1)
-    return np.max(np.abs(q[sel] - core), axis=1)
+    t_js, q_js = stamps[sel] - 1.0 / RATE_HZ, q[sel]
+    lags = np.arange(0.0, max_lag_s + 1e-9, cfg.period_s)
+    err = np.full(len(t_js), np.inf)
+    for lag in lags:
+        core = np.stack([np.interp(t_js - lag, ct, cq[:, j]) for j in range(q.shape[1])], axis=1)
+        err = np.minimum(err, np.max(np.abs(q_js - core), axis=1))
+    return err
+
+
+def accepted_chunks(rig: 'ControllerRig') -> dict:
+    """The chunks follower_node accepted: stamp (us) -> time of acceptance (s).
+
+    Its status (20 Hz) names the last chunk accepted and counts them; a chunk it never named
+    was accepted unseen (between two statuses: the count rose by more than the named ones; then
+    the latest such chunks published before the named one, entered when published) or never
+    accepted (rejected, or replaced unread in its one-deep subscription queue while its
+    executor was held up: the core must not see it either)."""
+    out = dict(rig.accepted)
+    published = [stamp_key(c[1]) for c in rig.published]
+    position = {key: i for i, key in enumerate(published)}
+    when = {stamp_key(c[1]): c[0] for c in rig.published}
+    count, last = 0, -1
+    for n, key, _ in rig.acceptances:
+        if n > count and key in position and position[key] > last:
+            unseen = [k for k in published[last + 1:position[key]] if k not in out]
+            for k in unseen[len(unseen) - min(len(unseen), n - count - 1):]:
+                out[k] = when[k]
+            last = position[key]
+        count = max(count, n)
+    return out
 
 
 def chunk_error(rig: 'ControllerRig', chunks, episode_starts, t0: float, t_end: float,
@@ -403,13 +441,15 @@ def stamp_key(t: float) -> int:
 
 
 def core_commands(cfg, q_start, t_start, t_stop, published, accepted=None, delivery_s=0.001,
-                  speed_scaling: float = 1.0):
+                  speed_scaling: float = 1.0, only_accepted: bool = False):
     """The ROS-free Follower core run on the replayed chunks every control period from t_start
     to t_stop: (times, commands). Each chunk enters when follower_node accepted it (`accepted`:
     stamp in us -> time, from its FollowerStatus), else `delivery_s` after it was published (the
     ensemble's blend depends on when a chunk enters: 10 ms later moves the plan by up to
-    ~0.02 rad while the policy's chunks jump)."""
+    ~0.02 rad while the policy's chunks jump); only_accepted: the others are left out."""
     accepted = accepted or {}
+    if only_accepted:
+        published = [c for c in published if stamp_key(c[1]) in accepted]
     published = sorted(((accepted.get(stamp_key(c[1]), c[0] + delivery_s),) + tuple(c[1:])
                         for c in published), key=lambda c: c[0])
     from dp_controller.follower import Follower
