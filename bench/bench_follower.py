@@ -39,8 +39,8 @@ POLICY_LOAD = """
 import tempfile
 from pathlib import Path
 import numpy as np
-from dp_policy_node.checkpoint import create_untrained_checkpoint, load_checkpoint
-from dp_policy_node.policy import DiffusionPolicy
+from dp_policy.checkpoint import create_untrained_checkpoint, load_checkpoint
+from dp_policy.policy import DiffusionPolicy
 d = Path(tempfile.mkdtemp())
 path = create_untrained_checkpoint(d / 'load.ckpt', ['joint1', 'joint2', 'joint3'], ['front'], (96, 96),
                                    preset='cpu_default')

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import torch
 
-from dp_policy_node.backends import time_backend
-from dp_policy_node.checkpoint import create_untrained_checkpoint, load_checkpoint
-from dp_policy_node.policy import DiffusionPolicy
+from dp_policy.sampling.backends import time_backend
+from dp_policy.checkpoint import create_untrained_checkpoint, load_checkpoint
+from dp_policy.policy import DiffusionPolicy
 
 JOINTS = ['joint1', 'joint2', 'joint3']
 TARGET_MS = {('cpu_default', 1): 15.0, ('paper', 1): 120.0, ('cpu_default', 8): 55.0}

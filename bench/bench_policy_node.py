@@ -156,7 +156,7 @@ def main() -> int:
                     help='one96: one 96x96 camera; two640: two 640x480 cameras')
     args = ap.parse_args()
 
-    from dp_policy_node.checkpoint import create_untrained_checkpoint
+    from dp_policy.checkpoint import create_untrained_checkpoint
 
     tmp = tempfile.mkdtemp(prefix='bench_policy_node_')
     one = create_untrained_checkpoint(Path(tmp) / 'one.ckpt', JOINTS, ['cam'], (96, 96),

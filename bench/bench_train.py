@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dp_policy_node.checkpoint import load_checkpoint
-from dp_policy_node.config import preset
-from dp_policy_node.episode import Episode, EpisodeSetMeta
+from dp_policy.checkpoint import load_checkpoint
+from dp_policy.config import preset
+from dp_policy.data.episode import Episode, EpisodeSetMeta
 
 JOINTS = ['joint1', 'joint2', 'joint3']
 
@@ -44,7 +44,7 @@ def synthetic_episodes(n: int = 16, T: int = 60, cameras: int = 1) -> tuple[list
 
 def train_rows(tmp: Path, seconds: float, presets: list[str], device: str = 'cpu', cameras: int = 1,
                batch_size: int | None = None) -> list[tuple]:
-    from dp_policy_node import trainer
+    import dp_policy.training.trainer as trainer
 
     eps, meta = synthetic_episodes(cameras=cameras)
     rows = []
@@ -72,10 +72,10 @@ def reference_rows(seconds: float, presets: list[str], device: str = 'cpu', came
                    batch_size: int | None = None) -> list[tuple]:
     """The plain eager step of each preset's network: float32, torch.optim.AdamW (default
     implementation), EMA update; the batch gathered from the same in-memory episodes."""
-    from dp_policy_node import trainer
-    from dp_policy_node.model import build_model
-    from dp_policy_node.normalizer import MinMaxNormalizer
-    from dp_policy_node.schedulers import NoiseScheduler
+    import dp_policy.training.trainer as trainer
+    from dp_policy.model.models import build_model
+    from dp_policy.data.normalizer import MinMaxNormalizer
+    from dp_policy.sampling.schedulers import NoiseScheduler
 
     eps, meta = synthetic_episodes(cameras=cameras)
     rows = []

@@ -29,7 +29,7 @@ SPEED_SCALING = '/speed_scaling_state_broadcaster/speed_scaling'   # the followe
 def tiny_ckpt(tmp_path_factory):
     import torch
     torch.set_num_threads(1)
-    from dp_policy_node.checkpoint import create_untrained_checkpoint
+    from dp_policy.checkpoint import create_untrained_checkpoint
     path = tmp_path_factory.mktemp('ckpt') / 'tiny.ckpt'
     return str(create_untrained_checkpoint(path, JOINTS, ['overhead'], (96, 96), preset='tiny',
                                            dt_s=0.1, action_min=-1.0, action_max=1.0))

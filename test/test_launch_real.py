@@ -56,7 +56,7 @@ POLICY_YAML = """policy_node:
 def tiny_ckpt(tmp_path_factory):
     import torch
     torch.set_num_threads(1)
-    from dp_policy_node.checkpoint import create_untrained_checkpoint
+    from dp_policy.checkpoint import create_untrained_checkpoint
     path = tmp_path_factory.mktemp('ckpt') / 'tiny.ckpt'
     return str(create_untrained_checkpoint(path, ['joint1', 'joint2', 'joint3'], ['overhead'],
                                            (96, 96), preset='tiny', dt_s=0.1,

@@ -17,7 +17,41 @@ PACKAGE_FILES = ('package.xml', 'setup.py', 'setup.cfg', 'CMakeLists.txt')
 
 def test_expected_packages_exist():
     names = {p.name for p in PACKAGES}
-    assert {'dp_msgs', 'dp_policy_node', 'dp_controller', 'dp_common'} <= names
+    assert {'dp_msgs', 'dp_policy', 'dp_policy_node', 'dp_controller', 'dp_common'} <= names
+
+
+def imported_packages(files) -> set:
+    """The dp_* packages these Python files import (any import statement, also inside functions)."""
+    import ast
+    out = set()
+    for f in files:
+        for node in ast.walk(ast.parse(f.read_text(), str(f))):
+            if isinstance(node, ast.Import):
+                out |= {a.name.split('.')[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                out.add(node.module.split('.')[0])
+    return {m for m in out if m.startswith('dp_')}
+
+
+@pytest.mark.parametrize('pkg', [p for p in PACKAGES if (p / 'setup.py').exists()],
+                         ids=lambda p: p.name)
+def test_imports_follow_the_declared_dependencies(pkg):
+    """A package's code imports only the dp_* packages its manifest names (exec_depend), its
+    tests those plus its test_depend: the dependency graph the manifests draw is the real one
+    (dp_sim needs no policy package; dp_policy no ROS node package)."""
+    root = ET.parse(pkg / 'package.xml').getroot()
+    run = {e.text for e in root.findall('exec_depend')} | {pkg.name}
+    test = run | {e.text for e in root.findall('test_depend')}
+    code = [f for f in (pkg / pkg.name).rglob('*.py')]
+    tests = [f for f in (pkg / 'test').rglob('*.py')] if (pkg / 'test').is_dir() else []
+    assert imported_packages(code) <= run, imported_packages(code) - run
+    assert imported_packages(tests) <= test, imported_packages(tests) - test
+
+
+def test_simulation_and_library_do_not_need_the_policy_node():
+    for name in ('dp_sim', 'dp_policy', 'dp_common'):
+        files = list((ROOT / 'src' / name / name).rglob('*.py'))
+        assert 'dp_policy_node' not in imported_packages(files), name
 
 
 @pytest.mark.parametrize('pkg', PACKAGES, ids=lambda p: p.name)

@@ -14,12 +14,11 @@ setup(
     zip_safe=True,
     maintainer='dp_ros developers',
     maintainer_email='dev@dp-ros.invalid',
-    description='Diffusion Policy: ROS-free core (network, schedulers, policy, checkpoints, rosbag2 dataset, training) and the policy_node.',
+    description='policy_node: runs a dp_policy checkpoint on ROS 2 camera and joint-state topics.',
     license='Apache-2.0',
     entry_points={
         'console_scripts': [
             'policy_node = dp_policy_node.policy_node:main',
-            'dp_train = dp_policy_node.train_cli:main',
         ],
     },
 )

@@ -37,7 +37,7 @@ import numpy as np
 __all__ = [
     'UnsupportedEncodingError', 'ImageFormatError', 'encoding_info', 'image_to_numpy',
     'image_to_rgb8', 'numpy_to_image', 'image_fields', 'compressed_to_rgb8',
-    'rgb8_to_compressed', 'compressed_fields', 'resize_rgb8',
+    'rgb8_to_compressed', 'compressed_fields', 'resize_rgb8', 'to_rgb8',
 ]
 
 
@@ -329,6 +329,19 @@ def rgb8_to_compressed(array: np.ndarray, fmt: str = 'jpeg', stamp: Any = None,
     msg.format = f['format']
     msg.data = pyarray.array('B', f['data'].tobytes())
     return msg
+
+
+def to_rgb8(msg: Any, compressed: bool, image_hw: Optional[tuple[int, int]] = None) -> np.ndarray:
+    """The project's one image decoder, for training (dp_policy.data.dataset) and inference
+    (policy_node) alike: sensor_msgs/Image (compressed False) or CompressedImage (True) ->
+    (H, W, 3) uint8 RGB, resized to image_hw (h, w) with resize_rgb8 where given.
+
+    Raises UnsupportedEncodingError / ImageFormatError for what it cannot read."""
+    if compressed:
+        return resize_rgb8(compressed_to_rgb8(msg), image_hw)
+    # Resized in the conversion (8-bit encodings: before the channels are expanded); the same
+    # pixels as converting, then resize_rgb8 (test_images.py).
+    return image_to_rgb8(msg, resize_to=image_hw)
 
 
 def resize_rgb8(array: np.ndarray, hw: Optional[tuple[int, int]]) -> np.ndarray:

@@ -12,7 +12,7 @@ What it is: the numbers dp_eval reports, as plain functions with known answers:
 - `latency_stats`: mean and percentiles.
 
 What it is not: anything that reads bags or runs a policy (dp_eval.offline, dp_eval.live and
-dp_policy_node.holdout do, and call these).
+dp_policy.training.holdout do, and call these).
 """
 from __future__ import annotations
 

@@ -4,10 +4,10 @@ What it is: the thin layer over `rosbags` that dp_eval's player and comparisons 
 rosbag2 folders (metadata.yaml + sqlite3 or mcap files) as written by `ros2 bag record` or by
 rosbags' Writer, gives clear errors for a missing topic (naming it and listing the topics that are
 present) and for a truncated or corrupt file (naming the file and how far reading got), and knows
-the project's own message types (dp_msgs, through dp_policy_node.bag_types).
+the project's own message types (dp_msgs, through dp_common.bags).
 
 What it is not: a decoder of observations onto the policy's grid. Offline replay and the ground
-truth of live replay use `dp_policy_node.dataset.load_episodes` (one bag decoder in the project).
+truth of live replay use `dp_policy.data.dataset.load_episodes` (one bag decoder in the project).
 """
 from __future__ import annotations
 
@@ -51,8 +51,8 @@ class RawMessage(NamedTuple):
 
 
 def typestore():
-    """rosbags Typestore (ROS 2 Kilted) with dp_msgs: the project's one, dp_policy_node.bag_types."""
-    from dp_policy_node.bag_types import typestore as _typestore
+    """rosbags Typestore (ROS 2 Kilted) with dp_msgs: the project's one, dp_common.bags."""
+    from dp_common.bags import typestore as _typestore
     return _typestore()
 
 
@@ -287,7 +287,7 @@ def salvage(path: str | Path, dst: str | Path) -> tuple[Path, int]:
     """Copy what can be read of a damaged bag into a new bag `dst` (same storage format, topics
     and types from metadata.yaml); returns (dst, messages copied). Raises BagError when nothing
     can be read."""
-    from dp_policy_node.bag_types import BagWriter
+    from dp_common.bags import BagWriter
     src = _check_folder(path)
     types = bag_topics(src)
     files = sorted(p for p in src.iterdir() if p.suffix in ('.db3', '.mcap'))

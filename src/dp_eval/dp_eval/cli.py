@@ -125,8 +125,8 @@ def cmd_offline(ns) -> int:
     from dp_eval import bagio
     from dp_eval.offline import (CheckpointMismatchError, OfflineConfig, dataset_config_for,
                                  run_offline)
-    from dp_policy_node.checkpoint import CheckpointError
-    from dp_policy_node.dataset import DatasetConfig
+    from dp_policy.checkpoint import CheckpointError
+    from dp_policy.data.dataset import DatasetConfig
     base = DatasetConfig.from_yaml(ns.dataset_config) if ns.dataset_config else None
     cams = _camera_map(ns.camera)
     cfg = OfflineConfig(batch_size=ns.batch_size, latency_probe=ns.latency_probe,
@@ -134,10 +134,10 @@ def cmd_offline(ns) -> int:
                         num_samples=ns.num_samples, seed=ns.seed, warmup=not ns.no_warmup)
     results = []
     for i, ckpt in enumerate(ns.checkpoints):
-        from dp_policy_node.dataset import DatasetConfig as DC
+        from dp_policy.data.dataset import DatasetConfig as DC
         ds = base
         if base is None:
-            from dp_policy_node.checkpoint import load_checkpoint
+            from dp_policy.checkpoint import load_checkpoint
             meta = load_checkpoint(ckpt, verify_weights=False)
             ds = dataset_config_for(meta, cams, joint_states_topic=ns.joint_states_topic,
                                     command_topic=ns.command_topic,

@@ -104,7 +104,7 @@ class _Recorder:
     """Raw-CDR recording of topics into a rosbag2 (BagWriter), thread safe."""
 
     def __init__(self, path: str, storage: str):
-        from dp_policy_node.bag_types import BagWriter
+        from dp_common.bags import BagWriter
         self.path = path
         self.writer = BagWriter(path, storage=storage)
         self.writer.__enter__()

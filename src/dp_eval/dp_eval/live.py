@@ -13,7 +13,7 @@ What it does (`ros2 bag play` + `ros2 bag record` + a comparison, where the ros2
    chunk's times (action i is for header.stamp + (i - first_action_index) * dt_s): error per
    joint and per horizon step, jerk of chunks vs demonstration, inference latency.
 
-The reference commands come from dp_policy_node.dataset (the same decoder as training and offline
+The reference commands come from dp_policy.data.dataset (the same decoder as training and offline
 replay) on the checkpoint's dt grid; the chunk joints are matched by name.
 
 What it is not: closed loop (the played observations do not react to the policy's commands).
@@ -79,7 +79,7 @@ class LiveConfig:
 def _reference(bag: str, joint_names: Sequence[str], dt_s: float, command_topic: str,
                command_joint_names: Sequence[str]):
     """The bag's demonstrator commands on a dt grid: (t (N,) seconds, q (N, A))."""
-    from dp_policy_node.dataset import DatasetConfig, decode_bag
+    from dp_policy.data.dataset import DatasetConfig, decode_bag
     present = bagio.bag_topics(bag)
     js = next((t for t, ty in present.items() if ty == 'sensor_msgs/msg/JointState'), None)
     if js is None:

@@ -2,7 +2,7 @@
 
 What it is (ROS-free): for every step of every episode of the given bags, the observation window
 of that time goes into the policy and the predicted chunk is compared with what the demonstrator
-actually commanded at the chunk's times. Episodes come from `dp_policy_node.dataset.load_episodes`
+actually commanded at the chunk's times. Episodes come from `dp_policy.data.dataset.load_episodes`
 (the project's one bag decoder: header-stamp alignment on the policy's dt grid), so the policy sees
 exactly what training saw.
 
@@ -92,7 +92,7 @@ def dataset_config_for(meta: Any, cameras: Optional[dict[str, str]] = None,
     `base`: a DatasetConfig (e.g. the training one from YAML) whose topics are kept; joints, dt and
     image size always come from the checkpoint. Cameras default to default_camera_topics(meta).
     """
-    from dp_policy_node.dataset import DatasetConfig
+    from dp_policy.data.dataset import DatasetConfig
     if base is not None:
         d = base.to_dict()
         if cameras is None:
@@ -284,7 +284,7 @@ def _evaluate_salvaged(bag: str, entry: dict, meta: Any, dataset_cfg: Any, evalu
     Returns the text appended to the bag's error."""
     import tempfile
 
-    from dp_policy_node.dataset import DatasetError
+    from dp_policy.data.dataset import DatasetError
     with tempfile.TemporaryDirectory(prefix='dp_eval_salvaged_') as tmp:
         try:
             fixed, n = bagio.salvage(bag, Path(tmp) / 'salvaged')
@@ -306,10 +306,10 @@ def run_offline(checkpoint: Any, bags: Sequence[str | Path], dataset_cfg: Any = 
     CheckpointMismatchError before evaluating anything; a corrupt bag does not raise: the result
     gets partial=True and the error text, with everything evaluated so far.
     """
-    from dp_policy_node.dataset import DatasetError, find_bags, load_episodes
+    from dp_policy.data.dataset import DatasetError, find_bags, load_episodes
     t_start = time.monotonic()
     if isinstance(checkpoint, (str, Path)):
-        from dp_policy_node.policy import DiffusionPolicy
+        from dp_policy.policy import DiffusionPolicy
         kw = {'num_samples': cfg.num_samples, 'seed': cfg.seed, 'backend': cfg.backend}
         kw.update(policy_kwargs or {})
         policy = DiffusionPolicy.from_checkpoint(str(checkpoint), **kw)

@@ -265,8 +265,8 @@ def sample_fans(checkpoint: str | Path, bag: str | Path, count: int = 3, at_s: f
     `samples` samples: returns [{episode, t, tip (3,) at the observation, fan (K, H, 3)}]. The
     observations are decoded by the training dataset's decoder (what training and the node see)."""
     from dp_eval.offline import dataset_config_for
-    from dp_policy_node.dataset import decode_bag
-    from dp_policy_node.policy import DiffusionPolicy
+    from dp_policy.data.dataset import decode_bag
+    from dp_policy.policy import DiffusionPolicy
     chain = _chain(urdf)
     policy = DiffusionPolicy.from_checkpoint(str(checkpoint), num_samples=samples, seed=seed,
                                              backend='torch')

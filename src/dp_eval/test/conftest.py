@@ -28,7 +28,7 @@ def tiny_ckpt(tmp_path_factory):
     """Random-init 'tiny' checkpoint: joints joint1..3, one camera 'camera' at 24x32, dt 0.1 s."""
     import torch
     torch.set_num_threads(1)
-    from dp_policy_node.checkpoint import create_untrained_checkpoint
+    from dp_policy.checkpoint import create_untrained_checkpoint
     path = tmp_path_factory.mktemp('ckpt') / 'tiny.ckpt'
     return create_untrained_checkpoint(path, JOINTS, ['camera'], (24, 32), preset='tiny',
                                        dt_s=0.1, action_min=-1.0, action_max=1.0)
@@ -39,7 +39,7 @@ def tiny_state_ckpt(tmp_path_factory):
     """Random-init 'tiny' checkpoint without cameras."""
     import torch
     torch.set_num_threads(1)
-    from dp_policy_node.checkpoint import create_untrained_checkpoint
+    from dp_policy.checkpoint import create_untrained_checkpoint
     path = tmp_path_factory.mktemp('ckpt') / 'tiny_state.ckpt'
     return create_untrained_checkpoint(path, JOINTS, [], None, preset='tiny', dt_s=0.1,
                                        action_min=-1.0, action_max=1.0)

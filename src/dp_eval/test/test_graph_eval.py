@@ -95,7 +95,7 @@ def two_checkpoint_run(tiny_ckpt, tmp_path_factory):
     import contextlib
     import io
 
-    from dp_policy_node.checkpoint import create_untrained_checkpoint
+    from dp_policy.checkpoint import create_untrained_checkpoint
 
     from dp_eval import cli
     tmp_path = tmp_path_factory.mktemp('two')

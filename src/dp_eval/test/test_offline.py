@@ -30,7 +30,7 @@ def test_offline_replay_measures_every_step(bags, tiny_ckpt, storage):
 
 def test_perfect_predictor_has_zero_error(bags, tiny_ckpt):
     """A policy that returns the demonstrated future must score 0: the truth alignment is right."""
-    from dp_policy_node.policy import DiffusionPolicy, PolicyOutput
+    from dp_policy.policy import DiffusionPolicy, PolicyOutput
     real = DiffusionPolicy.from_checkpoint(tiny_ckpt)
     meta = real.meta
     t0 = 1000.0   # synthetic bag start
@@ -59,7 +59,7 @@ def test_perfect_predictor_has_zero_error(bags, tiny_ckpt):
 
 
 def test_missing_topic_is_named(bags, tiny_ckpt):
-    from dp_policy_node.dataset import DatasetConfig
+    from dp_policy.data.dataset import DatasetConfig
     cfg = DatasetConfig(joint_names=['joint1', 'joint2', 'joint3'],
                         cameras={'camera': '/camera/image_raw'}, command_topic='/teleop/commands')
     with pytest.raises(bagio.MissingTopicError, match="'/teleop/commands' is missing"):
@@ -67,8 +67,8 @@ def test_missing_topic_is_named(bags, tiny_ckpt):
 
 
 def test_camera_and_joint_mismatch_are_named(bags, tiny_ckpt, tmp_path):
-    from dp_policy_node.checkpoint import create_untrained_checkpoint
-    from dp_policy_node.dataset import DatasetConfig
+    from dp_policy.checkpoint import create_untrained_checkpoint
+    from dp_policy.data.dataset import DatasetConfig
     wrist = create_untrained_checkpoint(tmp_path / 'wrist.ckpt', ['joint1', 'joint2', 'joint3'],
                                         ['wrist'], (24, 32), preset='tiny')
     with pytest.raises(offline.CheckpointMismatchError, match="camera 'wrist'.*'/wrist/image_raw'"):
@@ -101,7 +101,7 @@ def test_corrupt_bag_keeps_the_results_so_far(bags, tiny_ckpt, tmp_path, storage
 
 def test_joint_trajectory_commands_and_configurable_topics(tiny_ckpt, tmp_path):
     """Demonstrator commands as JointTrajectory on a custom topic, joint states elsewhere."""
-    from dp_policy_node.dataset import DatasetConfig
+    from dp_policy.data.dataset import DatasetConfig
     spec = synthetic.SyntheticSpec(command='trajectory', joint_topic='/arm/joint_states',
                                    command_topic='/teleop/joint_trajectory', duration_s=2.0)
     bag = synthetic.write_demo_bag(tmp_path / 'traj', spec, 'mcap')

@@ -63,7 +63,7 @@ def _write_run(path):
 
     from dp_common.images import numpy_to_image
     from dp_msgs.msg import TaskStatus
-    from dp_policy_node.bag_types import BagWriter
+    from dp_common.bags import BagWriter
     from dp_sim.env import ArmTaskEnv
     env = ArmTaskEnv()
     fx, fy, cx, cy = env.camera_intrinsics()

@@ -44,8 +44,8 @@ from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityP
                        qos_profile_sensor_data)
 from rcl_interfaces.msg import ParameterDescriptor
 
-from dp_common.images import (ImageFormatError, UnsupportedEncodingError, compressed_to_rgb8,
-                              encoding_info, image_to_rgb8, resize_rgb8)
+from dp_common.images import (ImageFormatError, UnsupportedEncodingError, encoding_info,
+                              resize_rgb8, to_rgb8)
 from dp_common.joints import JointIndexer
 from dp_common.node_main import run_node
 from dp_common.stamps import ns_to_stamp, stamp_to_ns
@@ -59,12 +59,6 @@ from .node_config import PARAMETERS, ConfigError, PolicyNodeConfig, output_topic
 from .observation import (JOINT_STREAM, ClockJumpDetector, ImageRejected, Observation,
                           ObservationHistory, Skip)
 
-try:  # cv_bridge where it imports (an apt-installed ROS 2); dp_common.images otherwise
-    from cv_bridge import CvBridge
-    _BRIDGE: Any = CvBridge()
-except Exception:  # noqa: BLE001 - absent, or the broken ROS 1 package from PyPI
-    _BRIDGE = None
-
 OUTPUT_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                         history=HistoryPolicy.KEEP_LAST)
 STATUS_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
@@ -77,23 +71,13 @@ def decode_image(msg: Any, transport: str, image_hw: tuple[int, int], resize: bo
 
     Raises ImageRejected with a counter name ('unsupported_encoding', 'bad_image_format',
     'image_conversion_error', 'wrong_image_size')."""
-    try:
-        if _BRIDGE is not None:
-            if transport == 'compressed':
-                arr = _BRIDGE.compressed_imgmsg_to_cv2(msg, 'rgb8')
-            else:
-                arr = _BRIDGE.imgmsg_to_cv2(msg, 'rgb8')
-        elif transport == 'compressed':
-            arr = compressed_to_rgb8(msg)
-        else:
-            # Resized in the conversion (8-bit encodings: before the channels are expanded); the
-            # same pixels as converting, then resize_rgb8 (test_images.py).
-            arr = image_to_rgb8(msg, resize_to=image_hw if resize else None)
+    try:   # the decoder training uses (dp_common.images.to_rgb8): the same pixels
+        arr = to_rgb8(msg, transport == 'compressed', image_hw if resize else None)
     except UnsupportedEncodingError as err:
         raise ImageRejected('unsupported_encoding', str(err)) from err
     except ImageFormatError as err:
         raise ImageRejected('bad_image_format', str(err)) from err
-    except Exception as err:  # noqa: BLE001 - CvBridgeError and the like
+    except Exception as err:  # noqa: BLE001 - a message the decoder chokes on
         raise ImageRejected('image_conversion_error', f'{type(err).__name__}: {err}') from err
     arr = np.asarray(arr)
     if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8 or arr.size == 0:
@@ -265,8 +249,8 @@ class PolicyNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _configure(self) -> None:
-        from .checkpoint import CheckpointError  # noqa: F401 - torch import here, not at start
-        from .policy import DiffusionPolicy
+        from dp_policy.checkpoint import CheckpointError  # noqa: F401 - torch import here, not at start
+        from dp_policy.policy import DiffusionPolicy
 
         cfg = PolicyNodeConfig.from_params(self._param)
         if not cfg.checkpoint:
@@ -475,11 +459,10 @@ class PolicyNode(LifecycleNode):
             return ''
         if msg.height == 0 or msg.width == 0:
             return 'empty_image'
-        if _BRIDGE is None:
-            try:
-                encoding_info(msg.encoding)
-            except UnsupportedEncodingError:
-                return 'unsupported_encoding'
+        try:
+            encoding_info(msg.encoding)
+        except UnsupportedEncodingError:
+            return 'unsupported_encoding'
         if not resize and (msg.height, msg.width) != tuple(image_hw):
             return 'wrong_image_size'
         return ''

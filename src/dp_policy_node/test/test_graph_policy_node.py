@@ -24,7 +24,7 @@ from dp_common.stamps import stamp_to_ns  # noqa: E402
 from dp_common.trajectories import duration_to_seconds  # noqa: E402
 from dp_msgs.msg import PolicyStatus  # noqa: E402
 from dp_msgs.srv import SetEnabled  # noqa: E402
-from dp_policy_node.checkpoint import create_untrained_checkpoint  # noqa: E402
+from dp_policy.checkpoint import create_untrained_checkpoint  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
 pytestmark = pytest.mark.graph

@@ -22,7 +22,7 @@ from dp_common.stamps import ns_to_stamp, stamp_to_ns  # noqa: E402
 from dp_common.trajectories import duration_to_seconds  # noqa: E402
 from dp_msgs.msg import ActionChunk, PolicyStatus  # noqa: E402
 from dp_msgs.srv import ResetHistory, SetEnabled  # noqa: E402
-from dp_policy_node.checkpoint import create_untrained_checkpoint  # noqa: E402
+from dp_policy.checkpoint import create_untrained_checkpoint  # noqa: E402
 from dp_policy_node.policy_node import PolicyNode  # noqa: E402
 from rosgraph_msgs.msg import Clock  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image, JointState  # noqa: E402

@@ -2,7 +2,7 @@
 
 `EpisodeBag` writes serialized CDR messages, as received from DDS, into one rosbag2 folder
 (sqlite3 or mcap storage) with the types' full definitions and RIHS01 hashes (so `ros2 bag info`
-and `ros2 bag play` read it). dp_msgs types come from dp_policy_node.bag_types, the same type
+and `ros2 bag play` read it). dp_msgs types come from dp_common.bags, the same type
 store the dataset reader uses.
 
 `EpisodeRecorder` decides what goes into which bag and with which log time, from events the node
@@ -41,7 +41,7 @@ from typing import Callable, Iterable, Optional
 
 from rosbags.rosbag2 import StoragePlugin, Writer
 
-from dp_policy_node.bag_types import typestore as dp_typestore
+from dp_common.bags import typestore as dp_typestore
 
 __all__ = ['EpisodeBag', 'EpisodeRecorder', 'StatusInfo', 'StampClock', 'cdr_header_stamp_ns',
            'HEADER_TYPES']

@@ -147,8 +147,8 @@ def test_sim_node_speaks_the_ros2_control_interfaces(sim_process):
 def test_record_demos_writes_readable_episode_bags(tmp_path):
     """sim_node + demonstrator_node + recorder_node as processes, 2 episodes at 4x real time."""
     from rosbags.rosbag2 import Reader
-    from dp_policy_node.bag_types import typestore
-    from dp_policy_node.dataset import DatasetConfig, load_episodes
+    from dp_common.bags import typestore
+    from dp_policy.data.dataset import DatasetConfig, load_episodes
 
     out = tmp_path / 'demos'
     proc = subprocess.run(

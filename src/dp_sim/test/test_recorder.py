@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from rosbags.rosbag2 import Reader
 
-from dp_policy_node.bag_types import msgs, typestore
+from dp_common.bags import msgs, typestore
 from dp_sim.recorder import EpisodeBag, EpisodeRecorder, StampClock, StatusInfo, cdr_header_stamp_ns
 
 STORE = typestore()

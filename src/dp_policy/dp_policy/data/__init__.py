@@ -1,0 +1,1 @@
+"""Demonstrations: rosbag2 episodes, training windows, normalisation."""

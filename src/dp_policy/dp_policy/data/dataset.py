@@ -1,0 +1,602 @@
+"""rosbag2 demonstrations -> `Episode`s on the policy's time grid (ROS-free; reads bags with rosbags).
+
+What it does, per bag (sqlite3 or mcap storage, a folder with metadata.yaml):
+
+1. Reads the configured topics with `rosbags.highlevel.AnyReader`: joint states, the
+   demonstrator's commands, camera images (Image or CompressedImage), and optionally a
+   dp_msgs/TaskStatus topic whose `episode` field splits the bag into episodes.
+2. Puts every stream on its own time axis: the messages' **header stamps** (never arrival order);
+   the only exception is std_msgs/Float64MultiArray (forward_command_controller commands), which
+   has no header, so its bag log time is its time.
+3. Resamples onto a uniform grid t0 + k * dt_s over the span where all streams exist:
+   joint positions linearly interpolated; images the newest frame at or before t; commands the
+   command in force at t (zero-order hold of the newest Float64MultiArray at or before t, or the
+   newest JointTrajectory evaluated at t: linear between its points, holding the last point;
+   before its first point it moves linearly from the previous command in force, as
+   joint_trajectory_controller does; a zero header stamp means "start at log time").
+4. Matches joints by name (`joint_names` gives the columns); commands without names
+   (Float64MultiArray) take their order from `command_joint_names`.
+
+Decoded episodes are cached as one .npz per bag, keyed by the bag's files and the decode settings,
+written atomically. Bad input raises `DatasetError` naming the bag, the topic and the time.
+
+Not here: the torch Dataset / windowing / normalization (trainer.py), recording bags (the
+recorder), or any ROS graph access.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Optional, Sequence
+
+import numpy as np
+
+from dp_common.images import ImageFormatError, UnsupportedEncodingError, to_rgb8
+from dp_common.joints import JointIndexer
+from dp_common.stamps import stamp_to_ns
+from dp_common.trajectories import joint_trajectory_to_arrays
+from dp_policy.data.episode import Episode, EpisodeSetMeta
+
+__all__ = ['DatasetError', 'DatasetConfig', 'find_bags', 'bag_fingerprint', 'decode_bag',
+           'load_episodes', 'infer_joint_names', 'CACHE_VERSION']
+
+CACHE_VERSION = 1
+
+IMAGE = 'sensor_msgs/msg/Image'
+COMPRESSED = 'sensor_msgs/msg/CompressedImage'
+JOINT_STATE = 'sensor_msgs/msg/JointState'
+FLOAT_ARRAY = 'std_msgs/msg/Float64MultiArray'
+TRAJECTORY = 'trajectory_msgs/msg/JointTrajectory'
+TASK_STATUS = 'dp_msgs/msg/TaskStatus'
+_COMMAND_TYPES = {'auto': None, 'float64_multi_array': FLOAT_ARRAY, 'joint_trajectory': TRAJECTORY,
+                  FLOAT_ARRAY: FLOAT_ARRAY, TRAJECTORY: TRAJECTORY,
+                  'std_msgs/Float64MultiArray': FLOAT_ARRAY,
+                  'trajectory_msgs/JointTrajectory': TRAJECTORY}
+
+
+class DatasetError(ValueError):
+    """A bag cannot be turned into episodes; the message names the bag, topic and time."""
+
+
+@dataclass
+class DatasetConfig:
+    """Which topics of the demonstration bags make the observations and actions, and the grid."""
+
+    joint_names: list[str]                      # policy's joint order (state and action columns)
+    cameras: dict[str, str] = field(default_factory=dict)  # camera name -> Image/CompressedImage topic
+    joint_states_topic: str = '/joint_states'   # sensor_msgs/JointState (header stamps)
+    command_topic: str = '/forward_position_controller/commands'  # the demonstrator's commands
+    command_type: str = 'auto'                  # 'auto' (from the bag), 'float64_multi_array', 'joint_trajectory'
+    command_joint_names: list[str] = field(default_factory=list)  # Float64MultiArray order; [] = joint_names
+    dt_s: float = 0.1                           # grid spacing (10 Hz)
+    image_hw: Optional[tuple[int, int]] = None  # resize every camera to (H, W); None keeps the size
+    episode_topic: str = ''                     # dp_msgs/TaskStatus: `episode` changes split the bag; '' = one bag, one episode
+    min_episode_steps: int = 2                  # shorter segments (of a split bag) are skipped
+    distro: str = 'kilted'                      # message definitions for bags that embed none
+
+    def __post_init__(self) -> None:
+        self.joint_names = [str(n) for n in self.joint_names]
+        if not self.joint_names or len(set(self.joint_names)) != len(self.joint_names):
+            raise ValueError(f'joint_names must be non-empty and unique, got {self.joint_names}')
+        if not isinstance(self.cameras, dict):
+            raise ValueError(f'cameras must map camera name -> topic, got {self.cameras!r}')
+        self.cameras = {str(k): str(v) for k, v in self.cameras.items()}
+        for name, topic in self.cameras.items():
+            if not name or not topic:
+                raise ValueError(f'camera {name!r}: name and topic must be non-empty')
+        if len(set(self.cameras.values())) != len(self.cameras):
+            raise ValueError(f'two cameras share a topic: {self.cameras}')
+        if not self.joint_states_topic or not self.command_topic:
+            raise ValueError('joint_states_topic and command_topic must be set')
+        if self.command_type not in _COMMAND_TYPES:
+            raise ValueError(f"command_type must be 'auto', 'float64_multi_array' or "
+                             f"'joint_trajectory', got {self.command_type!r}")
+        self.command_joint_names = [str(n) for n in self.command_joint_names]
+        if self.command_joint_names:
+            missing = [n for n in self.joint_names if n not in self.command_joint_names]
+            if missing or len(set(self.command_joint_names)) != len(self.command_joint_names):
+                raise ValueError(f'command_joint_names {self.command_joint_names} must be unique and '
+                                 f'contain every joint of joint_names (missing: {missing})')
+        if not (self.dt_s > 0 and np.isfinite(self.dt_s)):
+            raise ValueError(f'dt_s must be > 0, got {self.dt_s}')
+        if self.image_hw is not None:
+            hw = tuple(int(v) for v in self.image_hw)
+            if len(hw) != 2 or min(hw) < 1:
+                raise ValueError(f'image_hw must be (H, W) with positive sizes, got {self.image_hw}')
+            self.image_hw = hw
+        if self.min_episode_steps < 1:
+            raise ValueError(f'min_episode_steps must be >= 1, got {self.min_episode_steps}')
+
+    @property
+    def camera_names(self) -> list[str]:
+        return list(self.cameras)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d['image_hw'] = list(self.image_hw) if self.image_hw is not None else None
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict) -> 'DatasetConfig':
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f'dataset config: unknown keys {unknown}; known: {sorted(names)}')
+        return cls(**data)
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike) -> 'DatasetConfig':
+        import yaml
+
+        with open(path) as f:
+            data = yaml.safe_load(f) or {}
+        if 'dataset' in data and isinstance(data['dataset'], dict):
+            data = data['dataset']
+        try:
+            return cls.from_dict(data)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f'{path}: {err}') from err
+
+
+# ---------------------------------------------------------------------------------------------
+# Finding bags, fingerprints
+
+
+def find_bags(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Bag folders (with metadata.yaml) named by `paths`: a bag folder itself, a bag's storage
+    file, or any folder (every bag below it, sorted). Raises DatasetError when none is found."""
+    out: list[Path] = []
+    for p in paths:
+        p = Path(p)
+        if p.is_file() and (p.parent / 'metadata.yaml').is_file():
+            p = p.parent
+        if (p / 'metadata.yaml').is_file():
+            found = [p]
+        elif p.is_dir():
+            found = sorted(m.parent for m in p.rglob('metadata.yaml')
+                           if not any(part.startswith('.') for part in m.relative_to(p).parts))
+            if not found:
+                raise DatasetError(f'{p}: no rosbag2 folder (with metadata.yaml) below it')
+        else:
+            raise DatasetError(f'{p}: not a rosbag2 folder (no metadata.yaml) and not a directory')
+        for b in found:
+            if b.resolve() not in {o.resolve() for o in out}:
+                out.append(b)
+    if not out:
+        raise DatasetError('no bags given')
+    return out
+
+
+def bag_fingerprint(bag: Path) -> str:
+    """Hash of a bag folder's files (name, size, mtime) and of its metadata.yaml's content."""
+    h = hashlib.sha256()
+    for f in sorted(bag.iterdir()):
+        if f.is_file() and not f.name.startswith('.'):
+            st = f.stat()
+            h.update(f'{f.name}:{st.st_size}:{st.st_mtime_ns};'.encode())
+    h.update((bag / 'metadata.yaml').read_bytes())
+    return h.hexdigest()
+
+
+def _cache_key(bag: Path, cfg: DatasetConfig) -> str:
+    blob = json.dumps({'v': CACHE_VERSION, 'bag': bag_fingerprint(bag), 'cfg': cfg.to_dict()},
+                      sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding one bag
+
+
+def _sec(t_ns: int) -> str:
+    return f't={t_ns * 1e-9:.3f}s'
+
+
+class _Bag:
+    """Error-message helper bound to one bag."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def error(self, topic: str, t_ns: Optional[int], what: str) -> DatasetError:
+        where = f'{self.path}: topic {topic}' + (f' at {_sec(t_ns)}' if t_ns is not None else '')
+        return DatasetError(f'{where}: {what}')
+
+
+def _header_ns(bag: _Bag, topic: str, msg: Any, log_ns: int) -> int:
+    t = stamp_to_ns(msg.header.stamp)
+    if t == 0:
+        raise bag.error(topic, log_ns, 'header stamp is zero (log time shown): streams are aligned '
+                        'on header stamps, so the publisher must stamp its messages')
+    return t
+
+
+def _dedupe_sorted(t: np.ndarray, *values: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Sort by t (stable) and keep the last sample of equal stamps."""
+    order = np.argsort(t, kind='stable')
+    t = t[order]
+    keep = np.ones(len(t), bool)
+    keep[:-1] = t[1:] != t[:-1]
+    return (t[keep],) + tuple(v[order][keep] for v in values)
+
+
+class _Trajectories:
+    """The JointTrajectory commands of a bag, evaluated as joint_trajectory_controller would."""
+
+    def __init__(self, starts: np.ndarray, trajs: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        self.starts = starts          # (K,) int64 ns, sorted
+        self.trajs = trajs            # [(tfs (N,) s, pos (N, J))], matching starts
+
+    @staticmethod
+    def _eval(tfs: np.ndarray, pos: np.ndarray, s: float) -> np.ndarray:
+        return np.array([np.interp(s, tfs, pos[:, j]) for j in range(pos.shape[1])])
+
+    def prepare(self, state_at) -> None:
+        """Prepend the command in force at each trajectory's start (JTC starts from there)."""
+        prev = None
+        for k, (tfs, pos) in enumerate(self.trajs):
+            if tfs[0] > 0:
+                if prev is None:
+                    q0 = state_at(int(self.starts[k]))
+                    q0 = pos[0] if q0 is None else q0
+                else:
+                    ptfs, ppos = prev
+                    q0 = self._eval(ptfs, ppos, (self.starts[k] - self.starts[k - 1]) * 1e-9)
+                tfs = np.concatenate([[0.0], tfs])
+                pos = np.concatenate([q0[None], pos])
+                self.trajs[k] = (tfs, pos)
+            prev = self.trajs[k]
+
+    def at(self, grid_ns: np.ndarray) -> np.ndarray:
+        k = np.searchsorted(self.starts, grid_ns, side='right') - 1
+        out = np.empty((len(grid_ns), self.trajs[0][1].shape[1]))
+        for i, (ki, t) in enumerate(zip(k, grid_ns)):
+            tfs, pos = self.trajs[ki]
+            out[i] = self._eval(tfs, pos, (t - self.starts[ki]) * 1e-9)
+        return out
+
+
+def _pick_command_type(bag: _Bag, cfg: DatasetConfig, bag_type: str) -> str:
+    want = _COMMAND_TYPES[cfg.command_type]
+    if bag_type not in (FLOAT_ARRAY, TRAJECTORY):
+        raise bag.error(cfg.command_topic, None, f'command type {bag_type} is not supported; '
+                        f'expected {FLOAT_ARRAY} or {TRAJECTORY}')
+    if want is not None and want != bag_type:
+        raise bag.error(cfg.command_topic, None, f'has type {bag_type}, but command_type is '
+                        f'{cfg.command_type!r}')
+    return bag_type
+
+
+def decode_bag(path: str | os.PathLike, cfg: DatasetConfig) -> list[Episode]:
+    """Decode one bag folder into episodes (no cache). Raises DatasetError on bad input."""
+    from rosbags.highlevel import AnyReader, AnyReaderError
+
+    from dp_common.bags import typestore
+
+    path = Path(path)
+    bag = _Bag(path)
+    try:
+        reader = AnyReader([path], default_typestore=typestore(cfg.distro))
+        reader.open()
+    except (AnyReaderError, FileNotFoundError) as err:
+        raise DatasetError(f'{path}: cannot open as a rosbag2: {err}') from err
+    try:
+        return _decode_open(bag, reader, cfg)
+    finally:
+        reader.close()
+
+
+def _decode_open(bag: _Bag, reader: Any, cfg: DatasetConfig) -> list[Episode]:
+    by_topic: dict[str, list] = {}
+    for c in reader.connections:
+        by_topic.setdefault(c.topic, []).append(c)
+    types = {t: cs[0].msgtype for t, cs in by_topic.items()}
+    present = ', '.join(f'{t} ({types[t]})' for t in sorted(types)) or 'none'
+
+    def need(topic: str, what: str, allowed: Sequence[str]) -> str:
+        if topic not in types:
+            raise bag.error(topic, None, f'{what} topic not found in the bag; topics present: {present}')
+        if types[topic] not in allowed:
+            raise bag.error(topic, None, f'{what} topic has type {types[topic]}, expected '
+                            f'{" or ".join(allowed)}')
+        return types[topic]
+
+    need(cfg.joint_states_topic, 'joint states', [JOINT_STATE])
+    cmd_type = _pick_command_type(bag, cfg, need(cfg.command_topic, 'command',
+                                                 [FLOAT_ARRAY, TRAJECTORY]))
+    cam_types = {cam: need(topic, f'camera {cam!r}', [IMAGE, COMPRESSED])
+                 for cam, topic in cfg.cameras.items()}
+    if cfg.episode_topic:
+        need(cfg.episode_topic, 'episode (TaskStatus)', [TASK_STATUS])
+
+    # ---- pass 1: everything but image pixels --------------------------------------------------
+    J = len(cfg.joint_names)
+    joints = JointIndexer(cfg.joint_names)
+    cmd_names = cfg.command_joint_names or cfg.joint_names
+    js_t, js_q = [], []
+    cmd_t, cmd_q = [], []
+    traj_starts, trajs = [], []
+    cam_stamps: dict[str, list[int]] = {cam: [] for cam in cfg.cameras}
+    topic_cam = {topic: cam for cam, topic in cfg.cameras.items()}
+    ep_t, ep_v = [], []
+    wanted = [cfg.joint_states_topic, cfg.command_topic, *cfg.cameras.values()]
+    if cfg.episode_topic:
+        wanted.append(cfg.episode_topic)
+    conns = [c for t in wanted for c in by_topic[t]]
+    for conn, log_ns, raw in reader.messages(connections=conns):
+        topic = conn.topic
+        msg = reader.deserialize(raw, conn.msgtype)
+        if topic == cfg.joint_states_topic:
+            t = _header_ns(bag, topic, msg, log_ns)
+            q, reason = joints.positions(msg.name, msg.position)
+            if q is None:
+                raise bag.error(topic, t, f'joint state unusable ({reason}); message joints: '
+                                f'{list(msg.name)}, policy joints: {cfg.joint_names}')
+            js_t.append(t)
+            js_q.append(q)
+        elif topic == cfg.command_topic and cmd_type == FLOAT_ARRAY:
+            q, reason = joints.positions(cmd_names, msg.data)
+            if q is None:
+                raise bag.error(topic, log_ns, f'command unusable ({reason}); command_joint_names: '
+                                f'{cmd_names}, {len(msg.data)} values')
+            cmd_t.append(log_ns)
+            cmd_q.append(q)
+        elif topic == cfg.command_topic:
+            t = stamp_to_ns(msg.header.stamp) or log_ns
+            try:
+                names, tfs, pos, _ = joint_trajectory_to_arrays(msg)
+            except ValueError as err:
+                raise bag.error(topic, t, f'malformed JointTrajectory: {err}') from err
+            if len(tfs) == 0:
+                continue  # an empty trajectory changes nothing here
+            idx, reason = joints.indices(names)
+            if idx is None:
+                raise bag.error(topic, t, f'trajectory unusable ({reason}); its joints: {names}')
+            pos = pos[:, idx]
+            if not np.all(np.isfinite(pos)) or not np.all(np.isfinite(tfs)):
+                raise bag.error(topic, t, 'trajectory has non-finite positions or times')
+            if np.any(np.diff(tfs) < 0):
+                raise bag.error(topic, t, f'trajectory time_from_start not increasing: {tfs.tolist()}')
+            traj_starts.append(t)
+            trajs.append((tfs, pos))
+        elif topic in topic_cam:
+            cam_stamps[topic_cam[topic]].append(_header_ns(bag, topic, msg, log_ns))
+        elif topic == cfg.episode_topic:
+            ep_t.append(stamp_to_ns(msg.header.stamp) or log_ns)
+            ep_v.append(int(msg.episode))
+
+    def empty(topic: str, what: str) -> DatasetError:
+        return bag.error(topic, None, f'{what} topic has no usable messages')
+
+    if not js_t:
+        raise empty(cfg.joint_states_topic, 'joint states')
+    js_t_a, js_q_a = _dedupe_sorted(np.array(js_t, np.int64), np.array(js_q).reshape(-1, J))
+    if cmd_type == FLOAT_ARRAY:
+        if not cmd_t:
+            raise empty(cfg.command_topic, 'command')
+        cmd_t_a, cmd_q_a = _dedupe_sorted(np.array(cmd_t, np.int64), np.array(cmd_q).reshape(-1, J))
+        cmd_first, command_at = int(cmd_t_a[0]), None
+    else:
+        if not trajs:
+            raise empty(cfg.command_topic, 'command (JointTrajectory)')
+        order = np.argsort(np.array(traj_starts, np.int64), kind='stable')
+        traj = _Trajectories(np.array(traj_starts, np.int64)[order], [trajs[i] for i in order])
+
+        def state_at(t_ns: int) -> Optional[np.ndarray]:
+            if t_ns < js_t_a[0] or t_ns > js_t_a[-1]:
+                return None
+            return np.array([np.interp(t_ns, js_t_a, js_q_a[:, j]) for j in range(J)])
+
+        traj.prepare(state_at)
+        cmd_first = int(traj.starts[0])
+    cam_sorted: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for cam, stamps in cam_stamps.items():
+        if not stamps:
+            raise empty(cfg.cameras[cam], f'camera {cam!r}')
+        st = np.array(stamps, np.int64)
+        order = np.argsort(st, kind='stable')  # ordinal of each frame in reading order
+        cam_sorted[cam] = (st[order], order)
+
+    starts = {cfg.joint_states_topic: int(js_t_a[0]), cfg.command_topic: cmd_first}
+    ends = {cfg.joint_states_topic: int(js_t_a[-1])}
+    for cam, (st, _) in cam_sorted.items():
+        starts[cfg.cameras[cam]] = int(st[0])
+        ends[cfg.cameras[cam]] = int(st[-1])
+    t0, t1 = max(starts.values()), min(ends.values())
+    if t1 < t0:
+        spans = '; '.join(f'{t} from {_sec(starts[t])} to {_sec(ends[t]) if t in ends else "end"}'
+                          for t in starts)
+        hint = (' (commands are on bag log time: record with --use-sim-time when the graph runs '
+                'on simulated time)' if cmd_type == FLOAT_ARRAY else '')
+        raise bag.error(', '.join(starts), None, f'the streams never overlap: {spans}{hint}')
+
+    # ---- segments -------------------------------------------------------------------------------
+    dt_ns = int(round(cfg.dt_s * 1e9))
+    if cfg.episode_topic:
+        if not ep_t:
+            raise empty(cfg.episode_topic, 'episode (TaskStatus)')
+        et, ev = _dedupe_sorted(np.array(ep_t, np.int64), np.array(ep_v, np.int64))
+        change = np.flatnonzero(np.concatenate([[True], ev[1:] != ev[:-1]]))
+        segments = []
+        for i, c in enumerate(change):
+            seg_end = int(et[change[i + 1]]) - 1 if i + 1 < len(change) else t1
+            segments.append((f'{bag.path}#ep{int(ev[c])}', max(t0, int(et[c])), min(t1, seg_end)))
+    else:
+        segments = [(str(bag.path), t0, t1)]
+    grids = []
+    for name, s, e in segments:
+        n = (e - s) // dt_ns + 1 if e >= s else 0
+        if n >= cfg.min_episode_steps:
+            grids.append((name, s + dt_ns * np.arange(n, dtype=np.int64)))
+    if not grids:
+        raise bag.error(cfg.episode_topic or cfg.joint_states_topic, t0,
+                        f'no episode of at least {cfg.min_episode_steps} steps of {cfg.dt_s}s in the '
+                        f'span {_sec(t0)}..{_sec(t1)} where all streams exist '
+                        f'({len(segments)} segment(s))')
+
+    # ---- pass 2: the image frames the grids use -------------------------------------------------
+    frames: dict[str, dict[int, np.ndarray]] = {cam: {} for cam in cfg.cameras}
+    picks: dict[str, list[np.ndarray]] = {cam: [] for cam in cfg.cameras}
+    for cam, (st, order) in cam_sorted.items():
+        for _, g in grids:
+            picks[cam].append(order[np.searchsorted(st, g, side='right') - 1])
+    if cfg.cameras:
+        needed = {cam: set(np.concatenate(p).tolist()) for cam, p in picks.items()}
+        counters = {cam: 0 for cam in cfg.cameras}
+        cam_conns = [c for t in cfg.cameras.values() for c in by_topic[t]]
+        for conn, log_ns, raw in reader.messages(connections=cam_conns):
+            cam = topic_cam[conn.topic]
+            ordinal = counters[cam]
+            counters[cam] += 1
+            if ordinal not in needed[cam]:
+                continue
+            msg = reader.deserialize(raw, conn.msgtype)
+            try:
+                rgb = to_rgb8(msg, cam_types[cam] != IMAGE, cfg.image_hw)
+            except (UnsupportedEncodingError, ImageFormatError) as err:
+                raise bag.error(conn.topic, stamp_to_ns(msg.header.stamp), str(err)) from err
+            first = next(iter(frames[cam].values()), None)
+            if first is not None and first.shape != rgb.shape:
+                raise bag.error(conn.topic, stamp_to_ns(msg.header.stamp),
+                                f'image size changed from {first.shape[:2]} to {rgb.shape[:2]}; '
+                                f'set image_hw to resize every frame')
+            frames[cam][ordinal] = rgb
+
+    # ---- resample -------------------------------------------------------------------------------
+    episodes = []
+    base = int(js_t_a[0])
+    xp = (js_t_a - base) * 1e-9
+    for gi, (name, g) in enumerate(grids):
+        x = (g - base) * 1e-9
+        state = np.stack([np.interp(x, xp, js_q_a[:, j]) for j in range(J)], axis=1)
+        if cmd_type == FLOAT_ARRAY:
+            action = cmd_q_a[np.searchsorted(cmd_t_a, g, side='right') - 1]
+        else:
+            action = traj.at(g)
+        images = {cam: np.stack([frames[cam][int(o)] for o in picks[cam][gi]])
+                  for cam in cfg.cameras}
+        try:
+            episodes.append(Episode(name=name, t=g * 1e-9, state=state.astype(np.float32),
+                                    action=action.astype(np.float32), images=images))
+        except ValueError as err:
+            raise DatasetError(f'{bag.path}: {err}') from err
+    return episodes
+
+
+# ---------------------------------------------------------------------------------------------
+# Cache and the public entry point
+
+
+def _save_cache(file: Path, episodes: list[Episode]) -> None:
+    arrays: dict[str, np.ndarray] = {}
+    meta = {'v': CACHE_VERSION, 'episodes': []}
+    for i, ep in enumerate(episodes):
+        meta['episodes'].append({'name': ep.name, 'cameras': list(ep.images)})
+        arrays[f'e{i}__t'] = ep.t
+        arrays[f'e{i}__state'] = ep.state
+        arrays[f'e{i}__action'] = ep.action
+        for c, (cam, img) in enumerate(ep.images.items()):
+            arrays[f'e{i}__img{c}'] = img
+    arrays['meta'] = np.array(json.dumps(meta))
+    file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = file.parent / f'.{file.name}.{os.getpid()}.tmp'
+    try:
+        with open(tmp, 'wb') as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, file)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _load_cache(file: Path) -> Optional[list[Episode]]:
+    try:
+        with np.load(file, allow_pickle=False) as z:
+            meta = json.loads(str(z['meta']))
+            if meta.get('v') != CACHE_VERSION:
+                return None
+            return [Episode(name=m['name'], t=z[f'e{i}__t'], state=z[f'e{i}__state'],
+                            action=z[f'e{i}__action'],
+                            images={cam: z[f'e{i}__img{c}'] for c, cam in enumerate(m['cameras'])})
+                    for i, m in enumerate(meta['episodes'])]
+    except (OSError, ValueError, KeyError) as err:  # damaged or foreign file: decode again
+        print(f'[dataset] ignoring unreadable cache {file}: {err}', file=sys.stderr)
+        return None
+
+
+def load_episodes(bag_paths: Sequence[str | os.PathLike] | str | os.PathLike, cfg: DatasetConfig,
+                  cache_dir: Optional[str | os.PathLike] = None, progress: bool = True
+                  ) -> tuple[list[Episode], EpisodeSetMeta]:
+    """Bags (folders, or folders of bags) -> (episodes, EpisodeSetMeta).
+
+    Each bag's episodes are cached in `cache_dir` (default: <first bag's parent>/.dp_cache) as one
+    .npz named after the bag and keyed by its files and `cfg`; a later call with the same bags and
+    settings loads them without reading the bag. Raises DatasetError on bad input.
+    """
+    if isinstance(bag_paths, (str, os.PathLike)):
+        bag_paths = [bag_paths]
+    bags = find_bags(bag_paths)
+    cache = Path(cache_dir) if cache_dir is not None else bags[0].parent / '.dp_cache'
+    episodes: list[Episode] = []
+    keys = []
+    t_start = time.monotonic()
+    for n, bag in enumerate(bags, 1):
+        key = _cache_key(bag, cfg)
+        keys.append(key)
+        file = cache / f'{bag.name}-{key[:20]}.npz'
+        t0 = time.monotonic()
+        eps = _load_cache(file) if file.is_file() else None
+        source = 'cache'
+        if eps is None:
+            eps = decode_bag(bag, cfg)
+            _save_cache(file, eps)
+            source = f'decoded in {time.monotonic() - t0:.1f}s'
+        episodes.extend(eps)
+        if progress:
+            print(f'[dataset] {n}/{len(bags)} {bag}: {len(eps)} episode(s), '
+                  f'{sum(len(e) for e in eps)} steps ({source})', file=sys.stderr)
+
+    image_hw = None
+    for ep in episodes:
+        for cam, img in ep.images.items():
+            hw = (int(img.shape[1]), int(img.shape[2]))
+            if image_hw is None:
+                image_hw = hw
+            elif hw != image_hw:
+                raise DatasetError(f'{ep.name}: camera {cam!r} images are {hw}, others {image_hw}; '
+                                   f'set image_hw so that every camera has one size')
+    meta = EpisodeSetMeta(joint_names=list(cfg.joint_names), camera_names=cfg.camera_names,
+                          image_hw=image_hw, dt_s=float(cfg.dt_s),
+                          fingerprint=hashlib.sha256(''.join(keys).encode()).hexdigest()[:16])
+    if progress:
+        print(f'[dataset] {len(episodes)} episode(s), {sum(len(e) for e in episodes)} samples from '
+              f'{len(bags)} bag(s) in {time.monotonic() - t_start:.1f}s', file=sys.stderr)
+    return episodes, meta
+
+
+def infer_joint_names(bag: str | os.PathLike, topic: str = '/joint_states',
+                      distro: str = 'kilted') -> list[str]:
+    """The joint names of the first sensor_msgs/JointState on `topic` (message order): the
+    default joint order when none is configured. Raises DatasetError when there is none."""
+    from rosbags.highlevel import AnyReader
+
+    from dp_common.bags import typestore
+
+    path = Path(bag)
+    with AnyReader([path], default_typestore=typestore(distro)) as reader:
+        conns = [c for c in reader.connections if c.topic == topic]
+        if not conns:
+            present = ', '.join(sorted({c.topic for c in reader.connections})) or 'none'
+            raise DatasetError(f'{path}: topic {topic}: joint states topic not found in the bag; '
+                               f'topics present: {present}')
+        for conn, _, raw in reader.messages(connections=conns):
+            names = [str(n) for n in reader.deserialize(raw, conn.msgtype).name]
+            if names:
+                return names
+    raise DatasetError(f'{path}: topic {topic}: no JointState with joint names')

@@ -1,0 +1,1 @@
+"""The networks: observation encoders, the conditional 1D U-Net with FiLM, the policy heads."""

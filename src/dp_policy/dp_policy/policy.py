@@ -1,0 +1,259 @@
+"""DiffusionPolicy: the object nodes and evaluation use to turn observations into action chunks.
+
+ROS-free. Loads a checkpoint, normalises inputs, runs B robots x K samples through the denoising
+graph in one batch (backends.py), unnormalises, and picks per robot the sample most coherent with
+the still-unexecuted part of that robot's previous chunk.
+
+Timeline (n_obs_steps=2, horizon=16, n_action_steps=8; one column per dt_s, t = stamp of the newest obs):
+
+    time      t-1  t   t+1 ...  t+7  t+8 ...  t+14
+    obs        o   o
+    chunk      a0  a1  a2  ...  a8   a9  ...  a15      actions[:, i] is for t + (i - first_action_index)*dt_s
+    executed       |<-- n_action_steps -->|            first_action_index = n_obs_steps - 1 = 1
+
+Sample choice (K > 1): for each robot, the new samples are compared with the previous chunk at the
+same absolute times (previous chunk linearly interpolated at the new chunk's times >= t, only where
+both exist); the sample with the smallest mean squared distance wins. First chunk, after reset(), a
+clock going backwards, no stamps, or no overlap: sample 0.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from dp_policy.sampling.backends import OnnxBackend, Sampler, TorchBackend, TorchJitBackend, time_backend
+from dp_policy.checkpoint import Checkpoint, load_checkpoint
+from dp_policy.model.encoders import resize_uint8
+
+BACKENDS = ('auto', 'torch', 'onnxruntime', 'cuda-graph')
+
+
+@dataclass(frozen=True)
+class PolicyMeta:
+    joint_names: list[str]
+    camera_names: list[str]
+    image_hw: tuple[int, int] | None
+    n_obs_steps: int
+    horizon: int
+    n_action_steps: int
+    dt_s: float
+    state_dim: int
+    action_dim: int
+    fingerprint: str
+    train_steps: int = 0
+
+
+@dataclass
+class PolicyOutput:
+    actions: np.ndarray            # (B, horizon, A) float64 rad, the chosen sample per robot
+    samples: np.ndarray            # (B, K, horizon, A) float64 rad
+    chosen: np.ndarray             # (B,) int
+    first_action_index: int        # actions[:, first_action_index] is for stamps[b]
+    latency_s: float
+    backend: str
+    num_inference_steps: int
+    scheduler: str
+    stamps: np.ndarray | None = None   # (B,) float64, as given
+    robot_ids: list[str] = field(default_factory=list)
+
+
+def coherent_sample(samples: np.ndarray, stamp: float, prev_stamp: float, prev_actions: np.ndarray,
+                    dt_s: float, first_action_index: int) -> tuple[int, int]:
+    """Index of the sample closest to the previous chunk on overlapping future times, and the overlap.
+
+    samples (K, T, A) for times stamp + (i - f)*dt; prev_actions (T', A) for prev_stamp + (j - f)*dt.
+    Returns (0, 0) when nothing overlaps.
+    """
+    K, T, _ = samples.shape
+    f = first_action_index
+    i = np.arange(f, T)                                              # future (and now) indices of the new chunk
+    u = (stamp - prev_stamp) / dt_s + i                              # fractional index into prev chunk
+    ok = (u >= -1e-6) & (u <= prev_actions.shape[0] - 1 + 1e-6)
+    if not np.any(ok):
+        return 0, 0
+    i, u = i[ok], np.clip(u[ok], 0, prev_actions.shape[0] - 1)
+    j0 = np.floor(u).astype(int)
+    j1 = np.minimum(j0 + 1, prev_actions.shape[0] - 1)
+    w = (u - j0)[:, None]
+    ref = prev_actions[j0] * (1 - w) + prev_actions[j1] * w          # (M, A)
+    d = ((samples[:, i, :] - ref[None]) ** 2).mean(axis=(1, 2))      # (K,)
+    return int(np.argmin(d)), int(len(i))
+
+
+class DiffusionPolicy:
+    """Load once, ``warmup()``, then ``predict()`` per control cycle (any number of robots per call)."""
+
+    def __init__(self, ckpt: Checkpoint, backend: str = 'auto', device: str = 'cpu',
+                 num_inference_steps: int | None = None, num_samples: int = 1, seed: int = 0,
+                 num_threads: int | None = None):
+        if backend not in BACKENDS:
+            raise ValueError(f'backend must be one of {BACKENDS}, got {backend!r}')
+        if num_samples < 1:
+            raise ValueError(f'num_samples must be >= 1, got {num_samples}')
+        self.device = torch.device(device)
+        if self.device.type == 'cuda' and not torch.cuda.is_available():
+            raise RuntimeError("device 'cuda' requested but torch.cuda.is_available() is False")
+        if backend == 'onnxruntime' and self.device.type != 'cpu':
+            raise ValueError('the onnxruntime backend runs on the CPU only; use device="cpu"')
+        if backend == 'cuda-graph' and self.device.type != 'cuda':
+            raise ValueError('the cuda-graph backend needs device="cuda" (or "cuda:N")')
+        self.ckpt = ckpt
+        self.backend_kind = backend
+        self.num_samples = int(num_samples)
+        self.num_threads = num_threads
+        if num_threads:
+            torch.set_num_threads(int(num_threads))
+        cfg = ckpt.model_cfg
+        self.meta = PolicyMeta(joint_names=list(ckpt.joint_names), camera_names=list(ckpt.camera_names),
+                               image_hw=ckpt.image_hw, n_obs_steps=cfg.n_obs_steps, horizon=cfg.horizon,
+                               n_action_steps=cfg.n_action_steps, dt_s=ckpt.dt_s, state_dim=ckpt.state_dim,
+                               action_dim=ckpt.action_dim, fingerprint=ckpt.fingerprint,
+                               train_steps=ckpt.train_steps)
+        self.first_action_index = cfg.n_obs_steps - 1
+        self.num_inference_steps = int(num_inference_steps or ckpt.sched_cfg.num_inference_steps)
+        self.scheduler = ckpt.sched_cfg.kind
+        self.model = ckpt.build_model(ema=True)
+        self.sampler = Sampler(self.model, ckpt.sched_cfg, self.num_inference_steps).eval()
+        self._backends: dict[str, object] = {}
+        self._choice: dict[int, str] = {}           # batch size -> backend name (measured at warm-up)
+        self.warmup_timings: dict[int, dict[str, float]] = {}
+        self._gen = torch.Generator().manual_seed(seed)
+        self._prev: dict[str, tuple[float, np.ndarray]] = {}
+
+    @classmethod
+    def from_checkpoint(cls, path: str, backend: str = 'auto', device: str = 'cpu',
+                        num_inference_steps: int | None = None, num_samples: int = 1, **kwargs) -> 'DiffusionPolicy':
+        return cls(load_checkpoint(path), backend=backend, device=device,
+                   num_inference_steps=num_inference_steps, num_samples=num_samples, **kwargs)
+
+    # ------------------------------------------------------------------ backends
+    def _example(self, batch: int) -> tuple:
+        m = self.meta
+        state = torch.zeros(batch, m.n_obs_steps, m.state_dim)
+        noise = torch.randn(batch, self.num_samples, m.horizon, m.action_dim, generator=self._gen)
+        images = [torch.zeros(batch, m.n_obs_steps, *m.image_hw, 3, dtype=torch.uint8) for _ in m.camera_names]
+        return state, noise, images
+
+    def _candidates(self) -> list[str]:
+        if self.backend_kind in ('onnxruntime', 'cuda-graph'):
+            return [self.backend_kind]
+        names = ['torch', 'torch-jit']
+        if self.backend_kind == 'auto' and self.device.type == 'cuda':
+            names.append('cuda-graph')
+        if self.backend_kind == 'auto' and self.device.type == 'cpu':
+            names.append('onnxruntime')
+        return names
+
+    def _get_backend(self, name: str):
+        if name not in self._backends:
+            if name == 'torch':
+                self._backends[name] = TorchBackend(self.sampler, self.device)
+            elif name == 'torch-jit':
+                self._backends[name] = TorchJitBackend(self.sampler, self.device)
+            elif name == 'cuda-graph':
+                from dp_policy.sampling.cuda_graph import CudaGraphBackend
+
+                self._backends[name] = CudaGraphBackend(self.sampler, self.device)
+            elif name == 'onnxruntime':
+                state, noise, images = self._example(1)
+                self._backends[name] = OnnxBackend(self.sampler, (state, noise, *images), self.num_threads)
+            else:
+                raise ValueError(name)
+        return self._backends[name]
+
+    def warmup(self, batch_sizes=(1,), repeats: int = 3) -> dict[int, str]:
+        """Build the backends and, per batch size, keep the fastest (measured). Returns {B: backend}."""
+        for b in batch_sizes:
+            state, noise, images = self._example(int(b))
+            timings = {}
+            for name in self._candidates():
+                try:
+                    timings[name] = time_backend(self._get_backend(name), (state, noise, images), repeats)
+                except Exception as exc:  # a backend that cannot run this graph is skipped, not fatal
+                    if len(self._candidates()) == 1:
+                        raise
+                    timings[name] = float('inf')
+                    self._backends.pop(name, None)
+                    self.warmup_errors = getattr(self, 'warmup_errors', {})
+                    self.warmup_errors[name] = repr(exc)
+            self.warmup_timings[int(b)] = timings
+            self._choice[int(b)] = min(timings, key=timings.get)
+        return dict(self._choice)
+
+    def backend_for(self, batch: int) -> str:
+        if batch in self._choice:
+            return self._choice[batch]
+        return self.backend_kind if self.backend_kind in ('onnxruntime', 'cuda-graph') else 'torch'
+
+    # ------------------------------------------------------------------ inference
+    def _inputs(self, state, images, noise) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        m = self.meta
+        state = np.asarray(state, dtype=np.float32)
+        if state.ndim != 3 or state.shape[1:] != (m.n_obs_steps, m.state_dim):
+            raise ValueError(f'state must be (B, {m.n_obs_steps}, {m.state_dim}), got {state.shape}')
+        if not np.all(np.isfinite(state)):
+            raise ValueError('state contains non-finite values')
+        B = state.shape[0]
+        state_t = torch.from_numpy(np.ascontiguousarray(self.ckpt.state_normalizer.normalize(state), dtype=np.float32))
+        imgs = []
+        for cam in m.camera_names:
+            if images is None or cam not in images:
+                raise ValueError(f'missing images for camera {cam!r} (policy cameras: {m.camera_names})')
+            arr = images[cam]
+            arr = arr if isinstance(arr, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(arr))
+            if arr.dtype != torch.uint8 or arr.dim() != 5 or tuple(arr.shape[:2]) != (B, m.n_obs_steps) \
+                    or arr.shape[-1] != 3:
+                raise ValueError(f'camera {cam!r}: images must be (B={B}, {m.n_obs_steps}, H, W, 3) uint8 RGB, '
+                                 f'got {tuple(arr.shape)} {arr.dtype}')
+            if tuple(arr.shape[2:4]) != tuple(m.image_hw):
+                arr = resize_uint8(arr.flatten(0, 1), m.image_hw).unflatten(0, (B, m.n_obs_steps))
+            imgs.append(arr)
+        shape = (B, self.num_samples, m.horizon, m.action_dim)
+        if noise is None:
+            noise_t = torch.randn(shape, generator=self._gen)
+        else:
+            noise_t = torch.as_tensor(noise, dtype=torch.float32)
+            if tuple(noise_t.shape) != shape:
+                raise ValueError(f'noise must be {shape} (B, num_samples, horizon, action_dim), got '
+                                 f'{tuple(noise_t.shape)}')
+        return state_t, noise_t, imgs
+
+    def predict(self, state, images=None, stamps=None, robot_ids=None, noise=None) -> PolicyOutput:
+        t0 = time.perf_counter()
+        state_t, noise_t, imgs = self._inputs(state, images, noise)
+        B = state_t.shape[0]
+        robot_ids = [''] * B if robot_ids is None else [str(r) for r in robot_ids]
+        if len(robot_ids) != B:
+            raise ValueError(f'{len(robot_ids)} robot_ids for a batch of {B}')
+        stamps_arr = None if stamps is None else np.asarray(stamps, dtype=np.float64).reshape(-1)
+        if stamps_arr is not None and len(stamps_arr) != B:
+            raise ValueError(f'{len(stamps_arr)} stamps for a batch of {B}')
+        name = self.backend_for(B)
+        samples_n = self._get_backend(name).run(state_t, noise_t, imgs)                  # (B, K, T, A)
+        samples = self.ckpt.action_normalizer.unnormalize(samples_n.numpy().astype(np.float64))
+        chosen = np.zeros(B, dtype=np.int64)
+        for b, rid in enumerate(robot_ids):
+            if stamps_arr is None:
+                continue
+            prev = self._prev.get(rid)
+            if prev is not None and stamps_arr[b] < prev[0] - 1e-9:
+                prev = None                                  # clock went backwards: forget
+            if prev is not None and self.num_samples > 1:
+                chosen[b], _ = coherent_sample(samples[b], stamps_arr[b], prev[0], prev[1], self.meta.dt_s,
+                                               self.first_action_index)
+            self._prev[rid] = (float(stamps_arr[b]), samples[b, chosen[b]].copy())
+        actions = samples[np.arange(B), chosen]                                          # (B, T, A)
+        return PolicyOutput(actions=actions, samples=samples, chosen=chosen,
+                            first_action_index=self.first_action_index, latency_s=time.perf_counter() - t0,
+                            backend=name, num_inference_steps=self.num_inference_steps, scheduler=self.scheduler,
+                            stamps=stamps_arr, robot_ids=robot_ids)
+
+    def reset(self, robot_id: str | None = None) -> None:
+        """Forget the stored previous chunk of one robot (or of all robots when None)."""
+        if robot_id is None:
+            self._prev.clear()
+        else:
+            self._prev.pop(str(robot_id), None)

@@ -1,0 +1,1 @@
+"""Sampling: DDPM/DDIM noise schedules, the batched denoising loop and its backends."""

@@ -1,0 +1,160 @@
+"""DDPM training noise and DDIM / DDPM sampling in pure torch (ROS-free).
+
+Written for export and graph capture: every per-step quantity (timestep, coefficients) is a
+precomputed tensor, the K-step loop is a plain Python ``for`` over a fixed K, and nothing reads a
+tensor value back to Python (no ``.item()``, no branch on data). The whole loop therefore traces
+into one ONNX graph and captures into one CUDA graph.
+
+Equal to diffusers' ``DDPMScheduler`` / ``DDIMScheduler`` (timestep_spacing='leading',
+steps_offset=0, eta=0, variance_type='fixed_small') within 1e-5: see test_schedulers.py.
+"""
+from __future__ import annotations
+
+import math
+import torch
+from torch import nn
+
+from dp_policy.config import SchedulerConfig
+
+
+def betas(cfg: SchedulerConfig) -> torch.Tensor:
+    """(N,) float32 noise schedule, computed the way diffusers does."""
+    n = cfg.num_train_timesteps
+    if cfg.beta_schedule == 'linear':
+        return torch.linspace(cfg.beta_start, cfg.beta_end, n, dtype=torch.float32)
+
+    def alpha_bar(t: float) -> float:
+        return math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2
+
+    return torch.tensor([min(1 - alpha_bar((i + 1) / n) / alpha_bar(i / n), 0.999) for i in range(n)],
+                        dtype=torch.float32)
+
+
+def alphas_cumprod(cfg: SchedulerConfig) -> torch.Tensor:
+    """(N,) float32 alpha_bar_t."""
+    return torch.cumprod(1.0 - betas(cfg), dim=0)
+
+
+def inference_timesteps(cfg: SchedulerConfig, num_inference_steps: int | None = None) -> list[int]:
+    """Descending timesteps, 'leading' spacing: 100 train / 10 steps -> [90, 80, ..., 0]."""
+    k = num_inference_steps or cfg.num_inference_steps
+    if not 1 <= k <= cfg.num_train_timesteps:
+        raise ValueError(f'num_inference_steps must be in [1, {cfg.num_train_timesteps}], got {k}')
+    ratio = cfg.num_train_timesteps // k
+    return [i * ratio for i in range(k)][::-1]
+
+
+class NoiseScheduler(nn.Module):
+    """Training side: forward diffusion q(x_t | x_0) and the regression target."""
+
+    def __init__(self, cfg: SchedulerConfig):
+        super().__init__()
+        self.cfg = cfg
+        acp = alphas_cumprod(cfg)
+        self.register_buffer('sqrt_acp', acp.sqrt(), persistent=False)                 # (N,)
+        self.register_buffer('sqrt_one_minus_acp', (1 - acp).sqrt(), persistent=False)  # (N,)
+
+    def sample_timesteps(self, n: int, device: torch.device | str = 'cpu',
+                         generator: torch.Generator | None = None) -> torch.Tensor:
+        return torch.randint(0, self.cfg.num_train_timesteps, (n,), device=device, generator=generator)
+
+    def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        a = self.sqrt_acp[t].reshape(-1, *([1] * (x0.dim() - 1)))                       # (B, 1, 1)
+        s = self.sqrt_one_minus_acp[t].reshape(-1, *([1] * (x0.dim() - 1)))             # (B, 1, 1)
+        return a * x0 + s * noise                                                         # (B, T, A)
+
+    def target(self, x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        return noise if self.cfg.prediction_type == 'epsilon' else x0
+
+
+class DenoisingLoop(nn.Module):
+    """K reverse-diffusion steps from x_K ~ N(0, I) to x_0, with fixed per-step coefficient tensors.
+
+    ``denoiser(x, t, cond) -> model output`` is the network (U-Net); ``cond`` is passed through.
+    Per step k with t = timesteps[k]:
+        x0_hat = clip((x - sqrt_b[k] * eps) / sqrt_a[k])   (epsilon prediction; or the output itself)
+        DDIM:  x <- ax0[k] * x0_hat + aeps[k] * eps    (eta = 0)
+        DDPM:  x <- ax0[k] * x0_hat + ax[k] * x + sigma[k] * z_k
+    """
+
+    def __init__(self, denoiser: nn.Module, cfg: SchedulerConfig, num_inference_steps: int | None = None,
+                 kind: str | None = None):
+        super().__init__()
+        self.denoiser = denoiser
+        self.kind = kind or cfg.kind
+        if self.kind not in ('ddim', 'ddpm'):
+            raise ValueError(f'unknown sampler kind {self.kind!r}')
+        self.prediction_type = cfg.prediction_type
+        self.clip = cfg.clip_sample
+        self.clip_range = float(cfg.clip_sample_range)
+        ts = inference_timesteps(cfg, num_inference_steps)
+        self.num_steps = len(ts)
+        # Coefficients in float32 with the same operations as diffusers, so that results agree to
+        # float32 rounding even where 1/sqrt(alpha_bar) is large (first steps, many-step loops).
+        acp = alphas_cumprod(cfg)                                                   # (N,) float32
+        one = torch.tensor(1.0)
+        final = one if (self.kind == 'ddpm' or cfg.set_alpha_to_one) else acp[0]
+        sa, sb, ax0, aeps, ax, sig = [], [], [], [], [], []
+        for i, t in enumerate(ts):
+            a_t = acp[t]
+            prev = ts[i + 1] if i + 1 < len(ts) else -1
+            a_prev = acp[prev] if prev >= 0 else final
+            beta_t = 1 - a_t
+            sa.append(a_t ** 0.5)
+            sb.append(beta_t ** 0.5)
+            if self.kind == 'ddim':
+                ax0.append(a_prev ** 0.5)
+                aeps.append((1 - a_prev) ** 0.5)
+                ax.append(torch.tensor(0.0))
+                sig.append(torch.tensor(0.0))
+            else:
+                cur_alpha = a_t / a_prev
+                cur_beta = 1 - cur_alpha
+                ax0.append((a_prev ** 0.5 * cur_beta) / beta_t)
+                ax.append(cur_alpha ** 0.5 * (1 - a_prev) / beta_t)
+                var = torch.clamp((1 - a_prev) / beta_t * cur_beta, min=1e-20)
+                sig.append(var ** 0.5 if t > 0 else torch.tensor(0.0))
+                aeps.append(torch.tensor(0.0))
+        self.register_buffer('timesteps', torch.tensor(ts, dtype=torch.float32), persistent=False)  # (K,)
+        for name, vals in (('sqrt_a', sa), ('sqrt_b', sb), ('a_x0', ax0), ('a_eps', aeps), ('a_x', ax),
+                           ('sigma', sig)):
+            self.register_buffer(name, torch.stack(vals).float(), persistent=False)            # (K,)
+
+    def step(self, k: int, x: torch.Tensor, out: torch.Tensor,
+             step_noise: torch.Tensor | None = None) -> torch.Tensor:
+        """One reverse step k (python int) given the network output ``out`` for x."""
+        if self.prediction_type == 'epsilon':
+            eps = out                                                          # (N, T, A)
+            x0 = (x - self.sqrt_b[k] * out) / self.sqrt_a[k]                   # (N, T, A)
+        else:
+            x0 = out                                                           # (N, T, A)
+            eps = (x - self.sqrt_a[k] * out) / self.sqrt_b[k]                  # (N, T, A)
+        if self.clip:
+            x0 = x0.clamp(-self.clip_range, self.clip_range)                   # (N, T, A)
+        if self.kind == 'ddim':
+            return self.a_x0[k] * x0 + self.a_eps[k] * eps                     # (N, T, A)
+        x = self.a_x0[k] * x0 + self.a_x[k] * x                                # (N, T, A)
+        if step_noise is not None:
+            x = x + self.sigma[k] * step_noise                                 # (N, T, A)
+        return x
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor,
+                step_noise: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (N, T, A) initial noise; cond: (N, G); step_noise (K, N, T, A) for DDPM (random if None).
+
+        A denoiser with a ``condition`` method (fast_unet.StepConditionedUnet, specialised to these
+        timesteps) is conditioned once and then called with the step index instead of the timestep.
+        """
+        n = x.shape[0]
+        ctx = self.denoiser.condition(cond) if hasattr(self.denoiser, 'condition') else None
+        for k in range(self.num_steps):
+            if ctx is not None:
+                out = self.denoiser(x, k, ctx)                                 # (N, T, A)
+            else:
+                out = self.denoiser(x, self.timesteps[k].expand(n), cond)      # (N, T, A)
+            z = None
+            if self.kind == 'ddpm':
+                z = step_noise[k] if step_noise is not None else torch.randn_like(x)
+            x = self.step(k, x, out, z)                                        # (N, T, A)
+        return x
+

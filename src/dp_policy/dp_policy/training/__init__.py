@@ -1,0 +1,1 @@
+"""Training: the trainer, held-out checkpoint selection, the training report, dp_train."""

@@ -1,0 +1,231 @@
+"""`dp_train`: train a Diffusion Policy checkpoint from rosbag2 demonstrations.
+
+    dp_train demos/ --out runs/pick --joint-names shoulder,elbow,wrist --camera front=/cam/image_raw
+
+Reads the bags with `dataset.load_episodes` (cached decode), then hands the episodes to
+`trainer.train`. Topics come from flags or from `--dataset-config FILE.yaml` (flags win); the
+network from `--preset` plus overrides. ROS-free: runs without a ROS graph (no rclpy import).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Optional, Sequence
+
+EPILOG = """\
+outputs in --out: policy.ckpt (deployable, EMA weights; what policy_node loads), resume.pt (training
+state: a second run with the same --out continues from it), loss.csv and loss.png (the loss curve).
+
+examples:
+  dp_train demos/ --out runs/arm --camera front=/camera/image_raw --max-minutes 5
+  dp_train demos/ --out runs/arm-mse --camera front=/camera/image_raw --max-minutes 5 --model regression
+  dp_train demos/ --out runs/paper --preset paper --device cuda --steps 100000
+
+dataset config (YAML, keys of DatasetConfig; a top-level `dataset:` mapping is accepted too):
+  joint_names: [shoulder, elbow, wrist]        # policy order; default: the bag's first JointState
+  cameras: {front: /camera/image_raw}          # camera name -> Image or CompressedImage topic
+  joint_states_topic: /joint_states
+  command_topic: /forward_position_controller/commands
+  command_type: auto                           # auto | float64_multi_array | joint_trajectory
+  command_joint_names: []                      # Float64MultiArray order; [] = joint_names
+  dt_s: 0.1
+  image_hw: [96, 96]                           # resize every camera; omit to keep the size
+  episode_topic: ''                            # dp_msgs/TaskStatus topic splitting bags into episodes
+
+decoded bags are cached (one .npz per bag, default <first bag's parent>/.dp_cache); a second run
+with the same bags and decode settings starts training at once.
+
+multi-GPU (DistributedDataParallel), one process per GPU:
+  torchrun --standalone --nproc_per_node=4 "$(which dp_train)" demos/ --out runs/x --device cuda
+  several nodes: torchrun --nnodes=2 --node_rank=R --nproc_per_node=8 \\
+      --rdzv_backend=c10d --rdzv_endpoint=HOST:29500 "$(which dp_train)" demos/ --out runs/x --device cuda
+  decode the cache once first (dp_train ... --decode-only) so that ranks do not all decode the bags.
+"""
+
+
+def _hw(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().replace(',', 'x').split('x'))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected HxW (e.g. 96x96), got {text!r}') from None
+    return h, w
+
+
+def _names(text: str) -> list[str]:
+    return [n.strip() for n in text.split(',') if n.strip()]
+
+
+def _camera(text: str) -> tuple[str, str]:
+    if '=' not in text:
+        raise argparse.ArgumentTypeError(f'expected NAME=TOPIC, got {text!r}')
+    name, topic = text.split('=', 1)
+    return name.strip(), topic.strip()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from dp_policy.config import PRESETS
+
+    p = argparse.ArgumentParser(
+        prog='dp_train', description='Train a Diffusion Policy checkpoint from rosbag2 demonstrations '
+        '(sqlite3 or mcap). BAG arguments are bag folders or folders holding bags (every folder '
+        'with a metadata.yaml below them).',
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('bags', nargs='+', metavar='BAG_OR_FOLDER')
+    p.add_argument('--out', required=True, metavar='CKPT_DIR',
+                   help='output folder: checkpoints, resume state, loss curve')
+    d = p.add_argument_group('dataset (flags override --dataset-config)')
+    d.add_argument('--dataset-config', metavar='YAML', help='DatasetConfig as YAML (see below)')
+    d.add_argument('--joint-names', type=_names, metavar='A,B,C',
+                   help="policy's joints in order (default: the bag's first JointState)")
+    d.add_argument('--camera', type=_camera, action='append', metavar='NAME=TOPIC',
+                   help='a camera (Image or CompressedImage topic); repeat for several; '
+                        'none given and none in the YAML: a state-only policy')
+    d.add_argument('--joint-states-topic', metavar='TOPIC')
+    d.add_argument('--command-topic', metavar='TOPIC', help="the demonstrator's commands")
+    d.add_argument('--command-type', choices=['auto', 'float64_multi_array', 'joint_trajectory'])
+    d.add_argument('--command-joint-names', type=_names, metavar='A,B,C',
+                   help='joint order of Float64MultiArray commands (default: --joint-names)')
+    d.add_argument('--episode-topic', metavar='TOPIC',
+                   help='dp_msgs/TaskStatus topic whose `episode` changes split a bag')
+    d.add_argument('--dt', type=float, metavar='S', help='grid step in seconds (default 0.1)')
+    d.add_argument('--image-size', type=_hw, metavar='HxW', help='resize every camera to HxW')
+    d.add_argument('--cache-dir', metavar='DIR', help='decoded-episode cache (default '
+                   '<first bag parent>/.dp_cache)')
+    m = p.add_argument_group('model and training')
+    m.add_argument('--preset', default='cpu_default', choices=sorted(PRESETS),
+                   help='network/training preset (default cpu_default; paper = Chi et al. 2023)')
+    m.add_argument('--vision', choices=['small_cnn', 'resnet18'], help='image encoder (default: preset)')
+    m.add_argument('--model', choices=['diffusion', 'regression'], default='diffusion',
+                   help='diffusion (the policy) or regression (MSE baseline: same encoders, predicts '
+                        'the chunk directly; same checkpoint format and policy interface)')
+    m.add_argument('--steps', type=int, help='training steps (default: preset; with --max-minutes '
+                   'alone: unlimited)')
+    m.add_argument('--max-minutes', type=float, metavar='MIN',
+                   help='stop after MIN minutes of training; the cosine LR decays over that budget')
+    m.add_argument('--batch-size', type=int)
+    m.add_argument('--precision', choices=['auto', 'fp32', 'bf16'],
+                   help='training arithmetic: bf16 autocast, fp32, or auto (bf16 where the hardware '
+                        'has it natively; default: preset)')
+    m.add_argument('--holdout', type=int, metavar='N',
+                   help='episodes kept out of training and evaluated every --eval-every steps; '
+                        'policy.ckpt is the best scored (default: preset; 0 = off, the last)')
+    m.add_argument('--eval-every', type=int, metavar='STEPS', help='held-out evaluation period')
+    m.add_argument('--lr', type=float)
+    m.add_argument('--seed', type=int)
+    m.add_argument('--device', default='cpu', help='cpu, cuda or cuda:N (default cpu); under torchrun '
+                   'cuda means cuda:LOCAL_RANK')
+    m.add_argument('--threads', type=int, metavar='N', help='torch CPU threads (default: torch default)')
+    m.add_argument('--resume', action=argparse.BooleanOptionalAction, default=True,
+                   help='continue from the resume state in --out if there is one (default: yes)')
+    m.add_argument('--num-workers', type=int, default=0, help='data-loading worker processes')
+    m.add_argument('--decode-only', action='store_true',
+                   help='decode the bags into the cache, print the summary and stop')
+    m.add_argument('--quiet', action='store_true', help='no progress output')
+    return p
+
+
+def dataset_config(args: argparse.Namespace):
+    """The DatasetConfig from --dataset-config and the flags (flags win)."""
+    from dp_policy.data.dataset import DatasetConfig, find_bags, infer_joint_names
+
+    data: dict = {}
+    if args.dataset_config:
+        import yaml
+
+        with open(args.dataset_config) as f:
+            data = yaml.safe_load(f) or {}
+        if isinstance(data.get('dataset'), dict):
+            data = data['dataset']
+    flags = {'joint_names': args.joint_names, 'joint_states_topic': args.joint_states_topic,
+             'command_topic': args.command_topic, 'command_type': args.command_type,
+             'command_joint_names': args.command_joint_names, 'episode_topic': args.episode_topic,
+             'dt_s': args.dt, 'image_hw': args.image_size}
+    data.update({k: v for k, v in flags.items() if v is not None})
+    if args.camera:
+        data['cameras'] = dict(args.camera)
+    if not data.get('joint_names'):
+        bag = find_bags(args.bags)[0]
+        data['joint_names'] = infer_joint_names(bag, data.get('joint_states_topic', '/joint_states'))
+        if not args.quiet:
+            print(f'[dp_train] joint names from {bag}: {data["joint_names"]}', file=sys.stderr)
+    return DatasetConfig.from_dict(data)
+
+
+def _check_device(device: str) -> None:
+    from dp_policy.training.trainer import resolve_device
+
+    resolve_device(device)   # raises TrainError (a ValueError) naming the problem
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    from dataclasses import replace
+
+    from dp_policy.config import preset
+    from dp_policy.data.dataset import DatasetError, load_episodes
+
+    progress = not args.quiet
+    t_start = time.monotonic()
+    try:
+        _check_device(args.device)
+        cfg = dataset_config(args)
+        cfgs = preset(args.preset)
+        vision = replace(cfgs.vision, encoder=args.vision) if args.vision else cfgs.vision
+        model_cfg = replace(cfgs.model, kind=args.model)
+        steps = args.steps
+        if steps is None and args.max_minutes:
+            steps = 10 ** 9        # the time budget ends the run
+        overrides = {k: v for k, v in (('steps', steps), ('batch_size', args.batch_size),
+                                       ('lr', args.lr), ('seed', args.seed),
+                                       ('max_minutes', args.max_minutes),
+                                       ('precision', args.precision),
+                                       ('holdout_episodes', args.holdout),
+                                       ('eval_every', args.eval_every)) if v is not None}
+        train_cfg = replace(cfgs.train, **overrides)
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        episodes, meta = load_episodes(args.bags, cfg, cache_dir=args.cache_dir, progress=progress)
+    except (DatasetError, ValueError, OSError) as err:
+        print(f'dp_train: error: {err}', file=sys.stderr)
+        return 2
+    n_samples = sum(len(e) for e in episodes)
+    t_data = time.monotonic() - t_start
+    print(f'[dp_train] {len(episodes)} episode(s), {n_samples} samples '
+          f'({n_samples * meta.dt_s:.1f} s of demonstration at dt={meta.dt_s}s), joints '
+          f'{meta.joint_names}, cameras {meta.camera_names or "none"}'
+          f'{f", images {meta.image_hw[0]}x{meta.image_hw[1]}" if meta.image_hw else ""}; '
+          f'data ready in {t_data:.1f}s', flush=True)
+    if args.decode_only:
+        return 0
+
+    import dp_policy.training.trainer as trainer
+
+    kwargs = dict(device=args.device, resume=args.resume, progress=progress,
+                  num_workers=args.num_workers, extra={'dataset_config': cfg.to_dict()})
+    t_train = time.monotonic()
+    try:
+        ckpt = trainer.train(episodes, meta, model_cfg, vision, cfgs.scheduler, train_cfg,
+                             args.out, **kwargs)
+    except KeyboardInterrupt:
+        print('[dp_train] interrupted; the last saved state in --out resumes with --resume',
+              file=sys.stderr)
+        return 130
+    except ValueError as err:  # bad configuration for these episodes (too short, shapes)
+        print(f'dp_train: error: {err}', file=sys.stderr)
+        return 2
+    from dp_policy.checkpoint import load_checkpoint
+
+    done = load_checkpoint(ckpt, verify_weights=False).train_steps
+    print(f'[dp_train] {done} steps ({args.model}, preset {args.preset}, vision {vision.encoder}, '
+          f'batch {train_cfg.batch_size}, lr {train_cfg.lr}, device {args.device}) in '
+          f'{time.monotonic() - t_train:.1f}s; total {time.monotonic() - t_start:.1f}s', flush=True)
+    print(f'[dp_train] checkpoint: {ckpt}', flush=True)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
