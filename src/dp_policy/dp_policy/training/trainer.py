@@ -39,7 +39,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -356,252 +356,330 @@ def train(episodes: Sequence[Episode], meta: EpisodeSetMeta, model_cfg: ModelCon
     Stops after ``train_cfg.steps`` steps or ``train_cfg.max_minutes`` of training, whichever comes
     first; the learning rate follows the cosine over whichever is closer to its end.
     """
-    dist_info, dev = setup_distributed(device)
-    out = Path(out_dir)
-    if dist_info.main:
-        out.mkdir(parents=True, exist_ok=True)
+    _check_episodes(episodes, meta)
+    run = _TrainingRun(episodes, meta, model_cfg, vision_cfg, sched_cfg, train_cfg, out_dir,
+                       device=device, progress=progress, extra=extra)
+    resume_file = run.out / RESUME_NAME
+    if resume and resume_file.is_file():
+        run.resume(resume_file)
+    run.prepare_data()
+    return run.run(num_workers, callback)
+
+
+def _check_episodes(episodes: Sequence[Episode], meta: EpisodeSetMeta) -> None:
     if not episodes:
         raise TrainError('no episodes to train on')
     if meta.camera_names and meta.image_hw is None:
         raise TrainError(f'cameras {meta.camera_names} but no image size in the episode set')
-    S = len(meta.joint_names)
+    n = len(meta.joint_names)
     for ep in episodes:
-        if ep.state.shape[1] != S or ep.action.shape[1] != S:
+        if ep.state.shape[1] != n or ep.action.shape[1] != n:
             raise TrainError(f'episode {ep.name}: state {ep.state.shape} / action {ep.action.shape} do not '
-                             f'have {S} columns (joints {meta.joint_names})')
+                             f'have {n} columns (joints {meta.joint_names})')
 
-    episodes, held_out = split_holdout(episodes, train_cfg.holdout_episodes, train_cfg.seed)
-    precision = resolve_precision(train_cfg.precision, dev)
-    torch.manual_seed(train_cfg.seed)
-    state_norm = MinMaxNormalizer.fit(np.concatenate([e.state for e in episodes]))
-    action_norm = MinMaxNormalizer.fit(np.concatenate([e.action for e in episodes]))
-    model = build_model(S, S, list(meta.camera_names), meta.image_hw, model_cfg, vision_cfg).to(dev)
-    noise_sched = NoiseScheduler(sched_cfg).to(dev)
-    ema = EMA(model, train_cfg.ema_decay, train_cfg.ema_min_decay)
-    opt = make_optimizer(model, train_cfg)
-    best = {'score': math.inf, 'step': None}     # held-out: the step of the checkpoint kept
 
-    signature = _run_signature(meta, model_cfg, vision_cfg, sched_cfg, train_cfg)
-    step, elapsed_before = 0, 0.0
-    resume_file = out / RESUME_NAME
-    if resume and resume_file.is_file():
-        try:
-            state = torch.load(resume_file, map_location='cpu', weights_only=True)
-        except Exception as err:  # noqa: BLE001 - any unreadable file: say which and why
-            first = str(err).strip().splitlines()[0] if str(err).strip() else ''
-            raise TrainError(f'{resume_file}: cannot read the resume state ({type(err).__name__}: {first}); '
-                             f'delete it or pass --no-resume') from err
-        if state.get('version') != RESUME_VERSION:
-            raise TrainError(f'{resume_file}: resume state version {state.get("version")!r}, this code '
-                             f'writes {RESUME_VERSION}; delete it or pass --no-resume')
-        changed = _diff(state['signature'], signature)
-        if changed:
-            raise TrainError(f'{resume_file}: made with other settings or data ({"; ".join(changed[:6])}); '
-                             f'use another output folder or --no-resume')
-        model.load_state_dict(state['model'])
-        ema.model.load_state_dict(state['ema'])
-        opt.load_state_dict(state['optimizer'])
-        state_norm = MinMaxNormalizer.from_state_dict(state['normalizer']['state'])
-        action_norm = MinMaxNormalizer.from_state_dict(state['normalizer']['action'])
-        torch.set_rng_state(state['torch_rng'])
-        if dev.type == 'cuda' and state.get('cuda_rng') is not None:
-            torch.cuda.set_rng_state(state['cuda_rng'], dev)
-        step, elapsed_before = int(state['step']), float(state['elapsed_s'])
-        best.update(state.get('best') or {})
-        if progress and dist_info.main:
-            print(f'[train] resuming {resume_file} at step {step} ({elapsed_before:.0f}s trained)',
-                  file=sys.stderr)
-
-    data_dev = dev
+def _read_resume_state(resume_file: Path, signature: dict) -> dict:
+    """resume.pt, checked: readable, this code's version, made with the same settings and data."""
     try:
-        data = EpisodeWindows(episodes, model_cfg.n_obs_steps, model_cfg.horizon, model_cfg.n_action_steps,
-                              state_norm, action_norm, meta.camera_names, data_dev)
-    except torch.cuda.OutOfMemoryError:  # pragma: no cover - dataset larger than the GPU: gather on the CPU
-        data = EpisodeWindows(episodes, model_cfg.n_obs_steps, model_cfg.horizon, model_cfg.n_action_steps,
-                              state_norm, action_norm, meta.camera_names, 'cpu')
-    order = BatchOrder(len(data), train_cfg.batch_size, train_cfg.seed, dist_info.rank)
-    objective = Objective(model, noise_sched)
-    if dist_info.world_size > 1:
-        from torch.nn.parallel import DistributedDataParallel as DDP
+        state = torch.load(resume_file, map_location='cpu', weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unreadable file: say which and why
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ''
+        raise TrainError(f'{resume_file}: cannot read the resume state ({type(err).__name__}: {first}); '
+                         f'delete it or pass --no-resume') from err
+    if state.get('version') != RESUME_VERSION:
+        raise TrainError(f'{resume_file}: resume state version {state.get("version")!r}, this code '
+                         f'writes {RESUME_VERSION}; delete it or pass --no-resume')
+    changed = _diff(state['signature'], signature)
+    if changed:
+        raise TrainError(f'{resume_file}: made with other settings or data ({"; ".join(changed[:6])}); '
+                         f'use another output folder or --no-resume')
+    return state
 
-        objective = DDP(objective, device_ids=[dev.index] if dev.type == 'cuda' else None)
 
-    log = LossLog(out, step) if dist_info.main else None
-    held = None
-    if held_out and dist_info.main:
-        held = HeldOut(held_out, model_cfg.n_obs_steps, model_cfg.horizon, model_cfg.n_action_steps,
-                       meta.camera_names, seed=train_cfg.seed)
-    eval_log = EvalLog(out, step) if held is not None else None
-    scalars = Scalars(out) if dist_info.main else None
-    budget_s = train_cfg.max_minutes * 60.0
-    total = train_cfg.steps
+class _TrainingRun:
+    """One training run: the model, optimiser, EMA and normalisers, the data, the logs, and the
+    loop that ties them (train() is its entry point)."""
 
-    def progress_frac(s: int, elapsed: float) -> float:
-        frac = (s - train_cfg.warmup_steps) / max(1, total - train_cfg.warmup_steps)
-        if budget_s > 0:
-            frac = max(frac, elapsed / budget_s)
-        return frac
+    def __init__(self, episodes, meta: EpisodeSetMeta, model_cfg: ModelConfig, vision_cfg: VisionConfig,
+                 sched_cfg: SchedulerConfig, train_cfg: TrainConfig, out_dir, *, device: str,
+                 progress: bool, extra: dict | None):
+        self.dist, self.dev = setup_distributed(device)
+        self.out = Path(out_dir)
+        if self.dist.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+        self.meta, self.model_cfg, self.vision_cfg = meta, model_cfg, vision_cfg
+        self.sched_cfg, self.cfg, self.progress, self.extra = sched_cfg, train_cfg, progress, extra
+        self.episodes, self.held_out = split_holdout(episodes, train_cfg.holdout_episodes, train_cfg.seed)
+        self.precision = resolve_precision(train_cfg.precision, self.dev)
+        torch.manual_seed(train_cfg.seed)
+        self.state_norm = MinMaxNormalizer.fit(np.concatenate([e.state for e in self.episodes]))
+        self.action_norm = MinMaxNormalizer.fit(np.concatenate([e.action for e in self.episodes]))
+        n = len(meta.joint_names)
+        self.model = build_model(n, n, list(meta.camera_names), meta.image_hw, model_cfg,
+                                 vision_cfg).to(self.dev)
+        self.noise_sched = NoiseScheduler(sched_cfg).to(self.dev)
+        self.ema = EMA(self.model, train_cfg.ema_decay, train_cfg.ema_min_decay)
+        self.opt = make_optimizer(self.model, train_cfg)
+        self.best = {'score': math.inf, 'step': None}   # held-out: the step of the checkpoint kept
+        self.signature = _run_signature(meta, model_cfg, vision_cfg, sched_cfg, train_cfg)
+        self.step, self.elapsed_before = 0, 0.0
+        self.t_run = time.monotonic()
+        self.last_plot = time.monotonic()   # the PNG is redrawn at most every 2 min (and at the end)
 
-    last_plot = [time.monotonic()]       # the PNG is redrawn at most every 2 min (and at the end)
+    def resume(self, resume_file: Path) -> None:
+        state = _read_resume_state(resume_file, self.signature)
+        self.model.load_state_dict(state['model'])
+        self.ema.model.load_state_dict(state['ema'])
+        self.opt.load_state_dict(state['optimizer'])
+        self.state_norm = MinMaxNormalizer.from_state_dict(state['normalizer']['state'])
+        self.action_norm = MinMaxNormalizer.from_state_dict(state['normalizer']['action'])
+        torch.set_rng_state(state['torch_rng'])
+        if self.dev.type == 'cuda' and state.get('cuda_rng') is not None:
+            torch.cuda.set_rng_state(state['cuda_rng'], self.dev)
+        self.step, self.elapsed_before = int(state['step']), float(state['elapsed_s'])
+        self.best.update(state.get('best') or {})
+        if self.progress and self.dist.main:
+            print(f'[train] resuming {resume_file} at step {self.step} ({self.elapsed_before:.0f}s '
+                  'trained)', file=sys.stderr)
 
-    def current_ckpt():
+    def prepare_data(self) -> None:
+        """Training windows, batch order, the (distributed) objective, the logs, held-out data."""
+        mc, names = self.model_cfg, self.meta.camera_names
+        args = (self.episodes, mc.n_obs_steps, mc.horizon, mc.n_action_steps, self.state_norm,
+                self.action_norm, names)
+        try:
+            self.data = EpisodeWindows(*args, self.dev)
+        except torch.cuda.OutOfMemoryError:  # pragma: no cover - larger than the GPU: gather on the CPU
+            self.data = EpisodeWindows(*args, 'cpu')
+        self.order = BatchOrder(len(self.data), self.cfg.batch_size, self.cfg.seed, self.dist.rank)
+        self.objective = Objective(self.model, self.noise_sched)
+        if self.dist.world_size > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            self.objective = DDP(self.objective,
+                                 device_ids=[self.dev.index] if self.dev.type == 'cuda' else None)
+        main = self.dist.main
+        self.log = LossLog(self.out, self.step) if main else None
+        self.held = None
+        if self.held_out and main:
+            self.held = HeldOut(self.held_out, mc.n_obs_steps, mc.horizon, mc.n_action_steps, names,
+                                seed=self.cfg.seed)
+        self.eval_log = EvalLog(self.out, self.step) if self.held is not None else None
+        self.scalars = Scalars(self.out) if main else None
+
+    # ------------------------------------------------------------------ time and schedule
+    def elapsed(self) -> float:
+        """Seconds trained, this run and the ones it resumed."""
+        return self.elapsed_before + time.monotonic() - self.t_run
+
+    def out_of_budget(self) -> bool:
+        budget_s = self.cfg.max_minutes * 60.0
+        return self.step >= self.cfg.steps or (budget_s > 0 and self.elapsed() >= budget_s)
+
+    def lr(self) -> float:
+        cfg = self.cfg
+        frac = (self.step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+        if cfg.max_minutes > 0:
+            frac = max(frac, self.elapsed() / (cfg.max_minutes * 60.0))
+        return cfg.lr * lr_factor(frac, self.step, cfg.warmup_steps)
+
+    # ------------------------------------------------------------------ checkpoints
+    def current_ckpt(self):
         """The deployable checkpoint of the EMA weights now."""
-        ckpt = make_checkpoint(ema.model, meta.joint_names, meta.camera_names, meta.image_hw, meta.dt_s,
-                               model_cfg, vision_cfg, sched_cfg, train_cfg, state_norm, action_norm,
-                               fingerprint=meta.fingerprint, train_steps=step)
-        ckpt.extra = dict(extra or {})
-        ckpt.extra['train_summary'] = {'elapsed_s': round(elapsed_before + run_time(), 2),
-                                       'windows': len(data), 'episodes': len(episodes),
-                                       'held_out_episodes': len(held_out), 'precision': precision,
-                                       'final_loss': float(log.losses[-1]) if log and log.losses else None,
-                                       'world_size': dist_info.world_size, 'device': str(dev)}
+        m = self.meta
+        ckpt = make_checkpoint(self.ema.model, m.joint_names, m.camera_names, m.image_hw, m.dt_s,
+                               self.model_cfg, self.vision_cfg, self.sched_cfg, self.cfg,
+                               self.state_norm, self.action_norm, fingerprint=m.fingerprint,
+                               train_steps=self.step)
+        log = self.log
+        ckpt.extra = dict(self.extra or {})
+        ckpt.extra['train_summary'] = {
+            'elapsed_s': round(self.elapsed(), 2), 'windows': len(self.data),
+            'episodes': len(self.episodes), 'held_out_episodes': len(self.held_out),
+            'precision': self.precision,
+            'final_loss': float(log.losses[-1]) if log and log.losses else None,
+            'world_size': self.dist.world_size, 'device': str(self.dev)}
         return ckpt
 
-    def evaluate() -> None:
+    def evaluate(self) -> None:
         """Held-out evaluation of the EMA weights now; policy.ckpt becomes them if they score
         better than every earlier evaluation (NaN never does)."""
-        ckpt = current_ckpt()
-        m = held.evaluate(ckpt)
-        eval_log.add(step, m, elapsed_before + run_time())
-        scalars.add(step, {f'heldout/{k}': m[k] for k in ('rmse', 'rmse_executed', 'mode_js_bits',
-                                                            'score')})
-        if m['score'] < best['score']:
-            best.update(score=m['score'], step=step)
-            ckpt.extra['held_out'] = dict(m, step=step)
-            ckpt.save(out / CKPT_NAME)
-        if progress:
-            kept = 'kept' if best['step'] == step else f'best stays step {best["step"]}'
-            print(f'[train] step {step}: held-out rmse {m["rmse_executed"] * 1e3:.1f} mrad '
+        ckpt = self.current_ckpt()
+        m = self.held.evaluate(ckpt)
+        self.eval_log.add(self.step, m, self.elapsed())
+        self.scalars.add(self.step, {f'heldout/{k}': m[k] for k in ('rmse', 'rmse_executed',
+                                                                       'mode_js_bits', 'score')})
+        if m['score'] < self.best['score']:
+            self.best.update(score=m['score'], step=self.step)
+            ckpt.extra['held_out'] = dict(m, step=self.step)
+            ckpt.save(self.out / CKPT_NAME)
+        if self.progress:
+            kept = 'kept' if self.best['step'] == self.step else f'best stays step {self.best["step"]}'
+            print(f'[train] step {self.step}: held-out rmse {m["rmse_executed"] * 1e3:.1f} mrad '
                   f'(executed steps), mode JS {m["mode_js_bits"]:.3f} bit, score '
                   f'{m["score"]:.4f}: {kept} ({m["eval_s"]:.1f} s)', file=sys.stderr)
 
-    def save(final: bool) -> str:
-        if not dist_info.main:
-            return str(out / CKPT_NAME)
-        path = str(out / CKPT_NAME)
-        if held is None:
-            path = current_ckpt().save(out / CKPT_NAME)
-        elif final and best['step'] is None:        # no evaluation ever scored: the last weights
-            path = current_ckpt().save(out / CKPT_NAME)
+    def save(self, final: bool) -> str:
+        """policy.ckpt (without held-out evaluation: the EMA weights now; with it: kept by
+        evaluate(), the last weights only where none ever scored), resume.pt, and the plots."""
+        path = str(self.out / CKPT_NAME)
+        if not self.dist.main:
+            return path
+        if self.held is None or (final and self.best['step'] is None):
+            path = self.current_ckpt().save(self.out / CKPT_NAME)
         atomic_torch_save({
-            'version': RESUME_VERSION, 'signature': signature, 'step': step,
-            'elapsed_s': elapsed_before + run_time(),
-            'model': {k: v.detach().cpu() for k, v in model.state_dict().items()},
-            'ema': {k: v.detach().cpu() for k, v in ema.model.state_dict().items()},
-            'optimizer': opt.state_dict(),
-            'normalizer': {'state': state_norm.state_dict(), 'action': action_norm.state_dict()},
+            'version': RESUME_VERSION, 'signature': self.signature, 'step': self.step,
+            'elapsed_s': self.elapsed(),
+            'model': {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            'ema': {k: v.detach().cpu() for k, v in self.ema.model.state_dict().items()},
+            'optimizer': self.opt.state_dict(),
+            'normalizer': {'state': self.state_norm.state_dict(),
+                           'action': self.action_norm.state_dict()},
             'torch_rng': torch.get_rng_state(),
-            'cuda_rng': torch.cuda.get_rng_state(dev) if dev.type == 'cuda' else None,
-            'best': {'score': best['score'], 'step': best['step']},
-        }, out / RESUME_NAME)
-        if log is not None and (final or time.monotonic() - last_plot[0] > 120.0):
-            last_plot[0] = time.monotonic()
-            plotted = log.plot(f'{model_cfg.kind} {to_dict(model_cfg)["down_dims"]}, '
-                               f'{vision_cfg.encoder if meta.camera_names else "state"}: step {step}')
-            if final and not plotted and progress:
-                print('[train] matplotlib not installed: loss.png not written (loss.csv is)', file=sys.stderr)
-            write_report(out, {'steps': step, 'elapsed_s': round(elapsed_before + run_time(), 1),
-                               'precision': precision, 'batch_size': train_cfg.batch_size,
-                               'episodes (training / held out)': f'{len(episodes)} / {len(held_out)}',
-                               'final loss': log.losses[-1] if log.losses else None,
-                               'best_step': best['step'], 'best held-out score': best['score'],
-                               'checkpoint': CKPT_NAME + (' (best held-out score)' if held else
-                                                          ' (last)')})
+            'cuda_rng': torch.cuda.get_rng_state(self.dev) if self.dev.type == 'cuda' else None,
+            'best': {'score': self.best['score'], 'step': self.best['step']},
+        }, self.out / RESUME_NAME)
+        if self.log is not None and (final or time.monotonic() - self.last_plot > 120.0):
+            self.last_plot = time.monotonic()
+            self.write_figures(final)
         return path
 
-    t_run = time.monotonic()
+    def write_figures(self, final: bool) -> None:
+        mc, log = self.model_cfg, self.log
+        plotted = log.plot(f'{mc.kind} {to_dict(mc)["down_dims"]}, '
+                           f'{self.vision_cfg.encoder if self.meta.camera_names else "state"}: '
+                           f'step {self.step}')
+        if final and not plotted and self.progress:
+            print('[train] matplotlib not installed: loss.png not written (loss.csv is)', file=sys.stderr)
+        write_report(self.out, {
+            'steps': self.step, 'elapsed_s': round(self.elapsed(), 1), 'precision': self.precision,
+            'batch_size': self.cfg.batch_size,
+            'episodes (training / held out)': f'{len(self.episodes)} / {len(self.held_out)}',
+            'final loss': log.losses[-1] if log.losses else None, 'best_step': self.best['step'],
+            'best held-out score': self.best['score'],
+            'checkpoint': CKPT_NAME + (' (best held-out score)' if self.held else ' (last)')})
 
-    def run_time() -> float:
-        return time.monotonic() - t_run
-
-    bar = None
-    if progress and dist_info.main:
-        try:
-            from tqdm import tqdm
-
-            bar = tqdm(total=total if total < 10 ** 8 else None, initial=step, unit='step', dynamic_ncols=True, file=sys.stderr,
-                       mininterval=0.5 if sys.stderr.isatty() else 10.0)
-        except ImportError:  # pragma: no cover
-            bar = None
-
-    prefetch = None
-    if num_workers > 0:
-        from concurrent.futures import ThreadPoolExecutor
-
-        prefetch = ThreadPoolExecutor(max_workers=1)
-
-    def fetch(s: int):
-        st, im, ac = data.batch(order.indices(s))
-        if st.device != dev:
+    # ------------------------------------------------------------------ the loop
+    def fetch(self, step: int):
+        st, im, ac = self.data.batch(self.order.indices(step))
+        if st.device != self.dev:
+            dev = self.dev
             st, ac = st.to(dev, non_blocking=True), ac.to(dev, non_blocking=True)
             im = {c: v.to(dev, non_blocking=True) for c, v in im.items()}
         return st, im, ac
 
-    model.train()
-    loss_sum, loss_n, t_log, n_log = 0.0, 0, time.monotonic(), 0
-    path = None
-    pending = prefetch.submit(fetch, step) if prefetch else None
-    try:
-        while step < total and not (budget_s > 0 and elapsed_before + run_time() >= budget_s):
-            lr = train_cfg.lr * lr_factor(progress_frac(step, elapsed_before + run_time()), step,
-                                          train_cfg.warmup_steps)
-            for g in opt.param_groups:
-                g['lr'] = lr
-            if prefetch:
-                batch = pending.result()
-                pending = prefetch.submit(fetch, step + 1)
-            else:
-                batch = fetch(step)
-            with autocast(precision, dev):
-                loss = objective(*batch)
-            if not torch.isfinite(loss):
-                raise TrainError(f'loss became {loss.item()} at step {step} (lr {lr:.3g}); lower --lr')
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if train_cfg.grad_clip_norm > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip_norm)
-            opt.step()
-            ema.update(model, step)
-            step += 1
-            lv = float(loss.detach())
-            loss_sum, loss_n, n_log = loss_sum + lv, loss_n + 1, n_log + batch[0].shape[0]
-            if callback is not None:
-                callback(step, lv)
-            if bar is not None:
-                bar.update(1)
-            if step % train_cfg.log_every == 0 or step == total:
-                now = time.monotonic()
-                sps = n_log * dist_info.world_size / max(1e-9, now - t_log)
-                if log is not None:
-                    log.add(step, loss_sum / loss_n, lr, elapsed_before + run_time(), sps)
-                    scalars.add(step, {'train/loss': loss_sum / loss_n, 'train/lr': lr,
-                                       'train/samples_per_s': sps})
-                if bar is not None:
-                    bar.set_postfix(loss=f'{loss_sum / loss_n:.4f}', lr=f'{lr:.2e}', samples_s=f'{sps:.0f}',
-                                    refresh=False)
-                loss_sum, loss_n, t_log, n_log = 0.0, 0, now, 0
-            if held is not None and step % train_cfg.eval_every == 0:
-                evaluate()
-            if step % train_cfg.checkpoint_every == 0:
-                path = save(final=False)
-    except KeyboardInterrupt:
-        save(final=True)
-        raise
-    finally:
-        if bar is not None:
-            bar.close()
-        if prefetch is not None:
-            prefetch.shutdown(wait=True, cancel_futures=True)
-    if loss_n and log is not None:
-        log.add(step, loss_sum / loss_n, lr, elapsed_before + run_time(),
-                n_log * dist_info.world_size / max(1e-9, time.monotonic() - t_log))
-    if held is not None and step > 0 and step % train_cfg.eval_every != 0:
-        evaluate()                                      # the final weights get their turn
-    path = save(final=True)
-    if scalars is not None:
-        scalars.close()
-    if dist_info.world_size > 1:
-        import torch.distributed as dist
+    def optimise(self, batch, lr: float) -> float:
+        """One optimiser step on a batch; returns its loss."""
+        for g in self.opt.param_groups:
+            g['lr'] = lr
+        with autocast(self.precision, self.dev):
+            loss = self.objective(*batch)
+        if not torch.isfinite(loss):
+            raise TrainError(f'loss became {loss.item()} at step {self.step} (lr {lr:.3g}); lower --lr')
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.grad_clip_norm > 0:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip_norm)
+        self.opt.step()
+        self.ema.update(self.model, self.step)
+        self.step += 1
+        return float(loss.detach())
 
-        dist.barrier()
-    return path
+    def progress_bar(self):
+        if not (self.progress and self.dist.main):
+            return None
+        try:
+            from tqdm import tqdm
+        except ImportError:  # pragma: no cover
+            return None
+        total = self.cfg.steps
+        return tqdm(total=total if total < 10 ** 8 else None, initial=self.step, unit='step',
+                    dynamic_ncols=True, file=sys.stderr,
+                    mininterval=0.5 if sys.stderr.isatty() else 10.0)
+
+    def run(self, num_workers: int, callback) -> str:
+        self.t_run = time.monotonic()
+        bar = self.progress_bar()
+        prefetch = None
+        if num_workers > 0:
+            from concurrent.futures import ThreadPoolExecutor
+
+            prefetch = ThreadPoolExecutor(max_workers=1)
+        self.model.train()
+        window = _LossWindow()
+        pending = prefetch.submit(self.fetch, self.step) if prefetch else None
+        try:
+            while not self.out_of_budget():
+                lr = self.lr()
+                if prefetch:
+                    batch = pending.result()
+                    pending = prefetch.submit(self.fetch, self.step + 1)
+                else:
+                    batch = self.fetch(self.step)
+                lv = self.optimise(batch, lr)
+                window.add(lv, batch[0].shape[0], lr)
+                if callback is not None:
+                    callback(self.step, lv)
+                if bar is not None:
+                    bar.update(1)
+                if self.step % self.cfg.log_every == 0 or self.step == self.cfg.steps:
+                    self.log_window(window, bar)
+                if self.held is not None and self.step % self.cfg.eval_every == 0:
+                    self.evaluate()
+                if self.step % self.cfg.checkpoint_every == 0:
+                    self.save(final=False)
+        except KeyboardInterrupt:
+            self.save(final=True)
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+            if prefetch is not None:
+                prefetch.shutdown(wait=True, cancel_futures=True)
+        return self.finish(window)
+
+    def log_window(self, window: '_LossWindow', bar=None) -> None:
+        """The mean loss and samples/s since the last log line: loss.csv, TensorBoard, the bar."""
+        now = time.monotonic()
+        sps = window.samples * self.dist.world_size / max(1e-9, now - window.t0)
+        loss = window.mean()
+        if self.log is not None:
+            self.log.add(self.step, loss, window.lr, self.elapsed(), sps)
+            self.scalars.add(self.step, {'train/loss': loss, 'train/lr': window.lr,
+                                         'train/samples_per_s': sps})
+        if bar is not None:
+            bar.set_postfix(loss=f'{loss:.4f}', lr=f'{window.lr:.2e}', samples_s=f'{sps:.0f}',
+                            refresh=False)
+        window.reset(now)
+
+    def finish(self, window: '_LossWindow') -> str:
+        if window.n and self.log is not None:
+            self.log_window(window)
+        if self.held is not None and self.step > 0 and self.step % self.cfg.eval_every != 0:
+            self.evaluate()                                 # the final weights get their turn
+        path = self.save(final=True)
+        if self.scalars is not None:
+            self.scalars.close()
+        if self.dist.world_size > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+        return path
+
+
+class _LossWindow:
+    """Losses and samples since the last log line."""
+
+    def __init__(self):
+        self.lr = 0.0
+        self.reset(time.monotonic())
+
+    def reset(self, now: float) -> None:
+        self.loss_sum, self.n, self.samples, self.t0 = 0.0, 0, 0, now
+
+    def add(self, loss: float, samples: int, lr: float) -> None:
+        self.loss_sum, self.n, self.samples, self.lr = (self.loss_sum + loss, self.n + 1,
+                                                        self.samples + samples, lr)
+
+    def mean(self) -> float:
+        return self.loss_sum / max(1, self.n)
