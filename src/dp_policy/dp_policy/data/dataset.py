@@ -293,200 +293,249 @@ def decode_bag(path: str | os.PathLike, cfg: DatasetConfig) -> list[Episode]:
 
 
 def _decode_open(bag: _Bag, reader: Any, cfg: DatasetConfig) -> list[Episode]:
-    by_topic: dict[str, list] = {}
-    for c in reader.connections:
-        by_topic.setdefault(c.topic, []).append(c)
-    types = {t: cs[0].msgtype for t, cs in by_topic.items()}
-    present = ', '.join(f'{t} ({types[t]})' for t in sorted(types)) or 'none'
+    d = _BagDecoder(bag, reader, cfg)
+    d.read_streams()                       # pass 1: everything but image pixels
+    grids = d.episode_grids(*d.overlap())
+    picks = d.read_frames(grids)           # pass 2: the image frames the grids use
+    return d.resample(grids, picks)
 
-    def need(topic: str, what: str, allowed: Sequence[str]) -> str:
-        if topic not in types:
-            raise bag.error(topic, None, f'{what} topic not found in the bag; topics present: {present}')
-        if types[topic] not in allowed:
-            raise bag.error(topic, None, f'{what} topic has type {types[topic]}, expected '
-                            f'{" or ".join(allowed)}')
-        return types[topic]
 
-    need(cfg.joint_states_topic, 'joint states', [JOINT_STATE])
-    cmd_type = _pick_command_type(bag, cfg, need(cfg.command_topic, 'command',
-                                                 [FLOAT_ARRAY, TRAJECTORY]))
-    cam_types = {cam: need(topic, f'camera {cam!r}', [IMAGE, COMPRESSED])
-                 for cam, topic in cfg.cameras.items()}
-    if cfg.episode_topic:
-        need(cfg.episode_topic, 'episode (TaskStatus)', [TASK_STATUS])
+class _BagDecoder:
+    """One open bag -> episodes: checks its topics, reads the streams (pass 1), cuts the span
+    where all exist into episode grids, reads the frames those grids use (pass 2), resamples."""
 
-    # ---- pass 1: everything but image pixels --------------------------------------------------
-    J = len(cfg.joint_names)
-    joints = JointIndexer(cfg.joint_names)
-    cmd_names = cfg.command_joint_names or cfg.joint_names
-    js_t, js_q = [], []
-    cmd_t, cmd_q = [], []
-    traj_starts, trajs = [], []
-    cam_stamps: dict[str, list[int]] = {cam: [] for cam in cfg.cameras}
-    topic_cam = {topic: cam for cam, topic in cfg.cameras.items()}
-    ep_t, ep_v = [], []
-    wanted = [cfg.joint_states_topic, cfg.command_topic, *cfg.cameras.values()]
-    if cfg.episode_topic:
-        wanted.append(cfg.episode_topic)
-    conns = [c for t in wanted for c in by_topic[t]]
-    for conn, log_ns, raw in reader.messages(connections=conns):
-        topic = conn.topic
-        msg = reader.deserialize(raw, conn.msgtype)
-        if topic == cfg.joint_states_topic:
-            t = _header_ns(bag, topic, msg, log_ns)
-            q, reason = joints.positions(msg.name, msg.position)
-            if q is None:
-                raise bag.error(topic, t, f'joint state unusable ({reason}); message joints: '
-                                f'{list(msg.name)}, policy joints: {cfg.joint_names}')
-            js_t.append(t)
-            js_q.append(q)
-        elif topic == cfg.command_topic and cmd_type == FLOAT_ARRAY:
-            q, reason = joints.positions(cmd_names, msg.data)
-            if q is None:
-                raise bag.error(topic, log_ns, f'command unusable ({reason}); command_joint_names: '
-                                f'{cmd_names}, {len(msg.data)} values')
-            cmd_t.append(log_ns)
-            cmd_q.append(q)
-        elif topic == cfg.command_topic:
-            t = stamp_to_ns(msg.header.stamp) or log_ns
-            try:
-                names, tfs, pos, _ = joint_trajectory_to_arrays(msg)
-            except ValueError as err:
-                raise bag.error(topic, t, f'malformed JointTrajectory: {err}') from err
-            if len(tfs) == 0:
-                continue  # an empty trajectory changes nothing here
-            idx, reason = joints.indices(names)
-            if idx is None:
-                raise bag.error(topic, t, f'trajectory unusable ({reason}); its joints: {names}')
-            pos = pos[:, idx]
-            if not np.all(np.isfinite(pos)) or not np.all(np.isfinite(tfs)):
-                raise bag.error(topic, t, 'trajectory has non-finite positions or times')
-            if np.any(np.diff(tfs) < 0):
-                raise bag.error(topic, t, f'trajectory time_from_start not increasing: {tfs.tolist()}')
-            traj_starts.append(t)
-            trajs.append((tfs, pos))
-        elif topic in topic_cam:
-            cam_stamps[topic_cam[topic]].append(_header_ns(bag, topic, msg, log_ns))
-        elif topic == cfg.episode_topic:
-            ep_t.append(stamp_to_ns(msg.header.stamp) or log_ns)
-            ep_v.append(int(msg.episode))
+    def __init__(self, bag: _Bag, reader: Any, cfg: DatasetConfig):
+        self.bag, self.reader, self.cfg = bag, reader, cfg
+        self.by_topic: dict[str, list] = {}
+        for c in reader.connections:
+            self.by_topic.setdefault(c.topic, []).append(c)
+        self.types = {t: cs[0].msgtype for t, cs in self.by_topic.items()}
+        self.need(cfg.joint_states_topic, 'joint states', [JOINT_STATE])
+        self.cmd_type = _pick_command_type(bag, cfg, self.need(cfg.command_topic, 'command',
+                                                               [FLOAT_ARRAY, TRAJECTORY]))
+        self.cam_types = {cam: self.need(topic, f'camera {cam!r}', [IMAGE, COMPRESSED])
+                          for cam, topic in cfg.cameras.items()}
+        if cfg.episode_topic:
+            self.need(cfg.episode_topic, 'episode (TaskStatus)', [TASK_STATUS])
+        self.joints = JointIndexer(cfg.joint_names)
+        self.cmd_names = cfg.command_joint_names or cfg.joint_names
+        self.topic_cam = {topic: cam for cam, topic in cfg.cameras.items()}
+        self.js_t, self.js_q, self.cmd_t, self.cmd_q = [], [], [], []
+        self.traj_starts, self.trajs, self.ep_t, self.ep_v = [], [], [], []
+        self.cam_stamps: dict[str, list[int]] = {cam: [] for cam in cfg.cameras}
 
-    def empty(topic: str, what: str) -> DatasetError:
-        return bag.error(topic, None, f'{what} topic has no usable messages')
+    def need(self, topic: str, what: str, allowed: Sequence[str]) -> str:
+        if topic not in self.types:
+            present = ', '.join(f'{t} ({self.types[t]})' for t in sorted(self.types)) or 'none'
+            raise self.bag.error(topic, None, f'{what} topic not found in the bag; topics present: '
+                                 f'{present}')
+        if self.types[topic] not in allowed:
+            raise self.bag.error(topic, None, f'{what} topic has type {self.types[topic]}, expected '
+                                 f'{" or ".join(allowed)}')
+        return self.types[topic]
 
-    if not js_t:
-        raise empty(cfg.joint_states_topic, 'joint states')
-    js_t_a, js_q_a = _dedupe_sorted(np.array(js_t, np.int64), np.array(js_q).reshape(-1, J))
-    if cmd_type == FLOAT_ARRAY:
-        if not cmd_t:
-            raise empty(cfg.command_topic, 'command')
-        cmd_t_a, cmd_q_a = _dedupe_sorted(np.array(cmd_t, np.int64), np.array(cmd_q).reshape(-1, J))
-        cmd_first, command_at = int(cmd_t_a[0]), None
-    else:
-        if not trajs:
-            raise empty(cfg.command_topic, 'command (JointTrajectory)')
-        order = np.argsort(np.array(traj_starts, np.int64), kind='stable')
-        traj = _Trajectories(np.array(traj_starts, np.int64)[order], [trajs[i] for i in order])
+    def empty(self, topic: str, what: str) -> DatasetError:
+        return self.bag.error(topic, None, f'{what} topic has no usable messages')
 
-        def state_at(t_ns: int) -> Optional[np.ndarray]:
-            if t_ns < js_t_a[0] or t_ns > js_t_a[-1]:
-                return None
-            return np.array([np.interp(t_ns, js_t_a, js_q_a[:, j]) for j in range(J)])
+    # ------------------------------------------------------------------ pass 1
+    def read_streams(self) -> None:
+        cfg, bag = self.cfg, self.bag
+        wanted = [cfg.joint_states_topic, cfg.command_topic, *cfg.cameras.values()]
+        if cfg.episode_topic:
+            wanted.append(cfg.episode_topic)
+        conns = [c for t in wanted for c in self.by_topic[t]]
+        for conn, log_ns, raw in self.reader.messages(connections=conns):
+            topic = conn.topic
+            msg = self.reader.deserialize(raw, conn.msgtype)
+            if topic == cfg.joint_states_topic:
+                self.on_joint_state(topic, msg, log_ns)
+            elif topic == cfg.command_topic and self.cmd_type == FLOAT_ARRAY:
+                self.on_command(topic, msg, log_ns)
+            elif topic == cfg.command_topic:
+                self.on_trajectory(topic, msg, log_ns)
+            elif topic in self.topic_cam:
+                self.cam_stamps[self.topic_cam[topic]].append(_header_ns(bag, topic, msg, log_ns))
+            elif topic == cfg.episode_topic:
+                self.ep_t.append(stamp_to_ns(msg.header.stamp) or log_ns)
+                self.ep_v.append(int(msg.episode))
+        self.arrange_streams()
 
-        traj.prepare(state_at)
-        cmd_first = int(traj.starts[0])
-    cam_sorted: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for cam, stamps in cam_stamps.items():
-        if not stamps:
-            raise empty(cfg.cameras[cam], f'camera {cam!r}')
-        st = np.array(stamps, np.int64)
-        order = np.argsort(st, kind='stable')  # ordinal of each frame in reading order
-        cam_sorted[cam] = (st[order], order)
+    def on_joint_state(self, topic: str, msg: Any, log_ns: int) -> None:
+        t = _header_ns(self.bag, topic, msg, log_ns)
+        q, reason = self.joints.positions(msg.name, msg.position)
+        if q is None:
+            raise self.bag.error(topic, t, f'joint state unusable ({reason}); message joints: '
+                                 f'{list(msg.name)}, policy joints: {self.cfg.joint_names}')
+        self.js_t.append(t)
+        self.js_q.append(q)
 
-    starts = {cfg.joint_states_topic: int(js_t_a[0]), cfg.command_topic: cmd_first}
-    ends = {cfg.joint_states_topic: int(js_t_a[-1])}
-    for cam, (st, _) in cam_sorted.items():
-        starts[cfg.cameras[cam]] = int(st[0])
-        ends[cfg.cameras[cam]] = int(st[-1])
-    t0, t1 = max(starts.values()), min(ends.values())
-    if t1 < t0:
-        spans = '; '.join(f'{t} from {_sec(starts[t])} to {_sec(ends[t]) if t in ends else "end"}'
-                          for t in starts)
-        hint = (' (commands are on bag log time: record with --use-sim-time when the graph runs '
-                'on simulated time)' if cmd_type == FLOAT_ARRAY else '')
-        raise bag.error(', '.join(starts), None, f'the streams never overlap: {spans}{hint}')
+    def on_command(self, topic: str, msg: Any, log_ns: int) -> None:
+        q, reason = self.joints.positions(self.cmd_names, msg.data)
+        if q is None:
+            raise self.bag.error(topic, log_ns, f'command unusable ({reason}); command_joint_names: '
+                                 f'{self.cmd_names}, {len(msg.data)} values')
+        self.cmd_t.append(log_ns)
+        self.cmd_q.append(q)
 
-    # ---- segments -------------------------------------------------------------------------------
-    dt_ns = int(round(cfg.dt_s * 1e9))
-    if cfg.episode_topic:
-        if not ep_t:
-            raise empty(cfg.episode_topic, 'episode (TaskStatus)')
-        et, ev = _dedupe_sorted(np.array(ep_t, np.int64), np.array(ep_v, np.int64))
-        change = np.flatnonzero(np.concatenate([[True], ev[1:] != ev[:-1]]))
-        segments = []
-        for i, c in enumerate(change):
-            seg_end = int(et[change[i + 1]]) - 1 if i + 1 < len(change) else t1
-            segments.append((f'{bag.path}#ep{int(ev[c])}', max(t0, int(et[c])), min(t1, seg_end)))
-    else:
-        segments = [(str(bag.path), t0, t1)]
-    grids = []
-    for name, s, e in segments:
-        n = (e - s) // dt_ns + 1 if e >= s else 0
-        if n >= cfg.min_episode_steps:
-            grids.append((name, s + dt_ns * np.arange(n, dtype=np.int64)))
-    if not grids:
-        raise bag.error(cfg.episode_topic or cfg.joint_states_topic, t0,
-                        f'no episode of at least {cfg.min_episode_steps} steps of {cfg.dt_s}s in the '
-                        f'span {_sec(t0)}..{_sec(t1)} where all streams exist '
-                        f'({len(segments)} segment(s))')
+    def on_trajectory(self, topic: str, msg: Any, log_ns: int) -> None:
+        bag = self.bag
+        t = stamp_to_ns(msg.header.stamp) or log_ns
+        try:
+            names, tfs, pos, _ = joint_trajectory_to_arrays(msg)
+        except ValueError as err:
+            raise bag.error(topic, t, f'malformed JointTrajectory: {err}') from err
+        if len(tfs) == 0:
+            return  # an empty trajectory changes nothing here
+        idx, reason = self.joints.indices(names)
+        if idx is None:
+            raise bag.error(topic, t, f'trajectory unusable ({reason}); its joints: {names}')
+        pos = pos[:, idx]
+        if not np.all(np.isfinite(pos)) or not np.all(np.isfinite(tfs)):
+            raise bag.error(topic, t, 'trajectory has non-finite positions or times')
+        if np.any(np.diff(tfs) < 0):
+            raise bag.error(topic, t, f'trajectory time_from_start not increasing: {tfs.tolist()}')
+        self.traj_starts.append(t)
+        self.trajs.append((tfs, pos))
 
-    # ---- pass 2: the image frames the grids use -------------------------------------------------
-    frames: dict[str, dict[int, np.ndarray]] = {cam: {} for cam in cfg.cameras}
-    picks: dict[str, list[np.ndarray]] = {cam: [] for cam in cfg.cameras}
-    for cam, (st, order) in cam_sorted.items():
-        for _, g in grids:
-            picks[cam].append(order[np.searchsorted(st, g, side='right') - 1])
-    if cfg.cameras:
+    def arrange_streams(self) -> None:
+        """The streams read as sorted arrays (duplicates dropped), frames ordered by stamp."""
+        cfg, J = self.cfg, len(self.cfg.joint_names)
+        if not self.js_t:
+            raise self.empty(cfg.joint_states_topic, 'joint states')
+        self.js_t_a, self.js_q_a = _dedupe_sorted(np.array(self.js_t, np.int64),
+                                                  np.array(self.js_q).reshape(-1, J))
+        if self.cmd_type == FLOAT_ARRAY:
+            if not self.cmd_t:
+                raise self.empty(cfg.command_topic, 'command')
+            self.cmd_t_a, self.cmd_q_a = _dedupe_sorted(np.array(self.cmd_t, np.int64),
+                                                        np.array(self.cmd_q).reshape(-1, J))
+            self.cmd_first = int(self.cmd_t_a[0])
+        else:
+            if not self.trajs:
+                raise self.empty(cfg.command_topic, 'command (JointTrajectory)')
+            order = np.argsort(np.array(self.traj_starts, np.int64), kind='stable')
+            self.traj = _Trajectories(np.array(self.traj_starts, np.int64)[order],
+                                      [self.trajs[i] for i in order])
+            self.traj.prepare(self.state_at)
+            self.cmd_first = int(self.traj.starts[0])
+        self.cam_sorted: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for cam, stamps in self.cam_stamps.items():
+            if not stamps:
+                raise self.empty(cfg.cameras[cam], f'camera {cam!r}')
+            st = np.array(stamps, np.int64)
+            order = np.argsort(st, kind='stable')  # ordinal of each frame in reading order
+            self.cam_sorted[cam] = (st[order], order)
+
+    def state_at(self, t_ns: int) -> Optional[np.ndarray]:
+        """Joint positions at t_ns, interpolated; None outside the joint states."""
+        t, q = self.js_t_a, self.js_q_a
+        if t_ns < t[0] or t_ns > t[-1]:
+            return None
+        return np.array([np.interp(t_ns, t, q[:, j]) for j in range(q.shape[1])])
+
+    # ------------------------------------------------------------------ episodes
+    def overlap(self) -> tuple[int, int]:
+        """The span (ns) where every stream exists."""
+        cfg = self.cfg
+        starts = {cfg.joint_states_topic: int(self.js_t_a[0]), cfg.command_topic: self.cmd_first}
+        ends = {cfg.joint_states_topic: int(self.js_t_a[-1])}
+        for cam, (st, _) in self.cam_sorted.items():
+            starts[cfg.cameras[cam]] = int(st[0])
+            ends[cfg.cameras[cam]] = int(st[-1])
+        t0, t1 = max(starts.values()), min(ends.values())
+        if t1 < t0:
+            spans = '; '.join(f'{t} from {_sec(starts[t])} to {_sec(ends[t]) if t in ends else "end"}'
+                              for t in starts)
+            hint = (' (commands are on bag log time: record with --use-sim-time when the graph runs '
+                    'on simulated time)' if self.cmd_type == FLOAT_ARRAY else '')
+            raise self.bag.error(', '.join(starts), None, f'the streams never overlap: {spans}{hint}')
+        return t0, t1
+
+    def episode_grids(self, t0: int, t1: int) -> list[tuple[str, np.ndarray]]:
+        """(name, grid stamps in ns) per episode: the TaskStatus segments (or the whole span)
+        of at least min_episode_steps, on the dt_s grid."""
+        cfg, bag = self.cfg, self.bag
+        dt_ns = int(round(cfg.dt_s * 1e9))
+        if cfg.episode_topic:
+            if not self.ep_t:
+                raise self.empty(cfg.episode_topic, 'episode (TaskStatus)')
+            et, ev = _dedupe_sorted(np.array(self.ep_t, np.int64), np.array(self.ep_v, np.int64))
+            change = np.flatnonzero(np.concatenate([[True], ev[1:] != ev[:-1]]))
+            segments = []
+            for i, c in enumerate(change):
+                seg_end = int(et[change[i + 1]]) - 1 if i + 1 < len(change) else t1
+                segments.append((f'{bag.path}#ep{int(ev[c])}', max(t0, int(et[c])), min(t1, seg_end)))
+        else:
+            segments = [(str(bag.path), t0, t1)]
+        grids = []
+        for name, s, e in segments:
+            n = (e - s) // dt_ns + 1 if e >= s else 0
+            if n >= cfg.min_episode_steps:
+                grids.append((name, s + dt_ns * np.arange(n, dtype=np.int64)))
+        if not grids:
+            raise bag.error(cfg.episode_topic or cfg.joint_states_topic, t0,
+                            f'no episode of at least {cfg.min_episode_steps} steps of {cfg.dt_s}s in '
+                            f'the span {_sec(t0)}..{_sec(t1)} where all streams exist '
+                            f'({len(segments)} segment(s))')
+        return grids
+
+    # ------------------------------------------------------------------ pass 2
+    def read_frames(self, grids) -> dict[str, list[np.ndarray]]:
+        """Decodes the frames the grids pick (newest at or before each grid time); returns the
+        picked frame ordinals per camera and grid (self.frames: ordinal -> RGB)."""
+        cfg = self.cfg
+        self.frames: dict[str, dict[int, np.ndarray]] = {cam: {} for cam in cfg.cameras}
+        picks: dict[str, list[np.ndarray]] = {cam: [] for cam in cfg.cameras}
+        for cam, (st, order) in self.cam_sorted.items():
+            for _, g in grids:
+                picks[cam].append(order[np.searchsorted(st, g, side='right') - 1])
+        if not cfg.cameras:
+            return picks
         needed = {cam: set(np.concatenate(p).tolist()) for cam, p in picks.items()}
         counters = {cam: 0 for cam in cfg.cameras}
-        cam_conns = [c for t in cfg.cameras.values() for c in by_topic[t]]
-        for conn, log_ns, raw in reader.messages(connections=cam_conns):
-            cam = topic_cam[conn.topic]
+        cam_conns = [c for t in cfg.cameras.values() for c in self.by_topic[t]]
+        for conn, _log_ns, raw in self.reader.messages(connections=cam_conns):
+            cam = self.topic_cam[conn.topic]
             ordinal = counters[cam]
             counters[cam] += 1
-            if ordinal not in needed[cam]:
-                continue
-            msg = reader.deserialize(raw, conn.msgtype)
-            try:
-                rgb = to_rgb8(msg, cam_types[cam] != IMAGE, cfg.image_hw)
-            except (UnsupportedEncodingError, ImageFormatError) as err:
-                raise bag.error(conn.topic, stamp_to_ns(msg.header.stamp), str(err)) from err
-            first = next(iter(frames[cam].values()), None)
-            if first is not None and first.shape != rgb.shape:
-                raise bag.error(conn.topic, stamp_to_ns(msg.header.stamp),
-                                f'image size changed from {first.shape[:2]} to {rgb.shape[:2]}; '
-                                f'set image_hw to resize every frame')
-            frames[cam][ordinal] = rgb
+            if ordinal in needed[cam]:
+                self.frames[cam][ordinal] = self.decode_frame(
+                    cam, conn.topic, self.reader.deserialize(raw, conn.msgtype))
+        return picks
 
-    # ---- resample -------------------------------------------------------------------------------
-    episodes = []
-    base = int(js_t_a[0])
-    xp = (js_t_a - base) * 1e-9
-    for gi, (name, g) in enumerate(grids):
-        x = (g - base) * 1e-9
-        state = np.stack([np.interp(x, xp, js_q_a[:, j]) for j in range(J)], axis=1)
-        if cmd_type == FLOAT_ARRAY:
-            action = cmd_q_a[np.searchsorted(cmd_t_a, g, side='right') - 1]
-        else:
-            action = traj.at(g)
-        images = {cam: np.stack([frames[cam][int(o)] for o in picks[cam][gi]])
-                  for cam in cfg.cameras}
+    def decode_frame(self, cam: str, topic: str, msg: Any) -> np.ndarray:
         try:
-            episodes.append(Episode(name=name, t=g * 1e-9, state=state.astype(np.float32),
-                                    action=action.astype(np.float32), images=images))
-        except ValueError as err:
-            raise DatasetError(f'{bag.path}: {err}') from err
-    return episodes
+            rgb = to_rgb8(msg, self.cam_types[cam] != IMAGE, self.cfg.image_hw)
+        except (UnsupportedEncodingError, ImageFormatError) as err:
+            raise self.bag.error(topic, stamp_to_ns(msg.header.stamp), str(err)) from err
+        first = next(iter(self.frames[cam].values()), None)
+        if first is not None and first.shape != rgb.shape:
+            raise self.bag.error(topic, stamp_to_ns(msg.header.stamp),
+                                 f'image size changed from {first.shape[:2]} to {rgb.shape[:2]}; '
+                                 f'set image_hw to resize every frame')
+        return rgb
+
+    # ------------------------------------------------------------------ resample
+    def resample(self, grids, picks) -> list[Episode]:
+        """State interpolated at each grid time, action the command in force, images picked."""
+        episodes = []
+        base = int(self.js_t_a[0])
+        xp = (self.js_t_a - base) * 1e-9
+        for gi, (name, g) in enumerate(grids):
+            x = (g - base) * 1e-9
+            state = np.stack([np.interp(x, xp, q) for q in self.js_q_a.T], axis=1)
+            if self.cmd_type == FLOAT_ARRAY:
+                action = self.cmd_q_a[np.searchsorted(self.cmd_t_a, g, side='right') - 1]
+            else:
+                action = self.traj.at(g)
+            images = {cam: np.stack([self.frames[cam][int(o)] for o in picks[cam][gi]])
+                      for cam in self.cfg.cameras}
+            try:
+                episodes.append(Episode(name=name, t=g * 1e-9, state=state.astype(np.float32),
+                                        action=action.astype(np.float32), images=images))
+            except ValueError as err:
+                raise DatasetError(f'{self.bag.path}: {err}') from err
+        return episodes
 
 
 # ---------------------------------------------------------------------------------------------
