@@ -32,7 +32,7 @@ setup(
     license='Apache-2.0',
     entry_points={
         'console_scripts': [
-            'dp_launch = dp_bringup.starter:main',
+            'dp_launch = dp_bringup.cli:main',
             'dp_mock_arm = dp_bringup.mock_arm:main',
         ],
     },

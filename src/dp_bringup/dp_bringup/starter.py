@@ -11,7 +11,6 @@ plain Python lists of NodeSpec built by graphs.py from the launch arguments.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import subprocess
@@ -171,66 +170,3 @@ class ProcessGroup:
         for t in self._threads:
             t.join(timeout=1.0)
         return {name: proc.returncode for name, proc in self.procs.items()}
-
-
-def parse_launch_args(items: list[str]) -> dict[str, str]:
-    """`name:=value` pairs, as `ros2 launch` takes them."""
-    out = {}
-    for item in items:
-        if ':=' not in item:
-            raise SystemExit(f'launch arguments are name:=value, got {item!r}')
-        key, value = item.split(':=', 1)
-        out[key] = value
-    return out
-
-
-def main(argv: list[str] | None = None) -> int:
-    from dp_bringup import graphs
-    parser = argparse.ArgumentParser(
-        prog='dp_launch',
-        description='Start the nodes of a dp_bringup launch file as separate processes, without '
-                    'launch_ros. Same executables and parameter files as `ros2 launch dp_bringup '
-                    'FILE`.',
-        epilog='launch files: ' + ', '.join(sorted(graphs.GRAPHS)) +
-               '. Use `dp_launch FILE --show-args` to list the arguments of a file.')
-    parser.add_argument('launch_file', choices=sorted(graphs.GRAPHS))
-    parser.add_argument('args', nargs='*', help='launch arguments, name:=value')
-    parser.add_argument('--show-args', action='store_true', help='list arguments and exit')
-    parser.add_argument('--print', action='store_true', help='print the commands and exit')
-    parser.add_argument('--duration', type=float, default=None,
-                        help='stop everything after this many seconds')
-    parser.add_argument('--log-dir', default=None, help='also write each node output to a file')
-    ns = parser.parse_args(argv)
-    graph = graphs.GRAPHS[ns.launch_file]
-    if ns.show_args:
-        for arg in graph.arguments:
-            print(f'{arg.name}:={arg.default!s:<24} {arg.description}')
-        return 0
-    specs = graph.build(parse_launch_args(ns.args))
-    if ns.print:
-        for spec in specs:
-            print(' '.join(spec.command()))
-        return 0
-    group = ProcessGroup(specs, log_dir=ns.log_dir)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        group.start()
-        end = None if ns.duration is None else time.monotonic() + ns.duration
-        while not stop.is_set() and (end is None or time.monotonic() < end):
-            dead = group.dead_required()
-            if dead:
-                print(f'[dp_launch] required process {dead[0]} exited: stopping', flush=True)
-                break
-            time.sleep(0.1)
-    except KeyboardInterrupt:
-        pass
-    codes = group.stop()
-    bad = {k: v for k, v in codes.items() if v not in (0, -signal.SIGINT)}
-    if bad:
-        print(f'[dp_launch] exit codes: {bad}', flush=True)
-    return 1 if bad else 0
-
-
-if __name__ == '__main__':
-    sys.exit(main())

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from dp_bringup import graphs, starter
-from dp_bringup.starter import NodeSpec, ProcessGroup, parse_launch_args
+from dp_bringup.cli import parse_launch_args
+from dp_bringup.starter import NodeSpec, ProcessGroup
 
 ROOT = Path(__file__).resolve().parents[3]
 ECHO = ROOT / 'test' / 'nodes' / 'chunk_echo.py'

@@ -159,7 +159,7 @@ def cmd_offline(ns) -> int:
 
 
 def cmd_closed_loop(ns) -> int:
-    from dp_bringup.starter import parse_launch_args
+    from dp_bringup.cli import parse_launch_args
     from dp_eval.closed_loop import (ClosedLoopConfig, ClosedLoopError, Variant,
                                      run_closed_loop_series)
     extra = parse_launch_args(ns.launch_args or [])
@@ -202,7 +202,7 @@ def cmd_closed_loop(ns) -> int:
 
 def cmd_live(ns) -> int:
     from dp_eval import bagio
-    from dp_bringup.starter import parse_launch_args
+    from dp_bringup.cli import parse_launch_args
     from dp_eval.closed_loop import ClosedLoopError
     from dp_eval.live import LiveConfig, run_live
     Path(ns.out).mkdir(parents=True, exist_ok=True)
