@@ -46,7 +46,7 @@ pytestmark = [pytest.mark.graph, pytest.mark.ros2_control,
               pytest.mark.skipif(INSTALLATION is None, reason=INSTALLATION is None and
                                  missing_reason() or '')]
 
-from dp_common.trajectories import stamp_to_seconds  # noqa: E402
+from dp_common.stamps import stamp_to_sec  # noqa: E402
 from dp_eval.controllers import (RATE_HZ, SPEED_SCALING_TOPIC, ControllerRig,  # noqa: E402
                                  accepted_chunks, chunk_error, core_error, load_chunks, stamp_key,
                                  step_velocities, steps_per_cycle)
@@ -278,7 +278,7 @@ def test_follower_drives_the_real_controllers(tmp_path, output_mode, jtc_stamp):
     off, on = switched['off'], switched['on_request']
     # From when the follower reported the controller inactive (its status stamp, after it knew;
     # the service answered before the activity message reached it).
-    known = min(stamp_to_seconds(m.header.stamp) for _, m in sts
+    known = min(stamp_to_sec(m.header.stamp) for _, m in sts
                 if m.controller_state == 'inactive')
     settle = max(off, known) + 0.005
     held = q[(recv > settle) & (recv < on)]

@@ -13,7 +13,7 @@ import math
 from typing import Any
 
 __all__ = ['stamp_to_ns', 'stamp_to_sec', 'ns_to_stamp', 'sec_to_stamp', 'sec_to_ns',
-           'is_zero_stamp']
+           'sec_to_sec_nanosec', 'is_zero_stamp']
 
 _NS = 1_000_000_000
 
@@ -39,6 +39,12 @@ def sec_to_ns(t: float) -> int:
     if not math.isfinite(t):
         raise ValueError(f'time must be finite, got {t}')
     return int(round(float(t) * 1e9))
+
+
+def sec_to_sec_nanosec(t: float) -> tuple[int, int]:
+    """Float seconds -> (sec, nanosec) with 0 <= nanosec < 1e9 (also for negative t): the fields
+    of a builtin_interfaces Time or Duration."""
+    return divmod(sec_to_ns(t), _NS)
 
 
 def ns_to_stamp(ns: int):

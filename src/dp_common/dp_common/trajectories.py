@@ -15,26 +15,9 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-__all__ = ['joint_trajectory_to_arrays', 'arrays_to_joint_trajectory', 'duration_to_seconds',
-           'seconds_to_sec_nanosec', 'stamp_to_seconds']
+from dp_common.stamps import sec_to_sec_nanosec, stamp_to_sec
 
-
-def duration_to_seconds(d: Any) -> float:
-    """builtin_interfaces Duration/Time (anything with .sec and .nanosec) -> float seconds."""
-    return float(d.sec) + float(d.nanosec) * 1e-9
-
-
-# A Time and a Duration have the same fields.
-stamp_to_seconds = duration_to_seconds
-
-
-def seconds_to_sec_nanosec(t: float) -> tuple[int, int]:
-    """Float seconds -> (sec, nanosec) with 0 <= nanosec < 1e9 (also for negative t)."""
-    if not math.isfinite(t):
-        raise ValueError(f'time must be finite, got {t}')
-    total_ns = int(round(t * 1e9))
-    sec, nanosec = divmod(total_ns, 1_000_000_000)
-    return int(sec), int(nanosec)
+__all__ = ['joint_trajectory_to_arrays', 'arrays_to_joint_trajectory']
 
 
 def joint_trajectory_to_arrays(msg: Any) -> tuple[list[str], np.ndarray, np.ndarray,
@@ -59,7 +42,7 @@ def joint_trajectory_to_arrays(msg: Any) -> tuple[list[str], np.ndarray, np.ndar
     pos = np.empty((n, n_joints), dtype=np.float64)
     vels = []
     for i, p in enumerate(points):
-        t[i] = duration_to_seconds(p.time_from_start)
+        t[i] = stamp_to_sec(p.time_from_start)
         q = np.asarray(p.positions, dtype=np.float64).reshape(-1)
         if q.shape[0] != n_joints:
             raise ValueError(f'point {i} has {q.shape[0]} positions for {n_joints} joints')
@@ -113,14 +96,14 @@ def arrays_to_joint_trajectory(joint_names: Sequence[str], t_from_start_s: Seque
     elif hasattr(stamp, 'to_msg'):
         msg.header.stamp = stamp.to_msg()
     elif isinstance(stamp, (int, float, np.floating, np.integer)):
-        sec, nanosec = seconds_to_sec_nanosec(float(stamp))
+        sec, nanosec = sec_to_sec_nanosec(float(stamp))
         msg.header.stamp = Time(sec=sec, nanosec=nanosec)
     else:
         msg.header.stamp = stamp
     msg.joint_names = names
     points = []
     for i in range(t.shape[0]):
-        sec, nanosec = seconds_to_sec_nanosec(float(t[i]))
+        sec, nanosec = sec_to_sec_nanosec(float(t[i]))
         p = JointTrajectoryPoint()
         p.positions = pos[i].tolist()
         if vel is not None:

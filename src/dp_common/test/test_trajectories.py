@@ -6,14 +6,14 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from dp_common.trajectories import (arrays_to_joint_trajectory, joint_trajectory_to_arrays,
-                                    seconds_to_sec_nanosec)
+from dp_common.stamps import sec_to_sec_nanosec
+from dp_common.trajectories import arrays_to_joint_trajectory, joint_trajectory_to_arrays
 
 
 def _duck_msg(names, t, pos, vel=None):
     points = []
     for i, ti in enumerate(t):
-        sec, nsec = seconds_to_sec_nanosec(ti)
+        sec, nsec = sec_to_sec_nanosec(ti)
         points.append(SimpleNamespace(
             positions=list(pos[i]), velocities=[] if vel is None else list(vel[i]),
             accelerations=[], time_from_start=SimpleNamespace(sec=sec, nanosec=nsec)))
@@ -27,11 +27,11 @@ def test_import_is_ros_free():
 
 
 def test_seconds_to_sec_nanosec():
-    assert seconds_to_sec_nanosec(1.5) == (1, 500_000_000)
-    assert seconds_to_sec_nanosec(-0.25) == (-1, 750_000_000)
-    assert seconds_to_sec_nanosec(0.9999999999) == (1, 0)
+    assert sec_to_sec_nanosec(1.5) == (1, 500_000_000)
+    assert sec_to_sec_nanosec(-0.25) == (-1, 750_000_000)
+    assert sec_to_sec_nanosec(0.9999999999) == (1, 0)
     with pytest.raises(ValueError):
-        seconds_to_sec_nanosec(float('nan'))
+        sec_to_sec_nanosec(float('nan'))
 
 
 def test_duck_typed_message_to_arrays():

@@ -35,8 +35,8 @@ from trajectory_msgs.msg import JointTrajectory
 from dp_common.joints import JointIndexer
 from dp_common.node_main import run_node
 from dp_common.polled import PolledCallbackGroup, take_all
-from dp_common.trajectories import (arrays_to_joint_trajectory, joint_trajectory_to_arrays,
-                                    seconds_to_sec_nanosec, stamp_to_seconds)
+from dp_common.stamps import sec_to_sec_nanosec, stamp_to_sec
+from dp_common.trajectories import arrays_to_joint_trajectory, joint_trajectory_to_arrays
 from dp_controller.config import OUTPUT_MODES, FollowerConfig
 from dp_controller.control_loop import ControlLoop
 from dp_controller.follower import (ACCEPTED, STATE_HOLDING, STATE_LABELS, STATE_STOPPED, STOP_DT_S,
@@ -490,7 +490,7 @@ class FollowerNode(LifecycleNode):
                 self.follower.count_rejection('bad_shape')
             self._log_reject('bad_shape')
             return
-        stamp = stamp_to_seconds(msg.header.stamp)
+        stamp = stamp_to_sec(msg.header.stamp)
         with self._lock:
             result = self.follower.on_chunk(stamp, names, t, pos, vel, now,
                                             n_action_steps=n_action_steps)
@@ -631,7 +631,7 @@ class FollowerNode(LifecycleNode):
         controller advances it at the factor itself."""
         msg = self._jtc_msg
         if self._jtc_stamp_clock:   # else it stays zero: the controller starts it on reading
-            msg.header.stamp.sec, msg.header.stamp.nanosec = seconds_to_sec_nanosec(stamp)
+            msg.header.stamp.sec, msg.header.stamp.nanosec = sec_to_sec_nanosec(stamp)
         points = self._jtc_points
         for point, q, v in zip(points, pq, pv):
             point.positions = q.tolist()
@@ -641,7 +641,7 @@ class FollowerNode(LifecycleNode):
         for point, t, q, v in zip(points[n:], t_tail, q_tail, v_tail):
             point.positions = q.tolist()
             point.velocities = v.tolist()   # the last one exactly zero: the controller's check
-            point.time_from_start.sec, point.time_from_start.nanosec = seconds_to_sec_nanosec(
+            point.time_from_start.sec, point.time_from_start.nanosec = sec_to_sec_nanosec(
                 t - stamp)
         msg.points = points[:n + min(len(t_tail), len(points) - n)]
         return msg
@@ -694,9 +694,9 @@ class FollowerNode(LifecycleNode):
             msg.period_error_p50_s = msg.period_error_p99_s = msg.period_error_max_s = math.nan
         msg.time_since_last_chunk_s = float(since)
         if math.isfinite(last_stamp):
-            msg.last_chunk_stamp.sec, msg.last_chunk_stamp.nanosec = seconds_to_sec_nanosec(
+            msg.last_chunk_stamp.sec, msg.last_chunk_stamp.nanosec = sec_to_sec_nanosec(
                 last_stamp)
-            msg.last_chunk_accepted.sec, msg.last_chunk_accepted.nanosec = seconds_to_sec_nanosec(
+            msg.last_chunk_accepted.sec, msg.last_chunk_accepted.nanosec = sec_to_sec_nanosec(
                 last_accepted)
         from dp_msgs.msg import Counter as CounterMsg
         msg.rejected = [CounterMsg(name=k, count=int(c)) for k, c in sorted(rejected.items())]

@@ -22,8 +22,8 @@ from std_msgs.msg import Float64, Float64MultiArray  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
-from dp_common.trajectories import (arrays_to_joint_trajectory, duration_to_seconds,  # noqa: E402
-                                    stamp_to_seconds)
+from dp_common.stamps import stamp_to_sec  # noqa: E402
+from dp_common.trajectories import arrays_to_joint_trajectory  # noqa: E402
 from dp_controller.follower_node import FollowerNode  # noqa: E402
 from dp_msgs.msg import FollowerStatus  # noqa: E402
 
@@ -388,7 +388,7 @@ def test_joint_trajectory_output(harness_factory, jtc_stamp):
     # 5 preview points over 0.1 s, then the braking tail to zero velocity (joint_trajectory_
     # controller rejects a moving end by default since Jazzy), within the limits.
     assert len(msg.points) >= 6
-    tfs = [duration_to_seconds(p.time_from_start) for p in msg.points]
+    tfs = [stamp_to_sec(p.time_from_start) for p in msg.points]
     assert np.all(np.diff(tfs) > 0) and tfs[0] > 0 and tfs[4] == pytest.approx(0.1)
     assert all(len(p.velocities) == 3 for p in msg.points)
     assert list(msg.points[-1].velocities) == [0.0, 0.0, 0.0]
@@ -400,7 +400,7 @@ def test_joint_trajectory_output(harness_factory, jtc_stamp):
     else:
         # Stamped with the node clock at the command instant (JTC splices from header.stamp):
         # not after its receipt (loose bound on the delivery delay for a loaded machine).
-        assert 0.0 <= received - stamp_to_seconds(msg.header.stamp) < 5.0
+        assert 0.0 <= received - stamp_to_sec(msg.header.stamp) < 5.0
     # Points inside the limits, velocities consistent with the positions.
     pos = np.array([p.positions for p in msg.points])
     vel = np.array([p.velocities for p in msg.points])
@@ -445,7 +445,7 @@ def test_speed_scaling_topic_scales_plan_and_trajectory_time(harness_factory):
     _, msg, _ = h.trajectories[-1]
     # Plan time is the controller's trajectory time (it scales it itself): the points keep their
     # plan-time offsets, and a trajectory goes out every 20 ms of plan time (50 ms of the clock).
-    tfs = [duration_to_seconds(p.time_from_start) for p in msg.points]
+    tfs = [stamp_to_sec(p.time_from_start) for p in msg.points]
     assert tfs[0] == pytest.approx(0.02, abs=1e-6) and tfs[4] == pytest.approx(0.1, abs=1e-6)
     assert rate < 30.0, rate
     assert list(msg.points[-1].velocities) == [0.0, 0.0, 0.0]

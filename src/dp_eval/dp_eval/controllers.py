@@ -37,8 +37,8 @@ from trajectory_msgs.msg import JointTrajectory
 from dp_bringup.mock_arm import FORWARD, TRAJECTORY, MockArm, find_installation
 from dp_bringup.starter import NodeSpec, ProcessGroup
 from dp_common.polled import PolledCallbackGroup, take_all
-from dp_common.trajectories import (arrays_to_joint_trajectory, joint_trajectory_to_arrays,
-                                    stamp_to_seconds)
+from dp_common.stamps import stamp_to_sec
+from dp_common.trajectories import arrays_to_joint_trajectory, joint_trajectory_to_arrays
 from dp_eval import bagio
 
 JOINTS = ['joint1', 'joint2', 'joint3']
@@ -158,7 +158,7 @@ class ControllerRig:
     def _on_js(self, msg, t_recv: float, _sent: float):
         idx = [list(msg.name).index(j) for j in JOINTS]
         with self.lock:
-            self.joint_states.append((t_recv, stamp_to_seconds(msg.header.stamp),
+            self.joint_states.append((t_recv, stamp_to_sec(msg.header.stamp),
                                       np.array(msg.position)[idx], np.array(msg.velocity)[idx]))
 
     def _on_status(self, msg):
@@ -166,8 +166,8 @@ class ControllerRig:
             self.status = msg
             self.statuses.append((time.time(), msg))
             if msg.chunks_accepted:   # when the follower accepted which chunk (by its stamp)
-                key = stamp_key(stamp_to_seconds(msg.last_chunk_stamp))
-                self.accepted[key] = stamp_to_seconds(msg.last_chunk_accepted)
+                key = stamp_key(stamp_to_sec(msg.last_chunk_stamp))
+                self.accepted[key] = stamp_to_sec(msg.last_chunk_accepted)
                 self.acceptances.append((msg.chunks_accepted, key, self.accepted[key]))
 
     def _on_cmd(self, msg, t_recv: float, sent: float):
@@ -177,12 +177,12 @@ class ControllerRig:
     def _on_traj(self, msg, t_recv: float, sent: float):
         names, tfs, pos, vel = joint_trajectory_to_arrays(msg)
         with self.lock:
-            self.trajectories.append((t_recv, stamp_to_seconds(msg.header.stamp), tfs, pos, vel,
+            self.trajectories.append((t_recv, stamp_to_sec(msg.header.stamp), tfs, pos, vel,
                                       sent))
 
     def _on_jtc_state(self, msg, t_recv: float, _sent: float):
         with self.lock:
-            self.jtc_states.append((t_recv, stamp_to_seconds(msg.header.stamp),
+            self.jtc_states.append((t_recv, stamp_to_sec(msg.header.stamp),
                                     np.array(msg.reference.positions),
                                     np.array(msg.reference.velocities)))
 
@@ -315,7 +315,7 @@ class ControllerRig:
             msg = arrays_to_joint_trajectory(names, tfs, pos, stamp=t0 + (stamp - t0_bag))
             self.chunk_pub.publish(msg)
             # The stamp as sent (whole ns), as the follower's status will name it.
-            self.published.append((time.time(), stamp_to_seconds(msg.header.stamp), names, tfs,
+            self.published.append((time.time(), stamp_to_sec(msg.header.stamp), names, tfs,
                                    pos))
         return t0
 

@@ -21,7 +21,7 @@ rclpy = pytest.importorskip('rclpy')
 from rclpy.qos import (DurabilityPolicy, QoSProfile, ReliabilityPolicy)  # noqa: E402
 
 from dp_common.stamps import stamp_to_ns  # noqa: E402
-from dp_common.trajectories import duration_to_seconds  # noqa: E402
+from dp_common.stamps import stamp_to_sec  # noqa: E402
 from dp_msgs.msg import PolicyStatus  # noqa: E402
 from dp_msgs.srv import SetEnabled  # noqa: E402
 from dp_policy.checkpoint import create_untrained_checkpoint  # noqa: E402
@@ -116,7 +116,7 @@ def test_trajectories_across_processes(graph):
             assert list(msg.joint_names) == JOINTS
             assert len(msg.points) == 15
             for i, p in enumerate(msg.points):
-                assert duration_to_seconds(p.time_from_start) == pytest.approx(0.1 * i, abs=1e-9)
+                assert stamp_to_sec(p.time_from_start) == pytest.approx(0.1 * i, abs=1e-9)
                 assert np.all(np.isfinite(p.positions)) and len(p.positions) == 3
             stamp = stamp_to_ns(msg.header.stamp)
             # an observation stamp: the camera lags the 100 Hz joints, so it is a camera stamp

@@ -19,7 +19,7 @@ from rclpy.qos import (DurabilityPolicy, QoSProfile, ReliabilityPolicy,  # noqa:
 
 from dp_common.images import numpy_to_image, rgb8_to_compressed  # noqa: E402
 from dp_common.stamps import ns_to_stamp, stamp_to_ns  # noqa: E402
-from dp_common.trajectories import duration_to_seconds  # noqa: E402
+from dp_common.stamps import stamp_to_sec  # noqa: E402
 from dp_msgs.msg import ActionChunk, PolicyStatus  # noqa: E402
 from dp_msgs.srv import ResetHistory, SetEnabled  # noqa: E402
 from dp_policy.checkpoint import create_untrained_checkpoint  # noqa: E402
@@ -203,7 +203,7 @@ def test_trajectory_stamps_names_points_and_status(ckpt, graphs):
     assert list(traj.joint_names) == JOINTS           # the checkpoint's order, not the driver's
     assert len(traj.points) == 16 - 1                  # horizon - first_action_index
     for i, p in enumerate(traj.points):
-        assert duration_to_seconds(p.time_from_start) == pytest.approx(0.1 * i, abs=1e-9)
+        assert stamp_to_sec(p.time_from_start) == pytest.approx(0.1 * i, abs=1e-9)
         assert len(p.positions) == 3 and np.all(np.isfinite(p.positions))
     # header stamp = the newest observation's stamp: exactly a published stamp (the stream that
     # lags, usually the 20 Hz camera), never an arrival or publish time
@@ -214,7 +214,7 @@ def test_trajectory_stamps_names_points_and_status(ckpt, graphs):
     chunk = g.chunks[''][-1]
     assert chunk.first_action_index == 1 and chunk.n_action_steps == 8 and chunk.dt_s == 0.1
     assert len(chunk.trajectory.points) == 16 and chunk.scheduler == 'ddim'
-    assert duration_to_seconds(chunk.trajectory.points[0].time_from_start) == pytest.approx(-0.1)
+    assert stamp_to_sec(chunk.trajectory.points[0].time_from_start) == pytest.approx(-0.1)
     assert chunk.sequence > g.chunks[''][0].sequence
     assert stamp_to_ns(chunk.header.stamp) in sent
     assert 0 < chunk.observation_age_s < 5 and chunk.inference_latency_s > 0

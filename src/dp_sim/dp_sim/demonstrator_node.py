@@ -23,7 +23,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from dp_common.joints import JointIndexer
 from dp_common.node_main import run_node
-from dp_common.stamps import stamp_to_sec as stamp_to_seconds
+from dp_common.stamps import stamp_to_sec
 from dp_msgs.msg import TaskStatus
 from dp_msgs.srv import ResetEpisode
 from sensor_msgs.msg import JointState
@@ -106,7 +106,7 @@ class DemonstratorNode(Node):
         if q is None:
             return
         self.q = q
-        self.q_stamp = stamp_to_seconds(msg.header.stamp)
+        self.q_stamp = stamp_to_sec(msg.header.stamp)
 
     def _on_status(self, msg: TaskStatus) -> None:
         self.status = msg
@@ -139,7 +139,7 @@ class DemonstratorNode(Node):
             # episode's final pose (the reset does not advance time). Compare with the start,
             # not with the newest status: joint states may be delivered later than statuses.
             if st is not None and st.episode == self.episode_id:
-                start_s = stamp_to_seconds(st.header.stamp) - st.episode_time_s
+                start_s = stamp_to_sec(st.header.stamp) - st.episode_time_s
                 if self.q_stamp > start_s + 1e-6:
                     self.episode_start_s = start_s
                     if self.side is None and self.sides is not None:

@@ -38,7 +38,8 @@ from trajectory_msgs.msg import JointTrajectory
 from dp_common.images import numpy_to_image
 from dp_common.node_main import run_node
 from dp_common.stamps import sec_to_stamp
-from dp_common.trajectories import joint_trajectory_to_arrays, stamp_to_seconds
+from dp_common.stamps import stamp_to_sec
+from dp_common.trajectories import joint_trajectory_to_arrays
 
 from .env import CAMERA_NAME, JOINT_NAMES, ArmTaskEnv, TaskConfig
 from .jtc import DISTROS as JTC_DISTROS
@@ -237,7 +238,7 @@ class SimNode(Node):
             names, t, pos, vel = joint_trajectory_to_arrays(msg)
             with self._lock:
                 now = self.env.time
-                stamp = stamp_to_seconds(msg.header.stamp)
+                stamp = stamp_to_sec(msg.header.stamp)
                 if stamp != 0.0:
                     stamp -= self._wall_offset
                 self.jtc.set_trajectory(now, names, stamp, t, pos, vel)
