@@ -6,7 +6,8 @@ order and carry joints the policy does not use; the policy's arrays always follo
 per-message cost on a hot path is one fancy-indexing call.
 
 Results are `(array | None, reason)`: `reason` is '' on success, otherwise a short machine- and
-human-readable code ('missing_joint:elbow', 'length_mismatch:names=3,positions=2',
+human-readable code ('missing_joint:elbow', 'duplicate_joint:elbow' (a message that names one of
+the joints twice is ambiguous: refused, never one of the two guessed), 'length_mismatch:names=3,positions=2',
 'nan_position:elbow', 'no_velocities') that callers put into status messages and errors.
 
 Not here: joint limits, units or filtering; reading ROS messages (callers pass `msg.name`,
@@ -40,11 +41,16 @@ class JointIndexer:
         """Index of each of `joint_names` in `msg_names` -> ((J,) int array | None, reason)."""
         key = tuple(str(n) for n in msg_names)
         if key != self._cache_key:
-            where = {}
+            where, twice = {}, set()
             for i, n in enumerate(key):
-                where.setdefault(n, i)  # first occurrence wins, like a dict built in order
+                if n in where:
+                    twice.add(n)
+                where.setdefault(n, i)
             missing = [n for n in self.joint_names if n not in where]
-            if missing:
+            duplicated = [n for n in self.joint_names if n in twice]
+            if duplicated:    # ambiguous before incomplete
+                self._cache_idx, self._cache_reason = None, 'duplicate_joint:' + ','.join(duplicated)
+            elif missing:
                 self._cache_idx, self._cache_reason = None, 'missing_joint:' + ','.join(missing)
             else:
                 self._cache_idx = np.array([where[n] for n in self.joint_names], dtype=np.intp)

@@ -70,3 +70,13 @@ def test_joint_indexer_reasons():
         JointIndexer(['a', 'a'])
     with pytest.raises(ValueError, match='empty'):
         JointIndexer([])
+
+
+def test_a_joint_named_twice_is_refused_not_guessed():
+    ix = JointIndexer(['a', 'b'])
+    q, reason = ix.positions(['a', 'b', 'a'], [1.0, 2.0, 3.0])
+    assert q is None and reason == 'duplicate_joint:a'
+    q, reason = ix.positions(['a', 'a'], [1.0, 3.0])       # ambiguous before incomplete
+    assert q is None and reason == 'duplicate_joint:a'
+    q, reason = ix.positions(['x', 'x', 'a', 'b'], [0.0, 0.0, 1.0, 2.0])   # not ours: fine
+    assert reason == '' and q.tolist() == [1.0, 2.0]

@@ -50,6 +50,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from dp_common.joints import JointIndexer
 from dp_controller.config import FollowerConfig
 from dp_controller.limits import Limiter, braking_profile
 from dp_controller.plan import Ensemble, enter_chunk
@@ -105,7 +106,7 @@ class Follower:
         self._prev_a = np.zeros(config.num_joints)
         self._prev_plan, self._prev_t, self._prev_target = None, math.nan, None
         self.max_abs_jerk = 0.0
-        self._index_cache = {}
+        self._joints = JointIndexer(config.joint_names)
         self.speed_scaling = 1.0
         self._lag = 0.0     # caller's time minus plan time at _last_now (speed scaling < 1)
         # (caller's time, lag) at each step since the factor was last below 1, for plan_time of
@@ -262,22 +263,6 @@ class Follower:
         self.rejected[reason] += 1
         return reason
 
-    def _joint_index(self, names: Sequence[str]):
-        key = tuple(names)
-        idx = self._index_cache.get(key)
-        if idx is None:
-            if len(set(key)) != len(key):
-                return 'duplicate_joint'
-            pos_of = {n: i for i, n in enumerate(key)}
-            missing = [n for n in self.cfg.joint_names if n not in pos_of]
-            if missing:
-                return 'missing_joint'
-            idx = np.array([pos_of[n] for n in self.cfg.joint_names], dtype=np.intp)
-            if len(self._index_cache) > 16:
-                self._index_cache.clear()
-            self._index_cache[key] = idx
-        return idx
-
     def on_chunk(self, stamp: float, names: Sequence[str], t_from_start, positions,
                  velocities=None, now: float = 0.0, n_action_steps: Optional[int] = None) -> str:
         """Validate a chunk and hand it to the plan. Returns 'accepted' or the rejection reason.
@@ -293,9 +278,9 @@ class Follower:
             return self._reject('held')
         if self.tracking_fault:
             return self._reject('tracking_fault')
-        idx = self._joint_index(names)
-        if isinstance(idx, str):
-            return self._reject(idx)
+        idx, reason = self._joints.indices(names)
+        if idx is None:    # 'missing_joint:...' / 'duplicate_joint:...' counted without the names
+            return self._reject(reason.split(':')[0])
         try:
             t = np.asarray(t_from_start, dtype=np.float64).reshape(-1)
             pos = np.asarray(positions, dtype=np.float64)

@@ -97,6 +97,7 @@ def _reference(bag: str, joint_names: Sequence[str], dt_s: float, command_topic:
 def compare_chunks(chunks: Sequence, ref_t: np.ndarray, ref_q: np.ndarray,
                    joint_names: Sequence[str], traces: int = 12) -> dict:
     """chunks: deserialized dp_msgs/ActionChunk objects (rosbags or rclpy), in arrival order."""
+    from dp_common.joints import JointIndexer
     from dp_common.stamps import stamp_to_ns
     if not chunks:
         return {'chunks': 0}
@@ -105,12 +106,12 @@ def compare_chunks(chunks: Sequence, ref_t: np.ndarray, ref_q: np.ndarray,
     trace = {'t': [], 'recorded': [], 'chunks': [], 'joint_names': names}
     dt_ref = float(np.median(np.diff(ref_t))) if len(ref_t) > 1 else 0.1
     H = max(len(c.trajectory.points) for c in chunks)
+    joints = JointIndexer(names)
     for c in chunks:
         cn = [str(n) for n in c.trajectory.joint_names]
-        missing = [n for n in names if n not in cn]
-        if missing:
-            raise ValueError(f'action chunk joints {cn} lack {missing} (reference joints {names})')
-        cols = [cn.index(n) for n in names]
+        cols, reason = joints.indices(cn)
+        if cols is None:
+            raise ValueError(f'action chunk joints {cn}: {reason} (reference joints {names})')
         pos = np.asarray([np.asarray(p.positions, dtype=np.float64)[cols]
                           for p in c.trajectory.points])                       # (h, A)
         if len(pos) < H:

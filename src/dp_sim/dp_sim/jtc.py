@@ -43,6 +43,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from dp_common.joints import JointIndexer
+
 # Defaults of the parameters that differ per distribution (joint_trajectory_controller_parameters.yaml
 # of ros2_controllers' humble, jazzy and kilted branches).
 DISTROS = {
@@ -86,6 +88,7 @@ class JointTrajectoryFollower:
             defaults['interpolate_from_desired_state'] if interpolate_from_desired_state is None
             else interpolate_from_desired_state)
         self.joint_names = [str(n) for n in joint_names]
+        self._joints = JointIndexer(self.joint_names)
         q0 = np.asarray(initial_positions, dtype=np.float64).reshape(-1)
         if q0.shape[0] != len(self.joint_names):
             raise ValueError('initial_positions must have one value per joint')
@@ -145,7 +148,7 @@ class JointTrajectoryFollower:
             raise ValueError('velocities: not one finite value per joint in every point')
         if not np.all(np.isfinite(t)):
             raise ValueError('time_from_start is not finite')
-        order = [names.index(n) for n in self.joint_names]
+        order, _ = self._joints.indices(names)   # all there, each once: checked above
         self._new = _Trajectory(None if stamp_s == 0.0 else float(stamp_s), t, pos[:, order],
                                 None if vel is None else vel[:, order])
 
