@@ -63,7 +63,6 @@ class ControlLoop:
         self.priority = int(priority)
         self.realtime = False
         self.priority_error = ''
-        self.timer_slack_set = False
         self._started = threading.Event()
         self.tick = tick
         self.spin_s = float(spin_s)
@@ -104,7 +103,7 @@ class ControlLoop:
         self._n_errors += 1
 
     def _set_priority(self):
-        self.timer_slack_set = set_timer_slack(1)
+        set_timer_slack(1)
         if self.priority > 0:
             try:
                 os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(self.priority))

@@ -373,7 +373,7 @@ class _Runner:
         # deactivated across it and re-activated once joint states of the new episode have
         # arrived, so that it starts holding the arm where it now is instead of driving it back to
         # where the previous episode ended.
-        self._follower_transition(4, 'deactivate')   # lifecycle_msgs/Transition.TRANSITION_DEACTIVATE
+        self._follower_transition('deactivate')
         resp = self.call(self.reset_client, self.ResetEpisode.Request(seed=int(seed)),
                          f'{cfg.sim_node}/reset_episode')
         if not resp.success:
@@ -384,7 +384,7 @@ class _Runner:
         # machine) must not reach the new episode's tracker: the follower is inactive, so every
         # command callback now is an old one; wait until none came for 0.3 s.
         self._wait_commands_quiet(0.3, timeout_s=5.0)
-        self._follower_transition(3, 'activate')     # lifecycle_msgs/Transition.TRANSITION_ACTIVATE
+        self._follower_transition('activate')
         with self.lock:
             self.status_event.clear()
             self.tracker = EpisodeTracker(index, resp.episode, seed, cfg.jerk_dt_s)
@@ -422,7 +422,10 @@ class _Runner:
                 return
             time.sleep(0.05)
 
-    def _follower_transition(self, transition_id: int, label: str) -> None:
+    def _follower_transition(self, label: str) -> None:
+        from lifecycle_msgs.msg import Transition
+        transition_id = {'activate': Transition.TRANSITION_ACTIVATE,
+                         'deactivate': Transition.TRANSITION_DEACTIVATE}[label]
         if not self.follower_lifecycle.wait_for_service(timeout_sec=self.cfg.service_timeout_s):
             raise ClosedLoopError(f'{self.cfg.follower_node}/change_state not available')
         req = self.ChangeState.Request()
