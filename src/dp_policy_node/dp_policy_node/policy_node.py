@@ -678,11 +678,13 @@ class PolicyNode(LifecycleNode):
         elapsed = t - self._mark_time
         self._mark_time = t
         for robot in list(self.robots.values()):
-            for stats in robot.stats.values():
+            held = robot.history.sizes()
+            for stream, stats in robot.stats.items():
                 stats.mark(elapsed)
                 age = float('nan') if stats.newest_ns is None else (now_ns - stats.newest_ns) * 1e-9
                 msg.inputs.append(InputStatus(topic=stats.topic, received=stats.received,
-                                              rate_hz=float(stats.rate_hz), age_s=age))
+                                              rate_hz=float(stats.rate_hz), age_s=age,
+                                              buffered=int(held.get(stream, 0))))
         with self._lock:
             if elapsed > 0:
                 self._output_rate_hz = (self._chunks_published - self._chunks_at_mark) / elapsed

@@ -230,6 +230,8 @@ def test_trajectory_stamps_names_points_and_status(ckpt, graphs):
     st = late[-1]
     assert st.enabled and st.backend.startswith('torch')
     assert {i.topic for i in st.inputs} == {'/joint_states', '/camera/image_raw'}
+    held = {i.topic: i.buffered for i in st.inputs}     # what each ring holds, bounded
+    assert 0 < held['/camera/image_raw'] <= 16 and held['/joint_states'] > 0, held
     # parameters are declared with descriptions
     desc = g.node.describe_parameter('max_observation_age_s')
     assert 'older' in desc.description
