@@ -14,3 +14,61 @@ os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
 os.environ.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
 os.environ.setdefault('PYTHONUNBUFFERED', '1')
 os.environ.setdefault('MUJOCO_GL', 'egl')
+
+
+# ------------------------------------------------------------------ shared fixtures
+import time  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+class RosTestNode:
+    """A test's rclpy node in a context of its own, with the executor the test spins."""
+
+    def __init__(self, name: str):
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        self.rclpy = rclpy
+        self.context = rclpy.context.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node(name, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+
+    def spin_until(self, predicate, what: str = 'the condition', timeout: float = 60.0) -> None:
+        """Spin until predicate() is true; fail naming `what` after `timeout` seconds."""
+        end = time.monotonic() + timeout
+        while not predicate():
+            assert time.monotonic() < end, f'timed out after {timeout} s waiting for {what}'
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def spin_for(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def close(self) -> None:
+        self.rclpy.try_shutdown(context=self.context)
+
+
+@pytest.fixture
+def ros_node(request):
+    """`ros_node.node` (named after the test), `ros_node.spin_until(pred, what, timeout)`; the
+    context is shut down after the test, pass or fail."""
+    pytest.importorskip('rclpy')
+    rn = RosTestNode('test_' + request.node.name.split('[')[0][:40].replace('-', '_'))
+    yield rn
+    rn.close()
+
+
+@pytest.fixture(scope='session')
+def embedded_arm_ckpt(tmp_path_factory):
+    """A random-init 'tiny' checkpoint for the embedded arm's graph (joints joint1..3, camera
+    'overhead' 96x96, dt 0.1 s): what the launch and graph tests run policy_node with."""
+    import torch
+    torch.set_num_threads(1)
+    from dp_policy.checkpoint import create_untrained_checkpoint
+    path = tmp_path_factory.mktemp('ckpt') / 'embedded_arm_tiny.ckpt'
+    return str(create_untrained_checkpoint(path, ['joint1', 'joint2', 'joint3'], ['overhead'],
+                                           (96, 96), preset='tiny', dt_s=0.1,
+                                           action_min=-1.0, action_max=1.0))

@@ -25,16 +25,6 @@ JOINTS = ['joint1', 'joint2', 'joint3']
 SPEED_SCALING = '/speed_scaling_state_broadcaster/speed_scaling'   # the follower reads it here
 
 
-@pytest.fixture(scope='module')
-def tiny_ckpt(tmp_path_factory):
-    import torch
-    torch.set_num_threads(1)
-    from dp_policy.checkpoint import create_untrained_checkpoint
-    path = tmp_path_factory.mktemp('ckpt') / 'tiny.ckpt'
-    return str(create_untrained_checkpoint(path, JOINTS, ['overhead'], (96, 96), preset='tiny',
-                                           dt_s=0.1, action_min=-1.0, action_max=1.0))
-
-
 def _messages():
     """(topic, type, [messages]) for every input of the project's nodes: good and bad ones."""
     from builtin_interfaces.msg import Time
@@ -141,7 +131,7 @@ class Flooder:
         self.rclpy.try_shutdown(context=self.ctx)
 
 
-def _spec(name, tmp_path, tiny_ckpt):
+def _spec(name, tmp_path, embedded_arm_ckpt):
     from dp_bringup.starter import NodeSpec
     cfg = ROOT / 'config'
     robot = str(cfg / 'robots' / 'embedded_arm.yaml')
@@ -153,7 +143,7 @@ def _spec(name, tmp_path, tiny_ckpt):
     if name == 'policy_node':
         return NodeSpec('dp_policy_node', 'policy_node', 'policy_node',
                         params_files=[str(cfg / 'policy_node.yaml'), robot],
-                        parameters={'checkpoint': tiny_ckpt, 'backend': 'torch', 'warmup': False})
+                        parameters={'checkpoint': embedded_arm_ckpt, 'backend': 'torch', 'warmup': False})
     if name == 'sim_node':
         return NodeSpec('dp_sim', 'sim_node', 'sim_node', params_files=[str(cfg / 'sim.yaml')],
                         parameters={'publish_clock': False})
@@ -170,12 +160,12 @@ LIFECYCLE = {'follower_node', 'policy_node'}
 
 @pytest.mark.parametrize('name', ['follower_node', 'policy_node', 'sim_node', 'demonstrator_node',
                                   'recorder_node'])
-def test_node_survives_a_flood_through_its_whole_life(tmp_path, tiny_ckpt, name):
+def test_node_survives_a_flood_through_its_whole_life(tmp_path, embedded_arm_ckpt, name):
     from lifecycle_msgs.msg import Transition
 
     from dp_bringup.starter import ProcessGroup
     flooder = Flooder()
-    group = ProcessGroup([_spec(name, tmp_path, tiny_ckpt)], log_dir=str(tmp_path / 'logs'),
+    group = ProcessGroup([_spec(name, tmp_path, embedded_arm_ckpt)], log_dir=str(tmp_path / 'logs'),
                          quiet=True)
     try:
         time.sleep(1.0)                       # messages already flowing before the start

@@ -52,17 +52,6 @@ POLICY_YAML = """policy_node:
 """
 
 
-@pytest.fixture(scope='module')
-def tiny_ckpt(tmp_path_factory):
-    import torch
-    torch.set_num_threads(1)
-    from dp_policy.checkpoint import create_untrained_checkpoint
-    path = tmp_path_factory.mktemp('ckpt') / 'tiny.ckpt'
-    return str(create_untrained_checkpoint(path, ['joint1', 'joint2', 'joint3'], ['overhead'],
-                                           (96, 96), preset='tiny', dt_s=0.1,
-                                           action_min=-1.0, action_max=1.0))
-
-
 class Probe:
     """An rclpy node of this test that records which nodes publish their status."""
 
@@ -140,13 +129,13 @@ def test_every_launch_file_loads_with_the_real_launch(launch_file):
     assert 'Arguments (pass arguments as' in out.stdout
 
 
-def _launch_until_up_then_ctrl_c(tmp_path, tiny_ckpt, args, up, what) -> str:
+def _launch_until_up_then_ctrl_c(tmp_path, embedded_arm_ckpt, args, up, what) -> str:
     """`ros2 launch dp_bringup <args>` (tiny checkpoint, torch backend), until `up(seen)` holds
     for the statuses the probe saw, then Ctrl-C; asserts exit 0 and no traceback; returns the
     launch output."""
     (tmp_path / 'policy.yaml').write_text(POLICY_YAML)
     probe = Probe()
-    proc, log = _ros2_launch(tmp_path, *args, f'checkpoint:={tiny_ckpt}',
+    proc, log = _ros2_launch(tmp_path, *args, f'checkpoint:={embedded_arm_ckpt}',
                              f'policy_params_file:={tmp_path / "policy.yaml"}')
     try:
         probe.wait_for(lambda: up(probe.seen), what, 120.0, proc, log.read_text)
@@ -161,9 +150,9 @@ def _launch_until_up_then_ctrl_c(tmp_path, tiny_ckpt, args, up, what) -> str:
 
 
 @needs_launch_ros
-def test_sim_launch_with_the_real_launch_ros(tmp_path, tiny_ckpt):
+def test_sim_launch_with_the_real_launch_ros(tmp_path, embedded_arm_ckpt):
     text = _launch_until_up_then_ctrl_c(
-        tmp_path, tiny_ckpt, ['sim.launch.py'],
+        tmp_path, embedded_arm_ckpt, ['sim.launch.py'],
         lambda seen: {'sim', 'policy', 'follower'} <= set(seen)
         and seen['follower'].state_label == 'following',
         'the three nodes up and the follower following the policy')
@@ -173,24 +162,24 @@ def test_sim_launch_with_the_real_launch_ros(tmp_path, tiny_ckpt):
 
 
 @needs_launch_ros
-def test_real_arm_launch_with_the_real_launch_ros(tmp_path, tiny_ckpt):
+def test_real_arm_launch_with_the_real_launch_ros(tmp_path, embedded_arm_ckpt):
     # No driver: the follower waits for a joint state, the policy for its camera; both are up.
     text = _launch_until_up_then_ctrl_c(
-        tmp_path, tiny_ckpt, ['real_arm.launch.py', 'robot:=embedded_arm'],
+        tmp_path, embedded_arm_ckpt, ['real_arm.launch.py', 'robot:=embedded_arm'],
         lambda seen: {'policy', 'follower'} <= set(seen)
         and seen['policy'].lifecycle_state == 'active',
         'policy_node active and follower_node reporting')
     assert text.count('process has finished cleanly') == 2, text[-4000:]
 
 
-def test_nodes_started_in_any_order_with_seconds_between_them(tmp_path, tiny_ckpt):
+def test_nodes_started_in_any_order_with_seconds_between_them(tmp_path, embedded_arm_ckpt):
     """Issue 17, finding 8: under `ros2 launch` follower_node died when a chunk arrived before its
     configuration finished. Here each node of sim.launch.py's graph starts in a random order, 1.5
     to 3 s after the one before (the others already publish), then everything runs together."""
     from dp_bringup.graphs import GRAPHS
     from dp_bringup.starter import ProcessGroup
     (tmp_path / 'policy.yaml').write_text(POLICY_YAML)
-    specs = GRAPHS['sim.launch.py'].build({'checkpoint': tiny_ckpt,
+    specs = GRAPHS['sim.launch.py'].build({'checkpoint': embedded_arm_ckpt,
                                            'policy_params_file': str(tmp_path / 'policy.yaml')})
     # A new order each run (DP_SHUFFLE_SEED=<seed> repeats one: the seed is in the message).
     seed = int(os.environ.get('DP_SHUFFLE_SEED', random.randrange(1 << 16)))

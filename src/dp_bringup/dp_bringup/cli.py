@@ -12,15 +12,19 @@ from dp_bringup import graphs
 from dp_bringup.starter import ProcessGroup
 
 
-def parse_launch_args(items: list[str]) -> dict[str, str]:
-    """`name:=value` pairs, as `ros2 launch` takes them."""
+def parse_assignments(items: list[str], what: str = 'launch arguments') -> dict[str, str]:
+    """`name:=value` pairs, as `ros2 launch` takes them (the value may hold ':=' itself)."""
     out = {}
     for item in items:
         if ':=' not in item:
-            raise SystemExit(f'launch arguments are name:=value, got {item!r}')
+            raise SystemExit(f'{what} are name:=value, got {item!r}')
         key, value = item.split(':=', 1)
         out[key] = value
     return out
+
+
+def parse_launch_args(items: list[str]) -> dict[str, str]:
+    return parse_assignments(items, 'launch arguments')
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -281,32 +281,10 @@ class Follower:
         idx, reason = self._joints.indices(names)
         if idx is None:    # 'missing_joint:...' / 'duplicate_joint:...' counted without the names
             return self._reject(reason.split(':')[0])
-        try:
-            t = np.asarray(t_from_start, dtype=np.float64).reshape(-1)
-            pos = np.asarray(positions, dtype=np.float64)
-            vel = None if velocities is None else np.asarray(velocities, dtype=np.float64)
-        except (TypeError, ValueError):
-            return self._reject('bad_shape')
-        if t.shape[0] == 0:
-            return self._reject('empty')
-        if pos.ndim != 2 or pos.shape != (t.shape[0], len(names)) or (
-                vel is not None and vel.shape != pos.shape):
-            return self._reject('bad_shape')
-        pos = pos[:, idx]
-        if vel is not None:
-            vel = vel[:, idx]
-        if not (math.isfinite(stamp) and np.all(np.isfinite(t)) and np.all(np.isfinite(pos))
-                and (vel is None or np.all(np.isfinite(vel)))):
-            return self._reject('non_finite')
-        if t.shape[0] > 1 and np.any(np.diff(t) <= 0.0):
-            return self._reject('non_monotonic_time')
-        if now - stamp > self.cfg.max_stamp_age_s:
-            return self._reject('stamp_too_old')
-        if stamp - now > self.cfg.max_future_stamp_s:
-            return self._reject('stamp_in_future')
-        tol = self.cfg.position_tolerance_rad
-        if np.any(pos < self.cfg.lower - tol) or np.any(pos > self.cfg.upper + tol):
-            return self._reject('position_limit')
+        reason, t, pos, vel = checked_chunk(self.cfg, idx, len(names), stamp, t_from_start,
+                                            positions, velocities, now)
+        if reason:
+            return self._reject(reason)
         if stamp < self._last_stamp:
             return self._reject('out_of_order')
         t_abs = self.plan_time(stamp) + t     # on plan time (== the caller's at full speed)
@@ -491,3 +469,36 @@ class Follower:
             return np.array(out_q), np.array(out_v)
         tb, qb, vb = braking_profile(lim.q, lim.v, lim.amax, STOP_DT_S)
         return np.array(out_q), np.array(out_v), (times[-1] + tb, qb, vb)
+
+
+def checked_chunk(cfg: FollowerConfig, idx: np.ndarray, n_names: int, stamp: float, t_from_start,
+                  positions, velocities, now: float):
+    """A chunk's arrays checked against the configuration: (rejection reason or '', times (N,),
+    positions (N, J) and velocities (N, J) or None in the configured joint order)."""
+    try:
+        t = np.asarray(t_from_start, dtype=np.float64).reshape(-1)
+        pos = np.asarray(positions, dtype=np.float64)
+        vel = None if velocities is None else np.asarray(velocities, dtype=np.float64)
+    except (TypeError, ValueError):
+        return 'bad_shape', None, None, None
+    if t.shape[0] == 0:
+        return 'empty', None, None, None
+    if pos.ndim != 2 or pos.shape != (t.shape[0], n_names) or (
+            vel is not None and vel.shape != pos.shape):
+        return 'bad_shape', None, None, None
+    pos = pos[:, idx]
+    vel = None if vel is None else vel[:, idx]
+    reason = ''
+    if not (math.isfinite(stamp) and np.all(np.isfinite(t)) and np.all(np.isfinite(pos))
+            and (vel is None or np.all(np.isfinite(vel)))):
+        reason = 'non_finite'
+    elif t.shape[0] > 1 and np.any(np.diff(t) <= 0.0):
+        reason = 'non_monotonic_time'
+    elif now - stamp > cfg.max_stamp_age_s:
+        reason = 'stamp_too_old'
+    elif stamp - now > cfg.max_future_stamp_s:
+        reason = 'stamp_in_future'
+    elif (np.any(pos < cfg.lower - cfg.position_tolerance_rad)
+          or np.any(pos > cfg.upper + cfg.position_tolerance_rad)):
+        reason = 'position_limit'
+    return reason, t, pos, vel

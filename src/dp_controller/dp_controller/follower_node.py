@@ -208,17 +208,7 @@ class FollowerNode(LifecycleNode):
     # ------------------------------------------------------------------ lifecycle
     def on_configure(self, state) -> TransitionCallbackReturn:
         try:
-            self.cfg = self._read_config()
-            self.output_mode = str(self._param('output_mode'))
-            if self.output_mode not in OUTPUT_MODES:
-                raise ValueError(f'output_mode must be one of {OUTPUT_MODES}')
-            # The trajectory controller runs the command's time (speed scaling): plan time.
-            self.cfg.scaled_time_output = self.output_mode == 'joint_trajectory'
-            if (self.cfg.scaled_time_output and self._param('speed_scaling_topic')
-                    and str(self._param('jtc_stamp')) == 'clock'):
-                raise ValueError('jtc_stamp clock with speed_scaling_topic: a stamped trajectory '
-                                 'is placed on the clock while its points are in the '
-                                 "controller's scaled time; use jtc_stamp zero")
+            self.cfg, self.output_mode = self._checked_config()
         except ValueError as exc:
             self.get_logger().error(f'configure failed: {exc}')
             return TransitionCallbackReturn.FAILURE
@@ -226,7 +216,47 @@ class FollowerNode(LifecycleNode):
         # launch_ros a chunk came in before the end of configure and found no _log_throttle).
         self._log_throttle = float(self._param('log_throttle_s'))
         self.follower = Follower(self.cfg)
+        self._indexer = JointIndexer(self.cfg.joint_names)
         controller = str(self._param('controller_name')) or DEFAULT_CONTROLLERS[self.output_mode]
+        self._create_outputs(controller)
+        self._create_inputs()
+        # The controller manager names controllers without namespace.
+        self._controller = controller.rstrip('/').split('/')[-1]
+        self._controller_state = 'unknown'
+        self._controller_deactivations = 0
+        self._watch_controller(str(self._param('controller_activity_topic')))
+        self._srvs = [self.create_service(Trigger, '~/hold', self._on_hold),
+                      self.create_service(Trigger, '~/resume', self._on_resume)]
+        self._timers = [self.create_timer(1.0 / float(self._param('status_rate_hz')),
+                                          self._publish_status)]
+        self._js_every = max(1, int(self.cfg.control_rate_hz // JOINT_STATE_POLL_HZ))
+        self._prepare_jtc_message()
+        self.lifecycle_label = 'inactive'
+        self.get_logger().info(
+            f'configured: {self.cfg.num_joints} joints, {self.cfg.control_rate_hz:g} Hz, '
+            f'{self.cfg.execution_mode}, output {self.output_mode} on {self.output_topic}')
+        self._publish_status()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _checked_config(self):
+        """(FollowerConfig, output mode) from the parameters; ValueError says what is wrong."""
+        cfg = self._read_config()
+        output_mode = str(self._param('output_mode'))
+        if output_mode not in OUTPUT_MODES:
+            raise ValueError(f'output_mode must be one of {OUTPUT_MODES}')
+        jtc_stamp = str(self._param('jtc_stamp'))
+        if jtc_stamp not in ('zero', 'clock'):
+            raise ValueError("jtc_stamp must be 'zero' or 'clock'")
+        # The trajectory controller runs the command's time (speed scaling): plan time.
+        cfg.scaled_time_output = output_mode == 'joint_trajectory'
+        if cfg.scaled_time_output and self._param('speed_scaling_topic') and jtc_stamp == 'clock':
+            raise ValueError('jtc_stamp clock with speed_scaling_topic: a stamped trajectory '
+                             'is placed on the clock while its points are in the '
+                             "controller's scaled time; use jtc_stamp zero")
+        return cfg, output_mode
+
+    def _create_outputs(self, controller: str) -> None:
+        """The command publisher (forward_command or joint_trajectory) and ~/status."""
         reliable1 = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
         if self.output_mode == 'forward_command':
             self.output_topic = f'{controller}/commands'
@@ -234,16 +264,18 @@ class FollowerNode(LifecycleNode):
         else:
             self.output_topic = f'{controller}/joint_trajectory'
             self._jtc_stamp_clock = str(self._param('jtc_stamp')) == 'clock'
-            if str(self._param('jtc_stamp')) not in ('zero', 'clock'):
-                self.get_logger().error("configure failed: jtc_stamp must be 'zero' or 'clock'")
-                return TransitionCallbackReturn.FAILURE
             self._cmd_pub = self.create_publisher(JointTrajectory, self.output_topic, reliable1)
+        self._cmd_msg = Float64MultiArray()
         from dp_msgs.msg import FollowerStatus
         self._status_cls = FollowerStatus
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self._status_pub = self.create_publisher(FollowerStatus, '~/status', latched)
         self._pubs = [self._cmd_pub, self._status_pub]
+
+    def _create_inputs(self) -> None:
+        """Chunks (JointTrajectory, optionally ActionChunk), joint states, speed scaling."""
+        reliable1 = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
         self._subs = [
             self.create_subscription(JointTrajectory, str(self._param('trajectory_topic')),
                                      self._on_trajectory, reliable1),
@@ -255,7 +287,6 @@ class FollowerNode(LifecycleNode):
                                      self._on_joint_state, qos_profile_sensor_data,
                                      callback_group=PolledCallbackGroup())]
         self._js_sub = self._subs[1]
-        self._indexer = JointIndexer(self.cfg.joint_names)
         self._scaling_sub = None
         if self._param('speed_scaling_topic'):
             # Taken by the control thread with the joint states (UR's broadcaster publishes it
@@ -269,41 +300,29 @@ class FollowerNode(LifecycleNode):
             self._subs.append(self.create_subscription(
                 ActionChunk, str(self._param('action_chunk_topic')), self._on_action_chunk,
                 reliable1))
-        # The controller manager names controllers without namespace.
-        self._controller = controller.rstrip('/').split('/')[-1]
-        self._controller_state = 'unknown'
-        self._controller_deactivations = 0
-        self._watch_controller(str(self._param('controller_activity_topic')))
-        self._srvs = [self.create_service(Trigger, '~/hold', self._on_hold),
-                      self.create_service(Trigger, '~/resume', self._on_resume)]
-        self._timers = [self.create_timer(1.0 / float(self._param('status_rate_hz')),
-                                          self._publish_status)]
-        self._cmd_msg = Float64MultiArray()
-        # Rolling trajectories every whole number of control periods (of plan time: _jtc_due).
-        jtc_every = max(1, int(round(self.cfg.control_rate_hz / float(self._param('jtc_rate_hz')))))
-        self._jtc_period = jtc_every / self.cfg.control_rate_hz
-        self._js_every = max(1, int(self.cfg.control_rate_hz // JOINT_STATE_POLL_HZ))
+
+    def _prepare_jtc_message(self) -> None:
+        """joint_trajectory mode: the rolling trajectories' period and their one reused message.
+
+        Rolling trajectories go out every whole number of control periods (of plan time:
+        _jtc_due). One JointTrajectory is reused for every send: names and the preview points'
+        times fixed, the control thread fills stamp, positions and velocities (9 instead of 44 us
+        per message), then the braking tail (Follower.preview: every joint brakes to rest, the
+        last point at zero velocity), so that joint_trajectory_controller's default
+        allow_nonzero_velocity_at_trajectory_end: false accepts every trajectory, and a stream
+        that stops ends in a braked standstill. Points for the longest tail are made here."""
+        cfg = self.cfg
+        jtc_every = max(1, int(round(cfg.control_rate_hz / float(self._param('jtc_rate_hz')))))
+        self._jtc_period = jtc_every / cfg.control_rate_hz
         n_pts = max(1, int(self._param('jtc_points')))
         self._jtc_tfs = np.linspace(0.0, float(self._param('jtc_horizon_s')), n_pts + 1)[1:]
-        # One JointTrajectory reused for every send: names and the preview points' times fixed,
-        # the control thread fills stamp, positions and velocities (9 instead of 44 us per
-        # message), then the braking tail (Follower.preview: every joint brakes to rest, the last
-        # point at zero velocity), so that joint_trajectory_controller's default
-        # allow_nonzero_velocity_at_trajectory_end: false accepts every trajectory, and a stream
-        # that stops ends in a braked standstill. Points for the longest tail are made here.
-        n_tail = int(math.ceil(float(np.max(self.cfg.vmax / self.cfg.amax)) / STOP_DT_S)) + 2
-        zeros = np.zeros((n_pts + n_tail, self.cfg.num_joints))
+        n_tail = int(math.ceil(float(np.max(cfg.vmax / cfg.amax)) / STOP_DT_S)) + 2
+        zeros = np.zeros((n_pts + n_tail, cfg.num_joints))
         tfs = self._jtc_tfs[-1] + np.arange(n_pts + n_tail) * STOP_DT_S
         tfs[:n_pts] = self._jtc_tfs
-        self._jtc_msg = arrays_to_joint_trajectory(self.cfg.joint_names, tfs, zeros, zeros)
+        self._jtc_msg = arrays_to_joint_trajectory(cfg.joint_names, tfs, zeros, zeros)
         self._jtc_points = list(self._jtc_msg.points)
         self._jtc_preview_points = n_pts
-        self.lifecycle_label = 'inactive'
-        self.get_logger().info(
-            f'configured: {self.cfg.num_joints} joints, {self.cfg.control_rate_hz:g} Hz, '
-            f'{self.cfg.execution_mode}, output {self.output_mode} on {self.output_topic}')
-        self._publish_status()
-        return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state) -> TransitionCallbackReturn:
         self._next_jtc_tau = -math.inf

@@ -74,16 +74,12 @@ def follower_process(tmp_path):
     assert 'Traceback' not in out, out
 
 
-def test_chunks_from_another_process_then_publisher_killed(follower_process):
+def test_chunks_from_another_process_then_publisher_killed(follower_process, ros_node):
     publisher = start([sys.executable, str(HERE / 'nodes' / 'chunk_publisher.py'),
                        '--rate-hz', '10', '--bad-every', '3'])
-    ctx = rclpy.context.Context()
-    rclpy.init(context=ctx)
     try:
         assert 'ready' in publisher.stdout.readline()
-        node = rclpy.create_node('follower_graph_test', context=ctx)
-        executor = rclpy.executors.SingleThreadedExecutor(context=ctx)
-        executor.add_node(node)
+        node = ros_node.node
         commands, statuses = [], []
         node.create_subscription(
             Float64MultiArray, 'forward_position_controller/commands',
@@ -94,11 +90,8 @@ def test_chunks_from_another_process_then_publisher_killed(follower_process):
             QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
                        durability=DurabilityPolicy.TRANSIENT_LOCAL))
 
-        def spin_until(predicate, what, timeout=TIMEOUT_S):
-            end = time.monotonic() + timeout
-            while not predicate():
-                assert time.monotonic() < end, f'timed out waiting for {what}'
-                executor.spin_once(timeout_sec=0.05)
+        def spin_until(predicate, what):
+            ros_node.spin_until(predicate, what, TIMEOUT_S)
 
         def label():
             return statuses[-1][1].state_label if statuses else None
@@ -153,4 +146,3 @@ def test_chunks_from_another_process_then_publisher_killed(follower_process):
         assert np.ptp(qs[:, 0]) > 0.1
     finally:
         stop(publisher, signal.SIGKILL)
-        rclpy.try_shutdown(context=ctx)

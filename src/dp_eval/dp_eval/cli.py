@@ -25,15 +25,8 @@ __all__ = ['main', 'build_parser']
 
 
 def _camera_map(items: list[str]) -> Optional[dict[str, str]]:
-    if not items:
-        return None
-    out = {}
-    for item in items:
-        if ':=' not in item:
-            raise ValueError(f'--camera takes NAME:=TOPIC, got {item!r}')
-        k, v = item.split(':=', 1)
-        out[k] = v
-    return out
+    from dp_bringup.cli import parse_assignments
+    return parse_assignments(items, '--camera values (NAME:=TOPIC)') if items else None
 
 
 def _gaps(n: int) -> str:
@@ -248,7 +241,21 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split('\n\n', 1)[1])
     sub = p.add_subparsers(dest='command', required=True)
+    _offline_parser(sub)
+    pl = sub.add_parser('play', help='publish a bag on its topics (dp_bag_play)', add_help=False)
+    pl.set_defaults(func=None)
+    _live_parser(sub)
+    _closed_loop_parser(sub)
+    r = sub.add_parser('report', help='write the report from result JSON file(s)')
+    r.add_argument('results', nargs='+')
+    r.add_argument('--out', required=True)
+    r.add_argument('--title', default='dp_eval report')
+    _visual_args(r)
+    r.set_defaults(func=cmd_report)
+    return p
 
+
+def _offline_parser(sub) -> None:
     o = sub.add_parser('offline', help='replay recorded bags through checkpoint(s), as fast as '
                                        'possible, and measure')
     o.add_argument('checkpoints', nargs='+', help='one checkpoint, or two to compare')
@@ -280,9 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument('--no-progress', action='store_true')
     o.set_defaults(func=cmd_offline)
 
-    pl = sub.add_parser('play', help='publish a bag on its topics (dp_bag_play)', add_help=False)
-    pl.set_defaults(func=None)
 
+def _live_parser(sub) -> None:
     lv = sub.add_parser('live', help="play a bag into the running graph, record the graph's "
                                      'outputs into a new bag, compare with the bag')
     lv.add_argument('bag')
@@ -307,6 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     lv.add_argument('--no-progress', action='store_true')
     lv.set_defaults(func=cmd_live)
 
+
+def _closed_loop_parser(sub) -> None:
     c = sub.add_parser('closed-loop', help='N episodes in the embedded simulation through the '
                                            'real node graph')
     c.add_argument('checkpoints', nargs='*', help='checkpoint(s); two are run one after the other')
@@ -325,14 +333,6 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument('--no-progress', action='store_true')
     _visual_args(c)
     c.set_defaults(func=cmd_closed_loop)
-
-    r = sub.add_parser('report', help='write the report from result JSON file(s)')
-    r.add_argument('results', nargs='+')
-    r.add_argument('--out', required=True)
-    r.add_argument('--title', default='dp_eval report')
-    _visual_args(r)
-    r.set_defaults(func=cmd_report)
-    return p
 
 
 def main(argv: Optional[list[str]] = None) -> int:

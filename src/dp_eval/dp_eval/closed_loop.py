@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from dp_eval.episodes import EpisodeTracker, summarize_episodes
+from dp_eval.graph import RawRecorder, log_tail, subscribe_raw
 
 __all__ = ['ClosedLoopConfig', 'ClosedLoopError', 'Variant', 'run_closed_loop',
            'run_closed_loop_series', 'DEFAULT_RECORD_TOPICS']
@@ -90,42 +91,6 @@ class ClosedLoopConfig:
         self.record_topics = list(self.record_topics)
 
 
-def _log_tail(log_dir: Optional[Path], name: str, lines: int = 15) -> str:
-    if log_dir is None:
-        return ''
-    f = log_dir / f'{name}.log'
-    if not f.is_file():
-        return ''
-    tail = f.read_text(errors='replace').splitlines()[-lines:]
-    return f'\n  last lines of {f}:\n    ' + '\n    '.join(tail)
-
-
-class _Recorder:
-    """Raw-CDR recording of topics into a rosbag2 (BagWriter), thread safe."""
-
-    def __init__(self, path: str, storage: str):
-        from dp_common.bags import BagWriter
-        self.path = path
-        self.writer = BagWriter(path, storage=storage)
-        self.writer.__enter__()
-        self.lock = threading.Lock()
-        self.counts: dict[str, int] = {}
-        self.closed = False
-
-    def write(self, topic: str, msgtype: str, data: bytes, log_ns: int) -> None:
-        with self.lock:
-            if self.closed:
-                return
-            self.writer.write_raw(topic, msgtype, bytes(data), log_ns)
-            self.counts[topic] = self.counts.get(topic, 0) + 1
-
-    def close(self) -> None:
-        with self.lock:
-            if not self.closed:
-                self.closed = True
-                self.writer.__exit__(None, None, None)
-
-
 class _Runner:
     """The runner's rclpy node, its executor thread and the episode loop."""
 
@@ -152,7 +117,7 @@ class _Runner:
         self.tracker: Optional[EpisodeTracker] = None
         self.last_command_mono = 0.0                 # when a command callback last ran
         self.status_event = threading.Event()
-        self.recorder: Optional[_Recorder] = None
+        self.recorder: Optional[RawRecorder] = None
         self.recorded_topics: Optional[list[str]] = None
         self.chunks_seen = 0
         self.controller_rejections = 0   # sim_node's ~/rejected_commands (latched counter)
@@ -242,7 +207,7 @@ class _Runner:
         if dead:
             code = self.group.procs[dead[0]].returncode
             raise ClosedLoopError(f'{dead[0]} exited (code {code}) while the evaluation was '
-                                  f'running{_log_tail(self.log_dir, dead[0])}')
+                                  f'running{log_tail(self.log_dir, dead[0])}')
 
     def _wait(self, what: str, ok, timeout_s: float, hint=lambda: '') -> None:
         end = time.monotonic() + timeout_s
@@ -271,7 +236,7 @@ class _Runner:
 
         self._wait(f'service {cfg.sim_node}/reset_episode (sim_node)',
                    lambda: self.reset_client.service_is_ready(), left(),
-                   lambda: _log_tail(self.log_dir, cfg.sim_node.strip('/')))
+                   lambda: log_tail(self.log_dir, cfg.sim_node.strip('/')))
 
         def policy_ok() -> bool:
             st = self.policy_status
@@ -287,9 +252,9 @@ class _Runner:
                             if self.policy_status is not None else
                             '; no PolicyStatus received yet (policy_node publishes it once it has '
                             'loaded and warmed up the checkpoint)')
-                   + _log_tail(self.log_dir, cfg.policy_node.strip('/')))
+                   + log_tail(self.log_dir, cfg.policy_node.strip('/')))
         self._wait(f'{cfg.follower_node}/status', lambda: self.follower_status is not None, left(),
-                   lambda: _log_tail(self.log_dir, cfg.follower_node.strip('/')))
+                   lambda: log_tail(self.log_dir, cfg.follower_node.strip('/')))
         self._wait(f'service {cfg.policy_node}/reset_history',
                    lambda: self.history_client.service_is_ready(), left())
         # the first chunk of this policy process: the first episode should not pay its start-up
@@ -322,35 +287,13 @@ class _Runner:
     def start_recording(self, path: str) -> list[str]:
         """Record into a new bag at `path`: raw subscriptions (made on the first call) for the
         configured topics that exist in the graph; a later call switches to a new bag."""
-        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-        from dp_eval.player import _message_class
-        old, self.recorder = self.recorder, _Recorder(path, self.cfg.record_storage)
+        old, self.recorder = self.recorder, RawRecorder(path, self.cfg.record_storage)
         if old is not None:
             old.close()
         if self.recorded_topics is not None:
             return list(self.recorded_topics)
-        graph = dict(self.node.get_topic_names_and_types())
-        recorded, skipped = [], []
-        for topic in self.cfg.record_topics:
-            types = graph.get(topic)
-            if not types:
-                skipped.append(topic)
-                continue
-            msgtype = types[0]
-            pubs = self.node.get_publishers_info_by_topic(topic)
-            durable = bool(pubs) and all(
-                p.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for p in pubs)
-            best_effort = any(p.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
-                              for p in pubs)
-            qos = QoSProfile(depth=100 if not durable else 1,
-                             reliability=(ReliabilityPolicy.BEST_EFFORT if best_effort
-                                          else ReliabilityPolicy.RELIABLE),
-                             durability=(DurabilityPolicy.TRANSIENT_LOCAL if durable
-                                         else DurabilityPolicy.VOLATILE))
-            self.node.create_subscription(
-                _message_class(msgtype), topic,
-                lambda data, t=topic, ty=msgtype: self._record(t, ty, data), qos, raw=True)
-            recorded.append(topic)
+        recorded, skipped = subscribe_raw(self.node, {t: None for t in self.cfg.record_topics},
+                                          self._record)
         if skipped:
             print(f'dp_eval closed-loop: not recording {skipped} (not in the graph)',
                   file=sys.stderr)
@@ -415,24 +358,20 @@ class _Runner:
 
     def _wait_commands_quiet(self, quiet_s: float, timeout_s: float) -> None:
         start = time.monotonic()
-        while time.monotonic() < start + timeout_s:
-            with self.lock:
-                last = max(self.last_command_mono, start)
-            if time.monotonic() - last >= quiet_s:
-                return
-            time.sleep(0.05)
+        while time.monotonic() < start + timeout_s and \
+                time.monotonic() - max(self.last_command_mono, start) < quiet_s:
+            time.sleep(0.05)   # (a float read: no lock needed)
 
     def _follower_transition(self, label: str) -> None:
+        """'activate' / 'deactivate' the follower (its lifecycle change_state service)."""
         from lifecycle_msgs.msg import Transition
-        transition_id = {'activate': Transition.TRANSITION_ACTIVATE,
-                         'deactivate': Transition.TRANSITION_DEACTIVATE}[label]
-        if not self.follower_lifecycle.wait_for_service(timeout_sec=self.cfg.service_timeout_s):
-            raise ClosedLoopError(f'{self.cfg.follower_node}/change_state not available')
-        req = self.ChangeState.Request()
-        req.transition.id = transition_id
-        resp = self.call(self.follower_lifecycle, req, f'{self.cfg.follower_node} {label}')
-        if not resp.success:
-            raise ClosedLoopError(f'{self.cfg.follower_node} refused to {label}')
+        node, client = self.cfg.follower_node, self.follower_lifecycle
+        if not client.wait_for_service(timeout_sec=self.cfg.service_timeout_s):
+            raise ClosedLoopError(f'{node}/change_state not available')
+        req = self.ChangeState.Request(transition=Transition(id=getattr(
+            Transition, f'TRANSITION_{label.upper()}')))
+        if not self.call(client, req, f'{node} {label}').success:
+            raise ClosedLoopError(f'{node} refused to {label}')
 
     def close(self) -> None:
         self.stop_recording()
@@ -497,17 +436,7 @@ def run_closed_loop_series(cfg: ClosedLoopConfig, variants: Sequence[Variant]) -
     Raises ClosedLoopError when the graph never becomes ready for the first variant. Later, an
     error or an interruption ends the series: the results so far are returned, marked partial.
     """
-    from dp_eval.progress import bar as make_bar
-    variants = list(variants)
-    if not variants:
-        raise ValueError('no checkpoint to evaluate')
-    if len(variants) > 1 and not cfg.start_graph:
-        raise ValueError('several checkpoints need start_graph (an attached graph has one policy)')
-    for v in variants:
-        if v.checkpoint and not Path(v.checkpoint).is_file():
-            raise ClosedLoopError(f'checkpoint {v.checkpoint} does not exist')
-        if v.record_bag and Path(v.record_bag).exists():
-            raise ValueError(f'record_bag {v.record_bag} exists already; give a new folder')
+    variants = _checked_variants(cfg, variants)
     first_bag = next((v.record_bag for v in variants if v.record_bag), None)
     log_dir = Path(cfg.log_dir) if cfg.log_dir else (
         Path(first_bag).parent / (Path(first_bag).name + '_logs') if first_bag else None)
@@ -519,73 +448,19 @@ def run_closed_loop_series(cfg: ClosedLoopConfig, variants: Sequence[Variant]) -
         def _term(*_):
             raise KeyboardInterrupt
         old_term = signal.signal(signal.SIGTERM, _term)
-    bar = None
     result: Optional[dict] = None
     t_start = time.monotonic()
-    specs_by_name: dict = {}
     try:
-        for vi, v in enumerate(variants):
+        for v in variants:
             result = _new_result(cfg, v, log_dir)
             results.append(result)
             t_variant = time.monotonic()
             if cfg.start_graph:
-                from dp_bringup.graphs import GRAPHS
-                from dp_bringup.starter import ProcessGroup
-                if cfg.launch_file not in GRAPHS:
-                    raise ClosedLoopError(f'unknown launch file {cfg.launch_file!r}; known: '
-                                          f'{sorted(GRAPHS)}')
-                args = dict(cfg.launch_args)
-                if v.checkpoint:
-                    args['checkpoint'] = v.checkpoint
-                try:
-                    specs = GRAPHS[cfg.launch_file].build(args)
-                except SystemExit as exc:   # the graphs report bad arguments this way
-                    raise ClosedLoopError(str(exc)) from None
-                _check_files(specs)
-                specs_by_name = {s.name: s for s in specs}
-                if group is None:
-                    group = ProcessGroup(specs, log_dir=str(log_dir) if log_dir else None,
-                                         quiet=True)
-                    print(f'dp_eval closed-loop: starting {", ".join(s.name for s in specs)}'
-                          + (f' (logs in {log_dir})' if log_dir else ''), file=sys.stderr)
-                    group.start()
-                else:   # next checkpoint: restart the policy node only
-                    name = cfg.policy_node.strip('/')
-                    _restart(group, specs_by_name[name], runner)
+                group = _start_graph(cfg, v, group, runner, log_dir)
             if runner is None:
                 runner = _Runner(cfg, group, log_dir)
-            ready = runner.wait_ready()
-            result['graph'] = ready
-            if not result['checkpoint']:
-                result['checkpoint'] = ready['checkpoint']
-            print(f'dp_eval closed-loop: {result["label"]}: ready in {ready["startup_s"]:.1f} s '
-                  f'(policy backend {ready["backend"]} on {ready["device"]})', file=sys.stderr)
-            if v.record_bag:
-                result['recorded_topics'] = runner.start_recording(v.record_bag)
-            bar = make_bar(cfg.episodes, f'closed loop {result["label"]}', 'episode',
-                           cfg.progress)
-            rejections0 = runner.controller_rejections
-            faults0 = runner.follower_status.tracking_faults if runner.follower_status else 0
-            for i in range(cfg.episodes):
-                res = runner.run_episode(i, cfg.seed + i)
-                result['episodes'].append(res.to_dict())
-                done = result['episodes']
-                bar.update(1)
-                bar.set_postfix_str(f'success {sum(e["success"] for e in done)}/{len(done)}')
-                if res.error:
-                    result['errors'].append(f'episode {i}: {res.error}')
-            bar.close()
-            bar = None
-            if v.record_bag:
-                result['recorded_messages'] = runner.stop_recording()
-            result['metrics'] = summarize_episodes(result['episodes'])
+            _run_variant(cfg, v, runner, result)
             result['wall_s'] = time.monotonic() - t_variant
-            # Commands the simulated controllers refused during this checkpoint's episodes
-            # (sim_node's latched counter; jtc_distro's rules for joint trajectories).
-            time.sleep(0.2)
-            result['controller_rejections'] = runner.controller_rejections - rejections0
-            status = runner.follower_status   # the follower's tracking faults meanwhile
-            result['tracking_faults'] = int(status.tracking_faults) - faults0 if status else None
     except KeyboardInterrupt:
         if result is not None:
             result['partial'] = True
@@ -596,8 +471,6 @@ def run_closed_loop_series(cfg: ClosedLoopConfig, variants: Sequence[Variant]) -
         result['partial'] = True
         result['errors'].append(str(exc))
     finally:
-        if bar is not None:
-            bar.close()
         if runner is not None:
             counts = runner.stop_recording()
             if result is not None and counts:
@@ -614,6 +487,82 @@ def run_closed_loop_series(cfg: ClosedLoopConfig, variants: Sequence[Variant]) -
             r['metrics'] = summarize_episodes(r['episodes'])
             r['wall_s'] = time.monotonic() - t_start
     return results
+
+
+def _checked_variants(cfg: ClosedLoopConfig, variants: Sequence[Variant]) -> list[Variant]:
+    variants = list(variants)
+    if not variants:
+        raise ValueError('no checkpoint to evaluate')
+    if len(variants) > 1 and not cfg.start_graph:
+        raise ValueError('several checkpoints need start_graph (an attached graph has one policy)')
+    for v in variants:
+        if v.checkpoint and not Path(v.checkpoint).is_file():
+            raise ClosedLoopError(f'checkpoint {v.checkpoint} does not exist')
+        if v.record_bag and Path(v.record_bag).exists():
+            raise ValueError(f'record_bag {v.record_bag} exists already; give a new folder')
+    return variants
+
+
+def _start_graph(cfg: ClosedLoopConfig, v: Variant, group, runner, log_dir: Optional[Path]):
+    """The graph of cfg.launch_file with v's checkpoint: started (group None), or only its
+    policy node restarted with the new checkpoint. Returns the group."""
+    from dp_bringup.graphs import GRAPHS
+    from dp_bringup.starter import ProcessGroup
+    if cfg.launch_file not in GRAPHS:
+        raise ClosedLoopError(f'unknown launch file {cfg.launch_file!r}; known: {sorted(GRAPHS)}')
+    args = dict(cfg.launch_args)
+    if v.checkpoint:
+        args['checkpoint'] = v.checkpoint
+    try:
+        specs = GRAPHS[cfg.launch_file].build(args)
+    except SystemExit as exc:   # the graphs report bad arguments this way
+        raise ClosedLoopError(str(exc)) from None
+    _check_files(specs)
+    if group is not None:       # next checkpoint: restart the policy node only
+        name = cfg.policy_node.strip('/')
+        _restart(group, {s.name: s for s in specs}[name], runner)
+        return group
+    group = ProcessGroup(specs, log_dir=str(log_dir) if log_dir else None, quiet=True)
+    print(f'dp_eval closed-loop: starting {", ".join(s.name for s in specs)}'
+          + (f' (logs in {log_dir})' if log_dir else ''), file=sys.stderr)
+    group.start()
+    return group
+
+
+def _run_variant(cfg: ClosedLoopConfig, v: Variant, runner: '_Runner', result: dict) -> None:
+    """cfg.episodes episodes of one checkpoint on the ready graph, into result."""
+    from dp_eval.progress import bar as make_bar
+    ready = runner.wait_ready()
+    result['graph'] = ready
+    if not result['checkpoint']:
+        result['checkpoint'] = ready['checkpoint']
+    print(f'dp_eval closed-loop: {result["label"]}: ready in {ready["startup_s"]:.1f} s '
+          f'(policy backend {ready["backend"]} on {ready["device"]})', file=sys.stderr)
+    if v.record_bag:
+        result['recorded_topics'] = runner.start_recording(v.record_bag)
+    rejections0 = runner.controller_rejections
+    faults0 = runner.follower_status.tracking_faults if runner.follower_status else 0
+    bar = make_bar(cfg.episodes, f'closed loop {result["label"]}', 'episode', cfg.progress)
+    try:
+        for i in range(cfg.episodes):
+            res = runner.run_episode(i, cfg.seed + i)
+            result['episodes'].append(res.to_dict())
+            done = result['episodes']
+            bar.update(1)
+            bar.set_postfix_str(f'success {sum(e["success"] for e in done)}/{len(done)}')
+            if res.error:
+                result['errors'].append(f'episode {i}: {res.error}')
+    finally:
+        bar.close()
+    if v.record_bag:
+        result['recorded_messages'] = runner.stop_recording()
+    result['metrics'] = summarize_episodes(result['episodes'])
+    # Commands the simulated controllers refused during this checkpoint's episodes (sim_node's
+    # latched counter; jtc_distro's rules for joint trajectories).
+    time.sleep(0.2)
+    result['controller_rejections'] = runner.controller_rejections - rejections0
+    status = runner.follower_status   # the follower's tracking faults meanwhile
+    result['tracking_faults'] = int(status.tracking_faults) - faults0 if status else None
 
 
 def _restart(group, spec, runner) -> None:

@@ -161,26 +161,12 @@ def run_live(cfg: LiveConfig) -> dict:
     """Play, record, compare; returns the JSON-able result (kind 'live')."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
-    from dp_eval.closed_loop import _Recorder
-    from dp_eval.player import BagPlayer, PlayOptions, RosSink, _message_class
+    from dp_eval.graph import RawRecorder
 
     t_start = time.monotonic()
     bag = str(cfg.bag)
-    present = bagio.bag_topics(bag)
-    if cfg.play_topics:
-        for t in cfg.play_topics:
-            if t not in present:
-                raise bagio.MissingTopicError(bag, t, present)
-        play_topics = list(cfg.play_topics)
-    else:
-        play_topics = sorted(t for t, ty in present.items() if ty in OBSERVATION_TYPES)
-        if not play_topics:
-            raise bagio.MissingTopicError(bag, '(observation topics: JointState, Image)', present)
-    bagio.require_topics(bag, [cfg.command_topic])
-    record = ({t: DEFAULT_LIVE_RECORD.get(t) for t in cfg.record_topics}
-              if cfg.record_topics else dict(DEFAULT_LIVE_RECORD))
+    play_topics = _play_topics(bag, cfg)
     result: dict = {'kind': 'live', 'label': Path(bag).name, 'bag': bag, 'out_bag': cfg.out_bag,
                     'played_topics': play_topics, 'partial': False, 'errors': [],
                     'checkpoint': cfg.launch_args.get('checkpoint', '')}
@@ -202,52 +188,11 @@ def run_live(cfg: LiveConfig) -> dict:
     executor.add_node(node)
     spin = threading.Thread(target=lambda: _spin(executor), daemon=True)
     spin.start()
-    recorder = _Recorder(cfg.out_bag, cfg.record_storage)
+    recorder = RawRecorder(cfg.out_bag, cfg.record_storage)
     clock_ns = [None]
-    first_chunk = threading.Event()
     try:
-        graph = dict(node.get_topic_names_and_types())
-        for topic, msgtype in record.items():
-            msgtype = msgtype or (graph.get(topic) or [None])[0]
-            if msgtype is None:
-                result['errors'].append(f'not recorded: type of {topic} unknown (not in the graph)')
-                continue
-            durable = topic.endswith('/status')
-            qos = QoSProfile(depth=1 if durable else 100, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=(DurabilityPolicy.TRANSIENT_LOCAL if durable
-                                         else DurabilityPolicy.VOLATILE))
-
-            def cb(data, t=topic, ty=msgtype):
-                recorder.write(t, ty, data, clock_ns[0] if clock_ns[0] is not None
-                               else time.time_ns())
-                if t == cfg.action_chunk_topic:
-                    first_chunk.set()
-            node.create_subscription(_message_class(msgtype), topic, cb, qos, raw=True)
-        options = PlayOptions(rate=cfg.rate, clock=cfg.clock, topics=play_topics,
-                              delay_s=cfg.discovery_s)
-        player = BagPlayer(bag, options, sink=None, progress=cfg.progress,  # type: ignore[arg-type]
-                           should_stop=lambda: not context.ok())
-        sink = RosSink(node, bag, player.topics, options.remap)
-
-        class _ClockTap:
-            def publish(self, *a):
-                sink.publish(*a)
-
-            def publish_clock(self, stamp_ns):
-                clock_ns[0] = stamp_ns
-                sink.publish_clock(stamp_ns)
-        player.sink = _ClockTap()
-        _wait_policy_active(node, cfg, group, log_dir, result)
-        missing = sink.wait_for_subscribers(cfg.discovery_s + (10.0 if group is not None else 0))
-        if missing:
-            result['errors'].append(f'no subscriber on {missing} when playing started')
-        stats = player.run()
-        time.sleep(cfg.settle_s)
-        result['play'] = {'published': stats.published, 'clock_messages': stats.clock_messages,
-                          'wall_s': stats.wall_s}
-        if stats.error:
-            result['partial'] = True
-            result['errors'].append(stats.error)
+        _record_outputs(node, cfg, recorder, clock_ns, result)
+        _play(node, context, bag, cfg, play_topics, clock_ns, group, log_dir, result)
     except KeyboardInterrupt:
         result['partial'] = True
         result['errors'].append('interrupted: results so far are kept')
@@ -262,25 +207,94 @@ def run_live(cfg: LiveConfig) -> dict:
         if group is not None:
             result['exit_codes'] = group.stop()
     result['recorded_messages'] = dict(recorder.counts)
+    result['metrics'] = _live_metrics(bag, cfg, play_topics, recorder, result)
+    result['wall_s'] = time.monotonic() - t_start
+    print(f'dp_eval live: recorded {result["metrics"]["recorded"]} messages into {cfg.out_bag}',
+          file=sys.stderr)
+    return result
+
+
+def _play_topics(bag: str, cfg: LiveConfig) -> list[str]:
+    """The bag topics to play (given, or its observations), checked present with the commands."""
+    present = bagio.bag_topics(bag)
+    if cfg.play_topics:
+        for t in cfg.play_topics:
+            if t not in present:
+                raise bagio.MissingTopicError(bag, t, present)
+        play_topics = list(cfg.play_topics)
+    else:
+        play_topics = sorted(t for t, ty in present.items() if ty in OBSERVATION_TYPES)
+        if not play_topics:
+            raise bagio.MissingTopicError(bag, '(observation topics: JointState, Image)', present)
+    bagio.require_topics(bag, [cfg.command_topic])
+    return play_topics
+
+
+def _record_outputs(node, cfg: LiveConfig, recorder, clock_ns: list, result: dict) -> None:
+    """Raw subscriptions of the graph's outputs into the recorder, stamped with the played
+    /clock (the wall clock before the first)."""
+    from dp_eval.graph import subscribe_raw
+    record = ({t: DEFAULT_LIVE_RECORD.get(t) for t in cfg.record_topics}
+              if cfg.record_topics else dict(DEFAULT_LIVE_RECORD))
+
+    def write(topic, msgtype, data):
+        recorder.write(topic, msgtype, data,
+                       clock_ns[0] if clock_ns[0] is not None else time.time_ns())
+    _, skipped = subscribe_raw(node, record, write)
+    for topic in skipped:
+        result['errors'].append(f'not recorded: type of {topic} unknown (not in the graph)')
+
+
+def _play(node, context, bag: str, cfg: LiveConfig, play_topics: list, clock_ns: list, group,
+          log_dir: Path, result: dict) -> None:
+    """The bag's observations played into the graph (with /clock, noted in clock_ns), once the
+    policy node is active and the topics have subscribers; then cfg.settle_s more recorded."""
+    from dp_eval.player import BagPlayer, PlayOptions, RosSink
+    options = PlayOptions(rate=cfg.rate, clock=cfg.clock, topics=play_topics,
+                          delay_s=cfg.discovery_s)
+    player = BagPlayer(bag, options, sink=None, progress=cfg.progress,  # type: ignore[arg-type]
+                       should_stop=lambda: not context.ok())
+    sink = RosSink(node, bag, player.topics, options.remap)
+
+    class _ClockTap:
+        def publish(self, *a):
+            sink.publish(*a)
+
+        def publish_clock(self, stamp_ns):
+            clock_ns[0] = stamp_ns
+            sink.publish_clock(stamp_ns)
+    player.sink = _ClockTap()
+    _wait_policy_active(node, cfg, group, log_dir, result)
+    missing = sink.wait_for_subscribers(cfg.discovery_s + (10.0 if group is not None else 0))
+    if missing:
+        result['errors'].append(f'no subscriber on {missing} when playing started')
+    stats = player.run()
+    time.sleep(cfg.settle_s)
+    result['play'] = {'published': stats.published, 'clock_messages': stats.clock_messages,
+                      'wall_s': stats.wall_s}
+    if stats.error:
+        result['partial'] = True
+        result['errors'].append(stats.error)
+
+
+def _live_metrics(bag: str, cfg: LiveConfig, play_topics: list, recorder, result: dict) -> dict:
+    """Counts, and the recorded chunks compared with the bag's commands."""
     chunks = _read_chunks(cfg.out_bag, cfg.action_chunk_topic)
     m: dict = {'played': int(sum((result.get('play') or {}).get('published', {}).values())),
                'recorded': int(sum(recorder.counts.values()))}
-    if chunks:
-        names = [str(n) for n in chunks[0].trajectory.joint_names]
-        try:
-            ref_t, ref_q = _reference(bag, names, float(chunks[0].dt_s), cfg.command_topic,
-                                      cfg.command_joint_names)
-            m['comparison'] = compare_chunks(chunks, ref_t, ref_q, names)
-        except Exception as exc:  # noqa: BLE001 - a broken reference is reported, not fatal
-            result['partial'] = True
-            result['errors'].append(f'comparison failed: {type(exc).__name__}: {exc}')
-    else:
+    if not chunks:
         result['errors'].append(f'no message on {cfg.action_chunk_topic} was recorded: is the '
                                 f'policy node running and subscribed to {play_topics}?')
-    result['metrics'] = m
-    result['wall_s'] = time.monotonic() - t_start
-    print(f'dp_eval live: recorded {m["recorded"]} messages into {cfg.out_bag}', file=sys.stderr)
-    return result
+        return m
+    names = [str(n) for n in chunks[0].trajectory.joint_names]
+    try:
+        ref_t, ref_q = _reference(bag, names, float(chunks[0].dt_s), cfg.command_topic,
+                                  cfg.command_joint_names)
+        m['comparison'] = compare_chunks(chunks, ref_t, ref_q, names)
+    except Exception as exc:  # noqa: BLE001 - a broken reference is reported, not fatal
+        result['partial'] = True
+        result['errors'].append(f'comparison failed: {type(exc).__name__}: {exc}')
+    return m
 
 
 def _wait_policy_active(node, cfg: LiveConfig, group, log_dir: Path, result: dict) -> None:
@@ -288,7 +302,8 @@ def _wait_policy_active(node, cfg: LiveConfig, group, log_dir: Path, result: dic
     ready_timeout_s; attached graph: waited for discovery_s, then played anyway with a note)."""
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
-    from dp_eval.closed_loop import ClosedLoopError, _log_tail
+    from dp_eval.closed_loop import ClosedLoopError
+    from dp_eval.graph import log_tail
     from dp_msgs.msg import PolicyStatus
     status_topic = cfg.action_chunk_topic.rsplit('/', 1)[0] + '/status'
     seen: list = [None]
@@ -302,7 +317,7 @@ def _wait_policy_active(node, cfg: LiveConfig, group, log_dir: Path, result: dic
             if group is not None:
                 dead = group.dead_required()
                 if dead:
-                    raise ClosedLoopError(f'{dead[0]} exited{_log_tail(log_dir, dead[0])}')
+                    raise ClosedLoopError(f'{dead[0]} exited{log_tail(log_dir, dead[0])}')
             st = seen[0]
             if st is not None:
                 if st.last_skip_reason.startswith('configure failed'):
@@ -312,7 +327,7 @@ def _wait_policy_active(node, cfg: LiveConfig, group, log_dir: Path, result: dic
             time.sleep(0.1)
         if group is not None:
             raise ClosedLoopError(f'the policy node did not become active within '
-                                  f'{cfg.ready_timeout_s:.0f} s{_log_tail(log_dir, "policy_node")}')
+                                  f'{cfg.ready_timeout_s:.0f} s{log_tail(log_dir, "policy_node")}')
         result['errors'].append(f'no active PolicyStatus on {status_topic}: played anyway')
     finally:
         node.destroy_subscription(sub)

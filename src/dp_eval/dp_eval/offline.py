@@ -306,22 +306,12 @@ def run_offline(checkpoint: Any, bags: Sequence[str | Path], dataset_cfg: Any = 
     CheckpointMismatchError before evaluating anything; a corrupt bag does not raise: the result
     gets partial=True and the error text, with everything evaluated so far.
     """
-    from dp_policy.data.dataset import DatasetError, find_bags, load_episodes
+    from dp_policy.data.dataset import DatasetError, find_bags
     t_start = time.monotonic()
-    if isinstance(checkpoint, (str, Path)):
-        from dp_policy.policy import DiffusionPolicy
-        kw = {'num_samples': cfg.num_samples, 'seed': cfg.seed, 'backend': cfg.backend}
-        kw.update(policy_kwargs or {})
-        policy = DiffusionPolicy.from_checkpoint(str(checkpoint), **kw)
-        ckpt_name = str(checkpoint)
-    else:
-        policy = checkpoint
-        ckpt_name = getattr(policy, 'name', type(policy).__name__)
+    policy, ckpt_name = _open_policy(checkpoint, cfg, policy_kwargs)
     meta = policy.meta
-    if dataset_cfg is None:
-        dataset_cfg = dataset_config_for(meta)
-    else:
-        dataset_cfg = dataset_config_for(meta, base=dataset_cfg)
+    dataset_cfg = dataset_config_for(meta, base=dataset_cfg) if dataset_cfg is not None \
+        else dataset_config_for(meta)
     try:
         bag_list = [str(b) for b in find_bags(bags)]
     except DatasetError as exc:
@@ -336,52 +326,26 @@ def run_offline(checkpoint: Any, bags: Sequence[str | Path], dataset_cfg: Any = 
                 'storage': 'unknown', 'duration_s': 0.0}
     if cfg.warmup and hasattr(policy, 'warmup'):
         policy.warmup(batch_sizes=sorted({1, cfg.batch_size}))
-
     result: dict = {
         'kind': 'offline', 'label': label or Path(ckpt_name).stem, 'checkpoint': ckpt_name,
         'policy': _meta_dict(meta), 'dataset': dataset_cfg.to_dict(), 'bags': [],
         'partial': False, 'errors': [],
     }
-    rec = StepRecord()
-    traces: list = []
-    probe: list[float] = []
-    budget = [cfg.max_steps] if cfg.max_steps is not None else None
+    run = _OfflineRun(policy, dataset_cfg, cfg, cache_dir)
     bar = None
     if progress:
         from dp_eval.progress import bar as make_bar
         total = sum(max(0, int(infos[b]['duration_s'] / meta.dt_s) + 1 - (meta.n_obs_steps - 1))
                     for b in bag_list)
         bar = make_bar(total, f'offline {label or Path(ckpt_name).stem}', 'step')
+    run.bar = bar
     try:
         for b in bag_list:
             entry = {'path': b, 'storage': infos[b]['storage'], 'episodes': 0, 'steps': 0,
                      'error': None}
             result['bags'].append(entry)
-            n_before = len(rec.pred)
-            def evaluate(path: str, cache: Optional[str]) -> None:
-                eps, _ = load_episodes([path], dataset_cfg, cache_dir=cache, progress=False)
-                if len(probe) < cfg.latency_probe:
-                    probe.extend(latency_probe(policy, eps, cfg.latency_probe - len(probe)))
-                entry['episodes'] = len(eps)
-                replay_episodes(policy, eps, cfg, rec, traces, bar, budget)
-
-            try:
-                if b in unreadable:
-                    raise unreadable[b]
-                if cfg.verify:
-                    for _ in bagio.iter_raw(b):
-                        pass
-                evaluate(b, cache_dir)
-            except (bagio.CorruptBagError, DatasetError) as exc:
-                msg = str(exc)
-                if isinstance(exc, bagio.CorruptBagError) and cfg.salvage:
-                    msg += _evaluate_salvaged(b, entry, meta, dataset_cfg, evaluate)
-                entry['error'] = msg
-                result['errors'].append(msg)
-                result['partial'] = True
-                print(f'dp_eval offline: {msg}\n  (results so far are kept)', file=sys.stderr)
-            entry['steps'] = len(rec.pred) - n_before
-            if budget is not None and budget[0] <= 0:
+            run.bag(b, entry, unreadable.get(b), result)
+            if run.budget is not None and run.budget[0] <= 0:
                 break
     except KeyboardInterrupt:
         result['partial'] = True
@@ -389,7 +353,60 @@ def run_offline(checkpoint: Any, bags: Sequence[str | Path], dataset_cfg: Any = 
     finally:
         if bar is not None:
             bar.close()
-    result['metrics'] = summarize(rec, meta, cfg, probe)
-    result['traces'] = traces
+    result['metrics'] = summarize(run.rec, meta, cfg, run.probe)
+    result['traces'] = run.traces
     result['wall_s'] = time.monotonic() - t_start
     return result
+
+
+def _open_policy(checkpoint: Any, cfg: OfflineConfig, policy_kwargs: Optional[dict]):
+    """(policy, its name): a checkpoint path opened as a DiffusionPolicy, or the object given."""
+    if isinstance(checkpoint, (str, Path)):
+        from dp_policy.policy import DiffusionPolicy
+        kw = {'num_samples': cfg.num_samples, 'seed': cfg.seed, 'backend': cfg.backend}
+        kw.update(policy_kwargs or {})
+        return DiffusionPolicy.from_checkpoint(str(checkpoint), **kw), str(checkpoint)
+    return checkpoint, getattr(checkpoint, 'name', type(checkpoint).__name__)
+
+
+class _OfflineRun:
+    """The bags of one offline evaluation, one after the other, into one StepRecord."""
+
+    def __init__(self, policy, dataset_cfg, cfg: OfflineConfig, cache_dir: Optional[str]):
+        self.policy, self.dataset_cfg, self.cfg, self.cache_dir = policy, dataset_cfg, cfg, cache_dir
+        self.rec = StepRecord()
+        self.traces: list = []
+        self.probe: list[float] = []
+        self.budget = [cfg.max_steps] if cfg.max_steps is not None else None
+        self.bar = None
+
+    def evaluate(self, path: str, cache: Optional[str], entry: dict) -> None:
+        from dp_policy.data.dataset import load_episodes
+        eps, _ = load_episodes([path], self.dataset_cfg, cache_dir=cache, progress=False)
+        if len(self.probe) < self.cfg.latency_probe:
+            self.probe.extend(latency_probe(self.policy, eps,
+                                            self.cfg.latency_probe - len(self.probe)))
+        entry['episodes'] = len(eps)
+        replay_episodes(self.policy, eps, self.cfg, self.rec, self.traces, self.bar, self.budget)
+
+    def bag(self, b: str, entry: dict, unreadable: Optional[Exception], result: dict) -> None:
+        """One bag into the record; a damaged one is said in entry/result (salvaged if asked)."""
+        from dp_policy.data.dataset import DatasetError
+        n_before = len(self.rec.pred)
+        try:
+            if unreadable is not None:
+                raise unreadable
+            if self.cfg.verify:
+                for _ in bagio.iter_raw(b):
+                    pass
+            self.evaluate(b, self.cache_dir, entry)
+        except (bagio.CorruptBagError, DatasetError) as exc:
+            msg = str(exc)
+            if isinstance(exc, bagio.CorruptBagError) and self.cfg.salvage:
+                msg += _evaluate_salvaged(b, entry, self.policy.meta, self.dataset_cfg,
+                                          lambda path, cache: self.evaluate(path, cache, entry))
+            entry['error'] = msg
+            result['errors'].append(msg)
+            result['partial'] = True
+            print(f'dp_eval offline: {msg}\n  (results so far are kept)', file=sys.stderr)
+        entry['steps'] = len(self.rec.pred) - n_before

@@ -1,7 +1,7 @@
 """DiffusionPolicy: the object nodes and evaluation use to turn observations into action chunks.
 
 ROS-free. Loads a checkpoint, normalises inputs, runs B robots x K samples through the denoising
-graph in one batch (backends.py), unnormalises, and picks per robot the sample most coherent with
+graph in one batch (sampling/backends.py), unnormalises, and picks per robot the sample most coherent with
 the still-unexecuted part of that robot's previous chunk.
 
 Timeline (n_obs_steps=2, horizon=16, n_action_steps=8; one column per dt_s, t = stamp of the newest obs):

@@ -22,12 +22,12 @@ Time: the published trajectory's header.stamp is the newest observation's stamp 
 meant for stamp + j*dt (point 0 is the action for the observation time itself). The node honours
 use_sim_time; a clock jumping backwards clears every history (no mixing of episodes).
 
-The node is thin: parameters -> PolicyNodeConfig (node_config.py), messages -> arrays
-(dp_common), alignment (observation.py), inference (policy.py). It only wires and publishes.
+The node is thin: parameters -> PolicyNodeConfig (node_config.py), images in and chunks out
+(messages.py), alignment (observation.py), when to infer and for which robots (scheduling.py),
+counters of the status (status.py), inference (dp_policy.policy). It only wires and publishes.
 """
 from __future__ import annotations
 
-import collections
 import sys
 import threading
 import time
@@ -44,123 +44,41 @@ from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityP
                        qos_profile_sensor_data)
 from rcl_interfaces.msg import ParameterDescriptor
 
-from dp_common.images import (ImageFormatError, UnsupportedEncodingError, encoding_info,
-                              resize_rgb8, to_rgb8)
 from dp_common.joints import JointIndexer
 from dp_common.node_main import run_node
-from dp_common.stamps import ns_to_stamp, stamp_to_ns
-from dp_common.trajectories import arrays_to_joint_trajectory
+from dp_common.stamps import stamp_to_ns
 from dp_msgs.msg import ActionChunk, Counter, InputStatus, PolicyStatus
 from dp_msgs.srv import ResetHistory, SetEnabled
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from trajectory_msgs.msg import JointTrajectory
 
+from .messages import chunk_messages, decode_image, precheck_image
 from .node_config import PARAMETERS, ConfigError, PolicyNodeConfig, output_topic, robot_topic
-from .observation import (JOINT_STREAM, ClockJumpDetector, ImageRejected, Observation,
-                          ObservationHistory, Skip)
+from .observation import JOINT_STREAM, ClockJumpDetector, Observation, ObservationHistory
+from .scheduling import RobotSchedule, TimerTicks, Trigger, select_batch
+from .status import StatusBook, StreamStats
 
 OUTPUT_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                         history=HistoryPolicy.KEEP_LAST)
 STATUS_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                         history=HistoryPolicy.KEEP_LAST, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-NS = 1_000_000_000
-
-
-def decode_image(msg: Any, transport: str, image_hw: tuple[int, int], resize: bool) -> np.ndarray:
-    """Image / CompressedImage -> (H, W, 3) uint8 RGB of the checkpoint's size.
-
-    Raises ImageRejected with a counter name ('unsupported_encoding', 'bad_image_format',
-    'image_conversion_error', 'wrong_image_size')."""
-    try:   # the decoder training uses (dp_common.images.to_rgb8): the same pixels
-        arr = to_rgb8(msg, transport == 'compressed', image_hw if resize else None)
-    except UnsupportedEncodingError as err:
-        raise ImageRejected('unsupported_encoding', str(err)) from err
-    except ImageFormatError as err:
-        raise ImageRejected('bad_image_format', str(err)) from err
-    except Exception as err:  # noqa: BLE001 - a message the decoder chokes on
-        raise ImageRejected('image_conversion_error', f'{type(err).__name__}: {err}') from err
-    arr = np.asarray(arr)
-    if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8 or arr.size == 0:
-        raise ImageRejected('bad_image_format', f'decoded to {arr.dtype} {arr.shape}')
-    if tuple(arr.shape[:2]) != tuple(image_hw):
-        if not resize:
-            raise ImageRejected('wrong_image_size',
-                                f'{arr.shape[1]}x{arr.shape[0]} instead of {image_hw[1]}x{image_hw[0]}')
-        arr = resize_rgb8(arr, image_hw)
-    return arr
-
-
-class StreamStats:
-    """Receive counter, rate and newest accepted stamp of one input topic."""
-
-    def __init__(self, topic: str) -> None:
-        self.topic = topic
-        self.received = 0
-        self.newest_ns: Optional[int] = None
-        self._count_at_mark = 0
-        self.rate_hz = 0.0
-
-    def mark(self, elapsed_s: float) -> None:
-        if elapsed_s > 0:
-            self.rate_hz = (self.received - self._count_at_mark) / elapsed_s
-        self._count_at_mark = self.received
 
 
 class Robot:
-    """Everything the node keeps for one robot namespace."""
+    """Everything the node keeps for one robot namespace: its observation history, its place in
+    the schedule (scheduling.RobotSchedule), input statistics, subscriptions and publishers."""
 
-    def __init__(self, ns: str, history: ObservationHistory, indexer: JointIndexer) -> None:
+    def __init__(self, ns: str, history: ObservationHistory, indexer: JointIndexer,
+                 schedule: RobotSchedule) -> None:
         self.ns = ns
         self.history = history
         self.indexer = indexer
+        self.schedule = schedule
         self.stats: dict[str, StreamStats] = {}
         self.subscriptions: list = []
         self.traj_pub = None
         self.chunk_pub = None
-        self.last_t0_ns: Optional[int] = None   # stamp of the last chunk's newest observation
-        self.tried_t0_ns: Optional[int] = None  # newest observation stamp last tried (chunk or not)
-        self.due_ns: Optional[int] = None       # trigger observation: stamp the next chunk is due at
         self.sequence = 0
-        self.epoch = 0                          # bumped by reset / clock jump: drops chunks in flight
-        self.last_skip = 'no observation yet'
-
-    def is_new(self, t0_ns: Optional[int]) -> bool:
-        """An observation stamped t0_ns exists and is newer than the last one tried."""
-        return t0_ns is not None and (self.tried_t0_ns is None or t0_ns > self.tried_t0_ns)
-
-    def is_due(self, t0_ns: int, period_ns: int, early_ns: Optional[int] = None) -> bool:
-        """Trigger 'observation' (period_ns > 0): may the observation stamped t0_ns start a chunk?
-        Chunks follow a grid of one period in observation time, each due from `early_ns` (default
-        a quarter period) before its grid point, and never closer than half a period: so a camera
-        whose frames do not divide the period (15 Hz for a 10 Hz policy) still gives
-        policy_rate_hz on average (chunks 133 / 67 ms apart), where 'at least 0.75 period apart'
-        alone would give 7.5 Hz. period_ns 0 (trigger 'timer', the tick sets the rate): any new
-        observation."""
-        if period_ns <= 0 or self.due_ns is None or self.last_t0_ns is None:
-            return True
-        early = period_ns // 4 if early_ns is None else early_ns
-        return t0_ns >= self.due_ns - early and t0_ns >= self.last_t0_ns + period_ns // 2
-
-    def chunk_published(self, t0_ns: int, period_ns: int) -> None:
-        self.last_t0_ns = t0_ns
-        if period_ns > 0:
-            nxt = t0_ns + period_ns if self.due_ns is None else self.due_ns + period_ns
-            if nxt - period_ns // 4 <= t0_ns:   # a whole period behind (frames missing, load):
-                nxt = t0_ns + period_ns          # the grid starts again from this observation
-            self.due_ns = nxt
-
-
-def robots_starting(candidates: list[tuple[Robot, int]], period_ns: int) -> list[Robot]:
-    """Trigger 'observation': of the robots with a new, fresh observation (robot, its stamp), the
-    ones that start a chunk now. None unless at least one is due (Robot.is_due); then also every
-    robot due within half a period, so that robots whose cameras are out of phase still share one
-    batch (one forward pass per period instead of one per robot; each keeps its own grid, so its
-    rate stays policy_rate_hz). period_ns 0 (trigger 'timer'): all of them."""
-    if period_ns <= 0:
-        return [r for r, _ in candidates]
-    if not any(r.is_due(t0, period_ns) for r, t0 in candidates):
-        return []
-    return [r for r, t0 in candidates if r.is_due(t0, period_ns, period_ns // 2)]
 
 
 class PolicyNode(LifecycleNode):
@@ -174,15 +92,8 @@ class PolicyNode(LifecycleNode):
                 self.declare_parameter(name, Parameter.Type.STRING_ARRAY, desc)
             else:
                 self.declare_parameter(name, default, desc)
-        self._lock = threading.Lock()             # counters, stats, latency windows
-        self._rejected: collections.Counter = collections.Counter()
-        self._skipped: collections.Counter = collections.Counter()
-        self._latency = collections.deque(maxlen=200)
-        self._obs_to_pub = collections.deque(maxlen=200)
-        self._chunks_published = 0
-        self._chunks_at_mark = 0
-        self._output_rate_hz = 0.0
-        self._mark_time = time.monotonic()
+        self._lock = threading.Lock()             # the policy resets the worker takes
+        self.book = StatusBook()                  # counters and windows of ~/status
         self._node_reason = 'not configured'     # node-level reason for no chunk ('' if none)
         self._policy_resets: set[str] = set()     # robots whose policy state the worker resets
         self._last_backend = ''
@@ -200,7 +111,7 @@ class PolicyNode(LifecycleNode):
         self._cameras: list[str] = []
         self._transports: list[str] = []
         self._out_joint_names: list[str] = []
-        self._due_period_ns = 0                 # trigger observation: the chunk grid (Robot.is_due)
+        self.trigger: Optional[Trigger] = None
         self._warmup_choice: dict = {}
 
         status_topic = self.get_parameter('status_topic').value
@@ -228,8 +139,8 @@ class PolicyNode(LifecycleNode):
         """Why the last tick produced no chunk: a node-level reason, else the robots' ('' = none)."""
         if self._node_reason:
             return self._node_reason
-        reasons = [(f'{r.ns}: ' if r.ns else '') + r.last_skip
-                   for r in list(self.robots.values()) if r.last_skip]
+        reasons = [(f'{r.ns}: ' if r.ns else '') + r.schedule.last_skip
+                   for r in list(self.robots.values()) if r.schedule.last_skip]
         return '; '.join(reasons)
 
     @property
@@ -272,8 +183,7 @@ class PolicyNode(LifecycleNode):
         self._transports = cfg.transports(topics)
         self._out_joint_names = joints
         self._clock_jumps = ClockJumpDetector(cfg.clock_jump_threshold_s)
-        period_ns = int(NS / cfg.policy_rate_hz)
-        self._due_period_ns = period_ns if cfg.trigger == 'observation' else 0
+        self.trigger = Trigger(cfg.trigger, cfg.policy_rate_hz)
         for ns in cfg.robot_namespaces:
             self._add_robot(ns, joints, topics, meta)
         self._node_reason = ''
@@ -291,7 +201,7 @@ class PolicyNode(LifecycleNode):
             len(joints), self._cameras, meta.n_obs_steps, meta.dt_s, cfg.max_observation_age_s,
             tolerance_s=cfg.alignment_tolerance_s or None, max_future_s=cfg.max_future_stamp_s,
             image_hw=meta.image_hw, image_capacity=cfg.max_images_per_camera)
-        robot = Robot(ns, history, JointIndexer(joints))
+        robot = Robot(ns, history, JointIndexer(joints), RobotSchedule(self.trigger.grid_ns))
         self.robots[ns] = robot
         sub = self.create_subscription(
             JointState, robot_topic(ns, cfg.joint_states_topic),
@@ -390,23 +300,16 @@ class PolicyNode(LifecycleNode):
             f'clock jumped backwards (now {now_ns * 1e-9:.3f} s): clearing every observation history')
         for robot in list(self.robots.values()):
             self._reset_robot(robot)
-        self._count(self._skipped, 'clock_jump')
+        self.book.skipped('clock_jump')
 
     def _reset_robot(self, robot: Robot) -> None:
-        robot.epoch += 1
+        robot.schedule.reset()
         robot.history.clear()
-        robot.last_t0_ns = robot.tried_t0_ns = robot.due_ns = None
-        robot.last_skip = 'history reset'
         with self._lock:
             self._policy_resets.add(robot.ns)
 
-    def _count(self, counter: collections.Counter, key: str, n: int = 1) -> None:
-        with self._lock:
-            counter[key] += n
-
     def _reject(self, robot: Robot, stream: str, code: str, detail: str = '') -> None:
-        key = code.split(':', 1)[0]
-        self._count(self._rejected, key)
+        self.book.rejected(code)
         stats = robot.stats.get(stream)
         topic = stats.topic if stats is not None else stream
         self.get_logger().warning(
@@ -426,7 +329,7 @@ class PolicyNode(LifecycleNode):
         if reason:
             self._reject(robot, JOINT_STREAM, reason)
             return
-        stats.newest_ns = stamp if stats.newest_ns is None else max(stats.newest_ns, stamp)
+        stats.accepted(stamp)
         self._maybe_wake(robot)
 
     def _on_image(self, robot: Robot, cam: str, transport: str, msg: Any) -> None:
@@ -436,7 +339,7 @@ class PolicyNode(LifecycleNode):
         stats = robot.stats[cam]
         stats.received += 1
         now = self._now_ns()
-        code = self._precheck_image(msg, transport, policy.meta.image_hw, cfg.resize_images)
+        code = precheck_image(msg, transport, policy.meta.image_hw, cfg.resize_images)
         if code:
             self._reject(robot, cam, code, getattr(msg, 'encoding', getattr(msg, 'format', '')))
             return
@@ -447,32 +350,15 @@ class PolicyNode(LifecycleNode):
         if reason:
             self._reject(robot, cam, reason)
             return
-        stats.newest_ns = stamp if stats.newest_ns is None else max(stats.newest_ns, stamp)
+        stats.accepted(stamp)
         self._maybe_wake(robot)
 
-    @staticmethod
-    def _precheck_image(msg: Any, transport: str, image_hw: tuple[int, int], resize: bool) -> str:
-        """Cheap checks on arrival (decoding waits until the image is used)."""
-        if len(msg.data) == 0:
-            return 'empty_image'
-        if transport == 'compressed':
-            return ''
-        if msg.height == 0 or msg.width == 0:
-            return 'empty_image'
-        try:
-            encoding_info(msg.encoding)
-        except UnsupportedEncodingError:
-            return 'unsupported_encoding'
-        if not resize and (msg.height, msg.width) != tuple(image_hw):
-            return 'wrong_image_size'
-        return ''
-
     def _maybe_wake(self, robot: Robot) -> None:
-        cfg = self.cfg
-        if not self._active or cfg is None or cfg.trigger != 'observation':
+        trigger = self.trigger
+        if not self._active or trigger is None or not trigger.on_observation:
             return
         t0 = robot.history.newest_common_ns()
-        if robot.is_new(t0) and robot.is_due(t0, self._due_period_ns):
+        if robot.schedule.is_new(t0) and robot.schedule.is_due(t0):
             self._wake.set()
 
     # ------------------------------------------------------------------ inference
@@ -483,39 +369,31 @@ class PolicyNode(LifecycleNode):
         under use_sim_time: woken by every /clock update; a clock going backwards restarts the
         ticks); each tick infers on the newest complete observation of every robot.
         trigger 'observation': runs as soon as a robot's newest complete observation is due (a grid
-        of 1/policy_rate_hz in observation time, Robot.is_due), and every 0.5 s to refresh skip
+        of 1/policy_rate_hz in observation time, RobotSchedule.is_due), and every 0.5 s to refresh skip
         reasons.
         """
-        cfg = self.cfg
-        period_ns = int(NS / cfg.policy_rate_hz)
-        next_tick: Optional[int] = None
+        trigger = self.trigger
+        ticks = TimerTicks(trigger.period_ns)
         while not self._stop.is_set():
-            if cfg.trigger == 'timer':
-                now = self._now_ns()
-                if now <= 0:
-                    self._node_reason = 'waiting for the clock (use_sim_time and no /clock yet)'
-                    next_tick = None
-                    self._wait(0.1)
-                    continue
-                if next_tick is None or now < next_tick - 2 * period_ns:
-                    next_tick = now                 # first tick, or the clock went backwards
-                if now < next_tick:
-                    sim = self.get_clock().ros_time_is_active
-                    remaining = (next_tick - now) * 1e-9
-                    self._wait(min(remaining, 0.1) if sim else remaining)
-                    continue
-                self._run_tick()
-                next_tick += period_ns
-                now = self._now_ns()
-                if next_tick <= now:                 # inference longer than a period: skip ticks
-                    missed = (now - next_tick) // period_ns + 1
-                    self._count(self._skipped, 'overrun', int(missed))
-                    next_tick += missed * period_ns
-            else:
+            if trigger.on_observation:
                 self._wait(0.5)
-                if self._stop.is_set():
-                    break
-                self._run_tick()
+                if not self._stop.is_set():
+                    self._run_tick()
+                continue
+            now = self._now_ns()
+            if now <= 0:
+                self._node_reason = 'waiting for the clock (use_sim_time and no /clock yet)'
+                ticks.reset()
+                self._wait(0.1)
+                continue
+            wait_s = ticks.wait_s(now)
+            if wait_s > 0:   # simulated time: woken by /clock, re-checked at least every 0.1 s
+                self._wait(min(wait_s, 0.1) if self.get_clock().ros_time_is_active else wait_s)
+                continue
+            self._run_tick()
+            missed = ticks.ticked(self._now_ns())
+            if missed:                           # inference longer than a period
+                self.book.skipped('overrun', missed)
 
     def _wait(self, timeout_s: float) -> None:
         self._wake.wait(timeout=max(0.0, timeout_s))
@@ -527,7 +405,7 @@ class PolicyNode(LifecycleNode):
         except Exception as err:  # noqa: BLE001 - the thread must survive anything
             if not self.context.ok():
                 return      # shutting down (SIGINT): the publishers went with the context
-            self._count(self._skipped, 'inference_error')
+            self.book.skipped('inference_error')
             self._node_reason = f'inference_error: {type(err).__name__}: {err}'[:500]
             self.get_logger().error(f'inference failed: {type(err).__name__}: {err}',
                                     throttle_duration_sec=5.0)
@@ -548,31 +426,15 @@ class PolicyNode(LifecycleNode):
             self._node_reason = 'waiting for the clock (use_sim_time and no /clock yet)'
             return
         self._node_reason = ''
-        robots = []                               # (robot, epoch, newest stamp, within max age)
-        for robot in list(self.robots.values()):
-            t0 = robot.history.newest_common_ns()
-            if t0 is not None and robot.tried_t0_ns is not None and t0 < robot.tried_t0_ns:
-                robot.last_t0_ns = robot.tried_t0_ns = robot.due_ns = None  # history restarted
-            fresh = t0 is not None and now - t0 <= robot.history.max_age_ns
-            robots.append((robot, robot.epoch, t0, fresh))
-        starting = {id(r) for r in robots_starting(
-            [(r, t0) for r, _, t0, fresh in robots if fresh and r.is_new(t0)], self._due_period_ns)}
-        ready: list[tuple[Robot, Observation, int]] = []
-        for robot, epoch, t0, fresh in robots:
-            if fresh and id(robot) not in starting:
-                # fresh, but nothing new since the last attempt (its reason stands), or not due
-                # yet (trigger observation): wait
-                continue
-            robot.tried_t0_ns = t0
-            res = robot.history.sample(now)
-            if isinstance(res, Skip):
-                robot.last_skip = res.reason
-                if res.rejected:
-                    self._reject(robot, res.stream, res.counter, res.detail)
-                else:
-                    self._count(self._skipped, res.counter)
-                continue
-            ready.append((robot, res, epoch))
+        by_ns = dict(self.robots)
+        ready, skipped = select_batch([(ns, r.schedule, r.history) for ns, r in by_ns.items()],
+                                      now, self.trigger.grid_ns)
+        for ns, skip in skipped:
+            if skip.rejected:
+                self._reject(by_ns[ns], skip.stream, skip.counter, skip.detail)
+            else:
+                self.book.skipped(skip.counter)
+        ready = [(by_ns[ns], obs, epoch) for ns, obs, epoch in ready]
         if not ready:
             return
         state = np.stack([o.state for _, o, _ in ready])                           # (B, n_obs, S)
@@ -581,60 +443,27 @@ class PolicyNode(LifecycleNode):
         out = policy.predict(state, images, stamps=stamps, robot_ids=[r.ns for r, _, _ in ready])
         self._last_backend = out.backend
         for b, (robot, obs, epoch) in enumerate(ready):
-            if robot.epoch != epoch:
-                self._count(self._skipped, 'reset_during_inference')
+            if robot.schedule.epoch != epoch:
+                self.book.skipped('reset_during_inference')
                 continue
             actions = out.actions[b]                                                 # (T, A)
             if not np.all(np.isfinite(actions)):
-                self._count(self._skipped, 'nonfinite_action')
-                robot.last_skip = 'nonfinite_action'
+                self.book.skipped('nonfinite_action')
+                robot.schedule.last_skip = 'nonfinite_action'
                 continue
             if not self._enabled or not self._active:
                 continue
             self._publish_chunk(robot, obs, out, b)
 
     def _publish_chunk(self, robot: Robot, obs: Observation, out: Any, b: int) -> None:
-        meta, cfg = self.policy.meta, self.cfg
-        dt = float(meta.dt_s)
-        fai = int(out.first_action_index)
-        actions = np.asarray(out.actions[b], dtype=np.float64)                      # (T, A)
-        stamp = ns_to_stamp(obs.stamp_ns)
-        names = self._out_joint_names
-
-        def velocities(pos: np.ndarray) -> Optional[np.ndarray]:
-            if not cfg.publish_velocities or pos.shape[0] < 2:
-                return None
-            return np.gradient(pos, dt, axis=0)
-
-        future = actions[fai:]                                                       # (T - fai, A)
-        traj = arrays_to_joint_trajectory(names, np.arange(future.shape[0]) * dt, future,
-                                          velocities(future), stamp=stamp)
-        chunk = ActionChunk()
-        chunk.header = traj.header
         robot.sequence += 1
-        chunk.sequence = robot.sequence
-        chunk.robot_namespace = robot.ns
-        chunk.trajectory = arrays_to_joint_trajectory(
-            names, (np.arange(actions.shape[0]) - fai) * dt, actions, velocities(actions), stamp=stamp)
-        chunk.dt_s = dt
-        chunk.first_action_index = fai
-        chunk.n_action_steps = int(meta.n_action_steps)
-        chunk.inference_latency_s = float(out.latency_s)
-        chunk.scheduler = str(out.scheduler)
-        chunk.num_inference_steps = int(out.num_inference_steps)
-        chunk.num_samples = int(out.samples.shape[1])
-        chunk.chosen_sample = int(out.chosen[b])
-        now = self.get_clock().now().nanoseconds
-        age = (now - obs.stamp_ns) * 1e-9
-        chunk.observation_age_s = age
+        age = (self.get_clock().now().nanoseconds - obs.stamp_ns) * 1e-9
+        traj, chunk = chunk_messages(self._out_joint_names, self.policy.meta, out, b, obs.stamp_ns,
+                                     self.cfg.publish_velocities, robot.ns, robot.sequence, age)
         robot.traj_pub.publish(traj)
         robot.chunk_pub.publish(chunk)
-        robot.chunk_published(obs.stamp_ns, self._due_period_ns)
-        robot.last_skip = ''
-        with self._lock:
-            self._chunks_published += 1
-            self._latency.append(float(out.latency_s))
-            self._obs_to_pub.append(age)
+        robot.schedule.chunk_published(obs.stamp_ns)
+        self.book.chunk_published(out.latency_s, age)
 
     # ------------------------------------------------------------------ services
     def _on_reset_history(self, req: ResetHistory.Request, resp: ResetHistory.Response):
@@ -673,10 +502,8 @@ class PolicyNode(LifecycleNode):
             msg.device = cfg.device
         if self.policy is not None:
             msg.backend = self._last_backend
+        snap, elapsed = self.book.snapshot()
         now_ns = self.get_clock().now().nanoseconds
-        t = time.monotonic()
-        elapsed = t - self._mark_time
-        self._mark_time = t
         for robot in list(self.robots.values()):
             held = robot.history.sizes()
             for stream, stats in robot.stats.items():
@@ -685,21 +512,13 @@ class PolicyNode(LifecycleNode):
                 msg.inputs.append(InputStatus(topic=stats.topic, received=stats.received,
                                               rate_hz=float(stats.rate_hz), age_s=age,
                                               buffered=int(held.get(stream, 0))))
-        with self._lock:
-            if elapsed > 0:
-                self._output_rate_hz = (self._chunks_published - self._chunks_at_mark) / elapsed
-            self._chunks_at_mark = self._chunks_published
-            msg.chunks_published = self._chunks_published
-            msg.output_rate_hz = float(self._output_rate_hz)
-            lat = np.array(self._latency) if self._latency else None
-            o2p = np.array(self._obs_to_pub) if self._obs_to_pub else None
-            msg.rejected = [Counter(name=k, count=v) for k, v in sorted(self._rejected.items())]
-            msg.skipped = [Counter(name=k, count=v) for k, v in sorted(self._skipped.items())]
-        if lat is not None:
-            msg.latency_p50_s, msg.latency_p99_s = (float(v) for v in np.percentile(lat, [50, 99]))
-            msg.latency_max_s = float(lat.max())
-        if o2p is not None:
-            msg.observation_to_publish_p50_s = float(np.percentile(o2p, 50))
+        msg.chunks_published = snap.chunks_published
+        msg.output_rate_hz = snap.output_rate_hz
+        msg.rejected = [Counter(name=k, count=v) for k, v in sorted(snap.rejected.items())]
+        msg.skipped = [Counter(name=k, count=v) for k, v in sorted(snap.skipped.items())]
+        msg.latency_p50_s, msg.latency_p99_s = snap.latency_p50_s, snap.latency_p99_s
+        msg.latency_max_s = snap.latency_max_s
+        msg.observation_to_publish_p50_s = snap.observation_to_publish_p50_s
         msg.last_skip_reason = self.last_skip_reason
         try:
             self._status_pub.publish(msg)

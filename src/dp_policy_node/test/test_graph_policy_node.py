@@ -11,7 +11,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -86,69 +85,56 @@ def graph(tmp_path):
         assert rc == 0, f'a graph process exited with {rc}: {out[-2000:]}'
 
 
-def test_trajectories_across_processes(graph):
-    ctx = rclpy.context.Context()
-    rclpy.init(context=ctx)
-    try:
-        node = rclpy.create_node('follower_stand_in', context=ctx)
-        executor = rclpy.executors.SingleThreadedExecutor(context=ctx)
-        executor.add_node(node)
-        got: list[JointTrajectory] = []
-        arrival: list[int] = []
+def test_trajectories_across_processes(graph, ros_node):
+    node, executor = ros_node.node, ros_node.executor
+    got: list[JointTrajectory] = []
+    arrival: list[int] = []
 
-        def on_traj(msg):
-            got.append(msg)
-            arrival.append(node.get_clock().now().nanoseconds)
-        # the follower's subscription: reliable, depth 1
-        node.create_subscription(JointTrajectory, '/policy_node/trajectory', on_traj,
-                                 QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
-        status: list[PolicyStatus] = []
-        node.create_subscription(PolicyStatus, '/policy_node/status', status.append,
-                                 QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                                            durability=DurabilityPolicy.TRANSIENT_LOCAL))
-        deadline = time.monotonic() + 120.0           # discovery + torch import on a loaded machine
-        while len(got) < 10 and time.monotonic() < deadline:
-            assert graph.p.poll() is None, f'policy_node died: {graph.p.stdout.read()[-3000:]}'
-            executor.spin_once(timeout_sec=0.1)
-        assert len(got) >= 10, f'{len(got)} trajectories; status {status[-1:]}'
+    def on_traj(msg):
+        got.append(msg)
+        arrival.append(node.get_clock().now().nanoseconds)
+    # the follower's subscription: reliable, depth 1
+    node.create_subscription(JointTrajectory, '/policy_node/trajectory', on_traj,
+                             QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
+    status: list[PolicyStatus] = []
+    node.create_subscription(PolicyStatus, '/policy_node/status', status.append,
+                             QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                                        durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    def ten_or_died():
+        assert graph.p.poll() is None, f'policy_node died: {graph.p.stdout.read()[-3000:]}'
+        return len(got) >= 10
+    # discovery + torch import on a loaded machine
+    ros_node.spin_until(ten_or_died, f'10 trajectories (status {status[-1:]})', 120.0)
 
-        for msg, t_arrival in zip(got, arrival):
-            assert list(msg.joint_names) == JOINTS
-            assert len(msg.points) == 15
-            for i, p in enumerate(msg.points):
-                assert stamp_to_sec(p.time_from_start) == pytest.approx(0.1 * i, abs=1e-9)
-                assert np.all(np.isfinite(p.positions)) and len(p.positions) == 3
-            stamp = stamp_to_ns(msg.header.stamp)
-            # an observation stamp: the camera lags the 100 Hz joints, so it is a camera stamp
-            assert stamp % CAMERA_PERIOD_NS == 0 or stamp % JOINT_PERIOD_NS == 0, stamp
-            assert 0 < t_arrival - stamp < 2_000_000_000          # from the recent past
-        stamps = [stamp_to_ns(m.header.stamp) for m in got]
-        assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
-        assert sum(s % CAMERA_PERIOD_NS == 0 for s in stamps) >= len(stamps) // 2
-        gaps = np.diff(stamps) * 1e-9
-        assert 0.05 <= np.median(gaps) <= 0.2, gaps            # ~10 Hz policy rate
+    for msg, t_arrival in zip(got, arrival):
+        assert list(msg.joint_names) == JOINTS
+        assert len(msg.points) == 15
+        for i, p in enumerate(msg.points):
+            assert stamp_to_sec(p.time_from_start) == pytest.approx(0.1 * i, abs=1e-9)
+            assert np.all(np.isfinite(p.positions)) and len(p.positions) == 3
+        stamp = stamp_to_ns(msg.header.stamp)
+        # an observation stamp: the camera lags the 100 Hz joints, so it is a camera stamp
+        assert stamp % CAMERA_PERIOD_NS == 0 or stamp % JOINT_PERIOD_NS == 0, stamp
+        assert 0 < t_arrival - stamp < 2_000_000_000          # from the recent past
+    stamps = [stamp_to_ns(m.header.stamp) for m in got]
+    assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+    assert sum(s % CAMERA_PERIOD_NS == 0 for s in stamps) >= len(stamps) // 2
+    gaps = np.diff(stamps) * 1e-9
+    assert 0.05 <= np.median(gaps) <= 0.2, gaps            # ~10 Hz policy rate
 
-        t_end = time.monotonic() + 10.0                     # status is latched, at 1 Hz
-        while not (status and status[-1].chunks_published > 0) and time.monotonic() < t_end:
-            executor.spin_once(timeout_sec=0.1)
-        assert status and status[-1].chunks_published > 0
-        assert status[-1].lifecycle_state == 'active'
-        topics = {i.topic for i in status[-1].inputs}
-        assert topics == {'/joint_states', '/camera/image_raw'}
+    ros_node.spin_until(lambda: status and status[-1].chunks_published > 0,   # latched, 1 Hz
+                        'a status counting chunks', 10.0)
+    assert status[-1].lifecycle_state == 'active'
+    topics = {i.topic for i in status[-1].inputs}
+    assert topics == {'/joint_states', '/camera/image_raw'}
 
-        # a service across processes: disable output, the trajectories stop
-        client = node.create_client(SetEnabled, '/policy_node/set_enabled')
-        assert client.wait_for_service(timeout_sec=30.0)
-        future = client.call_async(SetEnabled.Request(enabled=False))
-        executor.spin_until_future_complete(future, timeout_sec=30.0)
-        assert future.result().success
-        t_end = time.monotonic() + 1.0
-        while time.monotonic() < t_end:
-            executor.spin_once(timeout_sec=0.05)
-        n = len(got)
-        t_end = time.monotonic() + 1.5
-        while time.monotonic() < t_end:
-            executor.spin_once(timeout_sec=0.05)
-        assert len(got) == n
-    finally:
-        rclpy.try_shutdown(context=ctx)
+    # a service across processes: disable output, the trajectories stop
+    client = node.create_client(SetEnabled, '/policy_node/set_enabled')
+    assert client.wait_for_service(timeout_sec=30.0)
+    future = client.call_async(SetEnabled.Request(enabled=False))
+    executor.spin_until_future_complete(future, timeout_sec=30.0)
+    assert future.result().success
+    ros_node.spin_for(1.0)
+    n = len(got)
+    ros_node.spin_for(1.5)
+    assert len(got) == n

@@ -10,7 +10,7 @@ from dp_common.bags import BagWriter, msgs, typestore  # noqa: E402
 from dp_common.images import (compressed_fields, image_fields, numpy_to_image,  # noqa: E402
                               rgb8_to_compressed)
 from dp_policy.data.dataset import DatasetConfig, decode_bag  # noqa: E402
-from dp_policy_node.policy_node import decode_image  # noqa: E402
+from dp_policy_node.messages import decode_image  # noqa: E402
 
 NS = 1_000_000_000
 T0 = 100 * NS

@@ -257,50 +257,6 @@ def test_observation_trigger_spaces_chunks_by_stamps(ckpt, graphs):
     assert np.mean(np.diff(stamps)) >= 0.8 * 0.2 * NS, np.diff(stamps)
 
 
-@pytest.mark.parametrize('frame_hz', [100.0, 30.0, 20.0, 15.0, 12.0, 7.0])
-def test_observation_grid_keeps_the_policy_rate(frame_hz):
-    # Robot.is_due alone: frames at frame_hz, a policy at 10 Hz. Chunks come at the policy rate
-    # on average when frames are faster (at the frame rate when slower), never closer than half
-    # a period, and never twice for one frame.
-    from dp_policy_node.policy_node import Robot
-    robot, period = Robot('', None, None), NS // 10
-    stamps = np.round(np.arange(0, 20.0, 1.0 / frame_hz) * NS).astype(np.int64) + 123_456_789
-    chunks = []
-    for t0 in stamps:
-        if robot.is_due(int(t0), period):
-            robot.chunk_published(int(t0), period)
-            chunks.append(t0)
-    gaps = np.diff(chunks)
-    assert gaps.min() >= period // 2, gaps
-    expected = min(frame_hz, 10.0) * 20.0
-    assert abs(len(chunks) - expected) <= 2, (len(chunks), expected)
-
-
-def test_robots_out_of_phase_share_batches_at_the_policy_rate():
-    # robots_starting alone: two robots, 30 Hz cameras 15 ms out of phase, a 10 Hz policy. Each
-    # frame arrival is a trigger; a robot joins a due one when it is due within half a period.
-    from dp_policy_node.policy_node import Robot, robots_starting
-    period = NS // 10
-    robots = [Robot('r1', None, None), Robot('r2', None, None)]
-    frames = sorted((int(k * NS / 30) + i * 15_000_000, i) for i in (0, 1) for k in range(600))
-    newest, tried, passes, chunks = [None, None], [None, None], 0, [[], []]
-    for t, i in frames:
-        newest[i] = t
-        fresh = [(robots[j], newest[j]) for j in (0, 1)
-                 if newest[j] is not None and newest[j] != tried[j]]
-        start = robots_starting(fresh, period)
-        if start:
-            passes += 1
-        for r in start:
-            j = robots.index(r)
-            tried[j] = newest[j]
-            r.chunk_published(newest[j], period)
-            chunks[j].append(newest[j])
-    for c in chunks:                                   # 20 s at 10 Hz each
-        assert abs(len(c) - 200) <= 2 and np.diff(c).min() >= period // 2, (len(c), np.diff(c))
-    assert passes <= 205, passes                       # one batch for both, not one pass each
-
-
 @pytest.mark.parametrize('problem, match', [
     ('missing', 'checkpoint file not found'),
     ('corrupt', 'bad.ckpt: '),                       # the file named, with the core's reason

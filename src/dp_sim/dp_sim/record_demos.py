@@ -106,50 +106,90 @@ def main(argv=None) -> int:
             shutil.rmtree(p)
     logs = out / '.logs'
     logs.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
-    env.setdefault('MUJOCO_GL', 'egl')
-    env.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
-    env['ROS_DOMAIN_ID'] = str(args.domain_id if args.domain_id is not None
-                               else 101 + os.getpid() % 100)
-    env['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
-    env['PYTHONUNBUFFERED'] = '1'
+    env = _isolated_env(args.domain_id)
     t0 = time.monotonic()
     rec_lines: list[str] = []
     demo_lines: list[str] = []
-    rec = _start('recorder_node', { 'output_dir': str(out),
-                                   'storage': args.storage, 'keep_failed': args.keep_failed},
-                 logs / 'recorder_node.log', env, rec_lines)
-    deadline = time.monotonic() + 60
-    while not any('RECORDER_READY' in x for x in rec_lines):
-        if rec.poll() is not None or time.monotonic() > deadline:
-            print('dp_record_demos: recorder did not start; see ' + str(logs), file=sys.stderr)
-            _stop(rec)
-            return 1
+    procs = _start_recorder_and_sim(args, out, logs, env, rec_lines)
+    if procs is None:
+        return 1
+    rec, sim = procs
+    demo = _start('demonstrator_node', {'use_sim_time': True, 'episodes': args.episodes,
+                                        'seed': args.seed, 'min_command_subscribers': 2,
+                                        'count_successes_only': True, 'balanced_sides': True,
+                                        'command_rate_hz': args.command_rate_hz},
+                  logs / 'demonstrator_node.log', env, demo_lines)
+    rc_demo = _wait_for_demonstrator(args, t0, demo, sim, rec, rec_lines)
+    # Let the recorder write what is still under way: wait for every episode's RECORDED line.
+    summaries = [json.loads(x.split(' ', 1)[1]) for x in demo_lines
+                 if x.startswith('DEMONSTRATOR_SUMMARY ')]
+    n_done = summaries[0]['episodes'] if summaries else 0
+    deadline = time.monotonic() + 30.0
+    while time.monotonic() < deadline and rec.poll() is None \
+            and sum(x.startswith('RECORDED ') for x in rec_lines) < n_done:
+        time.sleep(0.1)
+    _stop(demo)
+    codes = {'demonstrator': rc_demo, 'recorder': _stop(rec), 'sim': _stop(sim)}
+    wall = time.monotonic() - t0
+    time.sleep(0.2)  # reader threads drain
+    episodes = [json.loads(x.split(' ', 1)[1]) for x in rec_lines if x.startswith('RECORDED ')]
+    summary = _summary(args, out, episodes, wall, codes)
+    (logs / 'summary.json').write_text(json.dumps(summary, indent=2) + '\n')
+    n = len(episodes)
+    return 0 if (rc_demo == 0 and summary['successful'] >= args.episodes and n == n_done
+                 and summary['successful'] >= args.min_success * n) else 1
+
+
+def _isolated_env(domain_id) -> dict:
+    """The child processes' environment: a ROS domain of this run's own, this host only."""
+    env = dict(os.environ)
+    env.setdefault('MUJOCO_GL', 'egl')
+    env.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
+    env['ROS_DOMAIN_ID'] = str(domain_id if domain_id is not None else 101 + os.getpid() % 100)
+    env['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+    env['PYTHONUNBUFFERED'] = '1'
+    return env
+
+
+def _wait_for_line(marker: str, lines: list, procs, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not any(marker in x for x in lines):
+        if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
+            return False
         time.sleep(0.05)
+    return True
+
+
+def _start_recorder_and_sim(args, out, logs, env, rec_lines):
+    """The recorder, then the simulation once the recorder is up; (recorder, sim) once the
+    recorder receives every sensor topic and the task status (discovery can take a moment,
+    longer on a busy machine, and an episode whose start the recorder missed is not recorded),
+    None (both stopped, said why) if that never comes."""
+    rec = _start('recorder_node', {'output_dir': str(out), 'storage': args.storage,
+                                   'keep_failed': args.keep_failed},
+                 logs / 'recorder_node.log', env, rec_lines)
+    if not _wait_for_line('RECORDER_READY', rec_lines, [rec], 60.0):
+        print('dp_record_demos: recorder did not start; see ' + str(logs), file=sys.stderr)
+        _stop(rec)
+        return None
     sim = _start('sim_node', {'publish_clock': True, 'real_time_factor': args.real_time_factor,
                               'seed': args.seed, 'camera_rate_hz': args.camera_rate_hz,
                               'joint_state_rate_hz': args.joint_state_rate_hz,
                               'image_width': args.image_size, 'image_height': args.image_size,
                               'done_after_success_s': args.done_after_success_s},
                  logs / 'sim_node.log', env)
-    # Start episodes only once the recorder receives every sensor topic and the task status:
-    # discovery can take a moment (longer on a busy machine), and an episode whose start the
-    # recorder missed is not recorded.
-    deadline = time.monotonic() + 120
-    while not any('RECORDER_MATCHED' in x for x in rec_lines):
-        if rec.poll() is not None or sim.poll() is not None or time.monotonic() > deadline:
-            print('dp_record_demos: the recorder did not see the simulation; see ' + str(logs),
-                  file=sys.stderr)
-            _stop(sim)
-            _stop(rec)
-            return 1
-        time.sleep(0.05)
-    demo = _start('demonstrator_node', {'use_sim_time': True, 'episodes': args.episodes,
-                                        'seed': args.seed, 'min_command_subscribers': 2,
-                                        'count_successes_only': True, 'balanced_sides': True,
-                                        'command_rate_hz': args.command_rate_hz},
-                  logs / 'demonstrator_node.log', env, demo_lines)
-    # Episodes take about 5 s of simulated time; leave a generous margin for a loaded machine.
+    if not _wait_for_line('RECORDER_MATCHED', rec_lines, [rec, sim], 120.0):
+        print('dp_record_demos: the recorder did not see the simulation; see ' + str(logs),
+              file=sys.stderr)
+        _stop(sim)
+        _stop(rec)
+        return None
+    return rec, sim
+
+
+def _wait_for_demonstrator(args, t0, demo, sim, rec, rec_lines):
+    """Until the demonstrator exits (its return code), a process dies, or the time budget is
+    spent (None): episodes take about 5 s of simulated time, with a generous margin."""
     budget_s = 120.0 + args.episodes * 20.0 / args.real_time_factor
     rc_demo = None
     last_report = time.monotonic()
@@ -169,20 +209,11 @@ def main(argv=None) -> int:
     if rc_demo is None:
         print('dp_record_demos: demonstrator did not finish in time (or a process died); stopping',
               file=sys.stderr)
-    # Let the recorder write what is still under way: wait for every episode's RECORDED line.
-    summaries = [json.loads(x.split(' ', 1)[1]) for x in demo_lines
-                 if x.startswith('DEMONSTRATOR_SUMMARY ')]
-    n_done = summaries[0]['episodes'] if summaries else 0
-    deadline = time.monotonic() + 30.0
-    while time.monotonic() < deadline and rec.poll() is None \
-            and sum(x.startswith('RECORDED ') for x in rec_lines) < n_done:
-        time.sleep(0.1)
-    _stop(demo)
-    rc_rec = _stop(rec)
-    rc_sim = _stop(sim)
-    wall = time.monotonic() - t0
-    time.sleep(0.2)  # reader threads drain
-    episodes = [json.loads(x.split(' ', 1)[1]) for x in rec_lines if x.startswith('RECORDED ')]
+    return rc_demo
+
+
+def _summary(args, out, episodes: list, wall: float, codes: dict) -> dict:
+    """The run's numbers (printed, and as a SUMMARY line for scripts)."""
     n = len(episodes)
     good = [e for e in episodes if e['success']]
     summary = {
@@ -194,17 +225,13 @@ def main(argv=None) -> int:
         'sim_s': round(sum(e['duration_s'] or 0.0 for e in episodes), 1),
         'wall_s': round(wall, 1), 'episodes_per_min': round(60.0 * n / wall, 1),
         'real_time_factor': args.real_time_factor, 'seed': args.seed, 'storage': args.storage,
-        'out': str(out), 'return_codes': {'demonstrator': rc_demo, 'recorder': rc_rec,
-                                          'sim': rc_sim},
+        'out': str(out), 'return_codes': codes,
     }
     print(f"dp_record_demos: {n} episodes recorded, {len(good)}/{args.episodes} successful "
           f"({summary['success_rate']:.0%}), left {summary['left']} / right {summary['right']}, "
           f"{wall:.0f} s wall ({summary['episodes_per_min']} episodes/min) -> {out}")
     print('SUMMARY ' + json.dumps(summary), flush=True)
-    (logs / 'summary.json').write_text(json.dumps(summary, indent=2) + '\n')
-    ok = rc_demo == 0 and len(good) >= args.episodes and n == n_done \
-        and len(good) >= args.min_success * n
-    return 0 if ok else 1
+    return summary
 
 
 if __name__ == '__main__':

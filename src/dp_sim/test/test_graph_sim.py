@@ -50,98 +50,88 @@ def sim_process():
     assert rc == 0, f'sim_node exited with {rc}:\n{out}'
 
 
-def test_sim_node_speaks_the_ros2_control_interfaces(sim_process):
-    ctx = rclpy.context.Context()
-    rclpy.init(context=ctx)
-    try:
-        node = rclpy.create_node('sim_graph_test', context=ctx)
-        ex = rclpy.executors.SingleThreadedExecutor(context=ctx)
-        ex.add_node(node)
-        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        states, images, statuses, rejected = [], [], [], []
-        node.create_subscription(JointState, 'joint_states', states.append, reliable)
-        node.create_subscription(Image, 'camera/image_raw', images.append, reliable)
-        node.create_subscription(TaskStatus, 'task_status', statuses.append, latched)
-        node.create_subscription(Counter, '/sim_node/rejected_commands', rejected.append, latched)
-        scalings = []
-        node.create_subscription(Float64, SPEED_SCALING, scalings.append, reliable)
-        params = node.create_client(SetParameters, '/sim_node/set_parameters')
-        traj_pub = node.create_publisher(
-            __import__('trajectory_msgs.msg', fromlist=['JointTrajectory']).JointTrajectory,
-            'joint_trajectory_controller/joint_trajectory', reliable)
-        fwd_pub = node.create_publisher(Float64MultiArray, 'forward_position_controller/commands',
-                                        reliable)
-        client = node.create_client(ResetEpisode, '/sim_node/reset_episode')
+def test_sim_node_speaks_the_ros2_control_interfaces(sim_process, ros_node):
+    node = ros_node.node
+    reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    states, images, statuses, rejected = [], [], [], []
+    node.create_subscription(JointState, 'joint_states', states.append, reliable)
+    node.create_subscription(Image, 'camera/image_raw', images.append, reliable)
+    node.create_subscription(TaskStatus, 'task_status', statuses.append, latched)
+    node.create_subscription(Counter, '/sim_node/rejected_commands', rejected.append, latched)
+    scalings = []
+    node.create_subscription(Float64, SPEED_SCALING, scalings.append, reliable)
+    params = node.create_client(SetParameters, '/sim_node/set_parameters')
+    traj_pub = node.create_publisher(
+        __import__('trajectory_msgs.msg', fromlist=['JointTrajectory']).JointTrajectory,
+        'joint_trajectory_controller/joint_trajectory', reliable)
+    fwd_pub = node.create_publisher(Float64MultiArray, 'forward_position_controller/commands',
+                                    reliable)
+    client = node.create_client(ResetEpisode, '/sim_node/reset_episode')
 
-        def spin_until(pred, timeout):
-            deadline = time.monotonic() + timeout
-            while not pred():
-                assert time.monotonic() < deadline
-                ex.spin_once(timeout_sec=0.05)
+    def spin_until(pred, timeout):
+        ros_node.spin_until(pred, 'the condition of this step', timeout)
 
-        spin_until(lambda: client.service_is_ready() and states and images
-                   and traj_pub.get_subscription_count() > 0
-                   and fwd_pub.get_subscription_count() > 0, 180.0)  # slow start on a busy machine
-        fut = client.call_async(ResetEpisode.Request(seed=42))
-        spin_until(fut.done, 60.0)
-        res = fut.result()
-        assert res.success and res.episode == 1
-        assert 0.39 <= res.target.x <= 0.44 and -0.10 <= res.target.y <= 0.10
+    spin_until(lambda: client.service_is_ready() and states and images
+               and traj_pub.get_subscription_count() > 0
+               and fwd_pub.get_subscription_count() > 0, 180.0)  # slow start on a busy machine
+    fut = client.call_async(ResetEpisode.Request(seed=42))
+    spin_until(fut.done, 60.0)
+    res = fut.result()
+    assert res.success and res.episode == 1
+    assert 0.39 <= res.target.x <= 0.44 and -0.10 <= res.target.y <= 0.10
 
-        js = states[-1]
-        assert list(js.name) == ['joint1', 'joint2', 'joint3']
-        assert len(js.position) == len(js.velocity) == len(js.effort) == 3
-        img = images[-1]
-        assert (img.height, img.width, img.encoding, img.step) == (96, 96, 'rgb8', 288)
-        # Stamps: wall clock (publish_clock false) and increasing.
-        stamps = [m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for m in states]
-        assert np.all(np.diff(stamps) > 0) and abs(stamps[-1] - time.time()) < 2.0
+    js = states[-1]
+    assert list(js.name) == ['joint1', 'joint2', 'joint3']
+    assert len(js.position) == len(js.velocity) == len(js.effort) == 3
+    img = images[-1]
+    assert (img.height, img.width, img.encoding, img.step) == (96, 96, 'rgb8', 288)
+    # Stamps: wall clock (publish_clock false) and increasing.
+    stamps = [m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for m in states]
+    assert np.all(np.diff(stamps) > 0) and abs(stamps[-1] - time.time()) < 2.0
 
-        # Joint trajectory, stamp 0 = start now, goal in 1 s: reached and held.
-        goal = [-0.3, 1.2, -0.7]
-        traj_pub.publish(arrays_to_joint_trajectory(
-            ['joint3', 'joint1', 'joint2'], [0.5, 1.0],
-            [[-1.0, -0.6, 1.8], [goal[2], goal[0], goal[1]]]))
-        # (reached within 1 s of simulated time; waited for in wall time, the machine may be busy)
-        spin_until(lambda: np.allclose(states[-1].position, goal, atol=0.02), 60.0)
+    # Joint trajectory, stamp 0 = start now, goal in 1 s: reached and held.
+    goal = [-0.3, 1.2, -0.7]
+    traj_pub.publish(arrays_to_joint_trajectory(
+        ['joint3', 'joint1', 'joint2'], [0.5, 1.0],
+        [[-1.0, -0.6, 1.8], [goal[2], goal[0], goal[1]]]))
+    # (reached within 1 s of simulated time; waited for in wall time, the machine may be busy)
+    spin_until(lambda: np.allclose(states[-1].position, goal, atol=0.02), 60.0)
 
-        # Forward command: tracked.
-        fwd_pub.publish(Float64MultiArray(data=[-0.5, 1.5, -0.9]))
-        spin_until(lambda: np.allclose(states[-1].position, [-0.5, 1.5, -0.9], atol=0.02), 60.0)
+    # Forward command: tracked.
+    fwd_pub.publish(Float64MultiArray(data=[-0.5, 1.5, -0.9]))
+    spin_until(lambda: np.allclose(states[-1].position, [-0.5, 1.5, -0.9], atol=0.02), 60.0)
 
-        # Wrong length and NaN: rejected and counted, the arm holds its position.
-        fwd_pub.publish(Float64MultiArray(data=[0.0, 0.0]))
-        fwd_pub.publish(Float64MultiArray(data=[0.0, float('nan'), 0.0]))
-        spin_until(lambda: rejected and rejected[-1].count >= 2, 60.0)
-        t0 = time.monotonic()
-        spin_until(lambda: time.monotonic() - t0 > 0.5, 10.0)
-        assert np.allclose(states[-1].position, [-0.5, 1.5, -0.9], atol=0.02)
-        assert statuses and statuses[-1].episode == 1
+    # Wrong length and NaN: rejected and counted, the arm holds its position.
+    fwd_pub.publish(Float64MultiArray(data=[0.0, 0.0]))
+    fwd_pub.publish(Float64MultiArray(data=[0.0, float('nan'), 0.0]))
+    spin_until(lambda: rejected and rejected[-1].count >= 2, 60.0)
+    t0 = time.monotonic()
+    spin_until(lambda: time.monotonic() - t0 > 0.5, 10.0)
+    assert np.allclose(states[-1].position, [-0.5, 1.5, -0.9], atol=0.02)
+    assert statuses and statuses[-1].episode == 1
 
-        # Speed scaling (a UR's slider, set at run time): published in percent where UR's
-        # speed_scaling_state_broadcaster does; at 0 the trajectory controller's time stands
-        # still, back at 100 the trajectory runs; values outside 0..100 are refused.
-        def set_scaling(percent):
-            fut = params.call_async(SetParameters.Request(parameters=[Parameter(
-                name='speed_scaling_percent', value=ParameterValue(
-                    type=ParameterType.PARAMETER_DOUBLE, double_value=percent))]))
-            spin_until(fut.done, 30.0)
-            return fut.result().results[0].successful
+    # Speed scaling (a UR's slider, set at run time): published in percent where UR's
+    # speed_scaling_state_broadcaster does; at 0 the trajectory controller's time stands
+    # still, back at 100 the trajectory runs; values outside 0..100 are refused.
+    def set_scaling(percent):
+        fut = params.call_async(SetParameters.Request(parameters=[Parameter(
+            name='speed_scaling_percent', value=ParameterValue(
+                type=ParameterType.PARAMETER_DOUBLE, double_value=percent))]))
+        spin_until(fut.done, 30.0)
+        return fut.result().results[0].successful
 
-        assert scalings and scalings[-1].data == 100.0
-        assert set_scaling(0.0) and not set_scaling(150.0)
-        spin_until(lambda: scalings[-1].data == 0.0, 30.0)
-        traj_pub.publish(arrays_to_joint_trajectory(['joint1', 'joint2', 'joint3'], [0.5],
-                                                    [goal]))
-        t0 = time.monotonic()
-        spin_until(lambda: time.monotonic() - t0 > 0.5, 10.0)
-        assert np.allclose(states[-1].position, [-0.5, 1.5, -0.9], atol=0.02)
-        assert set_scaling(100.0)
-        spin_until(lambda: np.allclose(states[-1].position, goal, atol=0.02), 60.0)
-    finally:
-        rclpy.try_shutdown(context=ctx)
+    assert scalings and scalings[-1].data == 100.0
+    assert set_scaling(0.0) and not set_scaling(150.0)
+    spin_until(lambda: scalings[-1].data == 0.0, 30.0)
+    traj_pub.publish(arrays_to_joint_trajectory(['joint1', 'joint2', 'joint3'], [0.5],
+                                                [goal]))
+    t0 = time.monotonic()
+    spin_until(lambda: time.monotonic() - t0 > 0.5, 10.0)
+    assert np.allclose(states[-1].position, [-0.5, 1.5, -0.9], atol=0.02)
+    assert set_scaling(100.0)
+    spin_until(lambda: np.allclose(states[-1].position, goal, atol=0.02), 60.0)
 
 
 def test_record_demos_writes_readable_episode_bags(tmp_path):

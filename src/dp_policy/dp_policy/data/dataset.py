@@ -20,7 +20,7 @@ What it does, per bag (sqlite3 or mcap storage, a folder with metadata.yaml):
 Decoded episodes are cached as one .npz per bag, keyed by the bag's files and the decode settings,
 written atomically. Bad input raises `DatasetError` naming the bag, the topic and the time.
 
-Not here: the torch Dataset / windowing / normalization (trainer.py), recording bags (the
+Not here: the torch Dataset / windowing / normalization (training/trainer.py), recording bags (the
 recorder), or any ROS graph access.
 """
 from __future__ import annotations
@@ -362,20 +362,20 @@ class _BagDecoder:
 
     def on_joint_state(self, topic: str, msg: Any, log_ns: int) -> None:
         t = _header_ns(self.bag, topic, msg, log_ns)
-        q, reason = self.joints.positions(msg.name, msg.position)
-        if q is None:
-            raise self.bag.error(topic, t, f'joint state unusable ({reason}); message joints: '
-                                 f'{list(msg.name)}, policy joints: {self.cfg.joint_names}')
         self.js_t.append(t)
-        self.js_q.append(q)
+        self.js_q.append(self.positions(topic, t, msg.name, msg.position, 'joint state', (
+            f'message joints: {list(msg.name)}, policy joints: {self.cfg.joint_names}')))
 
     def on_command(self, topic: str, msg: Any, log_ns: int) -> None:
-        q, reason = self.joints.positions(self.cmd_names, msg.data)
+        self.cmd_t.append(log_ns)   # Float64MultiArray has no header: the bag's log time
+        self.cmd_q.append(self.positions(topic, log_ns, self.cmd_names, msg.data, 'command', (
+            f'command_joint_names: {self.cmd_names}, {len(msg.data)} values')))
+
+    def positions(self, topic: str, t: int, names, values, what: str, context: str):
+        q, reason = self.joints.positions(names, values)
         if q is None:
-            raise self.bag.error(topic, log_ns, f'command unusable ({reason}); command_joint_names: '
-                                 f'{self.cmd_names}, {len(msg.data)} values')
-        self.cmd_t.append(log_ns)
-        self.cmd_q.append(q)
+            raise self.bag.error(topic, t, f'{what} unusable ({reason}); {context}')
+        return q
 
     def on_trajectory(self, topic: str, msg: Any, log_ns: int) -> None:
         bag = self.bag

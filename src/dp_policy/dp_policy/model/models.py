@@ -7,7 +7,7 @@
 
 ``build_model`` picks one from ``ModelConfig.kind``. Everything that has weights lives here, so one
 ``state_dict`` is the whole learned policy. Normalisation statistics, schedules and sample selection
-live elsewhere (normalizer.py, schedulers.py, policy.py). Inputs are already normalised (state,
+live elsewhere (data/normalizer.py, sampling/schedulers.py, policy.py). Inputs are already normalised (state,
 action in [-1, 1]); images are uint8 and normalised inside the encoder.
 """
 from __future__ import annotations
@@ -22,8 +22,9 @@ from dp_policy.model.unet import ConditionalUnet1D
 from dp_policy.sampling.schedulers import NoiseScheduler
 
 
-class DiffusionModel(nn.Module):
-    kind = 'diffusion'
+class _ObservationConditioned(nn.Module):
+    """The part both models share: the observation encoder and the size of what it gives
+    (n_obs_steps x per-step features), which conditions the head."""
 
     def __init__(self, state_dim: int, action_dim: int, camera_names: list[str],
                  image_hw: tuple[int, int] | None, model_cfg: ModelConfig, vision_cfg: VisionConfig):
@@ -33,8 +34,16 @@ class DiffusionModel(nn.Module):
         self.action_dim = action_dim
         self.camera_names = list(camera_names)
         self.obs_encoder = ObservationEncoder(state_dim, self.camera_names, image_hw, vision_cfg)
-        global_cond_dim = model_cfg.n_obs_steps * self.obs_encoder.per_step_dim
-        self.unet = ConditionalUnet1D(action_dim, global_cond_dim, model_cfg)
+        self.cond_dim = model_cfg.n_obs_steps * self.obs_encoder.per_step_dim
+
+
+class DiffusionModel(_ObservationConditioned):
+    kind = 'diffusion'
+
+    def __init__(self, state_dim: int, action_dim: int, camera_names: list[str],
+                 image_hw: tuple[int, int] | None, model_cfg: ModelConfig, vision_cfg: VisionConfig):
+        super().__init__(state_dim, action_dim, camera_names, image_hw, model_cfg, vision_cfg)
+        self.unet = ConditionalUnet1D(action_dim, self.cond_dim, model_cfg)
 
     def encode(self, state: torch.Tensor, images: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """state (B, To, S) normalised, images {cam: (B, To, H, W, 3) uint8} -> (B, G)."""
@@ -51,21 +60,15 @@ class DiffusionModel(nn.Module):
         return F.mse_loss(pred, noise_scheduler.target(action, noise))
 
 
-class RegressionModel(nn.Module):
+class RegressionModel(_ObservationConditioned):
     """MSE baseline: the same observation encoder, an MLP head -> the whole normalised chunk."""
 
     kind = 'regression'
 
     def __init__(self, state_dim: int, action_dim: int, camera_names: list[str],
                  image_hw: tuple[int, int] | None, model_cfg: ModelConfig, vision_cfg: VisionConfig):
-        super().__init__()
-        self.model_cfg = model_cfg
-        self.state_dim = state_dim
-        self.action_dim = action_dim
-        self.camera_names = list(camera_names)
-        self.obs_encoder = ObservationEncoder(state_dim, self.camera_names, image_hw, vision_cfg)
-        g = model_cfg.n_obs_steps * self.obs_encoder.per_step_dim
-        h = model_cfg.regression_hidden
+        super().__init__(state_dim, action_dim, camera_names, image_hw, model_cfg, vision_cfg)
+        g, h = self.cond_dim, model_cfg.regression_hidden
         self.head = nn.Sequential(nn.Linear(g, h), nn.Mish(), nn.Linear(h, h), nn.Mish(),
                                   nn.Linear(h, model_cfg.horizon * action_dim))
 

@@ -25,8 +25,8 @@ Files in ``out_dir``:
     tensorboard/  the same scalars for TensorBoard (when the `tensorboard` package is installed)
 
 Determinism: the data order is a function of (seed, rank, epoch) and the torch RNG state is saved,
-so a resumed run continues the same sample sequence. Not here: reading bags (dataset.py), the CLI
-(train_cli.py).
+so a resumed run continues the same sample sequence. Not here: reading bags (data/dataset.py), the CLI
+(training/cli.py).
 """
 from __future__ import annotations
 

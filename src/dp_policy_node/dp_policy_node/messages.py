@@ -1,0 +1,94 @@
+"""policy_node's messages, built and read without the node: the chunk it publishes (a
+JointTrajectory of the actions to execute and the ActionChunk with the whole horizon) and the
+camera images it takes (cheap checks on arrival, then the decoder training uses)."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+
+from dp_common.images import ImageFormatError, UnsupportedEncodingError, encoding_info, \
+    resize_rgb8, to_rgb8
+from dp_common.stamps import ns_to_stamp
+from dp_common.trajectories import arrays_to_joint_trajectory
+
+from .observation import ImageRejected
+
+
+def chunk_messages(names: list, meta: Any, out: Any, b: int, stamp_ns: int,
+                   publish_velocities: bool, robot_ns: str, sequence: int, age_s: float):
+    """(JointTrajectory, ActionChunk) of robot b of a PolicyOutput `out`: the trajectory holds
+    the actions from the first one to execute (stamped with the newest observation, 0 s = that
+    instant), the chunk the whole horizon (negative times for the observation steps) and how it
+    was made."""
+    from dp_msgs.msg import ActionChunk
+    dt = float(meta.dt_s)
+    fai = int(out.first_action_index)
+    actions = np.asarray(out.actions[b], dtype=np.float64)                      # (T, A)
+    stamp = ns_to_stamp(stamp_ns)
+
+    def velocities(pos: np.ndarray) -> Optional[np.ndarray]:
+        if not publish_velocities or pos.shape[0] < 2:
+            return None
+        return np.gradient(pos, dt, axis=0)
+
+    future = actions[fai:]                                                       # (T - fai, A)
+    traj = arrays_to_joint_trajectory(names, np.arange(future.shape[0]) * dt, future,
+                                      velocities(future), stamp=stamp)
+    chunk = ActionChunk()
+    chunk.header = traj.header
+    chunk.sequence = sequence
+    chunk.robot_namespace = robot_ns
+    chunk.trajectory = arrays_to_joint_trajectory(
+        names, (np.arange(actions.shape[0]) - fai) * dt, actions, velocities(actions), stamp=stamp)
+    chunk.dt_s = dt
+    chunk.first_action_index = fai
+    chunk.n_action_steps = int(meta.n_action_steps)
+    chunk.inference_latency_s = float(out.latency_s)
+    chunk.scheduler = str(out.scheduler)
+    chunk.num_inference_steps = int(out.num_inference_steps)
+    chunk.num_samples = int(out.samples.shape[1])
+    chunk.chosen_sample = int(out.chosen[b])
+    chunk.observation_age_s = age_s
+    return traj, chunk
+
+
+def precheck_image(msg: Any, transport: str, image_hw: tuple[int, int], resize: bool) -> str:
+        """Cheap checks on arrival (decoding waits until the image is used)."""
+        if len(msg.data) == 0:
+            return 'empty_image'
+        if transport == 'compressed':
+            return ''
+        if msg.height == 0 or msg.width == 0:
+            return 'empty_image'
+        try:
+            encoding_info(msg.encoding)
+        except UnsupportedEncodingError:
+            return 'unsupported_encoding'
+        if not resize and (msg.height, msg.width) != tuple(image_hw):
+            return 'wrong_image_size'
+        return ''
+
+
+def decode_image(msg: Any, transport: str, image_hw: tuple[int, int], resize: bool) -> np.ndarray:
+    """Image / CompressedImage -> (H, W, 3) uint8 RGB of the checkpoint's size.
+
+    Raises ImageRejected with a counter name ('unsupported_encoding', 'bad_image_format',
+    'image_conversion_error', 'wrong_image_size')."""
+    try:   # the decoder training uses (dp_common.images.to_rgb8): the same pixels
+        arr = to_rgb8(msg, transport == 'compressed', image_hw if resize else None)
+    except UnsupportedEncodingError as err:
+        raise ImageRejected('unsupported_encoding', str(err)) from err
+    except ImageFormatError as err:
+        raise ImageRejected('bad_image_format', str(err)) from err
+    except Exception as err:  # noqa: BLE001 - a message the decoder chokes on
+        raise ImageRejected('image_conversion_error', f'{type(err).__name__}: {err}') from err
+    arr = np.asarray(arr)
+    if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8 or arr.size == 0:
+        raise ImageRejected('bad_image_format', f'decoded to {arr.dtype} {arr.shape}')
+    if tuple(arr.shape[:2]) != tuple(image_hw):
+        if not resize:
+            raise ImageRejected('wrong_image_size',
+                                f'{arr.shape[1]}x{arr.shape[0]} instead of {image_hw[1]}x{image_hw[0]}')
+        arr = resize_rgb8(arr, image_hw)
+    return arr
