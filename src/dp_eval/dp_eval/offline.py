@@ -113,6 +113,16 @@ def _first(bag: str, topic: str):
     return None
 
 
+def _require_joints(bag, meta, msg_names, where: str, context: str) -> None:
+    """CheckpointMismatchError unless every joint of the checkpoint is among msg_names;
+    `context` may name {names} (the message's joints)."""
+    names = [str(n) for n in msg_names]
+    missing = [j for j in meta.joint_names if j not in names]
+    if missing:
+        raise CheckpointMismatchError(f'bag {bag}: joints {missing} of the checkpoint are not '
+                                      f'{where} ({context.format(names=names)})')
+
+
 def check_compatibility(bag: str | Path, meta: Any, cfg: Any) -> dict:
     """Raise MissingTopicError / CheckpointMismatchError before any work. Returns bag_info()."""
     bag = str(bag)
@@ -135,12 +145,8 @@ def check_compatibility(bag: str | Path, meta: Any, cfg: Any) -> dict:
     bagio.require_topics(bag, [cfg.joint_states_topic, cfg.command_topic])
     js = _first(bag, cfg.joint_states_topic)
     if js is not None:
-        names = [str(n) for n in js.name]
-        missing = [j for j in meta.joint_names if j not in names]
-        if missing:
-            raise CheckpointMismatchError(
-                f'bag {bag}: joints {missing} of the checkpoint are not in {cfg.joint_states_topic} '
-                f'(bag joints: {names}; checkpoint joints: {list(meta.joint_names)})')
+        _require_joints(bag, meta, js.name, f'in {cfg.joint_states_topic}',
+                        f'bag joints: {{names}}; checkpoint joints: {list(meta.joint_names)}')
     cmd = _first(bag, cfg.command_topic)
     if cmd is not None:
         if hasattr(cmd, 'data'):          # Float64MultiArray: order from command_joint_names
@@ -152,12 +158,8 @@ def check_compatibility(bag: str | Path, meta: Any, cfg: Any) -> dict:
                     + (f' (command_joint_names {cfg.command_joint_names})'
                        if cfg.command_joint_names else ''))
         elif hasattr(cmd, 'joint_names'):
-            names = [str(n) for n in cmd.joint_names]
-            missing = [j for j in meta.joint_names if j not in names]
-            if missing:
-                raise CheckpointMismatchError(
-                    f'bag {bag}: joints {missing} of the checkpoint are not commanded on '
-                    f'{cfg.command_topic} (commanded: {names})')
+            _require_joints(bag, meta, cmd.joint_names, f'commanded on {cfg.command_topic}',
+                            'commanded: {names}')
     return info
 
 
