@@ -10,7 +10,6 @@ validation beyond shapes (finite values, monotonic times and limits are the foll
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Optional, Sequence
 
 import numpy as np

@@ -293,7 +293,7 @@ class _Runner:
         if self.recorded_topics is not None:
             return list(self.recorded_topics)
         recorded, skipped = subscribe_raw(self.node, {t: None for t in self.cfg.record_topics},
-                                          self._record)
+                                          self._record, status_latched=False)
         if skipped:
             print(f'dp_eval closed-loop: not recording {skipped} (not in the graph)',
                   file=sys.stderr)
@@ -525,7 +525,11 @@ def _start_graph(cfg: ClosedLoopConfig, v: Variant, group, runner, log_dir: Opti
     group = ProcessGroup(specs, log_dir=str(log_dir) if log_dir else None, quiet=True)
     print(f'dp_eval closed-loop: starting {", ".join(s.name for s in specs)}'
           + (f' (logs in {log_dir})' if log_dir else ''), file=sys.stderr)
-    group.start()
+    try:
+        group.start()
+    except BaseException:   # the nodes started so far run in sessions of their own: stop them
+        group.stop()
+        raise
     return group
 
 

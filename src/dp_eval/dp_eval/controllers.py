@@ -385,7 +385,7 @@ def accepted_chunks(rig: 'ControllerRig') -> dict:
 
     Its status (20 Hz) names the last chunk accepted and counts them; a chunk it never named
     was accepted unseen (between two statuses: the count rose by more than the named ones; then
-    the latest such chunks published before the named one, entered when published) or never
+    the latest such chunks published before the named one, entered 1 ms after publishing) or never
     accepted (rejected, or replaced unread in its one-deep subscription queue while its
     executor was held up: the core must not see it either)."""
     out = dict(rig.accepted)
@@ -397,7 +397,7 @@ def accepted_chunks(rig: 'ControllerRig') -> dict:
         if n > count and key in position and position[key] > last:
             unseen = [k for k in published[last + 1:position[key]] if k not in out]
             for k in unseen[len(unseen) - min(len(unseen), n - count - 1):]:
-                out[k] = when[k]
+                out[k] = when[k] + 0.001      # as core_commands' delivery_s
             last = position[key]
         count = max(count, n)
     return out

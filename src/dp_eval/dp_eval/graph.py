@@ -44,11 +44,13 @@ class RawRecorder:
                 self.writer.__exit__(None, None, None)
 
 
-def subscribe_raw(node, topics: dict, write) -> tuple[list[str], list[str]]:
+def subscribe_raw(node, topics: dict, write, status_latched: bool = True
+                  ) -> tuple[list[str], list[str]]:
     """Raw (serialized) subscriptions of `node` for recording: topics {name: type or None (the
     type the graph has now)}; each message goes to write(topic, type, data). QoS follows the
     topic's publishers (transient local if all of them are: latched statuses; best effort if any
-    is); with no publisher seen yet, topics ending in /status are taken as latched. Returns
+    is); with no publisher seen yet: volatile and reliable, or latched for topics ending in
+    /status where status_latched (live replay subscribes before the graph runs). Returns
     (topics subscribed, topics skipped: type unknown)."""
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
@@ -67,7 +69,7 @@ def subscribe_raw(node, topics: dict, write) -> tuple[list[str], list[str]]:
             best_effort = any(p.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
                               for p in pubs)
         else:
-            durable, best_effort = topic.endswith('/status'), False
+            durable, best_effort = status_latched and topic.endswith('/status'), False
         qos = QoSProfile(depth=1 if durable else 100,
                          reliability=(ReliabilityPolicy.BEST_EFFORT if best_effort
                                       else ReliabilityPolicy.RELIABLE),

@@ -54,20 +54,20 @@ def chunk_messages(names: list, meta: Any, out: Any, b: int, stamp_ns: int,
 
 
 def precheck_image(msg: Any, transport: str, image_hw: tuple[int, int], resize: bool) -> str:
-        """Cheap checks on arrival (decoding waits until the image is used)."""
-        if len(msg.data) == 0:
-            return 'empty_image'
-        if transport == 'compressed':
-            return ''
-        if msg.height == 0 or msg.width == 0:
-            return 'empty_image'
-        try:
-            encoding_info(msg.encoding)
-        except UnsupportedEncodingError:
-            return 'unsupported_encoding'
-        if not resize and (msg.height, msg.width) != tuple(image_hw):
-            return 'wrong_image_size'
+    """Cheap checks on arrival (decoding waits until the image is used)."""
+    if len(msg.data) == 0:
+        return 'empty_image'
+    if transport == 'compressed':
         return ''
+    if msg.height == 0 or msg.width == 0:
+        return 'empty_image'
+    try:
+        encoding_info(msg.encoding)
+    except UnsupportedEncodingError:
+        return 'unsupported_encoding'
+    if not resize and (msg.height, msg.width) != tuple(image_hw):
+        return 'wrong_image_size'
+    return ''
 
 
 def decode_image(msg: Any, transport: str, image_hw: tuple[int, int], resize: bool) -> np.ndarray:
