@@ -296,9 +296,15 @@ class ControllerRig:
             self._scaling_pub = self.node.create_publisher(
                 Float64, SPEED_SCALING_TOPIC, QoSProfile(depth=10,
                                                          reliability=ReliabilityPolicy.RELIABLE))
-            self._scaling_timer = self.node.create_timer(
-                0.01, lambda: self._scaling_pub.publish(Float64(data=self._scaling_percent)))
-        self._jtc_scaling_pub.publish(SpeedScalingFactor(factor=percent / 100.0))
+            self._scaling_timer = self.node.create_timer(0.01, self._publish_scaling)
+        self._publish_scaling()
+
+    def _publish_scaling(self) -> None:
+        # Both every 10 ms, as the UR hardware keeps setting it: one message to the controller
+        # once was not always taken (a CI-like run saw no 'New scaling factor' from it).
+        from control_msgs.msg import SpeedScalingFactor
+        self._scaling_pub.publish(Float64(data=self._scaling_percent))
+        self._jtc_scaling_pub.publish(SpeedScalingFactor(factor=self._scaling_percent / 100.0))
 
     # ------------------------------------------------------------------ the run
     def replay(self, chunks, on_time: Optional[Callable[[float], None]] = None):
