@@ -12,6 +12,7 @@ shut the context down inside a wait (an RCLError) is the normal way out and is s
 from __future__ import annotations
 
 import signal
+import time
 from typing import Any, Callable, Optional
 
 
@@ -40,6 +41,11 @@ def run_node(make_node: Callable[[], Any], args: Optional[list[str]] = None, *,
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception:  # noqa: BLE001 - SIGINT can shut the context down inside a wait (RCLError)
+        # ... or interrupt a take before rclpy's handler has shut the context down (pybind11:
+        # "Unable to convert call argument"): a shutdown that follows within a second says so.
+        deadline = time.monotonic() + 1.0
+        while rclpy.ok() and time.monotonic() < deadline:
+            time.sleep(0.01)
         if rclpy.ok():
             raise
     finally:
