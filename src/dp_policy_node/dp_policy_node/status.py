@@ -76,10 +76,6 @@ class StatusBook:
             self._latency.append(float(latency_s))
             self._obs_to_pub.append(float(observation_age_s))
 
-    def skip_counts(self) -> dict:
-        with self._lock:
-            return dict(self._skipped)
-
     def snapshot(self) -> tuple[StatusSnapshot, float]:
         """The numbers now, and the seconds since the previous snapshot (the rates' window)."""
         t = time.monotonic()
