@@ -17,12 +17,12 @@ import sys
 from enum import Enum
 
 import numpy as np
-import rclpy
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from dp_common.joints import JointIndexer
 from dp_common.node_main import run_node
+from dp_common.params import declare_parameters
 from dp_common.stamps import stamp_to_sec
 from dp_msgs.msg import TaskStatus
 from dp_msgs.srv import ResetEpisode
@@ -60,10 +60,7 @@ class DemonstratorNode(Node):
             'min_command_subscribers': (1, 'wait for this many subscribers of the command topic '
                                            '(2 when a recorder must see the commands)'),
         }
-        for name, (default, text) in params.items():
-            self.declare_parameter(name, default,
-                                   descriptor=rclpy.node.ParameterDescriptor(description=text))
-        p = {n: self.get_parameter(n).value for n in params}
+        p = declare_parameters(self, params)
         self.episodes = int(p['episodes'])
         self.seed = int(p['seed'])
         self.timeout_s = float(p['episode_timeout_s'])

@@ -25,12 +25,12 @@ import shutil
 import time
 from pathlib import Path
 
-import rclpy
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
 
 from dp_common.node_main import run_node
+from dp_common.params import declare_parameters
 
 from dp_msgs.msg import TaskStatus
 
@@ -75,10 +75,7 @@ class RecorderNode(Node):
             'queue_depth': (20000, 'subscription queue depth (reliable): a busy recorder drops '
                                    'nothing'),
         }
-        for name, (default, text) in params.items():
-            self.declare_parameter(name, default,
-                                   descriptor=rclpy.node.ParameterDescriptor(description=text))
-        p = {n: self.get_parameter(n).value for n in params}
+        p = declare_parameters(self, params)
         topics, types = list(p['topics']), list(p['types'])
         if len(topics) != len(types):
             raise ValueError('topics and types must have the same length')

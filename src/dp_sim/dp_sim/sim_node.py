@@ -37,6 +37,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from dp_common.images import numpy_to_image
 from dp_common.node_main import run_node
+from dp_common.params import declare_parameters
 from dp_common.stamps import sec_to_stamp
 from dp_common.stamps import stamp_to_sec
 from dp_common.trajectories import joint_trajectory_to_arrays
@@ -56,31 +57,52 @@ JTC_OVERRIDES = {
 }
 
 
+# name: (default, description): `ros2 param describe`, config/sim.yaml and the README say the same.
+PARAMETERS = {
+    'control_rate_hz': (100.0, 'physics chunk, trajectory sampling and /clock rate (simulated Hz)'),
+    'joint_state_rate_hz': (100.0, '/joint_states rate (simulated Hz)'),
+    'camera_rate_hz': (20.0, 'camera image rate (simulated Hz)'),
+    'status_rate_hz': (20.0, '/task_status rate (simulated Hz)'),
+    'image_width': (96, 'camera image width (px)'),
+    'image_height': (96, 'camera image height (px)'),
+    'publish_clock': (True, 'publish /clock with simulated time and stamp everything with it'),
+    'real_time_factor': (1.0, 'simulated seconds per wall second (0: as fast as possible)'),
+    'seed': (0, 'seed of the target generator (episodes requested with seed < 0 use it)'),
+    'max_episode_s': (10.0, 'an episode is done (failed) after this much simulated time'),
+    'done_after_success_s': (1.0, 'an episode is done this long after success (settling)'),
+    'qos_depth': (2000, 'history depth of the reliable publishers (a busy recorder loses nothing)'),
+    # The trajectory controller's rules (see dp_sim.jtc).
+    'jtc_distro': ('jazzy', "trajectory controller rules: joint_trajectory_controller's defaults "
+                            'of humble, jazzy or kilted'),
+    # A UR-like speed scaling: the trajectory controller's time runs at this rate, published at
+    # joint_state_rate_hz. Forward commands are not scaled (neither are they by UR's
+    # forward_position_controller).
+    'speed_scaling_percent': (100.0, "the trajectory controller's speed scaling (UR's slider, "
+                                     '0..100 %; may be set at run time)'),
+    'speed_scaling_topic': ('', "publish the speed scaling there (std_msgs/Float64, percent, as "
+                                "UR's speed_scaling_state_broadcaster; '' = not published)"),
+}
+
+
 @dataclass
 class SimNodeConfig:
-    """sim_node parameters (see config/sim.yaml and the README); rates in simulated Hz."""
+    """sim_node's parameters, checked (defaults and meaning: PARAMETERS)."""
 
-    control_rate_hz: float = 100.0
-    joint_state_rate_hz: float = 100.0
-    camera_rate_hz: float = 20.0
-    status_rate_hz: float = 20.0
-    image_width: int = 96
-    image_height: int = 96
-    publish_clock: bool = True
-    real_time_factor: float = 1.0
-    seed: int = 0
-    max_episode_s: float = 10.0
-    done_after_success_s: float = 1.0
-    qos_depth: int = 2000
-    # The trajectory controller's rules: joint_trajectory_controller's defaults of this ROS 2
-    # distribution (humble, jazzy, kilted; see dp_sim.jtc).
-    jtc_distro: str = 'jazzy'
-    # A UR-like speed scaling (the pendant's slider, percent): the trajectory controller's time runs
-    # at this rate, and with speed_scaling_topic it is published there (std_msgs/Float64, percent,
-    # as UR's speed_scaling_state_broadcaster) at joint_state_rate_hz. Forward commands are not
-    # scaled (neither are they by UR's forward_position_controller).
-    speed_scaling_percent: float = 100.0
-    speed_scaling_topic: str = ''
+    control_rate_hz: float
+    joint_state_rate_hz: float
+    camera_rate_hz: float
+    status_rate_hz: float
+    image_width: int
+    image_height: int
+    publish_clock: bool
+    real_time_factor: float
+    seed: int
+    max_episode_s: float
+    done_after_success_s: float
+    qos_depth: int
+    jtc_distro: str
+    speed_scaling_percent: float
+    speed_scaling_topic: str
 
     def __post_init__(self) -> None:
         for name in ('control_rate_hz', 'joint_state_rate_hz', 'camera_rate_hz', 'status_rate_hz'):
@@ -112,34 +134,8 @@ def _as_bool(name: str, value) -> bool:
 class SimNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__('sim_node', **kwargs)
-        d = SimNodeConfig()
-        desc = {
-            'control_rate_hz': 'physics chunk, trajectory sampling and /clock rate (simulated Hz)',
-            'joint_state_rate_hz': '/joint_states rate (simulated Hz)',
-            'camera_rate_hz': 'camera image rate (simulated Hz)',
-            'status_rate_hz': '/task_status rate (simulated Hz)',
-            'image_width': 'camera image width (px)',
-            'image_height': 'camera image height (px)',
-            'publish_clock': 'publish /clock with simulated time and stamp everything with it',
-            'real_time_factor': 'simulated seconds per wall second (0: as fast as possible)',
-            'seed': 'seed of the target generator (episodes requested with seed < 0 use it)',
-            'max_episode_s': 'an episode is done (failed) after this much simulated time',
-            'done_after_success_s': 'an episode is done this long after success (settling)',
-            'qos_depth': 'history depth of the reliable publishers (a busy recorder loses nothing)',
-            'jtc_distro': "trajectory controller rules: joint_trajectory_controller's defaults of "
-                          'humble, jazzy or kilted',
-            'speed_scaling_percent': "the trajectory controller's speed scaling (UR's slider, "
-                                     '0..100 %; may be set at run time)',
-            'speed_scaling_topic': "publish the speed scaling there (std_msgs/Float64, percent, as "
-                                   "UR's speed_scaling_state_broadcaster; '' = not published)",
-        }
-        for name, text in desc.items():
-            self.declare_parameter(name, getattr(d, name),
-                                   descriptor=rclpy.node.ParameterDescriptor(description=text))
-        for name, text in JTC_OVERRIDES.items():
-            self.declare_parameter(name, None, descriptor=rclpy.node.ParameterDescriptor(
-                description=text, dynamic_typing=True))
-        self.cfg = SimNodeConfig(**{n: self.get_parameter(n).value for n in desc})
+        self.cfg = SimNodeConfig(**declare_parameters(self, PARAMETERS))
+        declare_parameters(self, {n: (None, text) for n, text in JTC_OVERRIDES.items()})
         cfg = self.cfg
         self.env = ArmTaskEnv(TaskConfig(image_width=cfg.image_width, image_height=cfg.image_height,
                                          max_episode_s=cfg.max_episode_s), seed=cfg.seed)
