@@ -46,6 +46,14 @@ def _bool(text: str) -> bool:
     return str(text).lower() in ('1', 'true', 'yes', 'on')
 
 
+# The parameter files of policy_node and follower_node: every graph that runs them takes these.
+NODE_PARAMS_ARGS = [
+    LaunchArgument('policy_params_file', ('dp_bringup', 'config/policy_node.yaml'),
+                   'Parameters of policy_node.'),
+    LaunchArgument('follower_params_file', ('dp_bringup', 'config/follower.yaml'),
+                   'Parameters of follower_node.'),
+]
+
 SIM_ARGS = [
     LaunchArgument('checkpoint', ('dp_bringup', 'models/reach_image.ckpt'),
                    'Diffusion Policy checkpoint (dp_train output) run by policy_node.'),
@@ -53,10 +61,7 @@ SIM_ARGS = [
                    'Robot config: joint names, controller, limits (layered after the node params).'),
     LaunchArgument('sim_params_file', ('dp_bringup', 'config/sim.yaml'),
                    'Parameters of sim_node (physics, camera, task).'),
-    LaunchArgument('policy_params_file', ('dp_bringup', 'config/policy_node.yaml'),
-                   'Parameters of policy_node.'),
-    LaunchArgument('follower_params_file', ('dp_bringup', 'config/follower.yaml'),
-                   'Parameters of follower_node.'),
+    *NODE_PARAMS_ARGS,
     LaunchArgument('use_sim_time', 'true', 'All nodes follow /clock published by sim_node.'),
     LaunchArgument('output_mode', 'forward_command',
                    "follower output: 'forward_command' (forward_position_controller/commands) or "
@@ -84,10 +89,7 @@ REAL_ARM_ARGS = [
                    'Robot config name in config/robots/ (ur5e, franka_fr3, embedded_arm).'),
     LaunchArgument('checkpoint', None,
                    'Diffusion Policy checkpoint trained for this robot and cameras.'),
-    LaunchArgument('policy_params_file', ('dp_bringup', 'config/policy_node.yaml'),
-                   'Parameters of policy_node.'),
-    LaunchArgument('follower_params_file', ('dp_bringup', 'config/follower.yaml'),
-                   'Parameters of follower_node.'),
+    *NODE_PARAMS_ARGS,
     LaunchArgument('use_sim_time', 'false', 'Follow /clock (bag replay).'),
 ]
 

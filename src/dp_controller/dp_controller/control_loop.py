@@ -29,6 +29,7 @@ follower_node lowers the switch interval).
 from __future__ import annotations
 
 import ctypes
+import math
 import os
 import sys
 import threading
@@ -114,72 +115,70 @@ class ControlLoop:
 
     def _run(self):
         self._set_priority()
-        if self.now_fn is not None:
-            return self._run_on_clock()
+        try:
+            if self.now_fn is None:
+                self._run_on_monotonic()
+            else:
+                self._run_on_clock()
+        except Exception as exc:  # surfaced by the owner (node logs it and holds)
+            self.exception = exc
+            raise
+
+    def _next(self, k: int, deadline: float, now: float, resync_s: float = math.inf):
+        """After tick k: count it, and the next (k, deadline). Periods overrun as a whole are
+        skipped (counted in overruns), keeping the phase; a deadline more than resync_s behind
+        (a clock that jumped ahead) restarts one period from now."""
+        self.ticks += 1
+        deadline += self.period
+        behind = now - deadline
+        if behind > resync_s:
+            return k + 1, now + self.period
+        if behind > 0.0:
+            skipped = int(behind // self.period) + 1
+            self.overruns += skipped
+            deadline += skipped * self.period
+            k += skipped
+        return k + 1, deadline
+
+    def _run_on_monotonic(self):
         mono = time.monotonic
         sleep = time.sleep
         period, spin = self.period, self.spin_s
         deadline = mono() + period
         last = None
         k = 0
-        try:
-            while not self._stop.is_set():
-                remaining = deadline - mono()
-                if remaining > spin:
-                    sleep(remaining - spin)
-                while mono() < deadline:
-                    pass
-                t = mono()
-                if last is not None:
-                    self._record((t - last) - period)
-                last = t
-                self.tick(k, t)
-                self.ticks += 1
-                k += 1
-                deadline += period
-                behind = mono() - deadline
-                if behind > 0.0:   # overran whole periods: skip them, keep the phase
-                    skipped = int(behind // period) + 1
-                    self.overruns += skipped
-                    deadline += skipped * period
-                    k += skipped
-        except Exception as exc:  # surfaced by the owner (node logs it and holds)
-            self.exception = exc
-            raise
+        while not self._stop.is_set():
+            remaining = deadline - mono()
+            if remaining > spin:
+                sleep(remaining - spin)
+            while mono() < deadline:
+                pass
+            t = mono()
+            if last is not None:
+                self._record((t - last) - period)
+            last = t
+            self.tick(k, t)
+            k, deadline = self._next(k, deadline, mono())
 
     def _run_on_clock(self):
         now_fn, period, wake, stop = self.now_fn, self.period, self._wake, self._stop
         deadline = now_fn() + period
         last = None
         k = 0
-        try:
-            while not stop.is_set():
-                wake.clear()
-                now = now_fn()
-                if now < deadline - period - 1e-9:       # clock jumped backwards: restart
-                    deadline = now
-                    last = None
-                elif now < deadline:
-                    wake.wait(self.poll_s)
-                    continue
-                if last is not None and now - last < RESYNC_S:
-                    self._record((now - last) - period)
-                last = now
-                self.tick(k, now)
-                self.ticks += 1
-                k += 1
-                deadline += period
-                behind = now_fn() - deadline
-                if behind > RESYNC_S:                    # clock jumped ahead: resynchronise
-                    deadline = now_fn() + period
-                elif behind > 0.0:
-                    skipped = int(behind // period) + 1
-                    self.overruns += skipped
-                    deadline += skipped * period
-                    k += skipped
-        except Exception as exc:
-            self.exception = exc
-            raise
+        while not stop.is_set():
+            wake.clear()
+            now = now_fn()
+            if now < deadline - period - 1e-9:       # clock jumped backwards: restart
+                deadline = now
+                last = None
+            elif now < deadline:
+                wake.wait(self.poll_s)
+                continue
+            if last is not None and now - last < RESYNC_S:
+                self._record((now - last) - period)
+            last = now
+            self.tick(k, now)
+            k, deadline = self._next(k, deadline, now_fn(), resync_s=RESYNC_S)
 
     def period_error_stats(self, reset: bool = False):
         """(p50, p99, max) of |actual - nominal period| in seconds over the buffer; NaN if empty."""

@@ -43,6 +43,18 @@ def chunk(stamp, n=16, dt=0.1, offset=0.0):
     return t, wave(stamp + t) + offset
 
 
+def started(**kw) -> Follower:
+    """A follower of make_cfg(**kw), started at the origin at time 0."""
+    f = Follower(make_cfg(**kw))
+    f.start([0.0, 0.0], 0.0)
+    return f
+
+
+def constant(stamp, n, value):
+    """A chunk for run(): n points 0.1 s apart at `value` on both joints, arriving at its stamp."""
+    return (stamp, stamp, NAMES, np.arange(n) * 0.1, np.full((n, 2), value), None)
+
+
 def run(f, t0, t1, chunks=()):
     """Step f from t0 to t1; chunks: list of (arrival, stamp, names, t, pos, vel). Returns arrays."""
     dt = f.dt
@@ -279,15 +291,9 @@ def test_switching_smoother_with_blending():
 
 def test_receding_horizon_waits_for_n_action_steps_latest_does_not():
     def final_after(mode, t_end):
-        cfg = make_cfg(execution_mode=mode, n_action_steps=5, blend_window_s=0.0,
-                       watchdog_timeout_s=5.0)
-        f = Follower(cfg)
-        f.start([0.0, 0.0], 0.0)
-        t = np.arange(16) * 0.1
-        a = (0.0, 0.0, NAMES, t, np.full((16, 2), 0.3), None)
-        b = (0.1, 0.1, NAMES, t, np.full((16, 2), -0.3), None)
-        ts, q, *_ = run(f, 0.0, t_end, [a, b])
-        return q[-1]
+        f = started(execution_mode=mode, n_action_steps=5, blend_window_s=0.0,
+                    watchdog_timeout_s=5.0)
+        return run(f, 0.0, t_end, [constant(0.0, 16, 0.3), constant(0.1, 16, -0.3)])[1][-1]
     # chunk a switches at its 6th point (t = 0.5): before that, receding horizon stays on a.
     assert np.all(final_after('receding_horizon', 0.45) > 0.25)
     assert np.all(final_after('latest', 0.45) < 0.0)
@@ -295,14 +301,9 @@ def test_receding_horizon_waits_for_n_action_steps_latest_does_not():
 
 
 def test_temporal_ensemble_averages_overlapping_chunks():
-    cfg = make_cfg(execution_mode='temporal_ensemble', ensemble_decay=0.0, blend_window_s=0.05,
-                   watchdog_timeout_s=5.0)
-    f = Follower(cfg)
-    f.start([0.0, 0.0], 0.0)
-    t = np.arange(20) * 0.1
-    a = (0.0, 0.0, NAMES, t, np.full((20, 2), 0.4), None)
-    b = (0.5, 0.5, NAMES, t, np.full((20, 2), -0.2), None)
-    ts, q, *_ = run(f, 0.0, 1.3, [a, b])
+    f = started(execution_mode='temporal_ensemble', ensemble_decay=0.0, blend_window_s=0.05,
+                watchdog_timeout_s=5.0)
+    q = run(f, 0.0, 1.3, [constant(0.0, 20, 0.4), constant(0.5, 20, -0.2)])[1]
     np.testing.assert_allclose(q[-1], [0.1, 0.1], atol=1e-3)
 
 

@@ -114,6 +114,19 @@ class _EpisodeState:
     target: np.ndarray = field(default_factory=lambda: np.zeros(3))
 
 
+class _DataView:
+    """A read-only attribute of ArmTaskEnv: a copy of MjData.<field>[env.<index>] (the arm's
+    joints, actuators or tip site), so that callers never hold live simulation memory."""
+
+    def __init__(self, field: str, index: str, doc: str) -> None:
+        self.field, self.index, self.__doc__ = field, index, doc
+
+    def __get__(self, env, owner=None):
+        if env is None:
+            return self
+        return getattr(env.data, self.field)[getattr(env, self.index)].copy()
+
+
 class ArmTaskEnv:
     """MuJoCo model + data of the arm and its task; step with position targets, render images."""
 
@@ -153,26 +166,11 @@ class ArmTaskEnv:
         """Simulated seconds since construction (monotonic over resets)."""
         return self._time_offset + float(self.data.time)
 
-    @property
-    def q(self) -> np.ndarray:
-        return self.data.qpos[self._qadr].copy()
-
-    @property
-    def qd(self) -> np.ndarray:
-        return self.data.qvel[self._dadr].copy()
-
-    @property
-    def effort(self) -> np.ndarray:
-        """Actuator torques (N m) applied at the last step."""
-        return self.data.actuator_force[self._act].copy()
-
-    @property
-    def position_targets(self) -> np.ndarray:
-        return self.data.ctrl[self._act].copy()
-
-    @property
-    def tip(self) -> np.ndarray:
-        return self.data.site_xpos[self._tip].copy()
+    q = _DataView('qpos', '_qadr', 'Joint positions (rad).')
+    qd = _DataView('qvel', '_dadr', 'Joint velocities (rad/s).')
+    effort = _DataView('actuator_force', '_act', 'Actuator torques (N m) applied at the last step.')
+    position_targets = _DataView('ctrl', '_act', "The actuators' position targets (rad).")
+    tip = _DataView('site_xpos', '_tip', 'Tip position in the world frame (m).')
 
     @property
     def target(self) -> np.ndarray:

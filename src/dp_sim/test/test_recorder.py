@@ -7,7 +7,6 @@ the bags are read back with rosbags.
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 from rosbags.rosbag2 import Reader
 
