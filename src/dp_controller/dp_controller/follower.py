@@ -7,7 +7,7 @@ Ties together validation of incoming chunks, the time-indexed plan (plan.py), th
     f = Follower(FollowerConfig(joint_names=[...], ...))
     f.start(q_measured, now)                  # hold the current position (state IDLE)
     f.on_chunk(stamp, names, t, pos, vel, now)  # -> 'accepted' or a rejection reason
-    q, v, a = f.step(now)                      # once per control period, command for `now`
+    q, v, a = f.step(now)                      # once per control period: lists, rad (/s, /s^2)
 
 Guarantees of `step` (tested by property): every command is inside the position limits, and
 between consecutive commands |dv| <= amax*dt and |v| <= vmax, whatever chunks arrive. A start
@@ -44,16 +44,17 @@ Not here: ROS (follower_node.py), timing of the calls (control_loop.py).
 from __future__ import annotations
 
 import math
-from bisect import bisect_left
-from collections import Counter, deque
+from collections import Counter
 from typing import Optional, Sequence
 
 import numpy as np
 
 from dp_common.joints import JointIndexer
 from dp_controller.config import FollowerConfig
-from dp_controller.limits import Limiter, braking_profile
+from dp_controller.limits import Limiter
 from dp_controller.plan import Ensemble, enter_chunk
+from dp_controller.plan_clock import PlanClock
+from dp_controller.preview import Previewer
 from dp_controller.watchdog import Watchdog
 
 STATE_IDLE = 0
@@ -74,10 +75,7 @@ class _Chunk:
             stamp, t_abs, pos, vel, switch_time)
 
 
-PREVIEW_DT_S = 0.01   # step of preview()'s prediction (s)
-LAG_HISTORY_S = 1.0   # how far back the plan time of a chunk's stamp is known exactly (s)
 MIN_PLAN_STEP_S = 1e-6   # below this, a control period does not advance plan time (factor ~0)
-STOP_DT_S = 0.02      # sample spacing of preview()'s braking tail (s)
 
 
 class Follower:
@@ -85,9 +83,7 @@ class Follower:
         self.cfg = config
         self.dt = config.period_s
         self.limiter = Limiter(config.lower, config.upper, config.vmax, config.amax, self.dt)
-        # preview() steps its own limiter at a coarser period (the same limits at every step).
-        self._preview_limiter = Limiter(config.lower, config.upper, config.vmax, config.amax,
-                                        max(self.dt, PREVIEW_DT_S))
+        self._previewer = Previewer(config)
         self.watchdog = Watchdog(config.watchdog_timeout_s)
         self.rejected = Counter()
         self.chunks_accepted = 0
@@ -101,33 +97,23 @@ class Follower:
         self._current: Optional[_Chunk] = None
         self._pending: Optional[_Chunk] = None
         self._last_stamp = -math.inf
-        self._last_now: Optional[float] = None
         self._last_accept_time = math.nan
-        self._prev_a = np.zeros(config.num_joints)
+        # The last step's plan, plan time and target (a list): the next step's target one
+        # period ago.
         self._prev_plan, self._prev_t, self._prev_target = None, math.nan, None
-        self.max_abs_jerk = 0.0
         self._joints = JointIndexer(config.joint_names)
-        self.speed_scaling = 1.0
-        self._lag = 0.0     # caller's time minus plan time at _last_now (speed scaling < 1)
-        # (caller's time, lag) at each step since the factor was last below 1, for plan_time of
-        # a past stamp; empty while plan time is the caller's time.
-        self._lag_times: deque = deque()
-        self._lag_values: deque = deque()
+        self.clock = PlanClock()        # plan time under speed scaling; last_now: last step
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, q_measured, now: float):
         """Begin commanding from the measured position (as it is, even outside the limits:
         the command then only moves inward); state IDLE."""
         self.limiter.reset(q_measured)
-        self._prev_a = np.zeros(self.cfg.num_joints)
         self._drop_plan()
         self.state = STATE_IDLE
         self.hold_reason = ''
         self._off_track_since = None
-        self._last_now = now
-        self._lag = 0.0
-        self._lag_times.clear()
-        self._lag_values.clear()
+        self.clock.reset(now)
         self._last_stamp = -math.inf
 
     def stop(self):
@@ -138,10 +124,6 @@ class Follower:
     @property
     def started(self) -> bool:
         return self.state != STATE_STOPPED
-
-    @property
-    def state_label(self) -> str:
-        return STATE_LABELS[self.state]
 
     @property
     def command(self):
@@ -159,7 +141,7 @@ class Follower:
     def time_since_last_chunk(self, now: Optional[float] = None) -> float:
         """Seconds from the last accepted chunk to `now` (default: the last step); NaN if none."""
         if now is None:
-            now = math.nan if self._last_now is None else self._last_now
+            now = math.nan if self.clock.last_now is None else self.clock.last_now
         return now - self._last_accept_time
 
     def hold(self, reason: str = 'hold_request'):
@@ -173,40 +155,18 @@ class Follower:
         self.tracking_fault = False
         self._off_track_since = None
 
+    @property
+    def speed_scaling(self) -> float:
+        return self.clock.factor
+
     def set_speed_scaling(self, factor: float) -> None:
         """The rate of plan time per second of the caller's clock from the next step on: clipped
         to [0, 1] (never faster than the policy planned); non-finite values are ignored."""
-        factor = float(factor)
-        if math.isfinite(factor):
-            self.speed_scaling = min(1.0, max(0.0, factor))
+        self.clock.set_factor(factor)
 
     def plan_time(self, t: float) -> float:
-        """Plan time at the caller's time t: after the last step, extrapolated at the current
-        factor; before it, from the recorded history (a chunk's stamp lies up to
-        max_stamp_age_s in the past, and the factor may have changed since)."""
-        if self._last_now is None:
-            return t - self._lag
-        if t >= self._last_now or not self._lag_times:
-            return t - max(0.0, self._lag + (1.0 - self.speed_scaling) * (t - self._last_now))
-        times = self._lag_times
-        i = bisect_left(times, t)
-        if i == 0:
-            return t - self._lag_values[0]
-        t0, t1 = times[i - 1], times[i]
-        l0, l1 = self._lag_values[i - 1], self._lag_values[i]
-        return t - (l0 + (l1 - l0) * (t - t0) / (t1 - t0) if t1 > t0 else l1)
-
-    def _record_lag(self, now: float, lag: float) -> None:
-        if lag == 0.0 and not self._lag_times:
-            return      # plan time is the caller's time: nothing to remember
-        if self._lag_times and now <= self._lag_times[-1]:
-            self._lag_times.clear()
-            self._lag_values.clear()
-        self._lag_times.append(now)
-        self._lag_values.append(lag)
-        while self._lag_times and self._lag_times[0] < now - LAG_HISTORY_S:
-            self._lag_times.popleft()
-            self._lag_values.popleft()
+        """Plan time at the caller's time t (PlanClock.at)."""
+        return self.clock.at(t)
 
     def supervise(self, q_measured, now: float, v_measured=None) -> bool:
         """Compare the measured position (rad, (J,)) with the current command. Beyond
@@ -229,7 +189,6 @@ class Follower:
             return False
         self._off_track_since = None
         self.limiter.reset(q, v_measured)
-        self._prev_a = np.zeros(self.cfg.num_joints)
         self._trip('tracking')
         return True
 
@@ -256,10 +215,7 @@ class Follower:
 
     # ------------------------------------------------------------------ chunks
     def count_rejection(self, reason: str) -> str:
-        """Count a rejection decided outside on_chunk (e.g. a malformed message)."""
-        return self._reject(reason)
-
-    def _reject(self, reason: str) -> str:
+        """Count a rejection (on_chunk's, or one decided outside, e.g. a malformed message)."""
         self.rejected[reason] += 1
         return reason
 
@@ -273,24 +229,24 @@ class Follower:
         n_action_steps: overrides the configured value for this chunk (e.g. from ActionChunk).
         """
         if not self.started:
-            return self._reject('not_started')
+            return self.count_rejection('not_started')
         if self._held_by_request:
-            return self._reject('held')
+            return self.count_rejection('held')
         if self.tracking_fault:
-            return self._reject('tracking_fault')
+            return self.count_rejection('tracking_fault')
         idx, reason = self._joints.indices(names)
         if idx is None:    # 'missing_joint:...' / 'duplicate_joint:...' counted without the names
-            return self._reject(reason.split(':')[0])
+            return self.count_rejection(reason.split(':')[0])
         reason, t, pos, vel = checked_chunk(self.cfg, idx, len(names), stamp, t_from_start,
                                             positions, velocities, now)
         if reason:
-            return self._reject(reason)
+            return self.count_rejection(reason)
         if stamp < self._last_stamp:
-            return self._reject('out_of_order')
+            return self.count_rejection('out_of_order')
         t_abs = self.plan_time(stamp) + t     # on plan time (== the caller's at full speed)
         tau = self.plan_time(now)
         if t_abs[-1] <= tau:
-            return self._reject('expired')
+            return self.count_rejection('expired')
 
         n_steps = self.cfg.n_action_steps if n_action_steps is None else int(n_action_steps)
         first = int(np.searchsorted(t, -1e-9, side='left'))   # action for the stamp itself
@@ -354,28 +310,27 @@ class Follower:
 
     # ------------------------------------------------------------------ control
     def step(self, now: float):
-        """One control period: returns the command (q, v, a) for time `now` (arrays (J,)).
+        """One control period: returns the command (q, v, a) for time `now` (lists of J floats,
+        in the configured joint order: the 500 Hz path builds no array; not to be changed).
 
         When more than one period passed since the last call (a starved or overrunning control
         thread), the periods in between are stepped through first (at most
         max_catch_up_steps), so that the command keeps time with the plan; the limits hold per
         period, so the command moves by at most what the elapsed periods allow.
         """
-        if self._last_now is not None and self.cfg.max_catch_up_steps > 0:
-            missed = min(int((now - self._last_now) / self.dt + 0.5) - 1,
+        if self.clock.last_now is not None and self.cfg.max_catch_up_steps > 0:
+            missed = min(int((now - self.clock.last_now) / self.dt + 0.5) - 1,
                          self.cfg.max_catch_up_steps)
             for i in range(missed, 0, -1):
                 self._step_once(now - i * self.dt)
         return self._step_once(now)
 
     def _step_once(self, now: float):
-        if self._last_now is not None and now < self._last_now - self.cfg.clock_jump_tolerance_s:
+        last = self.clock.last_now
+        if last is not None and now < last - self.cfg.clock_jump_tolerance_s:
             self._enter_hold('clock_jump')
             self._last_stamp = -math.inf
-        tau = self.plan_time(now)      # plan time (== now at full speed)
-        self._lag = now - tau
-        self._record_lag(now, self._lag)
-        self._last_now = now
+        tau = self.clock.advance(now)      # plan time (== now at full speed)
         if self.state == STATE_FOLLOWING and self.watchdog.expired(now):
             self._enter_hold('watchdog')
         # The command's own step: a control period of the caller's clock, or with
@@ -385,7 +340,7 @@ class Follower:
         cmd_dt = None
         if self.cfg.scaled_time_output and self.speed_scaling < 1.0:
             if plan_dt < MIN_PLAN_STEP_S:
-                return self.limiter.copy_state()
+                return self.limiter.last_step()
             cmd_dt = plan_dt
         if self.state == STATE_FOLLOWING:
             if (self._pending is not None and self._current is not None
@@ -400,75 +355,26 @@ class Follower:
             if plan is self._prev_plan and abs(tau_before - self._prev_t) < 0.25 * self.dt:
                 target_now = self._prev_target
             else:
-                target_now = plan.position(tau_before)
-            target_next = plan.position(tau)
+                target_now = plan.position(tau_before).tolist()
+            target_next = plan.position(tau).tolist()
             self._prev_plan, self._prev_t, self._prev_target = plan, tau, target_next
-            q, v, a = self.limiter.step(target_next, target_now, cmd_dt)
-        else:
-            q, v, a = self.limiter.brake(cmd_dt)
-        jerk = float(np.max(np.abs(a - self._prev_a))) / (cmd_dt or self.dt)
-        self._prev_a = a
-        if jerk > self.max_abs_jerk:
-            self.max_abs_jerk = jerk
-        return q, v, a
+            return self.limiter.step(target_next, target_now, cmd_dt)
+        return self.limiter.brake(cmd_dt)
 
     def pop_max_jerk(self) -> float:
         """Max |jerk| of the command stream since the last call (rad/s^3); resets it."""
-        j, self.max_abs_jerk = self.max_abs_jerk, 0.0
-        return j
+        return self.limiter.pop_max_jerk()
 
     def preview(self, now: float, times: Sequence[float], stop: bool = False):
         """Commands the follower would produce at future `times` (increasing, > now) if nothing
-        else arrived, without changing its state: (positions (K, J), velocities (K, J)), and with
-        `stop` a third value, the braking tail (times (M,), positions (M, J), velocities (M, J)).
-
-        Used by the joint_trajectory output to send a short rolling trajectory. The prediction
-        steps a second limiter from the current command state at PREVIEW_DT_S (the control period
-        if longer), so every point keeps the position, velocity and acceleration limits: 10
-        instead of 50 steps for a 0.1 s horizon at 500 Hz (at 50 Hz, the fine-stepped preview made
-        the joint_trajectory output overrun the 2 ms period). Points are within PREVIEW_DT_S / 2
-        of the requested times.
-
-        The braking tail (limits.braking_profile): from the last preview state every joint brakes
-        at its acceleration limit to a standstill, sampled every STOP_DT_S after the last preview
-        time; the last sample has every velocity exactly 0. joint_trajectory_controller (Jazzy and
-        newer, `allow_nonzero_velocity_at_trajectory_end: false` by default) rejects a trajectory
-        whose last point moves; ending each rolling trajectory at rest keeps it valid, and if the
-        stream of trajectories stops, the controller brakes the arm within the acceleration and
-        position limits (the preview state satisfies the limiter's braking-distance bound)
-        instead of holding a moving target's pose. A single stop point would not do: the
-        controller's cubic over one long segment makes the joints that stop early overshoot and
-        come back, and decelerate beyond the limit.
-
-        With `scaled_time_output`, `times - now` (and the tail's times) are plan time, which is
-        the scaled controller's trajectory time, and velocities are per plan second: the message
-        carries them as they are, and the controller's own scaling makes them the arm's.
-        """
-        lim = self._preview_limiter
-        lim.set_state(self.limiter.copy_state())
-        dt = lim.dt
+        else arrived, without changing its state (see preview.Previewer): positions (K, J),
+        velocities (K, J), and with `stop` the braking tail (times, positions, velocities)."""
         plan = self._plan if self.state == STATE_FOLLOWING else None
         # Plan time at t: with scaled_time_output, t - now is itself plan time (the controller's
-        # trajectory time); else the plan advances at the factor. Written so that at a factor of
-        # 1 it is t itself.
-        lag = now - self.plan_time(now)
-        rate = 1.0 if self.cfg.scaled_time_output else self.speed_scaling
-        out_q, out_v = [], []
-        t = now
-        for tk in times:
-            while t + 0.5 * dt < tk:
-                t += dt
-                if plan is not None:
-                    tau = t - lag - (1.0 - rate) * (t - now)
-                    lim.step(plan.position(tau), plan.position(tau - rate * dt))
-                else:
-                    lim.brake()
-            out_q.append(lim.q.copy())
-            out_v.append(lim.v.copy())
-        if not stop:
-            return np.array(out_q), np.array(out_v)
-        tb, qb, vb = braking_profile(lim.q, lim.v, lim.amax, STOP_DT_S)
-        return np.array(out_q), np.array(out_v), (times[-1] + tb, qb, vb)
+        # trajectory time); else the plan advances at the factor.
+        rate = 1.0 if self.cfg.scaled_time_output else self.clock.factor
+        return self._previewer.predict(self.limiter.copy_state(), plan, now - self.clock.at(now),
+                                       rate, now, times, stop)
 
 
 def checked_chunk(cfg: FollowerConfig, idx: np.ndarray, n_names: int, stamp: float, t_from_start,

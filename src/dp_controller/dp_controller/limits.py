@@ -21,6 +21,9 @@ sqrt(2 * amax_c * |e|), so that large errors close without overshoot.
 
 Implementation: plain Python floats in a loop over the joints. For a handful of joints that is
 several times cheaper than ~40 numpy operations on tiny arrays, and this runs 500 times a second.
+The state is kept as lists of floats, and `step`/`brake` return lists: the 500 Hz path (targets in,
+a Float64MultiArray out) never builds an array; `q`, `v`, `a` and `copy_state()` give arrays.
+The largest |jerk| of the steps since `pop_max_jerk()` is kept on the way (rad/s^3).
 
 Not here: where targets come from (plan.py, follower.py).
 """
@@ -43,6 +46,7 @@ class Limiter:
         # other period a step was asked for: see `step(..., dt=)`).
         self._joints = self._cur = self._constants(self.dt)
         self._other = (None, None)
+        self.max_abs_jerk = 0.0
         self.reset(np.clip(np.zeros_like(self.lower), self.lower, self.upper))
 
     def _constants(self, dt: float) -> list:
@@ -69,12 +73,36 @@ class Limiter:
             np.asarray(v, dtype=np.float64), -self.vmax, self.vmax)
         self.set_state((q, v, np.zeros_like(q)))
 
+    @property
+    def q(self) -> np.ndarray:
+        """Commanded positions (rad), a new array."""
+        return np.array(self._q)
+
+    @property
+    def v(self) -> np.ndarray:
+        """Commanded velocities (rad/s), a new array."""
+        return np.array(self._v)
+
+    @property
+    def a(self) -> np.ndarray:
+        """Accelerations of the last step (rad/s^2), a new array."""
+        return np.array(self._a)
+
     def copy_state(self):
-        return self.q.copy(), self.v.copy(), self.a.copy()
+        """(q, v, a) as new arrays."""
+        return self.q, self.v, self.a
+
+    def last_step(self):
+        """(q, v, a) of the last step as lists of floats (not to be changed by the caller)."""
+        return self._q, self._v, self._a
 
     def set_state(self, state):
-        self.q, self.v, self.a = (np.array(s, dtype=np.float64) for s in state)
-        self._q, self._v = self.q.tolist(), self.v.tolist()
+        self._q, self._v, self._a = (np.asarray(s, dtype=np.float64).tolist() for s in state)
+
+    def pop_max_jerk(self) -> float:
+        """Max |jerk| (rad/s^3) over the joints and the steps since the last call; resets it."""
+        j, self.max_abs_jerk = self.max_abs_jerk, 0.0
+        return j
 
     def _bounds(self, j, q, v):
         lower, upper, vmax, adt, adt2, two_a, _ = self._cur[j]
@@ -92,7 +120,8 @@ class Limiter:
     def _advance(self, v_des, dt: float):
         """One step of length dt with desired velocities v_des (list; non-finite -> brake)."""
         qs, vs, acc = [], [], []
-        for j, (q, v, vd) in enumerate(zip(self._q, self._v, v_des)):
+        jerk = self.max_abs_jerk * dt
+        for j, (q, v, vd, a) in enumerate(zip(self._q, self._v, v_des, self._a)):
             if not math.isfinite(vd):
                 vd = 0.0
             lo, hi = self._bounds(j, q, v)
@@ -106,19 +135,21 @@ class Limiter:
                 qn = upper
             elif qn < lower and q >= lower:
                 qn = lower
+            an = (vn - v) / dt
+            if abs(an - a) > jerk:
+                jerk = abs(an - a)
             qs.append(qn)
             vs.append(vn)
-            acc.append((vn - v) / dt)
-        self._q, self._v = qs, vs
-        self.q, self.v, self.a = np.array(qs), np.array(vs), np.array(acc)
-        return self.q, self.v, self.a
+            acc.append(an)
+        self._q, self._v, self._a = qs, vs, acc
+        self.max_abs_jerk = jerk / dt
+        return qs, vs, acc
 
     def desired_velocity(self, target_next, target_now, dt: float):
-        """Velocity that tracks the target: feed-forward + braking-feasible error correction."""
+        """Velocity that tracks the target: feed-forward + braking-feasible error correction.
+        Targets: sequences of floats (lists on the hot path)."""
         out = []
-        for j, (tn, tw, q) in enumerate(zip(np.asarray(target_next, dtype=np.float64).tolist(),
-                                             np.asarray(target_now, dtype=np.float64).tolist(),
-                                             self._q)):
+        for j, (tn, tw, q) in enumerate(zip(target_next, target_now, self._q)):
             e = tw - q
             ae = abs(e)
             corr = min(ae / dt, math.sqrt(self._cur[j][6] * ae)) if ae == ae else math.nan

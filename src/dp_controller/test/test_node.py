@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 rclpy = pytest.importorskip('rclpy')
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from rosgraph_msgs.msg import Clock  # noqa: E402
@@ -44,17 +43,16 @@ def wave(t):
 class Harness:
     """follower_node + a policy/robot test node, spun by a background executor."""
 
-    def __init__(self, **params):
+    def __init__(self, graph, **params):
         base = dict(joint_names=JOINTS, control_rate_hz=RATE_HZ, position_lower_rad=LOWER.tolist(),
                     position_upper_rad=UPPER.tolist(), max_velocity_rad_s=VMAX.tolist(),
                     max_acceleration_rad_s2=[10.0], watchdog_timeout_s=WATCHDOG_S,
                     execution_mode='latest', status_rate_hz=20.0, autostart=False)
         base.update(params)
-        self.ctx = rclpy.context.Context()
-        rclpy.init(context=self.ctx)
-        self.node = FollowerNode(context=self.ctx, parameter_overrides=[
-            Parameter(k, value=v) for k, v in base.items()])
-        self.io = rclpy.create_node('follower_test_io', context=self.ctx)
+        self.graph = graph
+        self.node = graph.add(FollowerNode(context=graph.context, parameter_overrides=[
+            Parameter(k, value=v) for k, v in base.items()]))
+        self.io = graph.driver
         reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -73,22 +71,9 @@ class Harness:
         self.js_pub = self.io.create_publisher(JointState, 'joint_states', 10)
         self.clock_pub = self.io.create_publisher(Clock, '/clock', 10)
         self.io.create_timer(0.01, self._publish_js)
-        # One thread, as follower_node's own main() spins it. rclpy's MultiThreadedExecutor (2
-        # threads) kept two threads of this process at ~100% of a core each (ros2/rclpy#1223),
-        # and the follower's chunk callbacks then ran 1-5 s late: the test failed in 2 of 5 runs.
-        self.executor = SingleThreadedExecutor(context=self.ctx)
-        self.executor.add_node(self.node)
-        self.executor.add_node(self.io)
-        self.thread = threading.Thread(target=self._spin, daemon=True)
-        self.thread.start()
         self._closing = threading.Event()
         self._streamers = []
-
-    def _spin(self):
-        try:
-            self.executor.spin()
-        except Exception:   # context shut down
-            pass
+        graph.start()
 
     def _on_cmd(self, msg):
         q = np.array(msg.data)
@@ -170,21 +155,16 @@ class Harness:
             t.join(10.0)
         if self.node.loop is not None:
             self.node.loop.stop()
-        rclpy.try_shutdown(context=self.ctx)
-        self.thread.join(10.0)
-        self.executor.shutdown()
-        self.node.destroy_node()
-        self.io.destroy_node()
+        self.graph.close()
 
 
 @pytest.fixture
-def harness_factory():
+def harness_factory(background_graph):
     made = []
 
     def make(**params):
-        h = Harness(**params)
-        made.append(h)
-        return h
+        made.append(Harness(background_graph('follower_test_io'), **params))
+        return made[-1]
     yield make
     for h in made:
         h.close()
