@@ -1,6 +1,7 @@
 """policy_node's messages, built and read without the node: the chunk it publishes (a
-JointTrajectory of the actions to execute and the ActionChunk with the whole horizon) and the
-camera images it takes (cheap checks on arrival, then the decoder training uses)."""
+JointTrajectory of the actions to execute and the ActionChunk with the whole horizon), the
+camera images it takes (cheap checks on arrival, then the decoder training uses) and the counters
+and windows of its PolicyStatus (fill_status)."""
 from __future__ import annotations
 
 from typing import Any, Optional
@@ -92,3 +93,26 @@ def decode_image(msg: Any, transport: str, image_hw: tuple[int, int], resize: bo
                                 f'{arr.shape[1]}x{arr.shape[0]} instead of {image_hw[1]}x{image_hw[0]}')
         arr = resize_rgb8(arr, image_hw)
     return arr
+
+
+def fill_status(msg: Any, book: Any, robots: list, now_ns: int) -> None:
+    """PolicyStatus fields of the StatusBook (counters, rates, latency windows; the window is
+    restarted) and of each robot's input streams (received, rate, age of the newest accepted
+    stamp, messages held in the history)."""
+    from dp_msgs.msg import Counter, InputStatus
+    snap, elapsed = book.snapshot()
+    for robot in robots:
+        held = robot.history.sizes()
+        for stream, stats in robot.stats.items():
+            stats.mark(elapsed)
+            age = float('nan') if stats.newest_ns is None else (now_ns - stats.newest_ns) * 1e-9
+            msg.inputs.append(InputStatus(topic=stats.topic, received=stats.received,
+                                          rate_hz=float(stats.rate_hz), age_s=age,
+                                          buffered=int(held.get(stream, 0))))
+    msg.chunks_published = snap.chunks_published
+    msg.output_rate_hz = snap.output_rate_hz
+    msg.rejected = [Counter(name=k, count=v) for k, v in sorted(snap.rejected.items())]
+    msg.skipped = [Counter(name=k, count=v) for k, v in sorted(snap.skipped.items())]
+    msg.latency_p50_s, msg.latency_p99_s = snap.latency_p50_s, snap.latency_p99_s
+    msg.latency_max_s = snap.latency_max_s
+    msg.observation_to_publish_p50_s = snap.observation_to_publish_p50_s

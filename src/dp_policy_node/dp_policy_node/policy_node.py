@@ -29,33 +29,31 @@ counters of the status (status.py), inference (dp_policy.policy). It only wires 
 from __future__ import annotations
 
 import sys
-import threading
 import time
 from typing import Any, Optional
 
-import numpy as np
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType, JumpThreshold
 from rclpy.duration import Duration
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.parameter import Parameter
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
                        qos_profile_sensor_data)
-from rcl_interfaces.msg import ParameterDescriptor
 
 from dp_common.joints import JointIndexer
 from dp_common.node_main import run_node
+from dp_common.params import declare_parameters
 from dp_common.stamps import stamp_to_ns
-from dp_msgs.msg import ActionChunk, Counter, InputStatus, PolicyStatus
+from dp_msgs.msg import ActionChunk, PolicyStatus
 from dp_msgs.srv import ResetHistory, SetEnabled
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from trajectory_msgs.msg import JointTrajectory
 
-from .messages import chunk_messages, decode_image, precheck_image
+from .messages import decode_image, fill_status, precheck_image
 from .node_config import PARAMETERS, ConfigError, PolicyNodeConfig, output_topic, robot_topic
-from .observation import JOINT_STREAM, ClockJumpDetector, Observation, ObservationHistory
-from .scheduling import RobotSchedule, TimerTicks, Trigger, select_batch
+from .observation import JOINT_STREAM, ClockJumpDetector, ObservationHistory
+from .inference import InferenceWorker, Robot
+from .scheduling import RobotSchedule, Trigger
 from .status import StatusBook, StreamStats
 
 OUTPUT_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
@@ -64,61 +62,31 @@ STATUS_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                         history=HistoryPolicy.KEEP_LAST, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
-class Robot:
-    """Everything the node keeps for one robot namespace: its observation history, its place in
-    the schedule (scheduling.RobotSchedule), input statistics, subscriptions and publishers."""
-
-    def __init__(self, ns: str, history: ObservationHistory, indexer: JointIndexer,
-                 schedule: RobotSchedule) -> None:
-        self.ns = ns
-        self.history = history
-        self.indexer = indexer
-        self.schedule = schedule
-        self.stats: dict[str, StreamStats] = {}
-        self.subscriptions: list = []
-        self.traj_pub = None
-        self.chunk_pub = None
-        self.sequence = 0
-
-
 class PolicyNode(LifecycleNode):
     """Managed node running a DiffusionPolicy checkpoint on live (or replayed) observations."""
 
     def __init__(self, node_name: str = 'policy_node', **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
-        for name, (default, description) in PARAMETERS.items():
-            desc = ParameterDescriptor(description=description)
-            if isinstance(default, list) and not default:
-                self.declare_parameter(name, Parameter.Type.STRING_ARRAY, desc)
-            else:
-                self.declare_parameter(name, default, desc)
-        self._lock = threading.Lock()             # the policy resets the worker takes
+        declare_parameters(self, PARAMETERS)
         self.book = StatusBook()                  # counters and windows of ~/status
-        self._node_reason = 'not configured'     # node-level reason for no chunk ('' if none)
-        self._policy_resets: set[str] = set()     # robots whose policy state the worker resets
-        self._last_backend = ''
+        self._node_reason = 'not configured'     # lifecycle-level reason for no chunk ('' if none)
         self._enabled = True
+        self.worker: Optional[InferenceWorker] = None   # the inference thread, configured
         self.cfg: Optional[PolicyNodeConfig] = None
         self.policy = None
         self.robots: dict[str, Robot] = {}
         self._clock_jumps = ClockJumpDetector()
         self._cb_inputs = MutuallyExclusiveCallbackGroup()
-        self._worker: Optional[threading.Thread] = None
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._active = False
         self._jump_handle = None
-        self._cameras: list[str] = []
-        self._transports: list[str] = []
-        self._out_joint_names: list[str] = []
+        self._cameras, self._transports = [], []   # the checkpoint's cameras, their transports
         self.trigger: Optional[Trigger] = None
         self._warmup_choice: dict = {}
 
-        status_topic = self.get_parameter('status_topic').value
-        status_rate = float(self.get_parameter('status_rate_hz').value)
-        self._status_pub = self.create_publisher(PolicyStatus, status_topic, STATUS_QOS)
+        self._status_pub = self.create_publisher(PolicyStatus, self._param('status_topic'),
+                                                 STATUS_QOS)
         # wall-clock status timer: it keeps reporting while a simulated clock is paused
-        self._status_timer = self.create_timer(1.0 / max(status_rate, 1e-3), self._publish_status,
+        period_s = 1.0 / max(float(self._param('status_rate_hz')), 1e-3)
+        self._status_timer = self.create_timer(period_s, self._publish_status,
                                                clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.create_service(ResetHistory, '~/reset_history', self._on_reset_history)
         self.create_service(SetEnabled, '~/set_enabled', self._on_set_enabled)
@@ -139,6 +107,8 @@ class PolicyNode(LifecycleNode):
         """Why the last tick produced no chunk: a node-level reason, else the robots' ('' = none)."""
         if self._node_reason:
             return self._node_reason
+        if self.worker is not None and self.worker.reason:
+            return self.worker.reason
         reasons = [(f'{r.ns}: ' if r.ns else '') + r.schedule.last_skip
                    for r in list(self.robots.values()) if r.schedule.last_skip]
         return '; '.join(reasons)
@@ -181,13 +151,18 @@ class PolicyNode(LifecycleNode):
         self.policy = policy
         self._cameras = list(meta.camera_names)
         self._transports = cfg.transports(topics)
-        self._out_joint_names = joints
         self._clock_jumps = ClockJumpDetector(cfg.clock_jump_threshold_s)
         self.trigger = Trigger(cfg.trigger, cfg.policy_rate_hz)
         for ns in cfg.robot_namespaces:
             self._add_robot(ns, joints, topics, meta)
+        self.worker = InferenceWorker(
+            policy, self.robots, self.trigger, cameras=self._cameras, joint_names=joints,
+            publish_velocities=cfg.publish_velocities, book=self.book, now_ns=self._now_ns,
+            clock_ns=lambda: self.get_clock().now().nanoseconds,
+            sim_time_active=lambda: self.get_clock().ros_time_is_active,
+            enabled=lambda: self._enabled, reject=self._reject, logger=self.get_logger(),
+            context_ok=self.context.ok)
         self._node_reason = ''
-        self._last_backend = policy.backend_for(len(cfg.robot_namespaces))
         self.get_logger().info(
             f'configured in {time.monotonic() - t_start:.1f} s: {cfg.checkpoint} '
             f'(joints {joints}, cameras {list(zip(meta.camera_names, topics, self._transports))}, '
@@ -203,41 +178,35 @@ class PolicyNode(LifecycleNode):
             image_hw=meta.image_hw, image_capacity=cfg.max_images_per_camera)
         robot = Robot(ns, history, JointIndexer(joints), RobotSchedule(self.trigger.grid_ns))
         self.robots[ns] = robot
-        sub = self.create_subscription(
-            JointState, robot_topic(ns, cfg.joint_states_topic),
-            lambda msg, r=robot: self._on_joint_state(r, msg), qos_profile_sensor_data,
-            callback_group=self._cb_inputs)
-        robot.subscriptions.append(sub)
-        robot.stats[JOINT_STREAM] = StreamStats(sub.topic_name)
-        history.labels[JOINT_STREAM] = sub.topic_name
+        self._subscribe(robot, JOINT_STREAM, JointState, cfg.joint_states_topic,
+                        lambda msg, r=robot: self._on_joint_state(r, msg))
         for cam, topic, transport in zip(self._cameras, topics, self._transports):
-            msg_type = CompressedImage if transport == 'compressed' else Image
-            sub = self.create_subscription(
-                msg_type, robot_topic(ns, topic),
-                lambda msg, r=robot, c=cam, t=transport: self._on_image(r, c, t, msg),
-                qos_profile_sensor_data, callback_group=self._cb_inputs)
-            robot.subscriptions.append(sub)
-            robot.stats[cam] = StreamStats(sub.topic_name)
-            history.labels[cam] = sub.topic_name
+            self._subscribe(robot, cam, CompressedImage if transport == 'compressed' else Image,
+                            topic, lambda msg, r=robot, c=cam, t=transport: self._on_image(
+                                r, c, t, msg))
         name = self.get_name()
         robot.traj_pub = self.create_publisher(
             JointTrajectory, output_topic(ns, cfg.trajectory_topic, name), OUTPUT_QOS)
         robot.chunk_pub = self.create_publisher(
             ActionChunk, output_topic(ns, cfg.action_chunk_topic, name), OUTPUT_QOS)
 
+    def _subscribe(self, robot: Robot, stream: str, msg_type: Any, topic: str, callback) -> None:
+        """An input stream of the robot (sensor-data QoS), with its statistics and label."""
+        sub = self.create_subscription(msg_type, robot_topic(robot.ns, topic), callback,
+                                       qos_profile_sensor_data, callback_group=self._cb_inputs)
+        robot.subscriptions.append(sub)
+        robot.stats[stream] = StreamStats(sub.topic_name)
+        robot.history.labels[stream] = sub.topic_name
+
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._stop.clear()
-        self._wake.set()
-        self._active = True
+        worker = self.worker
         # Under use_sim_time every /clock message moves the ROS clock: wake the loop on each so
         # that timer ticks follow simulated (or replayed) time, whatever its rate.
         self._jump_handle = self.get_clock().create_jump_callback(
             JumpThreshold(min_forward=Duration(nanoseconds=1), min_backward=None,
                           on_clock_change=True),
-            post_callback=lambda _jump: self._wake.set())
-        self._worker = threading.Thread(target=self._worker_loop, name='policy_inference',
-                                        daemon=True)
-        self._worker.start()
+            post_callback=lambda _jump: worker.wake())
+        worker.start()
         self.get_logger().info(f'active: inference running (trigger {self.cfg.trigger} at '
                                f'{self.cfg.policy_rate_hz} Hz)')
         return TransitionCallbackReturn.SUCCESS
@@ -257,19 +226,12 @@ class PolicyNode(LifecycleNode):
         self._teardown()
         return TransitionCallbackReturn.SUCCESS
 
-    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.stop_worker()
-        self._teardown()
-        return TransitionCallbackReturn.SUCCESS
+    on_error = on_shutdown     # stop the thread, drop the policy and the interfaces
 
     def stop_worker(self) -> None:
         """Stop the inference thread (waits for a chunk in flight)."""
-        self._active = False
-        self._stop.set()
-        self._wake.set()
-        if self._worker is not None:
-            self._worker.join(timeout=30.0)
-            self._worker = None
+        if self.worker is not None:
+            self.worker.stop()
         if self._jump_handle is not None:
             try:
                 self._jump_handle.unregister()
@@ -287,6 +249,7 @@ class PolicyNode(LifecycleNode):
         self.robots = {}
         self.policy = None
         self.cfg = None
+        self.worker = None
 
     # ------------------------------------------------------------------ inputs
     def _now_ns(self) -> int:
@@ -305,8 +268,8 @@ class PolicyNode(LifecycleNode):
     def _reset_robot(self, robot: Robot) -> None:
         robot.schedule.reset()
         robot.history.clear()
-        with self._lock:
-            self._policy_resets.add(robot.ns)
+        if self.worker is not None:
+            self.worker.request_reset(robot.ns)
 
     def _reject(self, robot: Robot, stream: str, code: str, detail: str = '') -> None:
         self.book.rejected(code)
@@ -325,12 +288,7 @@ class PolicyNode(LifecycleNode):
             self._reject(robot, JOINT_STREAM, reason)
             return
         stamp = stamp_to_ns(msg.header.stamp)
-        reason = robot.history.insert_joint_state(stamp, q, now)
-        if reason:
-            self._reject(robot, JOINT_STREAM, reason)
-            return
-        stats.accepted(stamp)
-        self._maybe_wake(robot)
+        self._inserted(robot, JOINT_STREAM, stamp, robot.history.insert_joint_state(stamp, q, now))
 
     def _on_image(self, robot: Robot, cam: str, transport: str, msg: Any) -> None:
         policy, cfg = self.policy, self.cfg
@@ -345,125 +303,18 @@ class PolicyNode(LifecycleNode):
             return
         stamp = stamp_to_ns(msg.header.stamp)
         hw, resize = policy.meta.image_hw, cfg.resize_images
-        reason = robot.history.insert_image(
-            cam, stamp, lambda m=msg: decode_image(m, transport, hw, resize), now)
+        self._inserted(robot, cam, stamp, robot.history.insert_image(
+            cam, stamp, lambda m=msg: decode_image(m, transport, hw, resize), now))
+
+    def _inserted(self, robot: Robot, stream: str, stamp: int, reason: str) -> None:
+        """After an insert into the history: refused (`reason`: counted, logged) or accepted
+        (the stream's statistics; with the observation trigger the worker may be due)."""
         if reason:
-            self._reject(robot, cam, reason)
+            self._reject(robot, stream, reason)
             return
-        stats.accepted(stamp)
-        self._maybe_wake(robot)
-
-    def _maybe_wake(self, robot: Robot) -> None:
-        trigger = self.trigger
-        if not self._active or trigger is None or not trigger.on_observation:
-            return
-        t0 = robot.history.newest_common_ns()
-        if robot.schedule.is_new(t0) and robot.schedule.is_due(t0):
-            self._wake.set()
-
-    # ------------------------------------------------------------------ inference
-    def _worker_loop(self) -> None:
-        """The policy's own loop, on the inference thread (the executor only receives).
-
-        trigger 'timer': ticks every 1/policy_rate_hz on the node's ROS clock (simulated time
-        under use_sim_time: woken by every /clock update; a clock going backwards restarts the
-        ticks); each tick infers on the newest complete observation of every robot.
-        trigger 'observation': runs as soon as a robot's newest complete observation is due (a grid
-        of 1/policy_rate_hz in observation time, RobotSchedule.is_due), and every 0.5 s to refresh skip
-        reasons.
-        """
-        trigger = self.trigger
-        ticks = TimerTicks(trigger.period_ns)
-        while not self._stop.is_set():
-            if trigger.on_observation:
-                self._wait(0.5)
-                if not self._stop.is_set():
-                    self._run_tick()
-                continue
-            now = self._now_ns()
-            if now <= 0:
-                self._node_reason = 'waiting for the clock (use_sim_time and no /clock yet)'
-                ticks.reset()
-                self._wait(0.1)
-                continue
-            wait_s = ticks.wait_s(now)
-            if wait_s > 0:   # simulated time: woken by /clock, re-checked at least every 0.1 s
-                self._wait(min(wait_s, 0.1) if self.get_clock().ros_time_is_active else wait_s)
-                continue
-            self._run_tick()
-            missed = ticks.ticked(self._now_ns())
-            if missed:                           # inference longer than a period
-                self.book.skipped('overrun', missed)
-
-    def _wait(self, timeout_s: float) -> None:
-        self._wake.wait(timeout=max(0.0, timeout_s))
-        self._wake.clear()
-
-    def _run_tick(self) -> None:
-        try:
-            self._tick()
-        except Exception as err:  # noqa: BLE001 - the thread must survive anything
-            if not self.context.ok():
-                return      # shutting down (SIGINT): the publishers went with the context
-            self.book.skipped('inference_error')
-            self._node_reason = f'inference_error: {type(err).__name__}: {err}'[:500]
-            self.get_logger().error(f'inference failed: {type(err).__name__}: {err}',
-                                    throttle_duration_sec=5.0)
-
-    def _tick(self) -> None:
-        policy, cfg = self.policy, self.cfg
-        if policy is None or cfg is None:
-            return
-        now = self._now_ns()
-        with self._lock:
-            resets, self._policy_resets = self._policy_resets, set()
-        for ns in resets:
-            policy.reset(ns)
-        if not self._enabled:
-            self._node_reason = 'disabled'
-            return
-        if now <= 0:
-            self._node_reason = 'waiting for the clock (use_sim_time and no /clock yet)'
-            return
-        self._node_reason = ''
-        by_ns = dict(self.robots)
-        ready, skipped = select_batch([(ns, r.schedule, r.history) for ns, r in by_ns.items()],
-                                      now, self.trigger.grid_ns)
-        for ns, skip in skipped:
-            if skip.rejected:
-                self._reject(by_ns[ns], skip.stream, skip.counter, skip.detail)
-            else:
-                self.book.skipped(skip.counter)
-        ready = [(by_ns[ns], obs, epoch) for ns, obs, epoch in ready]
-        if not ready:
-            return
-        state = np.stack([o.state for _, o, _ in ready])                           # (B, n_obs, S)
-        images = {cam: np.stack([o.images[cam] for _, o, _ in ready]) for cam in self._cameras}
-        stamps = np.array([o.stamp_ns for _, o, _ in ready], dtype=np.float64) * 1e-9
-        out = policy.predict(state, images, stamps=stamps, robot_ids=[r.ns for r, _, _ in ready])
-        self._last_backend = out.backend
-        for b, (robot, obs, epoch) in enumerate(ready):
-            if robot.schedule.epoch != epoch:
-                self.book.skipped('reset_during_inference')
-                continue
-            actions = out.actions[b]                                                 # (T, A)
-            if not np.all(np.isfinite(actions)):
-                self.book.skipped('nonfinite_action')
-                robot.schedule.last_skip = 'nonfinite_action'
-                continue
-            if not self._enabled or not self._active:
-                continue
-            self._publish_chunk(robot, obs, out, b)
-
-    def _publish_chunk(self, robot: Robot, obs: Observation, out: Any, b: int) -> None:
-        robot.sequence += 1
-        age = (self.get_clock().now().nanoseconds - obs.stamp_ns) * 1e-9
-        traj, chunk = chunk_messages(self._out_joint_names, self.policy.meta, out, b, obs.stamp_ns,
-                                     self.cfg.publish_velocities, robot.ns, robot.sequence, age)
-        robot.traj_pub.publish(traj)
-        robot.chunk_pub.publish(chunk)
-        robot.schedule.chunk_published(obs.stamp_ns)
-        self.book.chunk_published(out.latency_s, age)
+        robot.stats[stream].accepted(stamp)
+        if self.worker is not None:
+            self.worker.maybe_wake(robot)
 
     # ------------------------------------------------------------------ services
     def _on_reset_history(self, req: ResetHistory.Request, resp: ResetHistory.Response):
@@ -500,25 +351,10 @@ class PolicyNode(LifecycleNode):
         if cfg is not None:
             msg.checkpoint = cfg.checkpoint
             msg.device = cfg.device
-        if self.policy is not None:
-            msg.backend = self._last_backend
-        snap, elapsed = self.book.snapshot()
-        now_ns = self.get_clock().now().nanoseconds
-        for robot in list(self.robots.values()):
-            held = robot.history.sizes()
-            for stream, stats in robot.stats.items():
-                stats.mark(elapsed)
-                age = float('nan') if stats.newest_ns is None else (now_ns - stats.newest_ns) * 1e-9
-                msg.inputs.append(InputStatus(topic=stats.topic, received=stats.received,
-                                              rate_hz=float(stats.rate_hz), age_s=age,
-                                              buffered=int(held.get(stream, 0))))
-        msg.chunks_published = snap.chunks_published
-        msg.output_rate_hz = snap.output_rate_hz
-        msg.rejected = [Counter(name=k, count=v) for k, v in sorted(snap.rejected.items())]
-        msg.skipped = [Counter(name=k, count=v) for k, v in sorted(snap.skipped.items())]
-        msg.latency_p50_s, msg.latency_p99_s = snap.latency_p50_s, snap.latency_p99_s
-        msg.latency_max_s = snap.latency_max_s
-        msg.observation_to_publish_p50_s = snap.observation_to_publish_p50_s
+        if self.worker is not None:
+            msg.backend = self.worker.last_backend
+        fill_status(msg, self.book, list(self.robots.values()),
+                    self.get_clock().now().nanoseconds)
         msg.last_skip_reason = self.last_skip_reason
         try:
             self._status_pub.publish(msg)

@@ -5,14 +5,12 @@ The checkpoint is a real one with random weights (checkpoint.create_untrained_ch
 'tiny' preset): what is tested is the node's wiring, time handling and input hygiene, not what
 the network predicts.
 """
-import threading
 import time
 
 import numpy as np
 import pytest
 
 rclpy = pytest.importorskip('rclpy')
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import (DurabilityPolicy, QoSProfile, ReliabilityPolicy,  # noqa: E402
                        qos_profile_sensor_data)
@@ -50,18 +48,15 @@ def two_cam_ckpt(tmp_path_factory):
 class Graph:
     """The node under test + a driver node, spun by one executor on a background thread."""
 
-    def __init__(self, params: dict, *, sim_time: bool = False, name: str = 'policy_node',
+    def __init__(self, graph, params: dict, *, sim_time: bool = False, name: str = 'policy_node',
                  namespaces=('',), cams=(('cam', '/camera/image_raw'),)):
-        self.ctx = rclpy.context.Context()
-        rclpy.init(context=self.ctx)
+        self.graph = graph
         overrides = [Parameter(k, value=v) for k, v in params.items()]
         if sim_time:
             overrides.append(Parameter('use_sim_time', value=True))
-        self.node = PolicyNode(name, context=self.ctx, parameter_overrides=overrides)
-        self.drv = rclpy.create_node('driver', context=self.ctx)
-        self.executor = SingleThreadedExecutor(context=self.ctx)
-        self.executor.add_node(self.node)
-        self.executor.add_node(self.drv)
+        self.node = graph.add(PolicyNode(name, context=graph.context,
+                                         parameter_overrides=overrides))
+        self.drv = graph.driver
         self.traj: dict[str, list] = {}
         self.chunks: dict[str, list] = {}
         self.status: list[PolicyStatus] = []
@@ -83,20 +78,11 @@ class Graph:
         self.drv.create_subscription(PolicyStatus, f'/{name}/status', self.status.append, STATUS_QOS)
         self.clock_pub = self.drv.create_publisher(Clock, '/clock', 10)
         self.cams = [c for c, _ in cams]
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
-
-    def _spin(self):
-        try:
-            self.executor.spin()
-        except Exception:  # noqa: BLE001 - context shut down
-            pass
+        graph.start()
 
     def close(self):
         self.node.stop_worker()
-        self.executor.shutdown(timeout_sec=5)
-        rclpy.try_shutdown(context=self.ctx)
-        self._thread.join(timeout=10)
+        self.graph.close()
 
     # ----------------------------------------------------------------- publishing
     def now_ns(self) -> int:
@@ -164,13 +150,12 @@ class Graph:
 
 
 @pytest.fixture
-def graphs():
+def graphs(background_graph):
     made = []
 
     def make(*args, **kwargs):
-        g = Graph(*args, **kwargs)
-        made.append(g)
-        return g
+        made.append(Graph(background_graph('driver'), *args, **kwargs))
+        return made[-1]
     yield make
     for g in made:
         g.close()
