@@ -51,6 +51,62 @@ class RosTestNode:
         self.rclpy.try_shutdown(context=self.context)
 
 
+class BackgroundGraph:
+    """Nodes under test and the test's own `driver` node in a context of their own, spun by one
+    SingleThreadedExecutor on a background thread (one thread, as each node's own main() spins
+    it: rclpy's MultiThreadedExecutor kept two threads of the process busy, ros2/rclpy#1223, and
+    callbacks ran seconds late on a loaded machine)."""
+
+    def __init__(self, driver_name: str):
+        import threading
+
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        self.rclpy = rclpy
+        self.context = rclpy.context.Context()
+        rclpy.init(context=self.context)
+        self.driver = rclpy.create_node(driver_name, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.driver)
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+
+    def add(self, node):
+        """Spin `node` too (created with context=graph.context); returns it."""
+        self.executor.add_node(node)
+        return node
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _spin(self) -> None:
+        try:
+            self.executor.spin()
+        except Exception:  # noqa: BLE001 - the context was shut down
+            pass
+
+    def close(self) -> None:
+        """Stop spinning and shut the context down (again: a no-op)."""
+        self.executor.shutdown(timeout_sec=5)
+        self.rclpy.try_shutdown(context=self.context)
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+
+@pytest.fixture
+def background_graph():
+    """`background_graph(driver_name)` -> a started-later BackgroundGraph; every one made is
+    closed after the test, pass or fail."""
+    pytest.importorskip('rclpy')
+    made = []
+
+    def make(driver_name: str = 'test_driver') -> BackgroundGraph:
+        made.append(BackgroundGraph(driver_name))
+        return made[-1]
+    yield make
+    for graph in reversed(made):
+        graph.close()
+
+
 @pytest.fixture
 def ros_node(request):
     """`ros_node.node` (named after the test), `ros_node.spin_until(pred, what, timeout)`; the
