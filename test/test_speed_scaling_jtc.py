@@ -55,7 +55,7 @@ def run(distro, factor, follower_delay_s):
         f.set_speed_scaling(factor(max(0.0, now - follower_delay_s)))
         q_cmd, _, _ = f.step(now)
         tau = f.plan_time(now)
-        if tau >= next_tau:          # follower_node._jtc_due: every 20 ms of plan time
+        if tau >= next_tau:          # jtc_output.RollingTrajectories.due: every 20 ms of plan time
             next_tau = tau + 10 * DT - 0.5 * DT
             pq, pv, (tt, tq, tv) = f.preview(now, now + TFS, stop=True)
             jtc.set_trajectory(now, NAMES, 0.0, np.concatenate([TFS, tt - now]),

@@ -30,6 +30,7 @@ from dp_controller.follower import Follower
 from dp_controller.jtc_output import RollingTrajectories
 from dp_controller.node_inputs import ControllerActivity, JointStateInput, SpeedScalingInput
 
+
 class CommandCycle:
     def __init__(self, follower: Follower, lock: threading.Lock, cfg: FollowerConfig, *,
                  now_fn: Callable[[], float], logger, context_ok: Callable[[], bool],

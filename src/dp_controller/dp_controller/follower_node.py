@@ -61,6 +61,7 @@ class FollowerNode(LifecycleNode):
         self.loop = None
         self._lock = threading.Lock()
         self._joint_states = None    # node_inputs.JointStateInput, configured
+        self._js_rejected = {}       # its counters by reason: they live as long as the node
         self._scaling = None         # node_inputs.SpeedScalingInput with speed_scaling_topic
         self._scaling_sub = None
         self._last_log = {}
@@ -97,7 +98,8 @@ class FollowerNode(LifecycleNode):
         # launch_ros a chunk came in before the end of configure and found no _log_throttle).
         self._log_throttle = float(self._param('log_throttle_s'))
         self.follower = Follower(self.cfg)
-        self._joint_states = JointStateInput(self.cfg.joint_names, self._log_throttled, self._lock)
+        self._joint_states = JointStateInput(self.cfg.joint_names, self._log_throttled, self._lock,
+                                             self._js_rejected)
         controller = str(self._param('controller_name')) or DEFAULT_CONTROLLERS[self.output_mode]
         self._create_outputs(controller)
         self._create_inputs()
@@ -154,7 +156,7 @@ class FollowerNode(LifecycleNode):
                                      self._joint_states.check, qos_profile_sensor_data,
                                      callback_group=PolledCallbackGroup())]
         self._js_sub = self._subs[1]
-        self._scaling_sub = self._scaling = None
+        previous, self._scaling_sub, self._scaling = self._scaling, None, None
         if self._param('speed_scaling_topic'):
             # Taken by the control thread with the joint states (UR's broadcaster publishes it
             # at its state_publish_rate, 100 Hz by default): reliable as its publisher, depth 1.
@@ -163,6 +165,8 @@ class FollowerNode(LifecycleNode):
                 reliable1, callback_group=PolledCallbackGroup())
             self._subs.append(self._scaling_sub)
             self._scaling = SpeedScalingInput(self._scaling_sub.topic_name, self._log_throttled)
+            if previous is not None:       # the counter lives as long as the node
+                self._scaling.rejected = previous.rejected
         if self._param('action_chunk_topic'):
             from dp_msgs.msg import ActionChunk
             self._subs.append(self.create_subscription(

@@ -1,5 +1,5 @@
-"""The inputs of follower_node's control thread: joint states, the robot's speed scaling, and the
-output controller's state (ControllerActivity).
+"""The inputs of follower_node's control thread: joint states, the robot's speed scaling, and
+the output controller's state (ControllerActivity).
 
 Joint states and speed scaling are taken by the control thread. Each keeps its newest valid value, when it was taken, and what it refused (by
 reason, for FollowerStatus); a refused message is logged through `warn(key, text)` (the node's
@@ -20,12 +20,14 @@ Warn = Callable[..., None]   # warn(key, text[, interval_s])
 
 
 class JointStateInput:
-    def __init__(self, joint_names: Sequence[str], warn: Warn, lock: threading.Lock) -> None:
-        """lock: the node's lock, under which the status reads `rejected`."""
+    def __init__(self, joint_names: Sequence[str], warn: Warn, lock: threading.Lock,
+                 rejected: Optional[dict] = None) -> None:
+        """lock: the node's lock, under which the status reads `rejected` (counts by reason:
+        'missing_joint', 'non_finite', ...; a dict the caller may keep across configurations)."""
         self.indexer = JointIndexer(joint_names)
         self._warn = warn
         self._lock = lock
-        self.rejected: dict[str, int] = {}     # by reason ('missing_joint', 'non_finite', ...)
+        self.rejected: dict[str, int] = {} if rejected is None else rejected
         self.reset()
 
     def reset(self) -> None:
@@ -125,9 +127,9 @@ class ControllerActivity:
 
     def update(self, msg) -> str:
         """Take a ControllerManagerActivity message; returns the previous state."""
-        previous = self.state
-        self.state = 'not_loaded'
+        previous, state = self.state, 'not_loaded'
         for named in msg.controllers:
             if named.name == self.name:
-                self.state = named.state.label or f'state_{named.state.id}'
+                state = named.state.label or f'state_{named.state.id}'
+        self.state = state      # one assignment: the control thread reads it without the lock
         return previous

@@ -55,7 +55,8 @@ class Previewer:
                 t += dt
                 if plan is not None:
                     tau = t - lag - (1.0 - rate) * (t - now)
-                    lim.step(plan.position(tau), plan.position(tau - rate * dt))
+                    lim.step(plan.position(tau).tolist(),
+                             plan.position(tau - rate * dt).tolist())
                 else:
                     lim.brake()
             out_q.append(lim.q.copy())

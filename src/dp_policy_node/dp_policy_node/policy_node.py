@@ -80,7 +80,6 @@ class PolicyNode(LifecycleNode):
         self._jump_handle = None
         self._cameras, self._transports = [], []   # the checkpoint's cameras, their transports
         self.trigger: Optional[Trigger] = None
-        self._warmup_choice: dict = {}
 
         self._status_pub = self.create_publisher(PolicyStatus, self._param('status_topic'),
                                                  STATUS_QOS)
@@ -107,8 +106,9 @@ class PolicyNode(LifecycleNode):
         """Why the last tick produced no chunk: a node-level reason, else the robots' ('' = none)."""
         if self._node_reason:
             return self._node_reason
-        if self.worker is not None and self.worker.reason:
-            return self.worker.reason
+        worker = self.worker
+        if worker is not None and worker.reason:
+            return worker.reason
         reasons = [(f'{r.ns}: ' if r.ns else '') + r.schedule.last_skip
                    for r in list(self.robots.values()) if r.schedule.last_skip]
         return '; '.join(reasons)
@@ -130,8 +130,7 @@ class PolicyNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _configure(self) -> None:
-        from dp_policy.checkpoint import CheckpointError  # noqa: F401 - torch import here, not at start
-        from dp_policy.policy import DiffusionPolicy
+        from dp_policy.policy import DiffusionPolicy      # torch is imported here, not at start
 
         cfg = PolicyNodeConfig.from_params(self._param)
         if not cfg.checkpoint:
@@ -145,8 +144,8 @@ class PolicyNode(LifecycleNode):
         joints, topics = cfg.check_against_checkpoint(list(meta.joint_names), list(meta.camera_names))
         if meta.camera_names and meta.image_hw is None:
             raise ConfigError('checkpoint has cameras but no image size')
-        if cfg.warmup:
-            self._warmup_choice = policy.warmup(batch_sizes=sorted({1, len(cfg.robot_namespaces)}))
+        choice = policy.warmup(batch_sizes=sorted({1, len(cfg.robot_namespaces)})) \
+            if cfg.warmup else {}
         self.cfg = cfg
         self.policy = policy
         self._cameras = list(meta.camera_names)
@@ -167,7 +166,7 @@ class PolicyNode(LifecycleNode):
             f'configured in {time.monotonic() - t_start:.1f} s: {cfg.checkpoint} '
             f'(joints {joints}, cameras {list(zip(meta.camera_names, topics, self._transports))}, '
             f'image {meta.image_hw}, n_obs {meta.n_obs_steps}, horizon {meta.horizon}, dt '
-            f'{meta.dt_s} s), backend {self._warmup_choice or cfg.backend} on {cfg.device}, '
+            f'{meta.dt_s} s), backend {choice or cfg.backend} on {cfg.device}, '
             f'robots {cfg.robot_namespaces}, trigger {cfg.trigger}')
 
     def _add_robot(self, ns: str, joints: list[str], topics: list[str], meta: Any) -> None:
@@ -230,8 +229,9 @@ class PolicyNode(LifecycleNode):
 
     def stop_worker(self) -> None:
         """Stop the inference thread (waits for a chunk in flight)."""
-        if self.worker is not None:
-            self.worker.stop()
+        worker = self.worker
+        if worker is not None:
+            worker.stop()
         if self._jump_handle is not None:
             try:
                 self._jump_handle.unregister()
@@ -246,10 +246,7 @@ class PolicyNode(LifecycleNode):
             for pub in (robot.traj_pub, robot.chunk_pub):
                 if pub is not None:
                     self.destroy_publisher(pub)
-        self.robots = {}
-        self.policy = None
-        self.cfg = None
-        self.worker = None
+        self.robots, self.policy, self.cfg, self.worker = {}, None, None, None
 
     # ------------------------------------------------------------------ inputs
     def _now_ns(self) -> int:
@@ -268,8 +265,9 @@ class PolicyNode(LifecycleNode):
     def _reset_robot(self, robot: Robot) -> None:
         robot.schedule.reset()
         robot.history.clear()
-        if self.worker is not None:
-            self.worker.request_reset(robot.ns)
+        worker = self.worker
+        if worker is not None:
+            worker.request_reset(robot.ns)
 
     def _reject(self, robot: Robot, stream: str, code: str, detail: str = '') -> None:
         self.book.rejected(code)
@@ -313,8 +311,9 @@ class PolicyNode(LifecycleNode):
             self._reject(robot, stream, reason)
             return
         robot.stats[stream].accepted(stamp)
-        if self.worker is not None:
-            self.worker.maybe_wake(robot)
+        worker = self.worker
+        if worker is not None:
+            worker.maybe_wake(robot)
 
     # ------------------------------------------------------------------ services
     def _on_reset_history(self, req: ResetHistory.Request, resp: ResetHistory.Response):
@@ -351,8 +350,9 @@ class PolicyNode(LifecycleNode):
         if cfg is not None:
             msg.checkpoint = cfg.checkpoint
             msg.device = cfg.device
-        if self.worker is not None:
-            msg.backend = self.worker.last_backend
+        worker = self.worker
+        if worker is not None:
+            msg.backend = worker.last_backend
         fill_status(msg, self.book, list(self.robots.values()),
                     self.get_clock().now().nanoseconds)
         msg.last_skip_reason = self.last_skip_reason

@@ -126,6 +126,9 @@ class _DataView:
             return self
         return getattr(env.data, self.field)[getattr(env, self.index)].copy()
 
+    def __set__(self, env, value):
+        raise AttributeError(f'{self.field} of the simulation is read-only here')
+
 
 class ArmTaskEnv:
     """MuJoCo model + data of the arm and its task; step with position targets, render images."""
