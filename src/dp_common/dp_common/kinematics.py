@@ -29,7 +29,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import transforms3d
 
-__all__ = ['KinematicChain', 'UrdfJoint', 'parse_joints']
+__all__ = ['KinematicChain', 'UrdfJoint', 'origin_transform', 'parse_joints']
 
 SUPPORTED = ('fixed', 'revolute', 'continuous', 'prismatic')
 
@@ -46,7 +46,8 @@ class UrdfJoint:
     upper: float = np.inf
 
 
-def _origin(el: Optional[ET.Element]) -> np.ndarray:
+def origin_transform(el: Optional[ET.Element]) -> np.ndarray:
+    """The (4, 4) transform of a URDF <origin xyz=".." rpy=".."/> element (identity if None)."""
     T = np.eye(4)
     if el is None:
         return T
@@ -83,7 +84,8 @@ def parse_joints(urdf: Union[str, Path]) -> dict[str, UrdfJoint]:
             else np.inf
         child = j.find('child').get('link')
         out[child] = UrdfJoint(name, kind, j.find('parent').get('link'), child,
-                               _origin(j.find('origin')), axis / (norm or 1.0), lower, upper)
+                               origin_transform(j.find('origin')), axis / (norm or 1.0), lower,
+                               upper)
     return out
 
 

@@ -122,12 +122,25 @@ class DiffusionPolicy:
         self.warmup_timings: dict[int, dict[str, float]] = {}
         self._gen = torch.Generator().manual_seed(seed)
         self._prev: dict[str, tuple[float, np.ndarray]] = {}
+        self.guidance = None      # guidance.guide.Guidance: guided sampling (eager torch)
 
     @classmethod
     def from_checkpoint(cls, path: str, backend: str = 'auto', device: str = 'cpu',
                         num_inference_steps: int | None = None, num_samples: int = 1, **kwargs) -> 'DiffusionPolicy':
         return cls(load_checkpoint(path), backend=backend, device=device,
                    num_inference_steps=num_inference_steps, num_samples=num_samples, **kwargs)
+
+    def set_guidance(self, cfg, constraints, joint_dims=None) -> None:
+        """Guided sampling from now on (guidance.GuidanceConfig, guidance.ChunkConstraints in the
+        joints of `joint_dims`, default every action dimension), None to stop. Guided chunks are
+        sampled by the eager torch backend (the step-by-step gradient does not fit the exported
+        ONNX or captured CUDA graphs)."""
+        from dp_policy.guidance.guide import Guidance
+        self.guidance = None if cfg is None else Guidance(
+            cfg, constraints, self.ckpt.action_normalizer.center, self.ckpt.action_normalizer.scale,
+            self.num_inference_steps, joint_dims)
+        if self.sampler.loop is not None:
+            self.sampler.loop.guide = None     # set per guided call only (traces stay unguided)
 
     # ------------------------------------------------------------------ backends
     def _example(self, batch: int) -> tuple:
@@ -232,7 +245,15 @@ class DiffusionPolicy:
         if stamps_arr is not None and len(stamps_arr) != B:
             raise ValueError(f'{len(stamps_arr)} stamps for a batch of {B}')
         name = self.backend_for(B)
-        samples_n = self._get_backend(name).run(state_t, noise_t, imgs)                  # (B, K, T, A)
+        if self.guidance is not None and self.sampler.loop is not None:
+            name = 'torch+guidance'
+            self.sampler.loop.guide = self.guidance
+            try:
+                samples_n = self._get_backend('torch').run(state_t, noise_t, imgs)       # (B, K, T, A)
+            finally:
+                self.sampler.loop.guide = None
+        else:
+            samples_n = self._get_backend(name).run(state_t, noise_t, imgs)              # (B, K, T, A)
         samples = self.ckpt.action_normalizer.unnormalize(samples_n.numpy().astype(np.float64))
         chosen = np.zeros(B, dtype=np.int64)
         for b, rid in enumerate(robot_ids):

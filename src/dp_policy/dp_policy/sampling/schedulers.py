@@ -85,6 +85,9 @@ class DenoisingLoop(nn.Module):
         if self.kind not in ('ddim', 'ddpm'):
             raise ValueError(f'unknown sampler kind {self.kind!r}')
         self.prediction_type = cfg.prediction_type
+        # guide(k, x0) -> x0: moves the predicted clean chunk (guidance.guide.Guidance); None for
+        # the exported and captured graphs.
+        self.guide = None
         self.clip = cfg.clip_sample
         self.clip_range = float(cfg.clip_sample_range)
         ts = inference_timesteps(cfg, num_inference_steps)
@@ -131,6 +134,8 @@ class DenoisingLoop(nn.Module):
             eps = (x - self.sqrt_a[k] * out) / self.sqrt_b[k]                  # (N, T, A)
         if self.clip:
             x0 = x0.clamp(-self.clip_range, self.clip_range)                   # (N, T, A)
+        if self.guide is not None:     # guided sampling (dp_policy.guidance); eager torch only
+            x0 = self.guide(k, x0)                                             # (N, T, A)
         if self.kind == 'ddim':
             return self.a_x0[k] * x0 + self.a_eps[k] * eps                     # (N, T, A)
         x = self.a_x0[k] * x0 + self.a_x[k] * x                                # (N, T, A)

@@ -1,0 +1,98 @@
+"""Guided denoising: the predicted clean chunk moved along the negative gradient of the costs.
+
+At each denoising step k the sampler (schedulers.DenoisingLoop) predicts the clean chunk x0 (in
+normalised units); `Guidance` un-normalises it to joint positions q, computes the costs
+(costs.cost_terms) and their gradient with autograd, and moves q by
+
+    q <- q - clamp(eta_k * dC/dq, -max_step_rad, max_step_rad),   eta_k = eta * ((k + 1) / K)^p
+
+for `iterations` gradient steps (more at the last step, `final_iterations`, which stop as soon as
+no chunk violates a hard constraint), then normalises back. Guiding x0 rather than x_t keeps the
+costs where they are defined (a whole chunk in joint units, not a noisy one); the DDIM/DDPM update
+then carries the change into the next, less noisy x_t, and the last step returns the guided x0
+itself. eta_k grows towards the end of the loop (p = 0: constant): early x0 predictions are rough
+and only their mode needs steering. ROS-free; torch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+from dp_policy.guidance.costs import ChunkConstraints, CostWeights, hard_violations, total_cost
+
+
+@dataclass
+class GuidanceConfig:
+    eta: float = 0.002                 # gradient step (rad per unit of cost gradient)
+    max_step_rad: float = 0.05         # no action moves more than this per gradient step
+    schedule_power: float = 1.0        # eta_k = eta * ((k + 1) / K)^power (0: constant)
+    start_fraction: float = 0.5        # guide the last half of the denoising steps
+    iterations: int = 1                # gradient steps per guided denoising step
+    final_iterations: int = 20         # at the last step, until no hard violation
+    weights: CostWeights = None
+
+    def __post_init__(self) -> None:
+        if self.weights is None:
+            self.weights = CostWeights()
+        if not 0.0 <= self.start_fraction <= 1.0:
+            raise ValueError('start_fraction must be in [0, 1]')
+        if self.eta < 0 or self.max_step_rad <= 0 or self.iterations < 0 or self.final_iterations < 0:
+            raise ValueError('eta >= 0, max_step_rad > 0, iterations >= 0, final_iterations >= 0')
+
+
+class Guidance:
+    """The guide a DenoisingLoop calls: guide(k, x0) -> x0 (both (N, T, A), normalised)."""
+
+    def __init__(self, cfg: GuidanceConfig, constraints: ChunkConstraints, center: Sequence[float],
+                 scale: Sequence[float], num_steps: int,
+                 joint_dims: Optional[Sequence[int]] = None) -> None:
+        """center, scale: the action normaliser's (x_norm = (x - center) * scale); joint_dims:
+        the action dimensions that are the joints of `constraints` (default: all)."""
+        self.cfg, self.c = cfg, constraints
+        self.center = torch.as_tensor(np.asarray(center, dtype=np.float64))
+        self.scale = torch.as_tensor(np.asarray(scale, dtype=np.float64))
+        self.num_steps = num_steps
+        self.first_step = int(round(num_steps * (1.0 - cfg.start_fraction)))
+        self.joint_dims = None if joint_dims is None else list(joint_dims)
+        self.q_prev: Optional[torch.Tensor] = None     # (N, J): the command the chunk follows
+        self.last_violations: Optional[torch.Tensor] = None
+
+    def __call__(self, k: int, x0: torch.Tensor) -> torch.Tensor:
+        if k < self.first_step:
+            return x0
+        last = k == self.num_steps - 1
+        n_iter = self.cfg.final_iterations if last else self.cfg.iterations
+        eta = self.cfg.eta * ((k + 1) / self.num_steps) ** self.cfg.schedule_power
+        if n_iter == 0:
+            return x0
+        with torch.inference_mode(False), torch.enable_grad():
+            x = x0.detach().clone().double()
+            q_all = x / self.scale + self.center                                 # joint units
+            q = q_all if self.joint_dims is None else q_all[..., self.joint_dims]
+            q = q.detach().clone()
+            for _ in range(n_iter):
+                if last and not bool(self._violations(q).any()):
+                    break
+                q = self._descend(q, eta)
+            if last:
+                self.last_violations = self._violations(q)
+            if self.joint_dims is None:
+                q_all = q
+            else:
+                q_all = q_all.detach().clone()
+                q_all[..., self.joint_dims] = q
+            out = (q_all - self.center) * self.scale
+        return out.to(x0.dtype).detach()
+
+    def _descend(self, q: torch.Tensor, eta: float) -> torch.Tensor:
+        q = q.detach().requires_grad_(True)
+        cost = total_cost(q, self.c, self.cfg.weights, self.q_prev).sum()
+        (grad,) = torch.autograd.grad(cost, q)
+        step = torch.clamp(eta * grad, -self.cfg.max_step_rad, self.cfg.max_step_rad)
+        return (q - step).detach()
+
+    def _violations(self, q: torch.Tensor) -> torch.Tensor:
+        return hard_violations(q, self.c, self.cfg.weights.obstacle_margin_m, self.q_prev)

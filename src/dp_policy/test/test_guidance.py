@@ -1,0 +1,131 @@
+"""Guided sampling's pieces (ROS-free): the relaxed barrier, obstacle distances, the costs, and the
+property that guidance brings chunks inside random joint limits and out of a known obstacle."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dp_policy.guidance.costs import (ChunkConstraints, CostWeights, Obstacle, clearance,
+                                      cost_terms, hard_violations, relaxed_log_barrier)
+from dp_policy.guidance.guide import Guidance, GuidanceConfig
+from dp_policy.guidance.kinematics import TorchKinematics
+
+# A planar two-link arm (links 0.3 m along x, joints about z), capsule collision geometry.
+URDF = """<robot name="planar">
+  <link name="base"/>
+  <link name="l1"><collision><origin xyz="0.15 0 0"/>
+    <geometry><box size="0.3 0.02 0.02"/></geometry></collision></link>
+  <link name="l2"><collision><origin xyz="0.15 0 0" rpy="0 1.5707963267948966 0"/>
+    <geometry><cylinder radius="0.01" length="0.3"/></geometry></collision></link>
+  <link name="tip"/>
+  <joint name="j1" type="revolute"><parent link="base"/><child link="l1"/>
+    <axis xyz="0 0 1"/><limit lower="-3" upper="3" effort="1" velocity="1"/></joint>
+  <joint name="j2" type="revolute"><parent link="l1"/><child link="l2"/><origin xyz="0.3 0 0"/>
+    <axis xyz="0 0 1"/><limit lower="-3" upper="3" effort="1" velocity="1"/></joint>
+  <joint name="tip_joint" type="fixed"><parent link="l2"/><child link="tip"/>
+    <origin xyz="0.3 0 0"/></joint>
+</robot>"""
+FK = TorchKinematics.from_urdf(URDF, tip='tip')
+
+
+def test_relaxed_barrier_is_c1_zero_beyond_d0_and_points_inside():
+    """Finite everywhere, 0 from d0 on, C1 at delta and at d0, its gradient pointing inside."""
+    d = torch.linspace(-0.5, 1.0, 3001, dtype=torch.float64, requires_grad=True)
+    b = relaxed_log_barrier(d, d0=0.5, delta=0.1)
+    (g,) = torch.autograd.grad(b.sum(), d)
+    assert torch.all(b[d.detach() >= 0.5] == 0)
+    assert torch.all(g[d.detach() < 0.5] < 0)                 # descending the cost moves inside
+    assert torch.all(torch.isfinite(b)) and torch.all(torch.isfinite(g))
+    for at in (0.1, 0.5):                       # continuous with a continuous slope at delta, d0
+        i = int(torch.argmin(torch.abs(d.detach() - at)))
+        assert abs(b[i - 1].item() - b[i + 1].item()) < 0.05
+        assert abs(g[i - 1].item() - g[i + 1].item()) < 0.2   # curvature 1/delta^2 over 2 steps: 0.1
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(-1, 1), min_size=3, max_size=3))
+def test_obstacle_distances(p):
+    p = torch.tensor(p, dtype=torch.float64)
+    s = Obstacle('sphere', centre=(0.1, 0.2, 0.0), radius=0.2)
+    assert s.distance(p).item() == pytest.approx(float(np.linalg.norm(p - torch.tensor(
+        [0.1, 0.2, 0.0]))) - 0.2, abs=1e-6)
+    c = Obstacle('capsule', a=(0, 0, -0.5), b=(0, 0, 0.5), radius=0.1)
+    z = min(max(p[2].item(), -0.5), 0.5)
+    expect = math.dist(p.tolist(), [0, 0, z]) - 0.1
+    assert c.distance(p).item() == pytest.approx(expect, abs=1e-6)
+    box = Obstacle('box', centre=(0, 0, 0), size=(0.2, 0.3, 0.4))
+    q = np.abs(p.numpy()) - [0.2, 0.3, 0.4]
+    expect = np.linalg.norm(np.maximum(q, 0)) + min(q.max(), 0)
+    assert box.distance(p).item() == pytest.approx(expect, abs=1e-6)
+    turned = Obstacle('box', centre=(0, 0, 0), size=(0.2, 0.3, 0.4), rpy=(0, 0, math.pi / 2))
+    swapped = Obstacle('box', centre=(0, 0, 0), size=(0.3, 0.2, 0.4))
+    assert turned.distance(p).item() == pytest.approx(swapped.distance(p).item(), abs=1e-6)
+
+
+def _guide(constraints, weights=None, **cfg):
+    """A Guidance for the last denoising step of a loop, identity normaliser."""
+    j = constraints.lower.shape[0]
+    g = Guidance(GuidanceConfig(weights=weights or CostWeights(), **cfg), constraints,
+                 center=np.zeros(j), scale=np.ones(j), num_steps=10)
+    return g
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 10_000), st.floats(0.3, 2.0), st.floats(-1.0, 1.0))
+def test_guided_chunks_end_inside_random_limits(seed, width, centre):
+    """Random chunks, up to 0.3 rad outside random limits: after the last guided step none is
+    outside (the barrier's gradient points inside everywhere and the final step iterates)."""
+    rng = np.random.default_rng(seed)
+    lower = torch.tensor(centre - width / 2 + rng.uniform(-0.2, 0.2, 3))
+    upper = lower + width
+    c = ChunkConstraints(lower=lower, upper=upper, dt_s=0.1)
+    t = np.linspace(0, 1, 16)[:, None]
+    q0 = rng.uniform(lower.numpy() - 0.3, upper.numpy() + 0.3, (8, 1, 3)) \
+        + 0.2 * np.sin(3 * t + rng.uniform(0, 6, (8, 1, 3)))
+    x0 = torch.tensor(q0, dtype=torch.float32)
+    g = _guide(c, final_iterations=40)
+    out = g(9, x0).double()
+    assert not hard_violations(out, c).any(), (out.min().item(), out.max().item())
+    assert torch.all(out >= lower - 1e-6) and torch.all(out <= upper + 1e-6)
+
+
+def test_guidance_leaves_a_safe_chunk_alone():
+    c = ChunkConstraints(lower=torch.full((3,), -2.0), upper=torch.full((3,), 2.0), dt_s=0.1)
+    x0 = torch.tensor(0.2 * np.sin(np.linspace(0, 1, 16))[None, :, None].repeat(3, -1),
+                      dtype=torch.float32)
+    out = _guide(c)(9, x0)
+    torch.testing.assert_close(out, x0)
+
+
+def test_chunks_are_pushed_out_of_a_known_obstacle():
+    """A sphere obstacle on the path of the planar arm's tip: guided chunks end with every
+    collision sphere clear of it by the margin."""
+    obstacle = Obstacle('sphere', centre=(0.45, 0.25, 0.0), radius=0.05)
+    w = CostWeights(obstacle_margin_m=0.01, obstacle_d0_m=0.05)
+    c = ChunkConstraints(lower=torch.full((2,), -3.0), upper=torch.full((2,), 3.0), dt_s=0.1,
+                         kinematics=FK, obstacles=[obstacle])
+    sweep = np.linspace(0.0, 1.2, 16)                       # j1 sweeps the arm through it
+    q0 = np.stack([sweep, np.full(16, 0.3)], -1)[None].repeat(4, 0)
+    q0 += np.random.default_rng(0).normal(0, 0.02, q0.shape)
+    before = clearance(torch.tensor(q0), c)
+    assert before.min() < 0.0                                   # it goes through the obstacle
+    out = _guide(c, w, final_iterations=60, max_step_rad=0.05, eta=0.01)(9, torch.tensor(
+        q0, dtype=torch.float32)).double()
+    after = clearance(out, c)
+    assert after.min() >= w.obstacle_margin_m - 1e-9, after.min()
+    assert not hard_violations(out, c, w.obstacle_margin_m).any()
+
+
+def test_velocity_and_jerk_costs_are_zero_for_slow_smooth_chunks_and_positive_otherwise():
+    c = ChunkConstraints(lower=torch.full((1,), -5.0), upper=torch.full((1,), 5.0), dt_s=0.1,
+                         vmax=torch.tensor([1.0]))
+    w = CostWeights(jerk=1.0)
+    slow = torch.linspace(0, 0.5, 16, dtype=torch.float64)[None, :, None]
+    fast = slow * 4.0                                                  # 1.33 rad/s > 1
+    assert cost_terms(slow, c, w)['velocity'].item() == 0.0
+    assert cost_terms(fast, c, w)['velocity'].item() > 0.0
+    zigzag = slow + 0.05 * torch.tensor([(-1) ** i for i in range(16)])[None, :, None]
+    assert cost_terms(zigzag, c, w)['jerk'].item() > 100 * cost_terms(slow, c, w)['jerk'].item()
