@@ -1,4 +1,5 @@
-"""dp_common.kinematics (FK from the URDF) against MuJoCo's own kinematics of the embedded arm.
+"""dp_common.kinematics (FK from the URDF) and dp_policy.guidance.kinematics (the same, in torch,
+with collision spheres) against MuJoCo's own kinematics of the embedded arm.
 
 The MJCF (arm.mjcf.xml) is kept consistent with arm.urdf by test_description.py; MuJoCo computes
 body, site and camera poses with its own code. Agreement to 1e-9 m on random joint positions means
@@ -6,14 +7,18 @@ the URDF parsing (origins, rpy, axes, chain order) is right.
 """
 import mujoco
 import numpy as np
+import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dp_common.kinematics import KinematicChain
+from dp_policy.guidance.kinematics import TorchKinematics
 from dp_sim.env import ArmTaskEnv, default_urdf_path
 
 CHAIN = KinematicChain.from_urdf(default_urdf_path(), tip='tool0')
 CAMERA = KinematicChain.from_urdf(default_urdf_path(), tip='camera_optical_frame')
+TORCH_FK = TorchKinematics.from_urdf(default_urdf_path(), tip='tool0')
 ENV = ArmTaskEnv()
 
 
@@ -25,18 +30,52 @@ def test_chain_is_the_arm():
     assert CAMERA.joint_names == []
 
 
+def _numpy_fk(q):
+    return CHAIN.link_poses(np.array(q)), CHAIN.position(np.array(q))
+
+
+def _torch_fk(q):
+    """dp_policy.guidance's differentiable FK (guided sampling), float64."""
+    q = torch.tensor(q, dtype=torch.float64)
+    return TORCH_FK.link_poses(q).numpy(), TORCH_FK.position(q).numpy()
+
+
+@pytest.mark.parametrize('fk', [_numpy_fk, _torch_fk], ids=['numpy', 'torch'])
 @settings(max_examples=50, deadline=None)
-@given(st.tuples(*(st.floats(-2.5, 2.5) for _ in range(3))))
-def test_fk_matches_mujoco_bodies_and_tip(q):
+@given(q=st.tuples(*(st.floats(-2.5, 2.5) for _ in range(3))))
+def test_fk_matches_mujoco_bodies_and_tip(fk, q):
+    """Both FKs (dp_common's numpy, dp_policy.guidance's torch) to 1e-9 m (the issue asks 1e-5)."""
     m, d = ENV.model, ENV.data
     d.qpos[ENV._qadr] = q
     mujoco.mj_kinematics(m, d)
-    poses = CHAIN.link_poses(np.array(q))
+    poses, tip = fk(q)
     for link in ('link1', 'link2', 'link3'):
         i = CHAIN.link_names.index(link)
         np.testing.assert_allclose(poses[i, :3, 3], d.body(link).xpos, atol=1e-9)
         np.testing.assert_allclose(poses[i, :3, :3], d.body(link).xmat.reshape(3, 3), atol=1e-9)
-    np.testing.assert_allclose(CHAIN.position(np.array(q)), d.site('tool0').xpos, atol=1e-9)
+    np.testing.assert_allclose(tip, d.site('tool0').xpos, atol=1e-9)
+
+
+def test_torch_fk_is_differentiable_and_batched():
+    q = torch.zeros(2, 4, 3, dtype=torch.float64, requires_grad=True)
+    pts, radii = TORCH_FK.collision_points(q)
+    assert pts.shape == (2, 4, radii.shape[0], 3)
+    pts[..., 2].sum().backward()
+    assert q.grad is not None and torch.isfinite(q.grad).all()
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.tuples(*(st.floats(-2.0, 2.0) for _ in range(3))))
+def test_collision_spheres_cover_the_links_and_the_stylus_tip(q):
+    """Points of MuJoCo's arm (link origins, the stylus tip site) lie inside the union of the
+    guidance's collision spheres."""
+    ENV.data.qpos[ENV._qadr] = q
+    mujoco.mj_kinematics(ENV.model, ENV.data)
+    pts, radii = TORCH_FK.collision_points(torch.tensor(q, dtype=torch.float64))
+    pts, radii = pts.numpy(), radii.numpy()
+    for p in [ENV.data.site('tool0').xpos] + [ENV.data.body(n).xpos for n in ('link1', 'link2',
+                                                                             'link3')]:
+        assert np.min(np.linalg.norm(pts - p, axis=1) - radii) <= 1e-9
 
 
 def test_batched_fk_equals_one_by_one():

@@ -28,6 +28,9 @@ from typing import Optional, Sequence
 import torch
 
 
+RATE_D0 = 0.2    # velocity and acceleration barriers push from 80 % of their (margined) limit
+
+
 def relaxed_log_barrier(d: torch.Tensor, d0: float, delta: float) -> torch.Tensor:
     """Elementwise barrier of a clearance d (see the module docstring); 0 for d >= d0."""
     delta = min(delta, 0.5 * d0)
@@ -91,19 +94,19 @@ def _rpy_matrix(rpy: Sequence[float]):
 # ------------------------------------------------------------------------------ costs
 @dataclass
 class CostWeights:
-    """Weights (0: off) and margins of the costs. Margins and d0 in the constraint's units."""
+    """Weights (0: off) and margins of the costs."""
     limits: float = 1.0
-    limit_margin_rad: float = 0.02
-    limit_d0_rad: float = 0.15
+    limit_margin_rad: float = 0.02         # kept free inside each joint limit
+    limit_d0_rad: float = 0.15             # the limit barrier pushes from this far inside
     velocity: float = 1.0
     velocity_margin: float = 0.05          # fraction of the velocity limit kept free
-    acceleration: float = 0.0
-    acceleration_margin: float = 0.05
+    acceleration: float = 0.0              # off: the follower limits accelerations anyway
+    acceleration_margin: float = 0.05      # fraction of the acceleration limit kept free
     obstacles: float = 1.0
-    obstacle_margin_m: float = 0.01
-    obstacle_d0_m: float = 0.05
-    jerk: float = 0.0
-    barrier_delta: float = 0.2             # relaxation point, as a fraction of d0
+    obstacle_margin_m: float = 0.01        # clearance kept to every obstacle (hard: the gate)
+    obstacle_d0_m: float = 0.05            # the obstacle barrier pushes from this far
+    jerk: float = 0.0                      # mean squared jerk ((rad/s^3)^2), off by default
+    barrier_delta: float = 0.2             # relaxation point of every barrier, fraction of d0
 
 
 @dataclass
@@ -132,12 +135,12 @@ def cost_terms(q: torch.Tensor, c: ChunkConstraints, w: CostWeights,
     if w.velocity > 0 and c.vmax is not None:
         vmax = c.vmax.to(q)
         d = (vmax * (1 - w.velocity_margin) - v.abs()) / vmax                      # fraction
-        out['velocity'] = w.velocity * _barrier(d, 0.2, w).sum((-1, -2))
+        out['velocity'] = w.velocity * _barrier(d, RATE_D0, w).sum((-1, -2))
     if w.acceleration > 0 and c.amax is not None and v.shape[1] > 1:
         amax = c.amax.to(q)
         a = torch.diff(v, dim=1) / c.dt_s
         d = (amax * (1 - w.acceleration_margin) - a.abs()) / amax
-        out['acceleration'] = w.acceleration * _barrier(d, 0.2, w).sum((-1, -2))
+        out['acceleration'] = w.acceleration * _barrier(d, RATE_D0, w).sum((-1, -2))
     if w.obstacles > 0 and c.kinematics is not None and c.obstacles:
         out['obstacles'] = w.obstacles * _barrier(clearance(q, c) - w.obstacle_margin_m,
                                                   w.obstacle_d0_m, w).sum(-1)
