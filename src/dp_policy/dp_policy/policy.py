@@ -26,6 +26,7 @@ import torch
 
 from dp_policy.sampling.backends import OnnxBackend, Sampler, TorchBackend, TorchJitBackend, time_backend
 from dp_policy.checkpoint import Checkpoint, load_checkpoint
+from dp_policy.guidance.guide import select
 from dp_policy.model.encoders import resize_uint8
 
 BACKENDS = ('auto', 'torch', 'onnxruntime', 'cuda-graph')
@@ -58,6 +59,11 @@ class PolicyOutput:
     scheduler: str
     stamps: np.ndarray | None = None   # (B,) float64, as given
     robot_ids: list[str] = field(default_factory=list)
+    # With guidance (DiffusionPolicy.set_guidance): per robot, no sample met the hard constraints
+    # (the chunk must not be executed), and the assessment of every sample (guide.assess: cost,
+    # violates, limit_margin_rad, clearance_m, each (B, K)).
+    gated: np.ndarray | None = None        # (B,) bool
+    assessment: dict | None = None
 
 
 def coherent_sample(samples: np.ndarray, stamp: float, prev_stamp: float, prev_actions: np.ndarray,
@@ -67,20 +73,28 @@ def coherent_sample(samples: np.ndarray, stamp: float, prev_stamp: float, prev_a
     samples (K, T, A) for times stamp + (i - f)*dt; prev_actions (T', A) for prev_stamp + (j - f)*dt.
     Returns (0, 0) when nothing overlaps.
     """
+    d, overlap = coherence_distances(samples, stamp, prev_stamp, prev_actions, dt_s, first_action_index)
+    return (int(np.argmin(d)), overlap) if overlap else (0, 0)
+
+
+def coherence_distances(samples: np.ndarray, stamp: float, prev_stamp: float, prev_actions: np.ndarray,
+                        dt_s: float, first_action_index: int) -> tuple[np.ndarray, int]:
+    """Mean squared distance (rad^2) of each sample (K,) to the previous chunk on their overlapping
+    future times, and the number of overlapping points (0: distances all 0)."""
     K, T, _ = samples.shape
     f = first_action_index
     i = np.arange(f, T)                                              # future (and now) indices of the new chunk
     u = (stamp - prev_stamp) / dt_s + i                              # fractional index into prev chunk
     ok = (u >= -1e-6) & (u <= prev_actions.shape[0] - 1 + 1e-6)
     if not np.any(ok):
-        return 0, 0
+        return np.zeros(K), 0
     i, u = i[ok], np.clip(u[ok], 0, prev_actions.shape[0] - 1)
     j0 = np.floor(u).astype(int)
     j1 = np.minimum(j0 + 1, prev_actions.shape[0] - 1)
     w = (u - j0)[:, None]
     ref = prev_actions[j0] * (1 - w) + prev_actions[j1] * w          # (M, A)
     d = ((samples[:, i, :] - ref[None]) ** 2).mean(axis=(1, 2))      # (K,)
-    return int(np.argmin(d)), int(len(i))
+    return d, int(len(i))
 
 
 class DiffusionPolicy:
@@ -255,22 +269,28 @@ class DiffusionPolicy:
         else:
             samples_n = self._get_backend(name).run(state_t, noise_t, imgs)              # (B, K, T, A)
         samples = self.ckpt.action_normalizer.unnormalize(samples_n.numpy().astype(np.float64))
-        chosen = np.zeros(B, dtype=np.int64)
+        coherence = np.zeros((B, self.num_samples))          # to each robot's chunk in execution
         for b, rid in enumerate(robot_ids):
-            if stamps_arr is None:
-                continue
-            prev = self._prev.get(rid)
+            prev = None if stamps_arr is None else self._prev.get(rid)
             if prev is not None and stamps_arr[b] < prev[0] - 1e-9:
                 prev = None                                  # clock went backwards: forget
             if prev is not None and self.num_samples > 1:
-                chosen[b], _ = coherent_sample(samples[b], stamps_arr[b], prev[0], prev[1], self.meta.dt_s,
-                                               self.first_action_index)
-            self._prev[rid] = (float(stamps_arr[b]), samples[b, chosen[b]].copy())
+                coherence[b], _ = coherence_distances(samples[b], stamps_arr[b], prev[0], prev[1],
+                                                      self.meta.dt_s, self.first_action_index)
+        gated = assessment = None
+        if self.guidance is not None:
+            assessment = self.guidance.assess(samples, self.first_action_index)
+            chosen, gated = select(assessment, coherence)
+        else:
+            chosen = np.argmin(coherence, axis=1).astype(np.int64)
+        for b, rid in enumerate(robot_ids):
+            if stamps_arr is not None and not (gated is not None and gated[b]):
+                self._prev[rid] = (float(stamps_arr[b]), samples[b, chosen[b]].copy())
         actions = samples[np.arange(B), chosen]                                          # (B, T, A)
         return PolicyOutput(actions=actions, samples=samples, chosen=chosen,
                             first_action_index=self.first_action_index, latency_s=time.perf_counter() - t0,
                             backend=name, num_inference_steps=self.num_inference_steps, scheduler=self.scheduler,
-                            stamps=stamps_arr, robot_ids=robot_ids)
+                            stamps=stamps_arr, robot_ids=robot_ids, gated=gated, assessment=assessment)
 
     def reset(self, robot_id: str | None = None) -> None:
         """Forget the stored previous chunk of one robot (or of all robots when None)."""

@@ -129,3 +129,49 @@ def test_velocity_and_jerk_costs_are_zero_for_slow_smooth_chunks_and_positive_ot
     assert cost_terms(fast, c, w)['velocity'].item() > 0.0
     zigzag = slow + 0.05 * torch.tensor([(-1) ** i for i in range(16)])[None, :, None]
     assert cost_terms(zigzag, c, w)['jerk'].item() > 100 * cost_terms(slow, c, w)['jerk'].item()
+
+
+@pytest.fixture(scope='module')
+def tiny_policy(tmp_path_factory):
+    from dp_policy.checkpoint import create_untrained_checkpoint
+    from dp_policy.policy import DiffusionPolicy
+    torch.set_num_threads(1)
+    path = create_untrained_checkpoint(tmp_path_factory.mktemp('g') / 'tiny.ckpt', ['a', 'b', 'c'],
+                                       preset='tiny', dt_s=0.1, action_min=-2.0, action_max=2.0)
+    return DiffusionPolicy.from_checkpoint(path, backend='torch', num_samples=4)
+
+
+def test_guided_policy_keeps_every_chunk_inside_narrow_limits_or_gates_it(tiny_policy):
+    """A random network samples all over [-2, 2]; limits of +-0.6 rad: every published (not
+    gated) chunk is inside them, and the assessment says why each sample was kept or not."""
+    pol = tiny_policy
+    lower, upper = torch.full((3,), -0.6), torch.full((3,), 0.6)
+    pol.set_guidance(GuidanceConfig(final_iterations=40),
+                     ChunkConstraints(lower=lower, upper=upper, dt_s=0.1))
+    try:
+        rng = np.random.default_rng(0)
+        m = pol.meta
+        for i in range(5):
+            state = rng.uniform(-0.5, 0.5, (2, m.n_obs_steps, m.state_dim)).astype(np.float32)
+            out = pol.predict(state, stamps=[0.1 * i, 0.1 * i], robot_ids=['r0', 'r1'])
+            assert out.backend == 'torch+guidance' and out.assessment['cost'].shape == (2, 4)
+            f = out.first_action_index
+            for b in range(2):
+                if out.gated[b]:
+                    assert out.assessment['violates'][b].all()
+                    continue
+                executed = out.actions[b, f:]
+                assert np.all(executed >= -0.6 - 1e-9) and np.all(executed <= 0.6 + 1e-9)
+                assert not out.assessment['violates'][b, out.chosen[b]]
+        assert not out.gated.any()      # guidance brought every chunk inside: none needed gating
+    finally:
+        pol.set_guidance(None, None)
+    assert pol.predict(np.zeros((1, pol.meta.n_obs_steps, 3), np.float32)).backend != 'torch+guidance'
+
+
+def test_select_prefers_low_cost_then_coherence_and_gates_when_all_violate():
+    from dp_policy.guidance.guide import select
+    a = {'cost': np.array([[0.0, 0.0, 5.0], [1.0, 2.0, 3.0]]),
+         'violates': np.array([[False, False, False], [True, True, True]])}
+    chosen, gated = select(a, coherence=np.array([[0.3, 0.1, 0.0], [0.0, 0.0, 0.0]]))
+    assert chosen.tolist() == [1, 0] and gated.tolist() == [False, True]

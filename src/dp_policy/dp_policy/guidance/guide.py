@@ -21,7 +21,8 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from dp_policy.guidance.costs import ChunkConstraints, CostWeights, hard_violations, total_cost
+from dp_policy.guidance.costs import (ChunkConstraints, CostWeights, clearance, hard_violations,
+                                      total_cost)
 
 
 @dataclass
@@ -96,3 +97,38 @@ class Guidance:
 
     def _violations(self, q: torch.Tensor) -> torch.Tensor:
         return hard_violations(q, self.c, self.cfg.weights.obstacle_margin_m, self.q_prev)
+
+    def assess(self, samples: np.ndarray, first: int) -> dict[str, np.ndarray]:
+        """Score the executed part (from index `first`) of un-normalised samples (B, K, T, A):
+        'cost' (B, K) the total cost, 'violates' (B, K) a hard constraint broken (outside the
+        position limits, above the velocity limit, closer than the obstacle margin),
+        'limit_margin_rad' (B, K) the smallest distance to a position limit, 'clearance_m'
+        (B, K) the smallest obstacle clearance (inf without obstacles)."""
+        B, K, T, A = samples.shape
+        with torch.inference_mode(False), torch.no_grad():
+            q = torch.as_tensor(samples[:, :, first:], dtype=torch.float64).reshape(B * K, -1, A)
+            if self.joint_dims is not None:
+                q = q[..., self.joint_dims]
+            c = self.c
+            out = {
+                'cost': total_cost(q, c, self.cfg.weights),
+                'violates': hard_violations(q, c, self.cfg.weights.obstacle_margin_m),
+                'limit_margin_rad': torch.minimum(q - c.lower.to(q), c.upper.to(q) - q).flatten(1)
+                .amin(1),
+                'clearance_m': clearance(q, c).amin(1),
+            }
+        return {k: v.reshape(B, K).numpy() for k, v in out.items()}
+
+
+def select(assessment: dict[str, np.ndarray], coherence: np.ndarray | None = None,
+           coherence_weight: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Per robot, the sample to execute: the lowest cost (+ coherence_weight x the mean squared
+    distance to the chunk in execution, (B, K), where given) among those that violate no hard
+    constraint. Returns (chosen (B,), gated (B,) bool: every sample violates one)."""
+    score = assessment['cost'].copy()
+    if coherence is not None:
+        score = score + coherence_weight * coherence
+    score = np.where(assessment['violates'], np.inf, score)
+    gated = np.all(assessment['violates'], axis=1)
+    chosen = np.where(gated, np.argmin(assessment['cost'], axis=1), np.argmin(score, axis=1))
+    return chosen.astype(np.int64), gated

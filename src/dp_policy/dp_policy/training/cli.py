@@ -9,7 +9,6 @@ network from `--preset` plus overrides. ROS-free: runs without a ROS graph (no r
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from typing import Optional, Sequence
