@@ -44,6 +44,7 @@ class UrdfJoint:
     axis: np.ndarray            # (3,) unit, in the child frame
     lower: float = -np.inf
     upper: float = np.inf
+    velocity: float = np.inf     # <limit velocity> (rad/s or m/s); inf where not given
 
 
 def origin_transform(el: Optional[ET.Element]) -> np.ndarray:
@@ -82,10 +83,11 @@ def parse_joints(urdf: Union[str, Path]) -> dict[str, UrdfJoint]:
             else -np.inf
         upper = float(limit.get('upper', 'inf')) if limit is not None and kind != 'continuous' \
             else np.inf
+        velocity = float(limit.get('velocity', 'inf')) if limit is not None else np.inf
         child = j.find('child').get('link')
         out[child] = UrdfJoint(name, kind, j.find('parent').get('link'), child,
                                origin_transform(j.find('origin')), axis / (norm or 1.0), lower,
-                               upper)
+                               upper, velocity)
     return out
 
 
@@ -98,6 +100,7 @@ class KinematicChain:
         self.joint_names = [j.name for j in self.joints if j.type != 'fixed']
         self.lower = np.array([j.lower for j in self.joints if j.type != 'fixed'])
         self.upper = np.array([j.upper for j in self.joints if j.type != 'fixed'])
+        self.velocity = np.array([j.velocity for j in self.joints if j.type != 'fixed'])
         self._index = {n: i for i, n in enumerate(self.link_names)}
 
     @classmethod

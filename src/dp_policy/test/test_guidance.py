@@ -175,3 +175,25 @@ def test_select_prefers_low_cost_then_coherence_and_gates_when_all_violate():
          'violates': np.array([[False, False, False], [True, True, True]])}
     chosen, gated = select(a, coherence=np.array([[0.3, 0.1, 0.0], [0.0, 0.0, 0.0]]))
     assert chosen.tolist() == [1, 0] and gated.tolist() == [False, True]
+
+
+def test_obstacle_strings_and_the_upright_cylinder():
+    from dp_policy.guidance.setup import parse_obstacle
+    cyl = parse_obstacle('cylinder 0.3 0 0.03 0.025 0.03')
+    p = torch.tensor([[0.3, 0.1, 0.03], [0.3, 0.0, 0.1], [0.3, 0.0, 0.03]], dtype=torch.float64)
+    np.testing.assert_allclose(cyl.distance(p).numpy(), [0.075, 0.04, -0.025], atol=1e-9)
+    assert parse_obstacle('box 0 0 0 0.1 0.1 0.1 0 0 1.57').kind == 'box'
+    assert parse_obstacle('sphere 1 2 3 0.5').radius == 0.5
+    for bad in ('cone 1 2 3', 'sphere 1 2 3', 'box 0 0 0 a b c', ''):
+        with pytest.raises(ValueError):
+            parse_obstacle(bad)
+
+
+def test_guidance_from_urdf_maps_the_chain_onto_the_policy_joints():
+    from dp_policy.guidance.setup import guidance_from_urdf
+    cfg, c, dims = guidance_from_urdf(URDF, 'tip', ['x', 'j2', 'j1'], 0.1,
+                                      obstacles=['sphere 0.4 0.2 0 0.05'], obstacle_margin_m=0.02)
+    assert dims == [2, 1] and cfg.weights.obstacle_margin_m == 0.02
+    assert c.vmax.tolist() == [1.0, 1.0] and len(c.obstacles) == 1
+    with pytest.raises(ValueError, match='not the policy'):
+        guidance_from_urdf(URDF, 'tip', ['j1'], 0.1)

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from dp_policy.config import ModelConfig, VisionConfig, cpu_default, paper
+from dp_policy.config import ModelConfig, cpu_default, paper
 from dp_policy.model.unet import ConditionalUnet1D, count_parameters
 
 

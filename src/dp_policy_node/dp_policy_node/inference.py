@@ -186,6 +186,19 @@ class InferenceWorker:
                 self.book.skipped('nonfinite_action')
                 robot.schedule.last_skip = 'nonfinite_action'
                 continue
+            if out.gated is not None and out.gated[b]:
+                # Every sample breaks a hard limit even after guidance: the follower keeps its
+                # plan (and its own limits) rather than getting this chunk.
+                self.book.skipped('gated')
+                robot.schedule.last_skip = 'gated'
+                self.logger.warning(f'{robot.ns or "robot"}: chunk gated: all '
+                                    f'{out.samples.shape[1]} samples break a hard limit',
+                                    throttle_duration_sec=5.0)
+                continue
+            if out.assessment is not None:
+                k = out.chosen[b]
+                self.book.chosen_safety(*(float(out.assessment[n][b, k]) for n in (
+                    'limit_margin_rad', 'clearance_m', 'cost')))
             if self.enabled() and self.active:
                 self._publish_chunk(robot, obs, out, b)
 

@@ -116,3 +116,5 @@ def fill_status(msg: Any, book: Any, robots: list, now_ns: int) -> None:
     msg.latency_p50_s, msg.latency_p99_s = snap.latency_p50_s, snap.latency_p99_s
     msg.latency_max_s = snap.latency_max_s
     msg.observation_to_publish_p50_s = snap.observation_to_publish_p50_s
+    msg.limit_margin_rad, msg.clearance_m = snap.limit_margin_rad, snap.clearance_m
+    msg.selection_cost, msg.min_clearance_m = snap.selection_cost, snap.min_clearance_m

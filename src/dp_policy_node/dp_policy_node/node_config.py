@@ -11,9 +11,11 @@ in on_configure with `check_against_checkpoint`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ['PARAMETERS', 'PolicyNodeConfig', 'ConfigError', 'robot_topic', 'output_topic']
+__all__ = ['PARAMETERS', 'PolicyNodeConfig', 'ConfigError', 'guidance_for', 'resolve_path', 'robot_topic',
+           'output_topic']
 
 
 class ConfigError(ValueError):
@@ -74,6 +76,22 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     'status_topic': ('~/status', 'dp_msgs/PolicyStatus output (transient local, depth 1).'),
     'status_rate_hz': (1.0, 'PolicyStatus publishing rate.'),
     'publish_velocities': (False, 'Add finite-difference velocities to the trajectory points.'),
+    'guidance': (False, 'Safe sampling (dp_policy.guidance): each denoising step moves the '
+                        'predicted chunk away from the joint limits, the velocity limits and the '
+                        'obstacles (log-barrier gradients through the FK of '
+                        'robot_description_file); of num_samples samples the safest, most coherent '
+                        'is published, and a chunk whose samples all break a hard limit is not '
+                        'published (skipped: gated). Runs on the torch backend.'),
+    'robot_description_file': ('', 'URDF of the robot (guidance): the chain to tip_link, its '
+                                   'position and velocity limits and collision geometry. A path, '
+                                   'or package://<package>/<path in its share folder>.'),
+    'tip_link': ('tool0', 'Guidance: the last link of the chain (URDF link name).'),
+    'obstacles': ([], "Guidance: obstacles in the URDF's root frame (m): 'sphere x y z r', "
+                      "'capsule ax ay az bx by bz r', 'box cx cy cz hx hy hz [roll pitch yaw]' "
+                      '(h: half sizes).'),
+    'guidance_limit_margin_rad': (0.02, 'Guidance: kept free inside each joint limit (rad).'),
+    'guidance_obstacle_margin_m': (0.01, 'Guidance: clearance kept to every obstacle (m); a chunk '
+                                         'closer than this is gated.'),
     'warmup': (True, 'Run the network once per batch size in on_configure (first chunk without '
                      'the one-off start-up cost; chooses the backend in auto).'),
     'autostart': (True, 'Configure and activate on start (for starters without a lifecycle '
@@ -109,6 +127,12 @@ class PolicyNodeConfig:
     status_topic: str = '~/status'
     status_rate_hz: float = 1.0
     publish_velocities: bool = False
+    guidance: bool = False
+    robot_description_file: str = ''
+    tip_link: str = 'tool0'
+    obstacles: list[str] = field(default_factory=list)
+    guidance_limit_margin_rad: float = 0.02
+    guidance_obstacle_margin_m: float = 0.01
     warmup: bool = True
     autostart: bool = True
 
@@ -145,6 +169,11 @@ class PolicyNodeConfig:
             raise ConfigError(f'joint_names has duplicates: {self.joint_names}')
         if not self.joint_states_topic:
             raise ConfigError('joint_states_topic must not be empty')
+        self.obstacles = [o for o in self.obstacles if o.strip()]    # [''] in YAML: none
+        if self.guidance and not self.robot_description_file:
+            raise ConfigError('guidance needs robot_description_file (the URDF)')
+        if self.guidance_limit_margin_rad < 0 or self.guidance_obstacle_margin_m < 0:
+            raise ConfigError('guidance margins must be >= 0')
 
     @classmethod
     def from_params(cls, get: Callable[[str], Any]) -> 'PolicyNodeConfig':
@@ -186,6 +215,30 @@ class PolicyNodeConfig:
             raise ConfigError(f'camera_transports has {len(self.camera_transports)} entries for '
                               f'{len(topics)} cameras')
         return joints, topics
+
+
+def guidance_for(cfg: PolicyNodeConfig, joints: list[str], dt_s: float):
+    """DiffusionPolicy.set_guidance's arguments from the guidance parameters (ConfigError says
+    what does not fit: the URDF, its chain against the policy's joints, an obstacle)."""
+    from dp_policy.guidance.setup import guidance_from_urdf
+    try:
+        return guidance_from_urdf(resolve_path(cfg.robot_description_file), cfg.tip_link, joints,
+                                  dt_s, cfg.obstacles, cfg.guidance_limit_margin_rad,
+                                  cfg.guidance_obstacle_margin_m)
+    except (OSError, ValueError) as err:
+        raise ConfigError(f'guidance: {err}') from err
+
+
+def resolve_path(path: str) -> str:
+    """A file path, with package://<package>/<rest> resolved to the package's share folder."""
+    if not path.startswith('package://'):
+        return path
+    package, _, rest = path[len('package://'):].partition('/')
+    from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+    try:
+        return str(Path(get_package_share_directory(package)) / rest)
+    except PackageNotFoundError:
+        raise ConfigError(f'{path}: package {package!r} is not installed') from None
 
 
 def robot_topic(ns: str, topic: str) -> str:

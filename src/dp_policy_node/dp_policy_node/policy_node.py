@@ -50,7 +50,8 @@ from sensor_msgs.msg import CompressedImage, Image, JointState
 from trajectory_msgs.msg import JointTrajectory
 
 from .messages import decode_image, fill_status, precheck_image
-from .node_config import PARAMETERS, ConfigError, PolicyNodeConfig, output_topic, robot_topic
+from .node_config import (PARAMETERS, ConfigError, PolicyNodeConfig, guidance_for, output_topic,
+                          robot_topic)
 from .observation import JOINT_STREAM, ClockJumpDetector, ObservationHistory
 from .inference import InferenceWorker, Robot
 from .scheduling import RobotSchedule, Trigger
@@ -142,6 +143,8 @@ class PolicyNode(LifecycleNode):
             num_threads=cfg.num_threads or None)
         meta = policy.meta
         joints, topics = cfg.check_against_checkpoint(list(meta.joint_names), list(meta.camera_names))
+        if cfg.guidance:
+            policy.set_guidance(*guidance_for(cfg, joints, meta.dt_s))
         if meta.camera_names and meta.image_hw is None:
             raise ConfigError('checkpoint has cameras but no image size')
         choice = policy.warmup(batch_sizes=sorted({1, len(cfg.robot_namespaces)})) \

@@ -8,6 +8,7 @@ age; thread-safe (the inference thread, the executor and the status timer all wr
 from __future__ import annotations
 
 import collections
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -45,6 +46,12 @@ class StatusSnapshot:
     latency_p99_s: float = 0.0
     latency_max_s: float = 0.0
     observation_to_publish_p50_s: float = 0.0
+    # Guidance: of the last published chunk (NaN without guidance), and the smallest clearance
+    # of the chunks published in the window.
+    limit_margin_rad: float = math.nan
+    clearance_m: float = math.nan
+    selection_cost: float = math.nan
+    min_clearance_m: float = math.nan
 
 
 class StatusBook:
@@ -60,6 +67,8 @@ class StatusBook:
         self._chunks_at_mark = 0
         self._rate_hz = 0.0
         self._mark_time = time.monotonic()
+        self._safety = (math.nan, math.nan, math.nan)
+        self._clearance = collections.deque(maxlen=window)
 
     def rejected(self, code: str) -> None:
         """An input refused; `code` as 'reason' or 'reason:detail' (counted by reason)."""
@@ -76,6 +85,12 @@ class StatusBook:
             self._latency.append(float(latency_s))
             self._obs_to_pub.append(float(observation_age_s))
 
+    def chosen_safety(self, limit_margin_rad: float, clearance_m: float, cost: float) -> None:
+        """Guidance's assessment of the chunk about to be published."""
+        with self._lock:
+            self._safety = (limit_margin_rad, clearance_m, cost)
+            self._clearance.append(clearance_m)
+
     def snapshot(self) -> tuple[StatusSnapshot, float]:
         """The numbers now, and the seconds since the previous snapshot (the rates' window)."""
         t = time.monotonic()
@@ -87,6 +102,9 @@ class StatusBook:
             snap = StatusSnapshot(chunks_published=self._chunks, output_rate_hz=float(self._rate_hz),
                                   rejected=dict(self._rejected), skipped=dict(self._skipped))
             lat = np.array(self._latency) if self._latency else None
+            snap.limit_margin_rad, snap.clearance_m, snap.selection_cost = self._safety
+            snap.min_clearance_m = min(self._clearance) if self._clearance else math.nan
+            self._clearance.clear()
             o2p = np.array(self._obs_to_pub) if self._obs_to_pub else None
         if lat is not None:
             snap.latency_p50_s, snap.latency_p99_s = (float(v) for v in np.percentile(lat, [50, 99]))

@@ -482,3 +482,33 @@ def test_sim_time_drives_the_node_and_a_backwards_jump_clears_history(ckpt, grap
     assert after and all(5 * NS < s < 50 * NS for s in after), after
     # the first chunk after the jump used only post-jump observations (a full new window)
     assert after[0] >= 5 * NS + 100_000_000 - 50_000_000
+
+
+ARM_URDF = """<robot name="three">
+  <link name="base"/><link name="l1"/><link name="l2"/><link name="l3"/><link name="tool0"/>
+  <joint name="joint1" type="revolute"><parent link="base"/><child link="l1"/>
+    <axis xyz="0 0 1"/><limit lower="-2.5" upper="2.5" effort="1" velocity="3"/></joint>
+  <joint name="joint2" type="revolute"><parent link="l1"/><child link="l2"/><origin xyz="0.2 0 0"/>
+    <axis xyz="0 0 1"/><limit lower="-2.5" upper="2.5" effort="1" velocity="3"/></joint>
+  <joint name="joint3" type="revolute"><parent link="l2"/><child link="l3"/><origin xyz="0.2 0 0"/>
+    <axis xyz="0 0 1"/><limit lower="-2.5" upper="2.5" effort="1" velocity="3"/></joint>
+  <joint name="tool" type="fixed"><parent link="l3"/><child link="tool0"/><origin xyz="0.1 0 0"/></joint>
+</robot>"""
+
+
+def test_guidance_publishes_only_chunks_inside_the_urdf_limits(ckpt, graphs, tmp_path):
+    """A random network (actions over +-3.14 rad, jumping between steps), a URDF with +-2.5 rad
+    and 3 rad/s limits: every published chunk is inside the position limits, the others are
+    gated (counted, not published), and the status says guidance ran."""
+    urdf = tmp_path / 'three.urdf'
+    urdf.write_text(ARM_URDF)
+    g = graphs(base(ckpt, guidance=True, robot_description_file=str(urdf), num_samples=2))
+    g.play(60.0, until=lambda: len(g.traj['']) >= 2 or g.counters('skipped').get('gated', 0) >= 3)
+    for traj in list(g.traj['']):
+        pos = np.array([p.positions for p in traj.points])
+        assert np.all(np.abs(pos) <= 2.5 + 1e-9), pos
+    gated = g.counters('skipped').get('gated', 0)
+    assert len(g.traj['']) >= 2 or gated >= 3, (len(g.traj['']), g.node.last_skip_reason)
+    assert g.status[-1].backend == 'torch+guidance'
+    if g.traj['']:
+        assert 0.0 <= g.status[-1].limit_margin_rad <= 2.5

@@ -121,3 +121,13 @@ def test_readme_node_section_lists_every_parameter_and_interface():
     for iface in ('~/trajectory', '~/action_chunk', '~/status', '~/reset_history', '~/set_enabled',
                   'sensor data', 'transient local'):
         assert iface in text, iface
+
+
+def test_guidance_needs_a_urdf_and_valid_obstacles(tmp_path):
+    from dp_policy_node.node_config import guidance_for
+    with pytest.raises(ConfigError, match='robot_description_file'):
+        PolicyNodeConfig(guidance=True)
+    cfg = PolicyNodeConfig(guidance=True, robot_description_file=str(tmp_path / 'missing.urdf'))
+    with pytest.raises(ConfigError, match='guidance'):
+        guidance_for(cfg, ['joint1'], 0.1)
+    assert PolicyNodeConfig(obstacles=['', ' ']).obstacles == []

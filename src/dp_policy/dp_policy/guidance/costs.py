@@ -44,8 +44,9 @@ def relaxed_log_barrier(d: torch.Tensor, d0: float, delta: float) -> torch.Tenso
 # ------------------------------------------------------------------------------ obstacles
 @dataclass
 class Obstacle:
-    """kind 'sphere' (centre, radius), 'capsule' (a, b, radius) or 'box' (centre, half sizes
-    `size`, rotation `rpy` fixed-axis roll/pitch/yaw); metres, in the robot's root frame."""
+    """kind 'sphere' (centre, radius), 'capsule' (a, b, radius), 'cylinder' (upright: centre,
+    radius, half height size[2]) or 'box' (centre, half sizes `size`, rotation `rpy` fixed-axis
+    roll/pitch/yaw); metres, in the robot's root frame."""
     kind: str
     centre: Sequence[float] = (0.0, 0.0, 0.0)
     radius: float = 0.0
@@ -55,8 +56,9 @@ class Obstacle:
     rpy: Sequence[float] = (0.0, 0.0, 0.0)
 
     def __post_init__(self) -> None:
-        if self.kind not in ('sphere', 'capsule', 'box'):
-            raise ValueError(f"obstacle kind must be 'sphere', 'capsule' or 'box', got {self.kind!r}")
+        if self.kind not in ('sphere', 'capsule', 'cylinder', 'box'):
+            raise ValueError("obstacle kind must be 'sphere', 'capsule', 'cylinder' or 'box', got "
+                             f'{self.kind!r}')
         if self.radius < 0 or min(self.size) < 0:
             raise ValueError('obstacle radius and sizes must be >= 0')
 
@@ -70,6 +72,10 @@ class Obstacle:
             ab = b - a
             s = torch.clamp(((p - a) @ ab) / torch.clamp(ab @ ab, min=1e-12), 0.0, 1.0)
             return _norm(p - (a + s[..., None] * ab)) - self.radius
+        if self.kind == 'cylinder':
+            d = p - torch.tensor(self.centre, **t)
+            q = torch.stack([_norm(d[..., :2]) - self.radius, d[..., 2].abs() - self.size[2]], -1)
+            return _norm(torch.clamp(q, min=0.0)) + torch.clamp(q.max(dim=-1).values, max=0.0)
         R = torch.tensor(_rpy_matrix(self.rpy), **t)
         local = (p - torch.tensor(self.centre, **t)) @ R               # R^T (p - c), row vectors
         q = local.abs() - torch.tensor(self.size, **t)
@@ -97,14 +103,14 @@ class CostWeights:
     """Weights (0: off) and margins of the costs."""
     limits: float = 1.0
     limit_margin_rad: float = 0.02         # kept free inside each joint limit
-    limit_d0_rad: float = 0.15             # the limit barrier pushes from this far inside
+    limit_d0_rad: float = 0.05             # the limit barrier pushes from this far inside
     velocity: float = 1.0
     velocity_margin: float = 0.05          # fraction of the velocity limit kept free
     acceleration: float = 0.0              # off: the follower limits accelerations anyway
     acceleration_margin: float = 0.05      # fraction of the acceleration limit kept free
     obstacles: float = 1.0
     obstacle_margin_m: float = 0.01        # clearance kept to every obstacle (hard: the gate)
-    obstacle_d0_m: float = 0.05            # the obstacle barrier pushes from this far
+    obstacle_d0_m: float = 0.03            # the obstacle barrier pushes from this far
     jerk: float = 0.0                      # mean squared jerk ((rad/s^3)^2), off by default
     barrier_delta: float = 0.2             # relaxation point of every barrier, fraction of d0
 
