@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from dp_policy.sampling.backends import OnnxBackend, Sampler, TorchBackend, TorchJitBackend, time_backend
+from dp_policy.sampling.backends import (OnnxBackend, OnnxStepBackend, Sampler, TorchBackend,
+                                         TorchJitBackend, time_backend)
 from dp_policy.checkpoint import Checkpoint, load_checkpoint
 from dp_policy.guidance.guide import select
 from dp_policy.model.encoders import resize_uint8
@@ -148,7 +149,8 @@ class DiffusionPolicy:
         """Guided sampling from now on (guidance.GuidanceConfig, guidance.ChunkConstraints in the
         joints of `joint_dims`, default every action dimension), None to stop. Guided chunks are
         sampled by the eager torch backend (the step-by-step gradient does not fit the exported
-        ONNX or captured CUDA graphs)."""
+        ONNX or captured CUDA graphs): on the CPU by ONNX Runtime one step at a time
+        (OnnxStepBackend, the loop in Python), else by eager torch."""
         from dp_policy.guidance.guide import Guidance
         self.guidance = None if cfg is None else Guidance(
             cfg, constraints, self.ckpt.action_normalizer.center, self.ckpt.action_normalizer.scale,
@@ -174,9 +176,19 @@ class DiffusionPolicy:
             names.append('onnxruntime')
         return names
 
+    def _steps_backend_ok(self) -> bool:
+        if self.device.type != 'cpu' or self.backend_kind not in ('auto', 'onnxruntime'):
+            return False
+        import importlib.util
+        return importlib.util.find_spec('onnxruntime') is not None
+
     def _get_backend(self, name: str):
         if name not in self._backends:
-            if name == 'torch':
+            if name == 'onnxruntime-steps':
+                state, noise, images = self._example(1)
+                self._backends[name] = OnnxStepBackend(self.sampler, (state, noise, *images),
+                                                       self.num_threads)
+            elif name == 'torch':
                 self._backends[name] = TorchBackend(self.sampler, self.device)
             elif name == 'torch-jit':
                 self._backends[name] = TorchJitBackend(self.sampler, self.device)
@@ -260,10 +272,11 @@ class DiffusionPolicy:
             raise ValueError(f'{len(stamps_arr)} stamps for a batch of {B}')
         name = self.backend_for(B)
         if self.guidance is not None and self.sampler.loop is not None:
-            name = 'torch+guidance'
+            guided = 'onnxruntime-steps' if self._steps_backend_ok() else 'torch'
+            name = guided + '+guidance'
             self.sampler.loop.guide = self.guidance
             try:
-                samples_n = self._get_backend('torch').run(state_t, noise_t, imgs)       # (B, K, T, A)
+                samples_n = self._get_backend(guided).run(state_t, noise_t, imgs)       # (B, K, T, A)
             finally:
                 self.sampler.loop.guide = None
         else:

@@ -197,3 +197,25 @@ def test_guidance_from_urdf_maps_the_chain_onto_the_policy_joints():
     assert c.vmax.tolist() == [1.0, 1.0] and len(c.obstacles) == 1
     with pytest.raises(ValueError, match='not the policy'):
         guidance_from_urdf(URDF, 'tip', ['j1'], 0.1)
+
+
+def test_the_stepwise_onnx_backend_equals_torch_and_carries_the_guide(tiny_policy):
+    """OnnxStepBackend (encoder + one step exported, the loop in Python): without a guide the same
+    samples as eager torch; with guidance the policy runs on it and its chunks obey the limits."""
+    pytest.importorskip('onnxruntime')
+    from dp_policy.policy import DiffusionPolicy
+    from dp_policy.sampling.backends import OnnxStepBackend, TorchBackend
+    pol = tiny_policy
+    state, noise, images = pol._example(2)
+    s1, n1, i1 = pol._example(1)
+    steps = OnnxStepBackend(pol.sampler, (s1, n1, *i1), num_threads=1)
+    torch.testing.assert_close(steps.run(state, noise, images),
+                               TorchBackend(pol.sampler).run(state, noise, images),
+                               atol=2e-4, rtol=1e-4)
+    auto = DiffusionPolicy(pol.ckpt, backend='auto', num_samples=2)
+    auto.set_guidance(GuidanceConfig(final_iterations=40), ChunkConstraints(
+        lower=torch.full((3,), -1.0), upper=torch.full((3,), 1.0), dt_s=0.1))
+    out = auto.predict(np.zeros((1, auto.meta.n_obs_steps, 3), np.float32))
+    assert out.backend == 'onnxruntime-steps+guidance'
+    f = out.first_action_index
+    assert out.gated[0] or np.all(np.abs(out.actions[0, f:]) <= 1.0 + 1e-9)

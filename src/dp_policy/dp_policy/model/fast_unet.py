@@ -214,7 +214,11 @@ class StepConditionedUnet(nn.Module):
 
     def forward(self, x: torch.Tensor, k: int, ctx: torch.Tensor) -> torch.Tensor:
         """x (N, T, A) at step k (index into the timesteps), ctx from ``condition`` -> (N, T, A)."""
-        film = ctx[k]                                                      # (N, 1, E)
+        return self.denoise(x, ctx[k])
+
+    def denoise(self, x: torch.Tensor, film: torch.Tensor) -> torch.Tensor:
+        """x (N, T, A), film (N, 1, E) = condition(obs)[k] -> the network output (N, T, A): one
+        graph for every step (the step is in the FiLM vector)."""
         skips = []
         for res1, res2, down in self.down:
             x = res2(res1(x, film), film)

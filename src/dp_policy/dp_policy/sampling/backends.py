@@ -147,6 +147,89 @@ class OnnxBackend:
         return torch.from_numpy(self.session.run(['samples'], feeds)[0])
 
 
+class _Encoder(nn.Module):
+    def __init__(self, sampler: Sampler):
+        super().__init__()
+        self.encoder, self.cameras = sampler.encoder, sampler.camera_names
+
+    def forward(self, state: torch.Tensor, *images: torch.Tensor) -> torch.Tensor:
+        return self.encoder(state, dict(zip(self.cameras, images)))                # (B, G)
+
+
+class _Step(nn.Module):
+    def __init__(self, denoiser: StepConditionedUnet):
+        super().__init__()
+        self.denoiser = denoiser
+
+    def forward(self, x: torch.Tensor, film: torch.Tensor) -> torch.Tensor:
+        return self.denoiser.denoise(x, film)                                     # (N, T, A)
+
+
+class OnnxStepBackend:
+    """Guided sampling on ONNX Runtime: the observation encoder and ONE denoising step exported
+    (two sessions); the loop runs in Python, so that the sampler's guide (guidance.guide) sees
+    every predicted clean chunk. Same numbers as the whole-graph backends without a guide."""
+
+    name = 'onnxruntime-steps'
+
+    def __init__(self, sampler: Sampler, example: tuple[torch.Tensor, ...],
+                 num_threads: int | None = None):
+        import onnxruntime as ort
+
+        if sampler.loop is None:
+            raise ValueError('a regression model has no denoising loop to guide')
+        self.sampler = sampler.cpu().eval()
+        state, noise, *images = example
+        n_img = len(images)
+        loop = self.sampler.loop
+        with torch.no_grad():
+            cond = _Encoder(self.sampler)(state, *images)
+            film = loop.denoiser.condition(cond)[0]
+            x = noise.flatten(0, 1)[: cond.shape[0]]
+        enc = self._export(_Encoder(self.sampler), (state, *images),
+                           ['state'] + [f'image{i}' for i in range(n_img)], 'cond',
+                           {'state': {0: 'B'}, 'cond': {0: 'B'},
+                            **{f'image{i}': {0: 'B'} for i in range(n_img)}})
+        step = self._export(_Step(loop.denoiser), (x, film), ['x', 'film'], 'out',
+                            {'x': {0: 'N'}, 'film': {0: 'N'}, 'out': {0: 'N'}})
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = num_threads or default_threads()
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        self.encoder = ort.InferenceSession(enc, opts, providers=['CPUExecutionProvider'])
+        self.step = ort.InferenceSession(step, opts, providers=['CPUExecutionProvider'])
+        self.n_img = n_img
+
+    @staticmethod
+    def _export(module: nn.Module, args: tuple, names: list, output: str, dyn: dict) -> bytes:
+        buf = io.BytesIO()
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            torch.onnx.export(module, args, buf, input_names=names, output_names=[output],
+                              dynamic_axes=dyn, opset_version=17, dynamo=False,
+                              do_constant_folding=True)
+        return buf.getvalue()
+
+    def run(self, state: torch.Tensor, noise: torch.Tensor, images: list[torch.Tensor]) -> torch.Tensor:
+        feeds = {'state': state.cpu().numpy().astype(np.float32, copy=False)}
+        for i, img in enumerate(images):
+            feeds[f'image{i}'] = img.cpu().numpy()
+        cond = torch.from_numpy(self.encoder.run(['cond'], feeds)[0])                 # (B, G)
+        loop = self.sampler.loop
+        k_samples = noise.shape[1]
+        with torch.inference_mode():
+            cond = cond.unsqueeze(1).expand(-1, k_samples, -1).flatten(0, 1)         # (B*K, G)
+            ctx = loop.denoiser.condition(cond).contiguous().numpy()                 # (S, N, 1, E)
+            x = noise.flatten(0, 1).float()                                          # (N, T, A)
+            for k in range(loop.num_steps):
+                out = self.step.run(['out'], {'x': x.numpy(), 'film': ctx[k]})[0]
+                z = torch.randn_like(x) if loop.kind == 'ddpm' else None
+                x = loop.step(k, x, torch.from_numpy(out), z)
+        return x.view(noise.shape).float()
+
+
 def time_backend(backend, args: tuple, repeats: int = 5, min_time_s: float = 0.0) -> float:
     """Median wall time of backend.run(*args) after one untimed call."""
     backend.run(*args)
