@@ -81,7 +81,8 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
                         'obstacles (log-barrier gradients through the FK of '
                         'robot_description_file); of num_samples samples the safest, most coherent '
                         'is published, and a chunk whose samples all break a hard limit is not '
-                        'published (skipped: gated). Runs on the torch backend.'),
+                        'published (skipped: gated). Guided chunks are sampled one denoising step at '
+                        'a time (ONNX Runtime on the CPU, else eager torch).'),
     'robot_description_file': ('', 'URDF of the robot (guidance): the chain to tip_link, its '
                                    'position and velocity limits and collision geometry. A path, '
                                    'or package://<package>/<path in its share folder>.'),
