@@ -22,35 +22,6 @@ import time  # noqa: E402
 import pytest  # noqa: E402
 
 
-class RosTestNode:
-    """A test's rclpy node in a context of its own, with the executor the test spins."""
-
-    def __init__(self, name: str):
-        import rclpy
-        from rclpy.executors import SingleThreadedExecutor
-        self.rclpy = rclpy
-        self.context = rclpy.context.Context()
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node(name, context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-
-    def spin_until(self, predicate, what: str = 'the condition', timeout: float = 60.0) -> None:
-        """Spin until predicate() is true; fail naming `what` after `timeout` seconds."""
-        end = time.monotonic() + timeout
-        while not predicate():
-            assert time.monotonic() < end, f'timed out after {timeout} s waiting for {what}'
-            self.executor.spin_once(timeout_sec=0.05)
-
-    def spin_for(self, seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            self.executor.spin_once(timeout_sec=0.05)
-
-    def close(self) -> None:
-        self.rclpy.try_shutdown(context=self.context)
-
-
 class BackgroundGraph:
     """Nodes under test and the test's own `driver` node in a context of their own, spun by one
     SingleThreadedExecutor on a background thread (one thread, as each node's own main() spins
@@ -90,6 +61,27 @@ class BackgroundGraph:
         self.rclpy.try_shutdown(context=self.context)
         if self._thread.is_alive():
             self._thread.join(timeout=10)
+
+
+class RosTestNode(BackgroundGraph):
+    """A test's rclpy node (`node`) in a context of its own, with the executor the test spins
+    itself (spin_until, spin_for; no background thread)."""
+
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.node = self.driver
+
+    def spin_until(self, predicate, what: str = 'the condition', timeout: float = 60.0) -> None:
+        """Spin until predicate() is true; fail naming `what` after `timeout` seconds."""
+        end = time.monotonic() + timeout
+        while not predicate():
+            assert time.monotonic() < end, f'timed out after {timeout} s waiting for {what}'
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def spin_for(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.executor.spin_once(timeout_sec=0.05)
 
 
 @pytest.fixture

@@ -106,6 +106,20 @@ def default_threads() -> int:
     return max(1, min(os.cpu_count() or 1, torch.get_num_threads()))
 
 
+def ort_session(model: bytes, num_threads: int | None = None):
+    """An ONNX Runtime CPU session of an exported graph: sequential, all graph optimisations,
+    `num_threads` intra-op threads (default: default_threads())."""
+    import onnxruntime as ort  # imported here: only the ONNX backends need it
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = num_threads or default_threads()
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    return ort.InferenceSession(model, opts, providers=['CPUExecutionProvider'])
+
+
 class OnnxBackend:
     """The Sampler exported once to ONNX (in memory) and run by ONNX Runtime (CPU)."""
 
@@ -113,7 +127,6 @@ class OnnxBackend:
 
     def __init__(self, sampler: Sampler, example: tuple[torch.Tensor, ...], num_threads: int | None = None,
                  path: str | None = None):
-        import onnxruntime as ort  # imported here: only this backend needs it
 
         sampler = sampler.cpu().eval()
         n_img = len(example) - 2
@@ -130,13 +143,7 @@ class OnnxBackend:
         if path:
             with open(path, 'wb') as f:
                 f.write(self.model_bytes)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = num_threads or default_threads()
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.log_severity_level = 3
-        self.session = ort.InferenceSession(self.model_bytes, opts, providers=['CPUExecutionProvider'])
+        self.session = ort_session(self.model_bytes, num_threads)
         self.names = names
 
     def run(self, state: torch.Tensor, noise: torch.Tensor, images: list[torch.Tensor]) -> torch.Tensor:
@@ -174,8 +181,6 @@ class OnnxStepBackend:
 
     def __init__(self, sampler: Sampler, example: tuple[torch.Tensor, ...],
                  num_threads: int | None = None):
-        import onnxruntime as ort
-
         if sampler.loop is None:
             raise ValueError('a regression model has no denoising loop to guide')
         self.sampler = sampler.cpu().eval()
@@ -192,14 +197,8 @@ class OnnxStepBackend:
                             **{f'image{i}': {0: 'B'} for i in range(n_img)}})
         step = self._export(_Step(loop.denoiser), (x, film), ['x', 'film'], 'out',
                             {'x': {0: 'N'}, 'film': {0: 'N'}, 'out': {0: 'N'}})
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = num_threads or default_threads()
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.log_severity_level = 3
-        self.encoder = ort.InferenceSession(enc, opts, providers=['CPUExecutionProvider'])
-        self.step = ort.InferenceSession(step, opts, providers=['CPUExecutionProvider'])
+        self.encoder = ort_session(enc, num_threads)
+        self.step = ort_session(step, num_threads)
         self.n_img = n_img
 
     @staticmethod
