@@ -43,11 +43,16 @@ def run_node(make_node: Callable[[], Any], args: Optional[list[str]] = None, *,
     except Exception:  # noqa: BLE001 - SIGINT can shut the context down inside a wait (RCLError)
         # ... or interrupt a take before rclpy's handler has shut the context down (pybind11:
         # "Unable to convert call argument"): a shutdown that follows within a second says so.
+        # A second SIGINT during that second (the terminal's and `ros2 launch`'s) says so too.
         deadline = time.monotonic() + 1.0
-        while rclpy.ok() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        if rclpy.ok():
-            raise
+        try:
+            while rclpy.ok() and time.monotonic() < deadline:
+                time.sleep(0.01)
+        except KeyboardInterrupt:
+            pass
+        else:
+            if rclpy.ok():
+                raise
     finally:
         # `ros2 launch` forwards SIGINT to its processes after the terminal sent them one: a
         # second SIGINT must not interrupt the cleanup with a KeyboardInterrupt traceback (launch
