@@ -180,9 +180,11 @@ def total_cost(q: torch.Tensor, c: ChunkConstraints, w: CostWeights,
 
 
 def hard_violations(q: torch.Tensor, c: ChunkConstraints, obstacle_margin_m: float = 0.0,
-                    q_prev: Optional[torch.Tensor] = None) -> torch.Tensor:
+                    q_prev: Optional[torch.Tensor] = None,
+                    clear: Optional[torch.Tensor] = None) -> torch.Tensor:
     """(N,) bool: a chunk outside the position limits, above the velocity limit, or closer to an
-    obstacle than obstacle_margin_m. What the safety gate refuses."""
+    obstacle than obstacle_margin_m. What the safety gate refuses. `clear`: clearance(q, c) where
+    the caller has it already (the FK is the expensive part)."""
     lower, upper = c.lower.to(q), c.upper.to(q)
     bad = ((q < lower) | (q > upper)).flatten(1).any(1)
     if c.vmax is not None:
@@ -190,5 +192,5 @@ def hard_violations(q: torch.Tensor, c: ChunkConstraints, obstacle_margin_m: flo
         v = torch.diff(seq, dim=1) / c.dt_s
         bad |= (v.abs() > c.vmax.to(q) * (1 + 1e-9)).flatten(1).any(1)
     if c.kinematics is not None and c.obstacles:
-        bad |= (clearance(q, c) < obstacle_margin_m).any(1)
+        bad |= ((clearance(q, c) if clear is None else clear) < obstacle_margin_m).any(1)
     return bad

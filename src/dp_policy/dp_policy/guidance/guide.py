@@ -110,12 +110,13 @@ class Guidance:
             if self.joint_dims is not None:
                 q = q[..., self.joint_dims]
             c = self.c
+            clear = clearance(q, c)                                              # (B*K, T)
             out = {
                 'cost': total_cost(q, c, self.cfg.weights),
-                'violates': hard_violations(q, c, self.cfg.weights.obstacle_margin_m),
+                'violates': hard_violations(q, c, self.cfg.weights.obstacle_margin_m, clear=clear),
                 'limit_margin_rad': torch.minimum(q - c.lower.to(q), c.upper.to(q) - q).flatten(1)
                 .amin(1),
-                'clearance_m': clearance(q, c).amin(1),
+                'clearance_m': clear.amin(1),
             }
         return {k: v.reshape(B, K).numpy() for k, v in out.items()}
 
