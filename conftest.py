@@ -39,11 +39,14 @@ class BackgroundGraph:
         self.driver = rclpy.create_node(driver_name, context=self.context)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.driver)
+        self._nodes = [self.driver]
+        self._closed = False
         self._thread = threading.Thread(target=self._spin, daemon=True)
 
     def add(self, node):
         """Spin `node` too (created with context=graph.context); returns it."""
         self.executor.add_node(node)
+        self._nodes.append(node)
         return node
 
     def start(self) -> None:
@@ -56,11 +59,31 @@ class BackgroundGraph:
             pass
 
     def close(self) -> None:
-        """Stop spinning and shut the context down (again: a no-op)."""
+        """Stop spinning, destroy the nodes and the context (again: a no-op)."""
+        if self._closed:
+            return
+        self._closed = True
         self.executor.shutdown(timeout_sec=5)
-        self.rclpy.try_shutdown(context=self.context)
         if self._thread.is_alive():
             self._thread.join(timeout=10)
+        # the DDS participant goes with the context's last user: destroy the nodes, then the
+        # context (a shut-down context's participant otherwise lives until garbage collection,
+        # and the participants a module leaks crowd out the localhost discovery range)
+        for node in reversed(self._nodes):
+            try:
+                node.destroy_node()
+                # rclpy's LifecycleNode.destroy_node leaves its state machine (which holds the
+                # node's handle, and so the context's participant) to garbage collection
+                machine = getattr(node, '_state_machine', None)
+                if machine is not None:
+                    machine.destroy_when_not_in_use()
+            except Exception:  # noqa: BLE001 - already destroyed by the test
+                pass
+        try:
+            self.rclpy.try_shutdown(context=self.context)
+            self.context.destroy()
+        except Exception:  # noqa: BLE001 - the test destroyed it already
+            pass
 
 
 class RosTestNode(BackgroundGraph):

@@ -142,11 +142,21 @@ class Graph:
         assert self.wait(future.done, timeout), f'{name}: no response'
         return future.result()
 
-    def counters(self, kind='rejected'):
-        self.node._publish_status()
-        time.sleep(0.1)
-        assert self.wait(lambda: len(self.status) > 0)
-        return {c.name: c.count for c in getattr(self.status[-1], kind)}
+    def counters(self, kind='rejected', until=None, timeout=30.0):
+        """The node's counters as its PolicyStatus reports them. A status published a moment before
+        may still be on its way, so with `until` this asks again until the counters satisfy it
+        (they only grow) or the timeout passes, and returns the newest."""
+        got = {}
+
+        def fresh():
+            n = len(self.status)
+            self.node._publish_status()
+            if self.wait(lambda: len(self.status) > n, timeout=5.0):
+                got.clear()
+                got.update({c.name: c.count for c in getattr(self.status[-1], kind)})
+            return until is None or until(got)
+        self.wait(fresh, timeout)
+        return got
 
 
 @pytest.fixture
@@ -301,7 +311,7 @@ def test_missing_and_stale_streams_give_reasons_and_no_chunk(ckpt, graphs):
     n = len(g.traj[''])
     g.play(1.0, camera=False)
     assert len(g.traj['']) == n
-    assert g.counters('skipped').get('stale', 0) > 0
+    assert g.counters('skipped', until=lambda c: c.get('stale', 0) > 0).get('stale', 0) > 0
 
 
 def test_bad_input_is_rejected_counted_and_never_published(ckpt, graphs):
@@ -330,9 +340,10 @@ def test_bad_input_is_rejected_counted_and_never_published(ckpt, graphs):
         time.sleep(0.03)
     time.sleep(0.5)
     assert g.traj[''] == []
-    rejected = g.counters()
-    for key in ('nan_position', 'missing_joint', 'future_stamp', 'old_stamp', 'length_mismatch',
-                'unsupported_encoding', 'wrong_image_size', 'empty_image'):
+    keys = ('nan_position', 'missing_joint', 'future_stamp', 'old_stamp', 'length_mismatch',
+            'unsupported_encoding', 'wrong_image_size', 'empty_image')
+    rejected = g.counters(until=lambda c: all(c.get(key, 0) > 0 for key in keys))
+    for key in keys:
         assert rejected.get(key, 0) > 0, (key, rejected)
     assert g.node.robots[''].history.sizes()['joint_states'] == 0
     # the truncated images were stored (decoding is lazy) but never made an observation
@@ -388,7 +399,7 @@ def test_services_enable_disable_and_reset(ckpt, graphs):
     g.play(1.5)
     assert len(g.traj['']) == n
     assert g.node.last_skip_reason == 'disabled'
-    assert g.counters('skipped') is not None and not g.status[-1].enabled
+    assert g.wait(lambda: g.counters('skipped') is not None and not g.status[-1].enabled)
     r = g.call(SetEnabled, '/policy_node/set_enabled', SetEnabled.Request(enabled=True))
     assert r.success
     assert g.play(60.0, until=lambda: len(g.traj['']) > n)
@@ -477,7 +488,8 @@ def test_sim_time_drives_the_node_and_a_backwards_jump_clears_history(ckpt, grap
     sim['t'] = 5 * NS
     n = len(g.traj[''])
     run(30.0, until=lambda: len(g.traj['']) >= n + 2)
-    assert g.counters('skipped').get('clock_jump', 0) > before
+    jumps = g.counters('skipped', until=lambda c: c.get('clock_jump', 0) > before)
+    assert jumps.get('clock_jump', 0) > before, jumps
     after = [stamp_to_ns(t.header.stamp) for t in g.traj[''][n:]]
     assert after and all(5 * NS < s < 50 * NS for s in after), after
     # the first chunk after the jump used only post-jump observations (a full new window)
