@@ -1,10 +1,19 @@
 """Declaring a node's parameters from one table: name -> (default, description).
 
-Every dp_ros node keeps its parameters in such a table (so `ros2 param describe` and the config
-files' comments say the same) and declares them with `declare_parameters`:
+Every dp_ros node keeps its parameters in a YAML file of its package,
+`<package>/parameters/<node>.yaml` (as ros2_controllers' generate_parameter_library does), one
+entry a parameter:
 
-    PARAMS = {'rate_hz': (50.0, 'publishing rate (Hz)'), 'topics': ([], 'topics to record')}
-    values = declare_parameters(node, PARAMS, dynamic=('limits',))
+    rate_hz:
+      default: 50.0
+      description: >-
+        publishing rate (Hz)
+
+read into such a table by `load_parameter_table` (so `ros2 param describe`, the config files'
+comments and the READMEs say the same), and declares them with `declare_parameters`:
+
+    PARAMETERS = load_parameter_table('dp_sim', 'sim_node')
+    values = declare_parameters(node, PARAMETERS, dynamic=('limits',))
 
 Types follow the defaults, as rclpy does, with three cases rclpy cannot infer: an empty list is a
 string array; a default of None, and every name in `dynamic`, is dynamically typed (a number or a
@@ -14,7 +23,31 @@ rclpy is imported inside the function: importing dp_common stays rclpy-free.
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Collection, Mapping
+
+
+@lru_cache(maxsize=None)
+def _read_table(package: str, node: str) -> tuple[tuple[str, Any, str], ...]:
+    import importlib.resources
+
+    import yaml
+    resource = importlib.resources.files(package) / 'parameters' / f'{node}.yaml'
+    entries = yaml.safe_load(resource.read_text(encoding='utf-8')) or {}
+    table = []
+    for name, entry in entries.items():
+        if not isinstance(entry, dict) or set(entry) != {'default', 'description'}:
+            raise ValueError(f'{resource}: parameter {name!r} needs exactly a default and a '
+                             f'description, got {entry!r}')
+        table.append((name, entry['default'], str(entry['description'])))
+    return tuple(table)
+
+
+def load_parameter_table(package: str, node: str) -> dict[str, tuple[Any, str]]:
+    """`<package>/parameters/<node>.yaml` as {name: (default, description)}, in file order (a
+    fresh dict each call; list defaults are fresh lists)."""
+    return {name: (list(default) if isinstance(default, list) else default, description)
+            for name, default, description in _read_table(package, node)}
 
 
 def declare_parameters(node, table: Mapping[str, tuple[Any, str]],

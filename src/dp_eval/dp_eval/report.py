@@ -75,57 +75,18 @@ def _get(d: dict, path: str):
     return cur
 
 
-# (row label, path of the value in a result, scale to the unit of the label)
-OFFLINE_ROWS = [
-    ('steps evaluated', 'metrics.steps', 1),
-    ('RMSE (rad)', 'metrics.error.rmse', 1),
-    ('MAE (rad)', 'metrics.error.mae', 1),
-    ('RMSE first executed step (rad)', None, 1),
-    ('RMSE last horizon step (rad)', None, 1),
-    ('mode histogram, demonstrations', 'metrics.mode.demo_hist', 1),
-    ('mode histogram, predictions', 'metrics.mode.pred_hist', 1),
-    ('mode JS divergence (bit)', 'metrics.mode.js_bits', 1),
-    ('mode KL demo||pred (bit)', 'metrics.mode.kl_demo_pred_bits', 1),
-    ('mode agreement (chosen vs demo)', 'metrics.mode.agreement', 1),
-    ('jerk RMS predicted (rad/s^3)', 'metrics.jerk.pred_rms', 1),
-    ('jerk RMS demonstrated (rad/s^3)', 'metrics.jerk.demo_rms', 1),
-    ('latency p50, batch 1 (ms)', 'metrics.latency.p50_s', 1e3),
-    ('latency p90, batch 1 (ms)', 'metrics.latency.p90_s', 1e3),
-    ('throughput (chunks/s)', 'metrics.throughput.chunks_per_s', 1),
-    ('partial', 'partial', 1),
-]
+def _row_tables() -> dict[str, list[tuple[str, Any, float]]]:
+    """report_rows.yaml: {kind: [(row label, path of the value in a result, scale to the unit of
+    the label)]}."""
+    import importlib.resources
 
-CLOSED_ROWS = [
-    ('episodes', 'metrics.episodes', 1),
-    ('success rate (%)', 'metrics.success_rate', 100),
-    ('successes', 'metrics.successes', 1),
-    ('left / right (successes)', None, 1),
-    ('time to target, mean (s)', 'metrics.time_to_success_s.mean', 1),
-    ('time to target, median (s)', 'metrics.time_to_success_s.median', 1),
-    ('obstacle contacts (episodes)', 'metrics.obstacle_contacts', 1),
-    ('timeouts', 'metrics.timeouts', 1),
-    ('command jerk RMS (rad/s^3)', 'metrics.command_jerk_rms_rad_s3', 1),
-    ('command jerk max (rad/s^3)', 'metrics.command_jerk_max_rad_s3', 1),
-    ('follower-reported jerk max (rad/s^3)', 'metrics.follower_jerk_max_rad_s3', 1),
-    ('policy latency p50 (ms)', 'metrics.latency.p50_s', 1e3),
-    ('policy latency p99 (ms)', 'metrics.latency.p99_s', 1e3),
-    ('chunks', 'metrics.chunks', 1),
-    ('graph start-up (s)', 'graph.startup_s', 1),
-    ('wall time (s)', 'wall_s', 1),
-    ('partial', 'partial', 1),
-]
+    import yaml
+    text = (importlib.resources.files('dp_eval') / 'report_rows.yaml').read_text(encoding='utf-8')
+    return {kind: [(str(label), path, float(scale)) for label, path, scale in rows]
+            for kind, rows in yaml.safe_load(text).items()}
 
-LIVE_ROWS = [
-    ('messages played', 'metrics.played', 1),
-    ('messages recorded', 'metrics.recorded', 1),
-    ('chunks received', 'metrics.comparison.chunks', 1),
-    ('RMSE vs bag commands (rad)', 'metrics.comparison.error.rmse', 1),
-    ('MAE vs bag commands (rad)', 'metrics.comparison.error.mae', 1),
-    ('jerk RMS predicted (rad/s^3)', 'metrics.comparison.jerk.pred_rms', 1),
-    ('jerk RMS demonstrated (rad/s^3)', 'metrics.comparison.jerk.demo_rms', 1),
-    ('policy latency p50 (ms)', 'metrics.comparison.latency.p50_s', 1e3),
-    ('partial', 'partial', 1),
-]
+
+ROWS = _row_tables()
 
 
 def _cell(r: dict, label: str, path, scale: float) -> str:
@@ -149,8 +110,7 @@ def comparison_rows(results: Sequence[dict]) -> list[tuple[str, list[str]]]:
     """(row label, one cell per result) for the results' kinds, in a fixed order."""
     kinds = {r['kind'] for r in results}
     rows: list = []
-    for kind, spec in (('offline', OFFLINE_ROWS), ('closed_loop', CLOSED_ROWS),
-                       ('live', LIVE_ROWS)):
+    for kind, spec in ROWS.items():
         if kind in kinds:
             for label, path, scale in spec:
                 rows.append((label, [_cell(r, label, path, scale) if r['kind'] == kind else ''

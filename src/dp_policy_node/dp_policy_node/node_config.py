@@ -1,4 +1,5 @@
-"""Parameters of policy_node: one table (name, default, description) and a validated dataclass.
+"""Parameters of policy_node: one table (name, default, description; parameters/policy_node.yaml)
+and a validated dataclass.
 
 ROS-free: `PolicyNodeConfig.from_params(get)` builds the config from any getter (the node passes
 one that reads its declared ROS parameters; tests pass a dict's `get`). The node declares every
@@ -14,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from dp_common.params import load_parameter_table
+
 __all__ = ['PARAMETERS', 'PolicyNodeConfig', 'ConfigError', 'guidance_for', 'resolve_path', 'robot_topic',
            'output_topic']
 
@@ -22,82 +25,9 @@ class ConfigError(ValueError):
     """A parameter value that cannot work; the message names the parameter."""
 
 
-# name -> (default, description). A list default of [] is declared as a string array.
-PARAMETERS: dict[str, tuple[Any, str]] = {
-    'checkpoint': ('', 'Path of the checkpoint file (dp_train output). Required; a missing or '
-                       'incompatible file makes on_configure fail and the node stays unconfigured.'),
-    'backend': ('auto', "Inference backend: 'auto' (fastest measured at warm-up per batch size), "
-                        "'torch', 'onnxruntime' (CPU only) or 'cuda-graph' (the whole DDIM loop "
-                        "captured in one CUDA graph per batch size; needs device cuda)."),
-    'device': ('cpu', "torch device: 'cpu', 'cuda' or 'cuda:N'."),
-    'num_threads': (1, 'CPU threads for inference (torch intra-op and ONNX Runtime); 0 = the '
-                       'library default (all cores). Keep it low beside a simulator.'),
-    'policy_rate_hz': (10.0, 'Chunks per second per robot: the tick rate of the inference loop '
-                             '(trigger=timer), or the grid of observation stamps that chunks '
-                             'follow (trigger=observation).'),
-    'trigger': ('observation', "'observation': infer as soon as a new complete observation is due, "
-                               "on a grid of 1/policy_rate_hz in observation time (header stamps; "
-                               "lowest latency, no waiting for a tick; robots due within half a "
-                               "period join the batch of a due one); 'timer': the inference thread "
-                               "ticks at policy_rate_hz on the node's ROS clock (simulated time under "
-                               "use_sim_time) and uses the newest complete observation (all robots "
-                               "in one batch per tick)."),
-    'num_inference_steps': (0, 'Denoising (DDIM) steps per chunk; 0 = the checkpoint default.'),
-    'num_samples': (1, 'Samples drawn per observation; the one most coherent with the previous '
-                       'chunk is published.'),
-    'joint_states_topic': ('joint_states', 'sensor_msgs/JointState input, relative to each robot '
-                                           'namespace (sensor-data QoS).'),
-    'joint_names': ([], "Names of the checkpoint's joints as they appear in joint_states, in the "
-                        "checkpoint's order; empty = the checkpoint's own joint names. Also the "
-                        'names in the published trajectory.'),
-    'camera_topics': ([], "One image topic per checkpoint camera, in the checkpoint's camera "
-                          'order, relative to each robot namespace; empty = the camera names.'),
-    'camera_transports': ([], "Per camera topic: 'raw' (sensor_msgs/Image) or 'compressed' "
-                              "(sensor_msgs/CompressedImage); empty = 'compressed' for topics "
-                              "ending in /compressed, else 'raw'."),
-    'robot_namespaces': ([''], "Robots served by this node, batched together; '' = the node's own "
-                               'namespace. Inputs are <ns>/<topic>; outputs <ns>/<node name>/...'),
-    'max_observation_age_s': (0.5, 'No chunk when the newest complete observation is older than '
-                                   'this against the node clock (status: stale:<topic>).'),
-    'alignment_tolerance_s': (0.0, 'Largest stamp distance between a grid time and the sample '
-                                   'used for it; 0 = half the policy dt.'),
-    'max_future_stamp_s': (0.1, 'Messages stamped further than this ahead of the node clock are '
-                                'rejected (future_stamp).'),
-    'resize_images': (True, 'Images of another size than the checkpoint\'s are resized (true) or '
-                            'rejected as wrong_image_size (false).'),
-    'max_images_per_camera': (16, 'Undecoded images kept per camera (bounds memory under a '
-                                  'flood; images are decoded only when used).'),
-    'clock_jump_threshold_s': (0.25, 'A node clock going backwards by more than this (bag replay '
-                                     'restart, sim reset) clears all observation histories.'),
-    'trajectory_topic': ('~/trajectory', 'trajectory_msgs/JointTrajectory output (reliable, depth '
-                                         '1): points from the action for the observation stamp on.'),
-    'action_chunk_topic': ('~/action_chunk', 'dp_msgs/ActionChunk output (reliable, depth 1): the '
-                                             'whole horizon and its metadata.'),
-    'status_topic': ('~/status', 'dp_msgs/PolicyStatus output (transient local, depth 1).'),
-    'status_rate_hz': (1.0, 'PolicyStatus publishing rate.'),
-    'publish_velocities': (False, 'Add finite-difference velocities to the trajectory points.'),
-    'guidance': (False, 'Safe sampling (dp_policy.guidance): each denoising step moves the '
-                        'predicted chunk away from the joint limits, the velocity limits and the '
-                        'obstacles (log-barrier gradients through the FK of '
-                        'robot_description_file); of num_samples samples the safest, most coherent '
-                        'is published, and a chunk whose samples all break a hard limit is not '
-                        'published (skipped: gated). Guided chunks are sampled one denoising step at '
-                        'a time (ONNX Runtime on the CPU, else eager torch).'),
-    'robot_description_file': ('', 'URDF of the robot (guidance): the chain to tip_link, its '
-                                   'position and velocity limits and collision geometry. A path, '
-                                   'or package://<package>/<path in its share folder>.'),
-    'tip_link': ('tool0', 'Guidance: the last link of the chain (URDF link name).'),
-    'obstacles': ([], "Guidance: obstacles in the URDF's root frame (m): 'sphere x y z r', "
-                      "'capsule ax ay az bx by bz r', 'box cx cy cz hx hy hz [roll pitch yaw]' "
-                      '(h: half sizes).'),
-    'guidance_limit_margin_rad': (0.02, 'Guidance: kept free inside each joint limit (rad).'),
-    'guidance_obstacle_margin_m': (0.01, 'Guidance: clearance kept to every obstacle (m); a chunk '
-                                         'closer than this is gated.'),
-    'warmup': (True, 'Run the network once per batch size in on_configure (first chunk without '
-                     'the one-off start-up cost; chooses the backend in auto).'),
-    'autostart': (True, 'Configure and activate on start (for starters without a lifecycle '
-                        'manager); false = wait for lifecycle transitions.'),
-}
+# name -> (default, description), from parameters/policy_node.yaml. A list default of [] is
+# declared as a string array.
+PARAMETERS: dict[str, tuple[Any, str]] = load_parameter_table('dp_policy_node', 'policy_node')
 
 
 @dataclass

@@ -22,7 +22,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from dp_common.joints import JointIndexer
 from dp_common.node_main import run_node
-from dp_common.params import declare_parameters
+from dp_common.params import declare_parameters, load_parameter_table
 from dp_common.stamps import stamp_to_sec
 from dp_msgs.msg import TaskStatus
 from dp_msgs.srv import ResetEpisode
@@ -44,23 +44,7 @@ class Phase(Enum):
 class DemonstratorNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__('demonstrator_node', **kwargs)
-        params = {
-            'episodes': (0, 'number of episodes to run, then exit (0: run forever)'),
-            'count_successes_only': (False, 'episodes counts successful episodes only (a failed '
-                                            'one is replaced by another)'),
-            'balanced_sides': (True, 'sides in shuffled left/right pairs (exact 50/50 split); '
-                                     'false: independent draws with p_left'),
-            'seed': (0, 'seed of the expert (side, timing); episode i resets with seed + i'),
-            'command_rate_hz': (50.0, 'command publishing rate (simulated Hz)'),
-            'episode_timeout_s': (12.0, 'give up an episode after this long (simulated s)'),
-            'p_left': (0.5, 'probability of passing the post on the left (+y)'),
-            'reset_service': ('/sim_node/reset_episode', 'the simulation reset service'),
-            'command_topic': ('forward_position_controller/commands',
-                              'Float64MultiArray position commands (forward_command_controller)'),
-            'min_command_subscribers': (1, 'wait for this many subscribers of the command topic '
-                                           '(2 when a recorder must see the commands)'),
-        }
-        p = declare_parameters(self, params)
+        p = declare_parameters(self, load_parameter_table('dp_sim', 'demonstrator_node'))
         self.episodes = int(p['episodes'])
         self.seed = int(p['seed'])
         self.timeout_s = float(p['episode_timeout_s'])

@@ -30,16 +30,11 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
 
 from dp_common.node_main import run_node
-from dp_common.params import declare_parameters
+from dp_common.params import declare_parameters, load_parameter_table
 
 from dp_msgs.msg import TaskStatus
 
 from .recorder import HEADER_TYPES, EpisodeBag, EpisodeRecorder, StatusInfo, cdr_header_stamp_ns
-
-DEFAULT_TOPICS = ['camera/image_raw', 'joint_states', 'forward_position_controller/commands',
-                  'task_status']
-DEFAULT_TYPES = ['sensor_msgs/msg/Image', 'sensor_msgs/msg/JointState',
-                 'std_msgs/msg/Float64MultiArray', 'dp_msgs/msg/TaskStatus']
 
 
 def _msg_class(type_name: str):
@@ -56,26 +51,7 @@ def _source_ns(info) -> int:
 class RecorderNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__('recorder_node', **kwargs)
-        params = {
-            'output_dir': ('demos', 'folder that receives one rosbag2 folder per episode'),
-            'storage': ('sqlite3', "rosbag2 storage: 'sqlite3' or 'mcap'"),
-            'topics': (DEFAULT_TOPICS, 'topics to record (relative names resolve in the namespace)'),
-            'types': (DEFAULT_TYPES, 'message type of each topic, same order'),
-            'status_topic': ('task_status', 'dp_msgs/TaskStatus topic that delimits episodes'),
-            'time_reference_topics': (['joint_states', 'task_status'],
-                                      'recorded topics whose header stamp is their publication '
-                                      'time (log times are interpolated from them)'),
-            'bag_prefix': ('episode_', 'bag folder name prefix (episode number appended)'),
-            'keep_failed': (False, 'keep failed episodes among the good ones (else .failed/)'),
-            'max_start_delay_s': (0.5, 'skip an episode first seen later than this after its start'),
-            'sporadic_topics': (['forward_position_controller/commands'],
-                                'recorded topics that may fall silent (commands between '
-                                'episodes): they do not hold the episode split back'),
-            'max_lag_s': (60.0, 'wall seconds a silent topic may hold the others back'),
-            'queue_depth': (20000, 'subscription queue depth (reliable): a busy recorder drops '
-                                   'nothing'),
-        }
-        p = declare_parameters(self, params)
+        p = declare_parameters(self, load_parameter_table('dp_sim', 'recorder_node'))
         topics, types = list(p['topics']), list(p['types'])
         if len(topics) != len(types):
             raise ValueError('topics and types must have the same length')

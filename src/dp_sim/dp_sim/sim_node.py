@@ -37,7 +37,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from dp_common.images import numpy_to_image
 from dp_common.node_main import run_node
-from dp_common.params import declare_parameters
+from dp_common.params import declare_parameters, load_parameter_table
 from dp_common.stamps import sec_to_stamp
 from dp_common.stamps import stamp_to_sec
 from dp_common.trajectories import joint_trajectory_to_arrays
@@ -46,42 +46,10 @@ from .env import CAMERA_NAME, JOINT_NAMES, ArmTaskEnv, TaskConfig
 from .jtc import DISTROS as JTC_DISTROS
 from .jtc import JointTrajectoryFollower
 
-# joint_trajectory_controller parameters that override jtc_distro's defaults when set.
-JTC_OVERRIDES = {
-    'jtc_allow_nonzero_velocity_at_trajectory_end':
-        "joint_trajectory_controller's allow_nonzero_velocity_at_trajectory_end (unset: the "
-        "distro's default: true on humble, false since jazzy)",
-    'jtc_interpolate_from_desired_state':
-        "joint_trajectory_controller's interpolate_from_desired_state (humble: open_loop_control; "
-        'unset: false, each trajectory starts from the measured state)',
-}
-
-
-# name: (default, description): `ros2 param describe`, config/sim.yaml and the README say the same.
-PARAMETERS = {
-    'control_rate_hz': (100.0, 'physics chunk, trajectory sampling and /clock rate (simulated Hz)'),
-    'joint_state_rate_hz': (100.0, '/joint_states rate (simulated Hz)'),
-    'camera_rate_hz': (20.0, 'camera image rate (simulated Hz)'),
-    'status_rate_hz': (20.0, '/task_status rate (simulated Hz)'),
-    'image_width': (96, 'camera image width (px)'),
-    'image_height': (96, 'camera image height (px)'),
-    'publish_clock': (True, 'publish /clock with simulated time and stamp everything with it'),
-    'real_time_factor': (1.0, 'simulated seconds per wall second (0: as fast as possible)'),
-    'seed': (0, 'seed of the target generator (episodes requested with seed < 0 use it)'),
-    'max_episode_s': (10.0, 'an episode is done (failed) after this much simulated time'),
-    'done_after_success_s': (1.0, 'an episode is done this long after success (settling)'),
-    'qos_depth': (2000, 'history depth of the reliable publishers (a busy recorder loses nothing)'),
-    # The trajectory controller's rules (see dp_sim.jtc).
-    'jtc_distro': ('jazzy', "trajectory controller rules: joint_trajectory_controller's defaults "
-                            'of humble, jazzy or kilted'),
-    # A UR-like speed scaling: the trajectory controller's time runs at this rate, published at
-    # joint_state_rate_hz. Forward commands are not scaled (neither are they by UR's
-    # forward_position_controller).
-    'speed_scaling_percent': (100.0, "the trajectory controller's speed scaling (UR's slider, "
-                                     '0..100 %; may be set at run time)'),
-    'speed_scaling_topic': ('', "publish the speed scaling there (std_msgs/Float64, percent, as "
-                                "UR's speed_scaling_state_broadcaster; '' = not published)"),
-}
+# name: (default, description), from parameters/sim_node.yaml: `ros2 param describe`, config/sim.yaml
+# and the README say the same. The jtc_* entries (default None: unset) override jtc_distro's rules.
+PARAMETERS = load_parameter_table('dp_sim', 'sim_node')
+JTC_OVERRIDES = [n for n in PARAMETERS if n.startswith('jtc_') and PARAMETERS[n][0] is None]
 
 
 @dataclass
@@ -134,8 +102,8 @@ def _as_bool(name: str, value) -> bool:
 class SimNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__('sim_node', **kwargs)
-        self.cfg = SimNodeConfig(**declare_parameters(self, PARAMETERS))
-        declare_parameters(self, {n: (None, text) for n, text in JTC_OVERRIDES.items()})
+        values = declare_parameters(self, PARAMETERS)
+        self.cfg = SimNodeConfig(**{n: v for n, v in values.items() if n not in JTC_OVERRIDES})
         cfg = self.cfg
         self.env = ArmTaskEnv(TaskConfig(image_width=cfg.image_width, image_height=cfg.image_height,
                                          max_episode_s=cfg.max_episode_s), seed=cfg.seed)
