@@ -12,8 +12,8 @@ entry a parameter:
 read into such a table by `load_parameter_table` (so `ros2 param describe`, the config files'
 comments and the READMEs say the same), and declares them with `declare_parameters`:
 
-    PARAMETERS = load_parameter_table('dp_sim', 'sim_node')
-    values = declare_parameters(node, PARAMETERS, dynamic=('limits',))
+    PARAMETERS = load_parameter_table('dp_controller', 'follower_node')
+    values = declare_parameters(node, PARAMETERS, dynamic=('max_velocity_rad_s',))
 
 Types follow the defaults, as rclpy does, with three cases rclpy cannot infer: an empty list is a
 string array; a default of None, and every name in `dynamic`, is dynamically typed (a number or a
@@ -32,15 +32,40 @@ def _read_table(package: str, node: str) -> tuple[tuple[str, Any, str], ...]:
     import importlib.resources
 
     import yaml
+
+    class Loader(yaml.SafeLoader):
+        """SafeLoader that refuses a name given twice (safe_load keeps the last silently)."""
+
+        def construct_mapping(self, mapping_node, deep=False):
+            keys = [self.construct_object(k, deep=deep) for k, _ in mapping_node.value]
+            twice = sorted({k for k in keys if keys.count(k) > 1})
+            if twice:
+                raise ValueError(f'{resource}: {twice} given twice')
+            return super().construct_mapping(mapping_node, deep=deep)
+
     resource = importlib.resources.files(package) / 'parameters' / f'{node}.yaml'
-    entries = yaml.safe_load(resource.read_text(encoding='utf-8')) or {}
+    entries = yaml.load(resource.read_text(encoding='utf-8'), Loader=Loader) or {}
     table = []
     for name, entry in entries.items():
         if not isinstance(entry, dict) or set(entry) != {'default', 'description'}:
             raise ValueError(f'{resource}: parameter {name!r} needs exactly a default and a '
                              f'description, got {entry!r}')
+        _check_default(resource, name, entry['default'])
         table.append((name, entry['default'], str(entry['description'])))
     return tuple(table)
+
+
+def _check_default(resource, name: str, default: Any) -> None:
+    """YAML 1.1 reads 1e-4 as a string (a parameter declared a string): numbers are written with
+    a point (0.0001), strings quoted."""
+    for value in default if isinstance(default, list) else [default]:
+        if isinstance(value, str):
+            try:
+                float(value)
+            except ValueError:
+                continue
+            raise ValueError(f'{resource}: default of {name!r} is the string {value!r}: write a '
+                             'number with a point (0.0001, not 1e-4), or quote a string')
 
 
 def load_parameter_table(package: str, node: str) -> dict[str, tuple[Any, str]]:

@@ -1,55 +1,49 @@
-"""The nodes' parameter tables (<package>/parameters/<node>.yaml) and their declaration."""
+"""dp_common.params: reading a parameter table and declaring it (the nodes' own tables are
+checked in test/test_parameter_tables.py, where their packages are)."""
 import pytest
 
 from dp_common.params import _read_table, load_parameter_table
 
-TABLES = [('dp_controller', 'follower_node'), ('dp_policy_node', 'policy_node'),
-          ('dp_sim', 'sim_node'), ('dp_sim', 'demonstrator_node'), ('dp_sim', 'recorder_node')]
 
-
-@pytest.mark.parametrize('package,node', TABLES)
-def test_every_node_table_loads_with_typed_defaults_and_descriptions(package, node):
-    table = load_parameter_table(package, node)
-    assert len(table) >= 8
-    for name, (default, description) in table.items():
-        assert name.isidentifier(), name
-        assert len(description) > 10, name
-        # YAML 1.1 reads 1e-4 as a string: a number written so would be declared as a string
-        assert not (isinstance(default, str) and default.replace('.', '').replace('e-', '')
-                    .replace('e', '').isdigit()), (name, default)
-    # a fresh table each time: a node changing a list default does not change the next node's
-    for name in [n for n, (d, _) in table.items() if isinstance(d, list)][:1]:
-        table[name][0].append('x')
-        assert load_parameter_table(package, node)[name][0] != table[name][0]
-
-
-def test_known_defaults_keep_their_types():
-    follower = load_parameter_table('dp_controller', 'follower_node')
-    assert follower['control_rate_hz'][0] == 500.0 and isinstance(follower['control_rate_hz'][0], float)
-    assert follower['n_action_steps'][0] == 8 and isinstance(follower['n_action_steps'][0], int)
-    assert follower['spin_wait_s'][0] == 0.0001
-    assert follower['autostart'][0] is True
-    assert follower['position_lower_rad'][0] == [-3.14]
-    sim = load_parameter_table('dp_sim', 'sim_node')
-    assert sim['jtc_interpolate_from_desired_state'][0] is None       # dynamically typed, unset
-
-
-def test_an_entry_without_a_description_is_refused(tmp_path, monkeypatch):
-    import importlib.resources
-    pkg = tmp_path / 'fake_pkg'
+def _fake_package(tmp_path, monkeypatch, text: str, name: str = 'fake_pkg') -> str:
+    pkg = tmp_path / name
     (pkg / 'parameters').mkdir(parents=True)
     (pkg / '__init__.py').write_text('')
-    (pkg / 'parameters' / 'n.yaml').write_text('rate_hz:\n  default: 1.0\n')
+    (pkg / 'parameters' / 'n.yaml').write_text(text)
     monkeypatch.syspath_prepend(str(tmp_path))
     _read_table.cache_clear()
-    assert importlib.resources.files('fake_pkg')
-    with pytest.raises(ValueError, match="'rate_hz' needs exactly a default and a description"):
-        load_parameter_table('fake_pkg', 'n')
+    return name
+
+
+def test_a_table_in_file_order_with_fresh_list_defaults(tmp_path, monkeypatch):
+    pkg = _fake_package(tmp_path, monkeypatch, 'rate_hz:\n  default: 2.0\n  description: r\n'
+                        'names:\n  default: ["a", "b"]\n  description: n\n'
+                        'unset:\n  default: null\n  description: u\n')
+    table = load_parameter_table(pkg, 'n')
+    assert list(table) == ['rate_hz', 'names', 'unset']
+    assert table['rate_hz'] == (2.0, 'r') and table['unset'] == (None, 'u')
+    table['names'][0].append('c')            # a node changing its list does not change the next
+    assert load_parameter_table(pkg, 'n')['names'][0] == ['a', 'b']
+
+
+@pytest.mark.parametrize('text,match', [
+    ('rate_hz:\n  default: 1.0\n', "'rate_hz' needs exactly a default and a description"),
+    ('wait_s:\n  default: 1e-4\n  description: w\n', "write a number with a point"),
+    ('a:\n  default: 1\n  description: x\na:\n  default: 2\n  description: y\n',
+     r"\['a'\] given twice"),
+])
+def test_a_bad_table_is_refused(tmp_path, monkeypatch, text, match):
+    pkg = _fake_package(tmp_path, monkeypatch, text, name=f'fake_{abs(hash(text)) % 10**8}')
+    with pytest.raises(ValueError, match=match):
+        load_parameter_table(pkg, 'n')
 
 
 def test_declared_on_a_node_with_the_tables_types(ros_node):
     from dp_common.params import declare_parameters
-    values = declare_parameters(ros_node.node, load_parameter_table('dp_sim', 'recorder_node'))
-    assert values['topics'] == load_parameter_table('dp_sim', 'recorder_node')['topics'][0]
+    table = {'queue_depth': (20000, 'subscription depth'), 'topics': ([], 'topics to record'),
+             'limits': ([1.0], 'per joint'), 'unset': (None, 'dynamically typed, unset')}
+    values = declare_parameters(ros_node.node, table, dynamic=('limits',))
+    assert values == {'queue_depth': 20000, 'topics': None, 'limits': [1.0], 'unset': None}
     assert ros_node.node.get_parameter('queue_depth').type_.name == 'INTEGER'
-    assert ros_node.node.describe_parameter('storage').description.startswith('rosbag2 storage')
+    assert ros_node.node.describe_parameter('topics').description == 'topics to record'
+    assert ros_node.node.describe_parameter('limits').dynamic_typing

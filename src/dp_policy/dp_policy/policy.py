@@ -18,6 +18,8 @@ clock going backwards, no stamps, or no overlap: sample 0.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import time
 from dataclasses import dataclass, field
 
@@ -157,6 +159,13 @@ class DiffusionPolicy:
             self.num_inference_steps, joint_dims)
         if self.sampler.loop is not None:
             self.sampler.loop.guide = None     # set per guided call only (traces stay unguided)
+
+    def set_obstacles(self, obstacles) -> None:
+        """Guidance's obstacle set from now on (guidance.costs.Obstacle list; a no-op without
+        guidance). Call it between predictions (policy_node's inference thread does), so that
+        the guidance and the safety gate of one chunk see the same set."""
+        if self.guidance is not None:
+            self.guidance.c = dataclasses.replace(self.guidance.c, obstacles=list(obstacles))
 
     # ------------------------------------------------------------------ backends
     def _example(self, batch: int) -> tuple:

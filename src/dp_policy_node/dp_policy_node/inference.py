@@ -68,6 +68,7 @@ class InferenceWorker:
         self.last_backend = policy.backend_for(len(robots))
         self.active = False
         self._resets: set[str] = set()    # robots whose policy state the next tick resets
+        self._obstacles: Optional[list] = None   # a new obstacle set for the next tick
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -97,6 +98,12 @@ class InferenceWorker:
         """The robot's policy state (e.g. warm-started noise) is reset before the next tick."""
         with self._lock:
             self._resets.add(ns)
+
+    def set_obstacles(self, obstacles: list) -> None:
+        """Guidance's obstacles from the next tick on (set between two predictions, so that the
+        guidance and the safety gate of a chunk see one set)."""
+        with self._lock:
+            self._obstacles = list(obstacles)
 
     def maybe_wake(self, robot: Robot) -> None:
         """An observation came in: with the observation trigger, wake the thread if it is due."""
@@ -149,8 +156,11 @@ class InferenceWorker:
         now = self.now_ns()
         with self._lock:
             resets, self._resets = self._resets, set()
+            obstacles, self._obstacles = self._obstacles, None
         for ns in resets:
             self.policy.reset(ns)
+        if obstacles is not None:
+            self.policy.set_obstacles(obstacles)
         if not self.enabled():
             self.reason = 'disabled'
             return

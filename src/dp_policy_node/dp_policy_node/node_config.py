@@ -62,6 +62,7 @@ class PolicyNodeConfig:
     robot_description_file: str = ''
     tip_link: str = 'tool0'
     obstacles: list[str] = field(default_factory=list)
+    obstacles_topic: str = ''
     guidance_limit_margin_rad: float = 0.02
     guidance_obstacle_margin_m: float = 0.01
     warmup: bool = True

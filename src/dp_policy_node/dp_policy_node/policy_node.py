@@ -48,12 +48,14 @@ from dp_msgs.msg import ActionChunk, PolicyStatus
 from dp_msgs.srv import ResetHistory, SetEnabled
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from trajectory_msgs.msg import JointTrajectory
+from visualization_msgs.msg import MarkerArray
 
 from .messages import decode_image, fill_status, precheck_image
 from .node_config import (PARAMETERS, ConfigError, PolicyNodeConfig, guidance_for, output_topic,
                           robot_topic)
 from .observation import JOINT_STREAM, ClockJumpDetector, ObservationHistory
 from .inference import InferenceWorker, Robot
+from .obstacles import TopicObstacles
 from .scheduling import RobotSchedule, Trigger
 from .status import StatusBook, StreamStats
 
@@ -78,6 +80,8 @@ class PolicyNode(LifecycleNode):
         self.robots: dict[str, Robot] = {}
         self._clock_jumps = ClockJumpDetector()
         self._cb_inputs = MutuallyExclusiveCallbackGroup()
+        self._obstacles: Optional[TopicObstacles] = None     # guidance's obstacles_topic input
+        self._obstacle_sub = None
         self._jump_handle = None
         self._cameras, self._transports = [], []   # the checkpoint's cameras, their transports
         self.trigger: Optional[Trigger] = None
@@ -145,6 +149,7 @@ class PolicyNode(LifecycleNode):
         joints, topics = cfg.check_against_checkpoint(list(meta.joint_names), list(meta.camera_names))
         if cfg.guidance:
             policy.set_guidance(*guidance_for(cfg, joints, meta.dt_s))
+            self._obstacles = TopicObstacles(policy.guidance, self.book, self.get_logger())
         if meta.camera_names and meta.image_hw is None:
             raise ConfigError('checkpoint has cameras but no image size')
         choice = policy.warmup(batch_sizes=sorted({1, len(cfg.robot_namespaces)})) \
@@ -164,6 +169,11 @@ class PolicyNode(LifecycleNode):
             sim_time_active=lambda: self.get_clock().ros_time_is_active,
             enabled=lambda: self._enabled, reject=self._reject, logger=self.get_logger(),
             context_ok=self.context.ok)
+        if self._obstacles is not None and cfg.obstacles_topic:
+            self._obstacles.worker = self.worker
+            self._obstacle_sub = self.create_subscription(
+                MarkerArray, cfg.obstacles_topic, self._obstacles.on_message, STATUS_QOS,
+                callback_group=self._cb_inputs)
         self._node_reason = ''
         self.get_logger().info(
             f'configured in {time.monotonic() - t_start:.1f} s: {cfg.checkpoint} '
@@ -243,6 +253,9 @@ class PolicyNode(LifecycleNode):
             self._jump_handle = None
 
     def _teardown(self) -> None:
+        if self._obstacle_sub is not None:
+            self.destroy_subscription(self._obstacle_sub)
+        self._obstacle_sub, self._obstacles = None, None
         for robot in self.robots.values():
             for sub in robot.subscriptions:
                 self.destroy_subscription(sub)

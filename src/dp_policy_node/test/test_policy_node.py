@@ -142,20 +142,26 @@ class Graph:
         assert self.wait(future.done, timeout), f'{name}: no response'
         return future.result()
 
+    def fresh_status(self):
+        """A PolicyStatus the node publishes now, as received (None if none came in 5 s)."""
+        n = len(self.status)
+        self.node._publish_status()
+        return self.status[-1] if self.wait(lambda: len(self.status) > n, timeout=5.0) else None
+
     def counters(self, kind='rejected', until=None, timeout=30.0):
         """The node's counters as its PolicyStatus reports them. A status published a moment before
         may still be on its way, so with `until` this asks again until the counters satisfy it
         (they only grow) or the timeout passes, and returns the newest."""
-        got = {}
+        got = None
 
         def fresh():
-            n = len(self.status)
-            self.node._publish_status()
-            if self.wait(lambda: len(self.status) > n, timeout=5.0):
-                got.clear()
-                got.update({c.name: c.count for c in getattr(self.status[-1], kind)})
-            return until is None or until(got)
+            nonlocal got
+            status = self.fresh_status()
+            if status is not None:
+                got = {c.name: c.count for c in getattr(status, kind)}
+            return got is not None and (until is None or until(got))
         self.wait(fresh, timeout)
+        assert got is not None, 'no PolicyStatus received'
         return got
 
 
@@ -399,7 +405,7 @@ def test_services_enable_disable_and_reset(ckpt, graphs):
     g.play(1.5)
     assert len(g.traj['']) == n
     assert g.node.last_skip_reason == 'disabled'
-    assert g.wait(lambda: g.counters('skipped') is not None and not g.status[-1].enabled)
+    assert g.wait(lambda: (st := g.fresh_status()) is not None and not st.enabled)
     r = g.call(SetEnabled, '/policy_node/set_enabled', SetEnabled.Request(enabled=True))
     assert r.success
     assert g.play(60.0, until=lambda: len(g.traj['']) > n)
@@ -526,3 +532,35 @@ def test_guidance_publishes_only_chunks_inside_the_urdf_limits(ckpt, graphs, tmp
     assert g.node.worker.last_backend.endswith('+guidance')
     if g.traj['']:
         assert 0.0 <= g.node.book.snapshot()[0].limit_margin_rad <= 2.5
+
+
+def test_guidance_takes_obstacles_from_a_latched_marker_topic(ckpt, graphs, tmp_path):
+    """obstacles_topic: a MarkerArray published (latched) before the node subscribed reaches the
+    guidance between two predictions, added to the parameter's obstacles; a marker in another
+    frame is counted and left out, and a newer message replaces the set."""
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from visualization_msgs.msg import Marker, MarkerArray
+    urdf = tmp_path / 'three.urdf'
+    urdf.write_text(ARM_URDF)
+    g = graphs(base(ckpt, guidance=True, robot_description_file=str(urdf),
+                    obstacles=['sphere 0.3 0.3 0 0.05'], obstacles_topic='/obstacles'))
+    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    pub = g.drv.create_publisher(MarkerArray, '/obstacles', latched)
+
+    def marker(kind, x, frame='base', mid=0):
+        m = Marker(type=kind, action=Marker.ADD, id=mid)
+        m.header.frame_id = frame
+        m.pose.position.x, m.pose.orientation.w = x, 1.0
+        m.scale.x = m.scale.y = m.scale.z = 0.05
+        return m
+    pub.publish(MarkerArray(markers=[marker(Marker.CYLINDER, 0.4), marker(Marker.CUBE, 0.5, mid=1),
+                                     marker(Marker.SPHERE, 0.6, frame='camera', mid=2)]))
+
+    def kinds():
+        return [o.kind for o in g.node.policy.guidance.c.obstacles]
+    assert g.play(90.0, until=lambda: kinds() == ['sphere', 'cylinder', 'box']), kinds()
+    assert g.counters(until=lambda c: c.get('obstacle_frame', 0) >= 1)['obstacle_frame'] >= 1
+    pub.publish(MarkerArray(markers=[marker(Marker.SPHERE, 0.45)]))
+    assert g.play(90.0, until=lambda: kinds() == ['sphere', 'sphere']), kinds()
+    assert g.node.policy.guidance.c.obstacles[1].centre == (0.45, 0.0, 0.0)

@@ -73,6 +73,13 @@ class TaskConfig:
     require_no_contact: bool = True
     # The episode is done on success or after this much simulated time.
     max_episode_s: float = 10.0
+    # Task variants the demonstrations never saw (safe-sampling evaluations): the post moved
+    # and/or enlarged (None: the model's, at (0.31, 0) with radius 0.025 m), and a second post of
+    # the same height (None: none). Contact with either counts; the side passed is the first's.
+    post_xy_m: Optional[tuple[float, float]] = None
+    post_radius_m: Optional[float] = None
+    second_post_xy_m: Optional[tuple[float, float]] = None
+    second_post_radius_m: float = 0.025
     image_height: int = 96
     image_width: int = 96
 
@@ -87,6 +94,14 @@ class TaskConfig:
             raise ValueError('success_tolerance_m and max_episode_s must be positive')
         if self.image_height < 8 or self.image_width < 8:
             raise ValueError('image size must be at least 8x8')
+        for name in ('post_xy_m', 'second_post_xy_m'):
+            xy = getattr(self, name)
+            if xy is not None and (len(xy) != 2 or not all(map(math.isfinite, xy))):
+                raise ValueError(f'{name}: two finite numbers (x, y) expected')
+        for name in ('post_radius_m', 'second_post_radius_m'):
+            r = getattr(self, name)
+            if r is not None and not 0.005 <= r <= 0.2:
+                raise ValueError(f'{name}: between 0.005 and 0.2 m expected')
 
 
 @dataclass
@@ -151,7 +166,10 @@ class ArmTaskEnv:
         self._tip = m.site('tool0').id
         self._stylus = m.geom('stylus').id
         self._post = m.geom('post').id
+        self._post2 = m.geom('post2').id
+        self._obstacle_geoms = {self._post}
         self._target_mocap = m.body_mocapid[m.body('target').id]
+        self._place_posts()
         self.post_xy = np.array(m.body('post').pos[:2], dtype=np.float64)
         self.post_radius_m = float(m.geom_size[self._post][0])
         self.stylus_radius_m = float(m.geom_size[self._stylus][0])
@@ -162,6 +180,32 @@ class ArmTaskEnv:
         self._prev_tip = None
         self.reset(seed)
         self._ep.episode = 0  # episode 0: the idle state before the first reset request
+
+    def _place_posts(self) -> None:
+        """The task option's post positions and radii, written into the model (static bodies:
+        MuJoCo reads their pose from the model at every step)."""
+        cfg, m = self.config, self.model
+        places = [('post', self._post, cfg.post_xy_m, cfg.post_radius_m)]
+        if cfg.second_post_xy_m is not None:
+            places.append(('post2', self._post2, cfg.second_post_xy_m, cfg.second_post_radius_m))
+            self._obstacle_geoms.add(self._post2)
+        for body, geom, xy, radius in places:
+            if xy is not None:
+                m.body_pos[m.body(body).id][:2] = xy
+                m.body_pos[m.body(body).id][2] = 0.0
+            if radius is not None:
+                half_height = float(m.geom_size[geom][1])
+                m.geom_size[geom][0] = radius
+                m.geom_rbound[geom] = math.hypot(radius, half_height)     # broad phase bounds
+                m.geom_aabb[geom][3:] = (radius, radius, half_height)
+
+    def obstacles(self) -> list[tuple[str, tuple[float, float, float], float, float]]:
+        """The posts in the scene: (name, centre (world frame, m), radius, half height)."""
+        m = self.model
+        return [(m.geom(g).name,
+                 tuple(float(v) for v in m.body_pos[m.geom_bodyid[g]] + m.geom_pos[g]),
+                 float(m.geom_size[g][0]), float(m.geom_size[g][1]))
+                for g in sorted(self._obstacle_geoms)]
 
     # ------------------------------------------------------------------ state
     @property
@@ -236,7 +280,7 @@ class ArmTaskEnv:
         d = self.data
         for i in range(d.ncon):
             c = d.contact[i]
-            if {c.geom1, c.geom2} == {self._stylus, self._post}:
+            if self._stylus in (c.geom1, c.geom2) and {c.geom1, c.geom2} & self._obstacle_geoms:
                 ep.contact = True
                 break
         tip = d.site_xpos[self._tip]

@@ -20,6 +20,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import rclpy
@@ -34,6 +35,7 @@ from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Float64, Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
+from visualization_msgs.msg import MarkerArray
 
 from dp_common.images import numpy_to_image
 from dp_common.node_main import run_node
@@ -45,11 +47,12 @@ from dp_common.trajectories import joint_trajectory_to_arrays
 from .env import CAMERA_NAME, JOINT_NAMES, ArmTaskEnv, TaskConfig
 from .jtc import DISTROS as JTC_DISTROS
 from .jtc import JointTrajectoryFollower
+from .markers import obstacle_markers
 
 # name: (default, description), from parameters/sim_node.yaml: `ros2 param describe`, config/sim.yaml
 # and the README say the same. The jtc_* entries (default None: unset) override jtc_distro's rules.
 PARAMETERS = load_parameter_table('dp_sim', 'sim_node')
-JTC_OVERRIDES = [n for n in PARAMETERS if n.startswith('jtc_') and PARAMETERS[n][0] is None]
+JTC_OVERRIDES = ('jtc_allow_nonzero_velocity_at_trajectory_end', 'jtc_interpolate_from_desired_state')
 
 
 @dataclass
@@ -71,6 +74,19 @@ class SimNodeConfig:
     jtc_distro: str
     speed_scaling_percent: float
     speed_scaling_topic: str
+    post_xy_m: Optional[list]
+    post_radius_m: float
+    second_post_xy_m: Optional[list]
+    second_post_radius_m: float
+    obstacles_topic: str
+
+    def task_config(self) -> TaskConfig:
+        """The simulation's task: image size, episode length and the post options."""
+        return TaskConfig(image_width=self.image_width, image_height=self.image_height,
+                          max_episode_s=self.max_episode_s,
+                          post_xy_m=_xy(self.post_xy_m), post_radius_m=self.post_radius_m or None,
+                          second_post_xy_m=_xy(self.second_post_xy_m),
+                          second_post_radius_m=self.second_post_radius_m)
 
     def __post_init__(self) -> None:
         for name in ('control_rate_hz', 'joint_state_rate_hz', 'camera_rate_hz', 'status_rate_hz'):
@@ -88,6 +104,16 @@ class SimNodeConfig:
             raise ValueError('speed_scaling_percent must be in 0..100')
         if self.qos_depth < 1 or self.max_episode_s <= 0 or self.done_after_success_s < 0:
             raise ValueError('qos_depth >= 1, max_episode_s > 0 and done_after_success_s >= 0 needed')
+        self.task_config()               # the post options' checks (TaskConfig's ValueError)
+
+
+def _xy(value) -> Optional[tuple[float, float]]:
+    """A dynamically typed [x, y] parameter (numbers, integers too); None where unset."""
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) or not hasattr(value, '__len__') or len(value) != 2:
+        raise ValueError(f'[x, y] expected, got {value!r}')
+    return (float(value[0]), float(value[1]))
 
 
 def _as_bool(name: str, value) -> bool:
@@ -105,8 +131,7 @@ class SimNode(Node):
         values = declare_parameters(self, PARAMETERS)
         self.cfg = SimNodeConfig(**{n: v for n, v in values.items() if n not in JTC_OVERRIDES})
         cfg = self.cfg
-        self.env = ArmTaskEnv(TaskConfig(image_width=cfg.image_width, image_height=cfg.image_height,
-                                         max_episode_s=cfg.max_episode_s), seed=cfg.seed)
+        self.env = ArmTaskEnv(cfg.task_config(), seed=cfg.seed)
         overrides = {n[len('jtc_'):]: _as_bool(n, self.get_parameter(n).value)
                      for n in JTC_OVERRIDES if self.get_parameter(n).value is not None}
         self.jtc = JointTrajectoryFollower(JOINT_NAMES, self.env.q, distro=cfg.jtc_distro,
@@ -138,6 +163,11 @@ class SimNode(Node):
         self.create_subscription(JointTrajectory, 'joint_trajectory_controller/joint_trajectory',
                                  self._on_trajectory, reliable10)
         self.create_service(ResetEpisode, '~/reset_episode', self._on_reset)
+        self.pub_obstacles = (self.create_publisher(MarkerArray, cfg.obstacles_topic, latched)
+                              if cfg.obstacles_topic else None)
+        if self.pub_obstacles is not None:
+            self.pub_obstacles.publish(obstacle_markers(self.env.obstacles(), 'world',
+                                                        self.sim_stamp()))
 
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name='sim_loop', daemon=True)

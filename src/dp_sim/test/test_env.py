@@ -134,6 +134,35 @@ def test_contact_with_the_post_is_detected_and_fails_the_episode(env):
     assert st.distance_m > env.post_radius_m  # the post stopped the stylus
 
 
+def test_task_option_moves_enlarges_and_adds_posts():
+    """The shifted-obstacle task (never in the demonstrations): the post moved and enlarged, a
+    second post; both stop the stylus and count as contact, the camera sees both."""
+    plain = ArmTaskEnv(seed=0)
+    cfg = TaskConfig(post_xy_m=(0.33, 0.03), post_radius_m=0.035, second_post_xy_m=(0.40, -0.09))
+    env = ArmTaskEnv(cfg, seed=0)
+    assert env.obstacles() == [('post', (0.33, 0.03, 0.03), 0.035, 0.03),
+                               ('post2', (0.40, -0.09, 0.03), 0.025, 0.03)]
+    assert plain.obstacles() == [('post', (0.31, 0.0, 0.03), 0.025, 0.03)]
+    assert np.allclose(env.post_xy, (0.33, 0.03)) and env.post_radius_m == 0.035
+    # the second post is in the image (blue pixels where the plain scene has none)
+    blue = [np.sum((im[..., 2] > 200) & (im[..., 0] < 80)) for im in (plain.render(),
+                                                                       env.render())]
+    assert blue[1] > blue[0] * 1.5
+    for xy in ((0.40, -0.09), (0.33, 0.03)):
+        env.reset(seed=4, target_xy=np.array(xy))        # target inside a post
+        q = planar_ik(np.array(xy), env.link_lengths_m)
+        for _ in range(100):
+            env.set_position_targets(q)
+            env.step(0.02)
+        st = env.status()
+        assert st.obstacle_contact, xy
+        assert st.distance_m > 0.02, xy                 # the post stopped the stylus
+    with pytest.raises(ValueError, match='post_radius_m'):
+        TaskConfig(post_radius_m=0.5)
+    with pytest.raises(ValueError, match='second_post_xy_m'):
+        TaskConfig(second_post_xy_m=(0.4,))
+
+
 def test_success_needs_reaching_and_stopping(env):
     target = np.array([0.42, 0.05])
     env.reset(seed=5, target_xy=target)

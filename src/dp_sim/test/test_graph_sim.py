@@ -25,6 +25,7 @@ from sensor_msgs.msg import Image, JointState  # noqa: E402
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue  # noqa: E402
 from rcl_interfaces.srv import SetParameters  # noqa: E402
 from std_msgs.msg import Float64, Float64MultiArray  # noqa: E402
+from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
 
 from dp_common.trajectories import arrays_to_joint_trajectory  # noqa: E402
 
@@ -37,7 +38,8 @@ def sim_process():
     env = dict(os.environ, MUJOCO_GL=os.environ.get('MUJOCO_GL', 'egl'))
     proc = subprocess.Popen([sys.executable, '-m', 'dp_sim.sim_node', '--ros-args',
                              '-p', 'publish_clock:=false', '-p', 'seed:=3',
-                             '-p', f'speed_scaling_topic:={SPEED_SCALING}'],
+                             '-p', f'speed_scaling_topic:={SPEED_SCALING}',
+                             '-p', 'second_post_xy_m:=[0.40, -0.09]'],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     yield proc
     proc.send_signal(signal.SIGINT)
@@ -60,8 +62,9 @@ def test_sim_node_speaks_the_ros2_control_interfaces(sim_process, ros_node):
     node.create_subscription(Image, 'camera/image_raw', images.append, reliable)
     node.create_subscription(TaskStatus, 'task_status', statuses.append, latched)
     node.create_subscription(Counter, '/sim_node/rejected_commands', rejected.append, latched)
-    scalings = []
+    scalings, obstacles = [], []
     node.create_subscription(Float64, SPEED_SCALING, scalings.append, reliable)
+    node.create_subscription(MarkerArray, 'obstacles', obstacles.append, latched)
     params = node.create_client(SetParameters, '/sim_node/set_parameters')
     traj_pub = node.create_publisher(
         __import__('trajectory_msgs.msg', fromlist=['JointTrajectory']).JointTrajectory,
@@ -81,6 +84,14 @@ def test_sim_node_speaks_the_ros2_control_interfaces(sim_process, ros_node):
     res = fut.result()
     assert res.success and res.episode == 1
     assert 0.39 <= res.target.x <= 0.44 and -0.10 <= res.target.y <= 0.10
+
+    # the posts (the task option's second one too), latched, as RViz draws cylinders
+    spin_until(lambda: obstacles, 30.0)
+    posts = [(m.ns, m.type, m.header.frame_id, round(m.pose.position.x, 6),
+              round(m.pose.position.y, 6), round(m.scale.x, 6), round(m.scale.z, 6))
+             for m in obstacles[-1].markers]
+    assert posts == [('post', Marker.CYLINDER, 'world', 0.31, 0.0, 0.05, 0.06),
+                     ('post2', Marker.CYLINDER, 'world', 0.40, -0.09, 0.05, 0.06)]
 
     js = states[-1]
     assert list(js.name) == ['joint1', 'joint2', 'joint3']

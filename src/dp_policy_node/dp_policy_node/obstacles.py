@@ -1,0 +1,115 @@
+"""Obstacles for guided sampling from a visualization_msgs/MarkerArray (policy_node's
+obstacles_topic), ROS-free: the message is read by its fields.
+
+The newest message is the obstacle set (it replaces every earlier one; a DELETEALL marker empties
+it; DELETE markers are ignored). Markers, in the URDF's root frame (header.frame_id that frame,
+or '' for it):
+- SPHERE: a sphere of radius max(scale) / 2 (an ellipsoid: its enclosing sphere);
+- CYLINDER: scale.x = scale.y the diameter, scale.z the height; upright (orientation about z
+  only) a cylinder, tilted a capsule along its axis (which contains it);
+- CUBE: a box of half sizes scale / 2, rotated by the pose's orientation.
+Anything else (another type, frame, NaN, a scale <= 0, a non-unit quaternion) is refused with a
+reason; the rest of the message is used.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Optional
+
+import numpy as np
+
+from dp_policy.guidance.costs import Obstacle
+
+SPHERE, CYLINDER, CUBE = 2, 3, 1            # visualization_msgs/Marker type constants
+ADD, DELETE, DELETEALL = 0, 2, 3            # Marker.action (MODIFY = ADD = 0)
+
+
+def _rotation(q) -> np.ndarray:
+    x, y, z, w = q.x, q.y, q.z, q.w
+    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+
+
+def _rpy(R: np.ndarray) -> tuple[float, float, float]:
+    """Fixed-axis roll, pitch, yaw of R (= Rz(yaw) Ry(pitch) Rx(roll), as costs._rpy_matrix)."""
+    pitch = math.asin(max(-1.0, min(1.0, -R[2, 0])))
+    if abs(R[2, 0]) < 1 - 1e-9:
+        return math.atan2(R[2, 1], R[2, 2]), pitch, math.atan2(R[1, 0], R[0, 0])
+    return math.atan2(-R[1, 2], R[1, 1]), pitch, 0.0
+
+
+def marker_obstacle(m: Any, root_frame: str) -> Obstacle:
+    """One ADD marker as an Obstacle; ValueError('code: detail') where it cannot be one."""
+    if m.header.frame_id not in ('', root_frame):
+        raise ValueError(f'obstacle_frame: marker {m.ns}/{m.id} in frame {m.header.frame_id!r}, '
+                         f'not the URDF root {root_frame!r} (no tf here)')
+    p, o, s = m.pose.position, m.pose.orientation, m.scale
+    values = [p.x, p.y, p.z, o.x, o.y, o.z, o.w, s.x, s.y, s.z]
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError(f'obstacle_nonfinite: marker {m.ns}/{m.id}')
+    if min(s.x, s.y, s.z) <= 0:
+        raise ValueError(f'obstacle_scale: marker {m.ns}/{m.id} scale {s.x, s.y, s.z}')
+    if abs(o.x * o.x + o.y * o.y + o.z * o.z + o.w * o.w - 1.0) > 1e-3:
+        raise ValueError(f'obstacle_orientation: marker {m.ns}/{m.id}: not a unit quaternion')
+    centre = (float(p.x), float(p.y), float(p.z))
+    R = _rotation(o)
+    if m.type == SPHERE:
+        return Obstacle('sphere', centre=centre, radius=max(s.x, s.y, s.z) / 2)
+    if m.type == CUBE:
+        return Obstacle('box', centre=centre, size=(s.x / 2, s.y / 2, s.z / 2), rpy=_rpy(R))
+    if m.type == CYLINDER:
+        radius, half = max(s.x, s.y) / 2, s.z / 2
+        axis = R[:, 2]
+        if axis[2] > 1 - 1e-9:                                  # upright
+            return Obstacle('cylinder', centre=centre, radius=radius, size=(radius, radius, half))
+        c = np.asarray(centre)
+        return Obstacle('capsule', a=tuple(c - half * axis), b=tuple(c + half * axis),
+                        radius=radius)
+    raise ValueError(f'obstacle_type: marker {m.ns}/{m.id} type {m.type} (SPHERE, CYLINDER or '
+                     'CUBE expected)')
+
+
+def markers_to_obstacles(msg: Any, root_frame: str) -> tuple[list[Obstacle], list[str]]:
+    """(the obstacle set the MarkerArray gives, the reasons of the markers refused)."""
+    obstacles, refused = [], []
+    for m in msg.markers:
+        if m.action == DELETEALL:
+            obstacles = []
+            continue
+        if m.action == DELETE:
+            continue
+        try:
+            obstacles.append(marker_obstacle(m, root_frame))
+        except ValueError as err:
+            refused.append(str(err))
+    return obstacles, refused
+
+
+class TopicObstacles:
+    """policy_node's obstacles_topic input: each MarkerArray becomes the topic's obstacle set,
+    handed (with the obstacles parameter's) to the inference worker for its next tick; refused
+    markers are counted in the status book's rejected and logged (rate-limited)."""
+
+    def __init__(self, guidance: Any, book: Any, logger: Any) -> None:
+        self.configured = list(guidance.c.obstacles)      # the obstacles parameter's
+        self.root_frame = guidance.c.kinematics.chain.link_names[0]
+        self.book, self.logger = book, logger
+        self.worker: Any = None
+        self.in_use: Optional[int] = None
+
+    def on_message(self, msg: Any) -> None:
+        obstacles, refused = markers_to_obstacles(msg, self.root_frame)
+        for reason in refused:
+            code, _, detail = reason.partition(': ')
+            self.book.rejected(code)
+            self.logger.warning(f'obstacles: marker refused: {reason}', throttle_duration_sec=5.0)
+        worker = self.worker
+        if worker is None:
+            return
+        worker.set_obstacles(self.configured + obstacles)
+        if len(obstacles) != self.in_use:
+            self.in_use = len(obstacles)
+            self.logger.info(f'obstacles: {len(obstacles)} from the topic '
+                             f'({", ".join(o.kind for o in obstacles) or "none"}), '
+                             f'{len(self.configured)} from the parameter')
