@@ -280,7 +280,12 @@ class DiffusionPolicy:
         if stamps_arr is not None and len(stamps_arr) != B:
             raise ValueError(f'{len(stamps_arr)} stamps for a batch of {B}')
         name = self.backend_for(B)
-        if self.guidance is not None and self.sampler.loop is not None:
+        if self.guidance is not None and self.guidance.final_step_only:
+            # the fastest backend samples the loop, the final x0 is guided after it (any backend,
+            # the CUDA graph too)
+            samples_n = self.guidance.finish(self._get_backend(name).run(state_t, noise_t, imgs))
+            name += '+guidance'
+        elif self.guidance is not None and self.sampler.loop is not None:
             guided = 'onnxruntime-steps' if self._steps_backend_ok() else 'torch'
             name = guided + '+guidance'
             self.sampler.loop.guide = self.guidance

@@ -219,3 +219,29 @@ def test_the_stepwise_onnx_backend_equals_torch_and_carries_the_guide(tiny_polic
     assert out.backend == 'onnxruntime-steps+guidance'
     f = out.first_action_index
     assert out.gated[0] or np.all(np.abs(out.actions[0, f:]) <= 1.0 + 1e-9)
+
+
+def test_final_step_guidance_after_a_whole_loop_backend_equals_guiding_the_loop(tiny_policy):
+    """steps = 1: the fastest backend samples the loop unguided and the final x0 is guided after
+    it; the same arithmetic as guiding the loop's last step (the last x0 is the loop's output)."""
+    from dp_policy.sampling.backends import TorchBackend
+    pol = tiny_policy
+    pol.set_guidance(GuidanceConfig(steps=1, final_iterations=40), ChunkConstraints(
+        lower=torch.full((3,), -0.6), upper=torch.full((3,), 0.6), dt_s=0.1))
+    try:
+        assert pol.guidance.final_step_only
+        state, noise, images = pol._example(2)
+        out = pol.predict(state.numpy(), noise=noise.numpy())
+        assert out.backend.endswith('+guidance') and not out.backend.startswith('onnxruntime-steps')
+        pol.sampler.loop.guide = pol.guidance                     # the loop's own last step
+        try:
+            looped = TorchBackend(pol.sampler).run(state, noise, images)
+        finally:
+            pol.sampler.loop.guide = None
+        expected = pol.ckpt.action_normalizer.unnormalize(looped.numpy().astype(np.float64))
+        np.testing.assert_allclose(out.samples, expected, atol=1e-4)
+        f = out.first_action_index
+        assert all(out.gated[b] or np.all(np.abs(out.actions[b, f:]) <= 0.6 + 1e-9)
+                   for b in range(2))
+    finally:
+        pol.set_guidance(None, None)

@@ -63,6 +63,7 @@ class PolicyNodeConfig:
     tip_link: str = 'tool0'
     obstacles: list[str] = field(default_factory=list)
     obstacles_topic: str = ''
+    guidance_steps: int = 1
     guidance_limit_margin_rad: float = 0.02
     guidance_obstacle_margin_m: float = 0.01
     warmup: bool = True
@@ -106,6 +107,8 @@ class PolicyNodeConfig:
             raise ConfigError('guidance needs robot_description_file (the URDF)')
         if self.guidance_limit_margin_rad < 0 or self.guidance_obstacle_margin_m < 0:
             raise ConfigError('guidance margins must be >= 0')
+        if self.guidance_steps < 1:
+            raise ConfigError('guidance_steps must be >= 1')
 
     @classmethod
     def from_params(cls, get: Callable[[str], Any]) -> 'PolicyNodeConfig':
@@ -152,11 +155,13 @@ class PolicyNodeConfig:
 def guidance_for(cfg: PolicyNodeConfig, joints: list[str], dt_s: float):
     """DiffusionPolicy.set_guidance's arguments from the guidance parameters (ConfigError says
     what does not fit: the URDF, its chain against the policy's joints, an obstacle)."""
+    from dp_policy.guidance.guide import GuidanceConfig
     from dp_policy.guidance.setup import guidance_from_urdf
     try:
         return guidance_from_urdf(resolve_path(cfg.robot_description_file), cfg.tip_link, joints,
                                   dt_s, cfg.obstacles, cfg.guidance_limit_margin_rad,
-                                  cfg.guidance_obstacle_margin_m)
+                                  cfg.guidance_obstacle_margin_m,
+                                  GuidanceConfig(steps=cfg.guidance_steps))
     except (OSError, ValueError) as err:
         raise ConfigError(f'guidance: {err}') from err
 

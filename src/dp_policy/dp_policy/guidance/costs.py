@@ -128,9 +128,11 @@ class ChunkConstraints:
 
 
 def cost_terms(q: torch.Tensor, c: ChunkConstraints, w: CostWeights,
-               q_prev: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
+               q_prev: Optional[torch.Tensor] = None,
+               clear: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
     """Each weighted cost of the chunks q (N, T, J): {name: (N,)}. q_prev (N, J): the command
-    the chunk continues from (its velocity and acceleration count from there)."""
+    the chunk continues from (its velocity and acceleration count from there). clear:
+    clearance(q, c) where the caller has it (no gradient through it then)."""
     out = {}
     lower, upper = c.lower.to(q), c.upper.to(q)
     if w.limits > 0:
@@ -148,7 +150,8 @@ def cost_terms(q: torch.Tensor, c: ChunkConstraints, w: CostWeights,
         d = (amax * (1 - w.acceleration_margin) - a.abs()) / amax
         out['acceleration'] = w.acceleration * _barrier(d, RATE_D0, w).sum((-1, -2))
     if w.obstacles > 0 and c.kinematics is not None and c.obstacles:
-        out['obstacles'] = w.obstacles * _barrier(clearance(q, c) - w.obstacle_margin_m,
+        d = clearance(q, c) if clear is None else clear
+        out['obstacles'] = w.obstacles * _barrier(d - w.obstacle_margin_m,
                                                   w.obstacle_d0_m, w).sum(-1)
     if w.jerk > 0 and v.shape[1] > 2:
         j = torch.diff(v, n=2, dim=1) / c.dt_s ** 2
@@ -171,9 +174,10 @@ def _barrier(d: torch.Tensor, d0: float, w: CostWeights) -> torch.Tensor:
 
 
 def total_cost(q: torch.Tensor, c: ChunkConstraints, w: CostWeights,
-               q_prev: Optional[torch.Tensor] = None) -> torch.Tensor:
+               q_prev: Optional[torch.Tensor] = None,
+               clear: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Sum of cost_terms: (N,)."""
-    terms = cost_terms(q, c, w, q_prev)
+    terms = cost_terms(q, c, w, q_prev, clear)
     if not terms:
         return torch.zeros(q.shape[0], dtype=q.dtype)
     return torch.stack(list(terms.values())).sum(0)

@@ -30,7 +30,9 @@ class GuidanceConfig:
     eta: float = 0.002                 # gradient step (rad per unit of cost gradient)
     max_step_rad: float = 0.05         # no action moves more than this per gradient step
     schedule_power: float = 1.0        # eta_k = eta * ((k + 1) / K)^power (0: constant)
-    start_fraction: float = 0.5        # guide the last half of the denoising steps
+    start_fraction: float = 0.5        # guide the last half of the denoising steps ...
+    steps: int = 0                     # ... or, when > 0, the last `steps` steps (1: the final x0
+                                       # only, which a whole-loop backend samples unguided first)
     iterations: int = 1                # gradient steps per guided denoising step
     final_iterations: int = 20         # at the last step, until no hard violation
     weights: CostWeights = None
@@ -40,6 +42,8 @@ class GuidanceConfig:
             self.weights = CostWeights()
         if not 0.0 <= self.start_fraction <= 1.0:
             raise ValueError('start_fraction must be in [0, 1]')
+        if self.steps < 0:
+            raise ValueError('steps must be >= 0 (0: start_fraction decides)')
         if self.eta < 0 or self.max_step_rad <= 0 or self.iterations < 0 or self.final_iterations < 0:
             raise ValueError('eta >= 0, max_step_rad > 0, iterations >= 0, final_iterations >= 0')
 
@@ -56,7 +60,8 @@ class Guidance:
         self.center = torch.as_tensor(np.asarray(center, dtype=np.float64))
         self.scale = torch.as_tensor(np.asarray(scale, dtype=np.float64))
         self.num_steps = num_steps
-        self.first_step = int(round(num_steps * (1.0 - cfg.start_fraction)))
+        self.first_step = (max(0, num_steps - cfg.steps) if cfg.steps > 0 else
+                           int(round(num_steps * (1.0 - cfg.start_fraction))))
         self.joint_dims = None if joint_dims is None else list(joint_dims)
         self.q_prev: Optional[torch.Tensor] = None     # (N, J): the command the chunk follows
         self.last_violations: Optional[torch.Tensor] = None
@@ -74,12 +79,16 @@ class Guidance:
             q_all = x / self.scale + self.center                                 # joint units
             q = q_all if self.joint_dims is None else q_all[..., self.joint_dims]
             q = q.detach().clone()
-            for _ in range(n_iter):
-                if last and not bool(self._violations(q).any()):
-                    break
+            moved = False
+            for i in range(n_iter + (1 if last else 0)):
+                if last:        # the final x0: descend only while a hard constraint is broken
+                    self.last_violations = self._violations(q)
+                    if i == n_iter or not bool(self.last_violations.any()):
+                        break
                 q = self._descend(q, eta)
-            if last:
-                self.last_violations = self._violations(q)
+                moved = True
+            if not moved:
+                return x0
             if self.joint_dims is None:
                 q_all = q
             else:
@@ -87,6 +96,17 @@ class Guidance:
                 q_all[..., self.joint_dims] = q
             out = (q_all - self.center) * self.scale
         return out.to(x0.dtype).detach()
+
+    @property
+    def final_step_only(self) -> bool:
+        """Only the last denoising step is guided: its x0 is the loop's output, so any backend
+        may sample the whole loop unguided and `finish` guides the result (same arithmetic)."""
+        return self.first_step >= self.num_steps - 1
+
+    def finish(self, samples: torch.Tensor) -> torch.Tensor:
+        """The last step's guidance on a whole loop's output (B, K, T, A), normalised."""
+        flat = samples.reshape(-1, *samples.shape[-2:])
+        return self(self.num_steps - 1, flat).reshape(samples.shape)
 
     def _descend(self, q: torch.Tensor, eta: float) -> torch.Tensor:
         q = q.detach().requires_grad_(True)
@@ -112,7 +132,7 @@ class Guidance:
             c = self.c
             clear = clearance(q, c)                                              # (B*K, T)
             out = {
-                'cost': total_cost(q, c, self.cfg.weights),
+                'cost': total_cost(q, c, self.cfg.weights, clear=clear),
                 'violates': hard_violations(q, c, self.cfg.weights.obstacle_margin_m, clear=clear),
                 'limit_margin_rad': torch.minimum(q - c.lower.to(q), c.upper.to(q) - q).flatten(1)
                 .amin(1),

@@ -88,6 +88,9 @@ class TorchKinematics:
         self.dtype = dtype
         self._origins = [torch.tensor(j.origin, dtype=dtype) for j in chain.joints]
         self._axes = [torch.tensor(j.axis, dtype=dtype) for j in chain.joints]
+        # Rodrigues, R(q) = I + sin(q) K + (1 - cos(q)) K^2 with K the axis' cross-product matrix
+        # (homogeneous 4x4, zero outside the 3x3): three broadcast operations a joint.
+        self._skew = [_skew(a) for a in self._axes]
         self._index = {n: i for i, n in enumerate(chain.link_names)}
         # Collision spheres: (link index, centre in the link frame), radius.
         idx, centres, radii = [], [], []
@@ -126,7 +129,10 @@ class TorchKinematics:
         for joint, origin, axis in zip(self.chain.joints, self._origins, self._axes):
             T = T @ origin.to(q.dtype)
             if joint.type in ('revolute', 'continuous'):
-                T = T @ _rotation(axis.to(q.dtype), q[..., k])
+                K, K2 = (m.to(q.dtype) for m in self._skew[len(out) - 1])
+                angle = q[..., k, None, None]
+                T = T @ (torch.eye(4, dtype=q.dtype) + torch.sin(angle) * K
+                         + (1.0 - torch.cos(angle)) * K2)
                 k += 1
             elif joint.type == 'prismatic':
                 M = torch.eye(4, dtype=q.dtype).expand(*batch, 4, 4).clone()
@@ -149,16 +155,9 @@ class TorchKinematics:
         return pts, self.sphere_radii.to(q.dtype)
 
 
-def _rotation(axis: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
-    """Homogeneous rotations about a unit axis by angles (...,): Rodrigues, (..., 4, 4)."""
-    x, y, z = axis[0], axis[1], axis[2]
-    c, s = torch.cos(angle), torch.sin(angle)
-    C = 1.0 - c
-    zero, one = torch.zeros_like(angle), torch.ones_like(angle)
-    rows = [
-        torch.stack([c + x * x * C, x * y * C - z * s, x * z * C + y * s, zero], -1),
-        torch.stack([y * x * C + z * s, c + y * y * C, y * z * C - x * s, zero], -1),
-        torch.stack([z * x * C - y * s, z * y * C + x * s, c + z * z * C, zero], -1),
-        torch.stack([zero, zero, zero, one], -1),
-    ]
-    return torch.stack(rows, -2)
+def _skew(axis: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(K, K @ K): the unit axis' cross-product matrix, embedded in 4x4 (zero 4th row/column)."""
+    x, y, z = (float(v) for v in axis)
+    K = torch.zeros(4, 4, dtype=axis.dtype)
+    K[:3, :3] = torch.tensor([[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]], dtype=axis.dtype)
+    return K, K @ K
