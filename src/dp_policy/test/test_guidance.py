@@ -245,3 +245,82 @@ def test_final_step_guidance_after_a_whole_loop_backend_equals_guiding_the_loop(
                    for b in range(2))
     finally:
         pol.set_guidance(None, None)
+
+
+# A planar three-link arm like the embedded one (0.2, 0.16, 0.1 m), box links.
+PLANAR3 = """<robot name="planar3">
+  <link name="base"/>
+  <link name="l1"><collision><origin xyz="0.1 0 0"/><geometry><box size="0.2 0.03 0.02"/></geometry>
+    </collision></link>
+  <link name="l2"><collision><origin xyz="0.08 0 0"/><geometry><box size="0.16 0.03 0.02"/>
+    </geometry></collision></link>
+  <link name="l3"><collision><origin xyz="0.05 0 0"/><geometry><box size="0.1 0.02 0.02"/>
+    </geometry></collision></link>
+  <link name="tip"/>
+  <joint name="a" type="revolute"><parent link="base"/><child link="l1"/>
+    <axis xyz="0 0 1"/><limit lower="-3" upper="3" effort="1" velocity="3"/></joint>
+  <joint name="b" type="revolute"><parent link="l1"/><child link="l2"/><origin xyz="0.2 0 0"/>
+    <axis xyz="0 0 1"/><limit lower="-3" upper="3" effort="1" velocity="3"/></joint>
+  <joint name="c" type="revolute"><parent link="l2"/><child link="l3"/><origin xyz="0.16 0 0"/>
+    <axis xyz="0 0 1"/><limit lower="-3" upper="3" effort="1" velocity="3"/></joint>
+  <joint name="t" type="fixed"><parent link="l3"/><child link="tip"/><origin xyz="0.1 0 0"/></joint>
+</robot>"""
+FK3 = TorchKinematics.from_urdf(PLANAR3, tip='tip')
+KEPT = []      # (chunks published, chunks) over the examples below
+
+
+@settings(max_examples=12, deadline=None)
+@given(st.integers(0, 10_000), st.floats(0.8, 2.0), st.floats(-0.8, 0.8),
+       st.floats(0.2, 0.4), st.floats(-math.pi, math.pi), st.floats(0.02, 0.05))
+def test_every_published_chunk_of_random_observations_obeys_random_limits_and_an_obstacle(
+        tiny_policy, seed, width, centre, reach, bearing, radius):
+    """The policy on random observations (a random network: its samples go anywhere in
+    [-2, 2] rad), random reachable limits and a sphere obstacle where the arm can reach, guided
+    as policy_node does by default (the final clean chunk after the whole loop): every chunk not
+    gated is inside the limits and clear of the obstacle by the margin (FK distance), and
+    guidance keeps most chunks (gating is the exception)."""
+    pol = tiny_policy
+    rng = np.random.default_rng(seed)
+    lower = torch.tensor(centre - width / 2 + rng.uniform(-0.1, 0.1, 3))
+    upper = lower + width
+    obstacle = Obstacle('sphere', centre=(reach * math.cos(bearing), reach * math.sin(bearing),
+                                          0.0), radius=radius)
+    margin = 0.01
+    pol.set_guidance(GuidanceConfig(steps=1, final_iterations=60, weights=CostWeights(
+        obstacle_margin_m=margin)), ChunkConstraints(lower=lower, upper=upper, dt_s=0.1,
+                                                     kinematics=FK3, obstacles=[obstacle]))
+    try:
+        m = pol.meta
+        state = rng.uniform(lower.numpy(), upper.numpy(), (2, m.n_obs_steps, 3)).astype(np.float32)
+        out = pol.predict(state)
+        f = out.first_action_index
+        for b in range(2):
+            KEPT.append(not out.gated[b])
+            if out.gated[b]:
+                continue
+            q = torch.tensor(out.actions[b, f:])[None]
+            assert torch.all(q >= lower - 1e-9) and torch.all(q <= upper + 1e-9)
+            assert float(clearance(q, pol.guidance.c).min()) >= margin - 1e-9
+    finally:
+        pol.set_guidance(None, None)
+
+
+def test_guidance_kept_most_chunks_of_the_random_examples():
+    if len(KEPT) < 10:
+        pytest.skip('runs after the property test above')
+    assert sum(KEPT) >= 0.6 * len(KEPT), KEPT
+
+
+def test_obstacles_with_a_mesh_only_link_are_refused_limits_alone_are_not():
+    """A URDF whose moving link has only a mesh collision (as ur_description's, franka_description's):
+    guidance has no distance for it, so obstacles (given, or to come on a topic) are refused
+    with the reason; guidance on the limits alone works."""
+    from dp_policy.guidance.setup import guidance_from_urdf
+    mesh = URDF.replace('<geometry><box size="0.3 0.02 0.02"/></geometry>',
+                        '<geometry><mesh filename="package://x/l1.stl"/></geometry>')
+    with pytest.raises(ValueError, match=r"\['l1'\] have mesh collision geometry"):
+        guidance_from_urdf(mesh, 'tip', ['j1', 'j2'], 0.1, ['sphere 0.4 0 0 0.05'])
+    with pytest.raises(ValueError, match='mesh collision geometry'):
+        guidance_from_urdf(mesh, 'tip', ['j1', 'j2'], 0.1, obstacles_expected=True)
+    _, constraints, _ = guidance_from_urdf(mesh, 'tip', ['j1', 'j2'], 0.1)
+    assert constraints.obstacles == [] and constraints.lower.tolist() == [-3.0, -3.0]

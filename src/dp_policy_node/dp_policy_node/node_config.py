@@ -107,8 +107,8 @@ class PolicyNodeConfig:
             raise ConfigError('guidance needs robot_description_file (the URDF)')
         if self.guidance_limit_margin_rad < 0 or self.guidance_obstacle_margin_m < 0:
             raise ConfigError('guidance margins must be >= 0')
-        if self.guidance_steps < 1:
-            raise ConfigError('guidance_steps must be >= 1')
+        if self.guidance_steps < 0:
+            raise ConfigError('guidance_steps must be >= 0 (0: select and gate only)')
 
     @classmethod
     def from_params(cls, get: Callable[[str], Any]) -> 'PolicyNodeConfig':
@@ -161,7 +161,9 @@ def guidance_for(cfg: PolicyNodeConfig, joints: list[str], dt_s: float):
         return guidance_from_urdf(resolve_path(cfg.robot_description_file), cfg.tip_link, joints,
                                   dt_s, cfg.obstacles, cfg.guidance_limit_margin_rad,
                                   cfg.guidance_obstacle_margin_m,
-                                  GuidanceConfig(steps=cfg.guidance_steps))
+                                  GuidanceConfig(steps=max(1, cfg.guidance_steps),
+                                                 final_iterations=20 if cfg.guidance_steps else 0),
+                                  obstacles_expected=bool(cfg.obstacles_topic))
     except (OSError, ValueError) as err:
         raise ConfigError(f'guidance: {err}') from err
 

@@ -38,6 +38,21 @@ class LinkCapsule:
     radius: float
 
 
+def unbounded_collision_links(urdf: Union[str, Path], links: Sequence[str]) -> list[str]:
+    """Those of `links` with a <collision> element that is not a primitive (a mesh): guidance
+    has no distance for it, so obstacles cannot be kept away from that link."""
+    text = str(urdf)
+    if not text.lstrip().startswith('<'):
+        text = Path(text).read_text()
+    out = []
+    for link in ET.fromstring(text).findall('link'):
+        geoms = [c.find('geometry') for c in link.findall('collision')]
+        if link.get('name') in links and any(g is None or not len(g) or _bounding_segment(g[0])
+                                             is None for g in geoms):
+            out.append(link.get('name'))
+    return out
+
+
 def collision_capsules(urdf: Union[str, Path], links: Sequence[str]) -> list[LinkCapsule]:
     """Bounding capsules of the <collision> geometry of `links` (in the link frames)."""
     text = str(urdf)
@@ -106,6 +121,7 @@ class TorchKinematics:
         self.sphere_links = torch.tensor(idx, dtype=torch.long)
         self.sphere_centres = torch.tensor(np.array(centres).reshape(-1, 3), dtype=dtype)
         self.sphere_radii = torch.tensor(radii, dtype=dtype)
+        self.unbounded_links: list[str] = []    # links with mesh collision geometry (from_urdf)
 
     @classmethod
     def from_urdf(cls, urdf: Union[str, Path], tip: str = 'tool0',
@@ -118,7 +134,9 @@ class TorchKinematics:
             first = next((i for i, j in enumerate(chain.joints) if j.type != 'fixed'),
                          len(chain.joints))
             collision_links = [j.child for j in chain.joints[first:]]
-        return cls(chain, collision_capsules(urdf, collision_links), dtype)
+        fk = cls(chain, collision_capsules(urdf, collision_links), dtype)
+        fk.unbounded_links = unbounded_collision_links(urdf, collision_links)
+        return fk
 
     def link_poses(self, q: torch.Tensor) -> torch.Tensor:
         """(..., J) -> (..., L, 4, 4): the pose of every link of the chain in the root frame."""

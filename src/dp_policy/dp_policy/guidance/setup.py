@@ -48,11 +48,17 @@ def parse_obstacle(text: str) -> Obstacle:
 
 def guidance_from_urdf(urdf: Union[str, Path], tip: str, joint_names: Sequence[str], dt_s: float,
                        obstacles: Sequence[str] = (), limit_margin_rad: float = 0.02,
-                       obstacle_margin_m: float = 0.01, config: GuidanceConfig | None = None):
+                       obstacle_margin_m: float = 0.01, config: GuidanceConfig | None = None,
+                       obstacles_expected: bool = False):
     """(GuidanceConfig, ChunkConstraints, joint_dims) for a policy whose actions are the positions
     of `joint_names`: every joint of the URDF's chain to `tip` must be one of them (joint_dims:
-    where). Limits and velocity limits from the URDF."""
+    where). Limits and velocity limits from the URDF. obstacles_expected: obstacles will come
+    later (a topic): the URDF must bound every moving link as for `obstacles`."""
     fk = TorchKinematics.from_urdf(urdf, tip=tip)
+    if (obstacles or obstacles_expected) and fk.unbounded_links:
+        raise ValueError(f'links {fk.unbounded_links} have mesh collision geometry, which guidance '
+                         'does not bound: obstacles need primitive <collision> elements (cylinder, '
+                         'box, sphere, capsule) on every moving link of the URDF')
     names = list(joint_names)
     missing = [n for n in fk.joint_names if n not in names]
     if missing:
