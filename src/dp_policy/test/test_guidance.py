@@ -247,24 +247,23 @@ def test_final_step_guidance_after_a_whole_loop_backend_equals_guiding_the_loop(
         pol.set_guidance(None, None)
 
 
-# A planar three-link arm like the embedded one (0.2, 0.16, 0.1 m), box links.
-PLANAR3 = """<robot name="planar3">
-  <link name="base"/>
-  <link name="l1"><collision><origin xyz="0.1 0 0"/><geometry><box size="0.2 0.03 0.02"/></geometry>
-    </collision></link>
-  <link name="l2"><collision><origin xyz="0.08 0 0"/><geometry><box size="0.16 0.03 0.02"/>
-    </geometry></collision></link>
-  <link name="l3"><collision><origin xyz="0.05 0 0"/><geometry><box size="0.1 0.02 0.02"/>
-    </geometry></collision></link>
-  <link name="tip"/>
-  <joint name="a" type="revolute"><parent link="base"/><child link="l1"/>
-    <axis xyz="0 0 1"/><limit lower="-3" upper="3" effort="1" velocity="3"/></joint>
-  <joint name="b" type="revolute"><parent link="l1"/><child link="l2"/><origin xyz="0.2 0 0"/>
-    <axis xyz="0 0 1"/><limit lower="-3" upper="3" effort="1" velocity="3"/></joint>
-  <joint name="c" type="revolute"><parent link="l2"/><child link="l3"/><origin xyz="0.16 0 0"/>
-    <axis xyz="0 0 1"/><limit lower="-3" upper="3" effort="1" velocity="3"/></joint>
-  <joint name="t" type="fixed"><parent link="l3"/><child link="tip"/><origin xyz="0.1 0 0"/></joint>
-</robot>"""
+def planar_urdf(lengths=(0.2, 0.16, 0.1), width=0.03) -> str:
+    """A planar arm like the embedded one: joints about z, a box link of each length."""
+    links, joints, parent = ['<link name="base"/>', '<link name="tip"/>'], [], 'base'
+    for i, length in enumerate(lengths):
+        links.append(f'<link name="l{i}"><collision><origin xyz="{length / 2} 0 0"/><geometry>'
+                     f'<box size="{length} {width} 0.02"/></geometry></collision></link>')
+        offset = lengths[i - 1] if i else 0.0
+        joints.append(f'<joint name="{"abc"[i]}" type="revolute"><parent link="{parent}"/>'
+                      f'<child link="l{i}"/><origin xyz="{offset} 0 0"/><axis xyz="0 0 1"/>'
+                      '<limit lower="-3" upper="3" effort="1" velocity="3"/></joint>')
+        parent = f'l{i}'
+    joints.append(f'<joint name="t" type="fixed"><parent link="{parent}"/><child link="tip"/>'
+                  f'<origin xyz="{lengths[-1]} 0 0"/></joint>')
+    return '<robot name="planar">' + ''.join(links + joints) + '</robot>'
+
+
+PLANAR3 = planar_urdf()
 FK3 = TorchKinematics.from_urdf(PLANAR3, tip='tip')
 KEPT = []      # (chunks published, chunks) over the examples below
 
