@@ -65,7 +65,8 @@ def _check_default(resource, name: str, default: Any) -> None:
             except ValueError:
                 continue
             raise ValueError(f'{resource}: default of {name!r} is the string {value!r}: write a '
-                             'number with a point (0.0001, not 1e-4), or quote a string')
+                             'number with a point (0.0001, not 1e-4); a string that reads as a '
+                             'number is not a parameter default here')
 
 
 def load_parameter_table(package: str, node: str) -> dict[str, tuple[Any, str]]:

@@ -139,7 +139,7 @@ class DiffusionPolicy:
         self.warmup_timings: dict[int, dict[str, float]] = {}
         self._gen = torch.Generator().manual_seed(seed)
         self._prev: dict[str, tuple[float, np.ndarray]] = {}
-        self.guidance = None      # guidance.guide.Guidance: guided sampling (eager torch)
+        self.guidance = None      # guidance.guide.Guidance: guided sampling (set_guidance)
 
     @classmethod
     def from_checkpoint(cls, path: str, backend: str = 'auto', device: str = 'cpu',
@@ -149,10 +149,12 @@ class DiffusionPolicy:
 
     def set_guidance(self, cfg, constraints, joint_dims=None) -> None:
         """Guided sampling from now on (guidance.GuidanceConfig, guidance.ChunkConstraints in the
-        joints of `joint_dims`, default every action dimension), None to stop. Guided chunks are
-        sampled by the eager torch backend (the step-by-step gradient does not fit the exported
-        ONNX or captured CUDA graphs): on the CPU by ONNX Runtime one step at a time
-        (OnnxStepBackend, the loop in Python), else by eager torch."""
+        joints of `joint_dims`, default every action dimension), None to stop. With only the
+        final step guided (Guidance.final_step_only) the usual backend samples and the final x0
+        is guided after it; with more steps the loop runs in Python (the gradient does not fit
+        the exported ONNX or the captured CUDA graph): ONNX Runtime one step at a time on the CPU
+        (OnnxStepBackend), else eager torch. Regression checkpoints (no loop) are guided the
+        final-step way too."""
         from dp_policy.guidance.guide import Guidance
         self.guidance = None if cfg is None else Guidance(
             cfg, constraints, self.ckpt.action_normalizer.center, self.ckpt.action_normalizer.scale,

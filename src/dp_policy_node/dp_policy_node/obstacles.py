@@ -1,15 +1,16 @@
 """Obstacles for guided sampling from a visualization_msgs/MarkerArray (policy_node's
 obstacles_topic), ROS-free: the message is read by its fields.
 
-The newest message is the obstacle set (it replaces every earlier one; a DELETEALL marker empties
-it; DELETE markers are ignored). Markers, in the URDF's root frame (header.frame_id that frame,
-or '' for it):
+Markers are kept by (ns, id) across messages, as RViz keeps them: ADD (= MODIFY) sets one,
+DELETE removes one, DELETEALL removes every one. Markers, in the URDF's root frame
+(header.frame_id that frame, or '' for it):
 - SPHERE: a sphere of radius max(scale) / 2 (an ellipsoid: its enclosing sphere);
 - CYLINDER: scale.x = scale.y the diameter, scale.z the height; upright (orientation about z
   only) a cylinder, tilted a capsule along its axis (which contains it);
 - CUBE: a box of half sizes scale / 2, rotated by the pose's orientation.
-Anything else (another type, frame, NaN, a scale <= 0, a non-unit quaternion) is refused with a
-reason; the rest of the message is used.
+Anything else (another type, frame, NaN, a scale <= 0 or over 100 m, a position over 1 km, a
+non-unit quaternion) is refused with a reason (and an earlier marker of that (ns, id) removed);
+the rest of the message is used.
 """
 from __future__ import annotations
 
@@ -48,12 +49,14 @@ def marker_obstacle(m: Any, root_frame: str) -> Obstacle:
     values = [p.x, p.y, p.z, o.x, o.y, o.z, o.w, s.x, s.y, s.z]
     if not all(math.isfinite(v) for v in values):
         raise ValueError(f'obstacle_nonfinite: marker {m.ns}/{m.id}')
-    if min(s.x, s.y, s.z) <= 0:
-        raise ValueError(f'obstacle_scale: marker {m.ns}/{m.id} scale {s.x, s.y, s.z}')
-    if abs(o.x * o.x + o.y * o.y + o.z * o.z + o.w * o.w - 1.0) > 1e-3:
+    if min(s.x, s.y, s.z) <= 0 or max(s.x, s.y, s.z) > 100.0 or max(map(abs, values[:3])) > 1e3:
+        raise ValueError(f'obstacle_scale: marker {m.ns}/{m.id} scale {s.x, s.y, s.z} at '
+                         f'{p.x, p.y, p.z} (0 < scale <= 100 m, |position| <= 1 km)')
+    norm = math.sqrt(o.x * o.x + o.y * o.y + o.z * o.z + o.w * o.w)
+    if abs(norm - 1.0) > 1e-3:
         raise ValueError(f'obstacle_orientation: marker {m.ns}/{m.id}: not a unit quaternion')
     centre = (float(p.x), float(p.y), float(p.z))
-    R = _rotation(o)
+    R = _rotation(type('Q', (), {k: getattr(o, k) / norm for k in 'xyzw'}))
     if m.type == SPHERE:
         return Obstacle('sphere', centre=centre, radius=max(s.x, s.y, s.z) / 2)
     if m.type == CUBE:
@@ -61,7 +64,7 @@ def marker_obstacle(m: Any, root_frame: str) -> Obstacle:
     if m.type == CYLINDER:
         radius, half = max(s.x, s.y) / 2, s.z / 2
         axis = R[:, 2]
-        if axis[2] > 1 - 1e-9:                                  # upright
+        if abs(axis[2]) > 1 - 1e-9:                             # upright (either way up)
             return Obstacle('cylinder', centre=centre, radius=radius, size=(radius, radius, half))
         c = np.asarray(centre)
         return Obstacle('capsule', a=tuple(c - half * axis), b=tuple(c + half * axis),
@@ -70,26 +73,37 @@ def marker_obstacle(m: Any, root_frame: str) -> Obstacle:
                      'CUBE expected)')
 
 
-def markers_to_obstacles(msg: Any, root_frame: str) -> tuple[list[Obstacle], list[str]]:
-    """(the obstacle set the MarkerArray gives, the reasons of the markers refused)."""
-    obstacles, refused = [], []
+def apply_markers(kept: dict, msg: Any, root_frame: str) -> list[str]:
+    """Apply a MarkerArray to `kept` ({(ns, id): Obstacle}, in place); the reasons of the markers
+    refused."""
+    refused = []
     for m in msg.markers:
+        key = (m.ns, m.id)
         if m.action == DELETEALL:
-            obstacles = []
-            continue
-        if m.action == DELETE:
-            continue
-        try:
-            obstacles.append(marker_obstacle(m, root_frame))
-        except ValueError as err:
-            refused.append(str(err))
-    return obstacles, refused
+            kept.clear()
+        elif m.action == DELETE:
+            kept.pop(key, None)
+        else:
+            try:
+                kept[key] = marker_obstacle(m, root_frame)
+            except ValueError as err:
+                kept.pop(key, None)
+                refused.append(str(err))
+    return refused
+
+
+def markers_to_obstacles(msg: Any, root_frame: str) -> tuple[list[Obstacle], list[str]]:
+    """(the obstacle set one MarkerArray gives on its own, the reasons of the markers refused)."""
+    kept: dict = {}
+    refused = apply_markers(kept, msg, root_frame)
+    return list(kept.values()), refused
 
 
 class TopicObstacles:
-    """policy_node's obstacles_topic input: each MarkerArray becomes the topic's obstacle set,
-    handed (with the obstacles parameter's) to the inference worker for its next tick; refused
-    markers are counted in the status book's rejected and logged (rate-limited)."""
+    """policy_node's obstacles_topic input: the markers kept by (ns, id) are the topic's obstacle
+    set, handed (with the obstacles parameter's) to the inference worker for its next tick after
+    each message; refused markers are counted in the status book's rejected and logged
+    (rate-limited). Until the first message only the parameter's obstacles are guarded."""
 
     def __init__(self, guidance: Any, book: Any, logger: Any) -> None:
         self.configured = list(guidance.c.obstacles)      # the obstacles parameter's
@@ -97,9 +111,11 @@ class TopicObstacles:
         self.book, self.logger = book, logger
         self.worker: Any = None
         self.in_use: Optional[int] = None
+        self.kept: dict = {}                              # (ns, id) -> Obstacle, across messages
 
     def on_message(self, msg: Any) -> None:
-        obstacles, refused = markers_to_obstacles(msg, self.root_frame)
+        refused = apply_markers(self.kept, msg, self.root_frame)
+        obstacles = list(self.kept.values())
         for reason in refused:
             code, _, detail = reason.partition(': ')
             self.book.rejected(code)

@@ -9,7 +9,8 @@ visualization_msgs = pytest.importorskip('visualization_msgs.msg')
 from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
 
 from dp_policy.guidance.costs import _rpy_matrix  # noqa: E402
-from dp_policy_node.obstacles import _rotation, _rpy, markers_to_obstacles  # noqa: E402
+from dp_policy_node.obstacles import (_rotation, _rpy, apply_markers,  # noqa: E402
+                                      markers_to_obstacles)
 
 
 def marker(kind, xyz=(0.0, 0.0, 0.0), scale=(0.1, 0.1, 0.1), quat=(0.0, 0.0, 0.0, 1.0),
@@ -78,9 +79,27 @@ def test_bad_markers_are_refused_with_reasons_and_the_rest_used():
     assert len(obstacles) == 1 and obstacles[0].centre == (0.0, 0.0, 3.0)
 
 
-def test_deleteall_empties_the_set_and_delete_is_ignored():
-    msg = MarkerArray(markers=[marker(Marker.SPHERE), marker(0, action=Marker.DELETEALL),
-                               marker(Marker.CUBE, (1, 1, 1)),
-                               marker(Marker.SPHERE, action=Marker.DELETE)])
-    obstacles, refused = markers_to_obstacles(msg, 'world')
-    assert [o.kind for o in obstacles] == ['box'] and refused == []
+def test_markers_are_kept_by_ns_and_id_across_messages_as_rviz_keeps_them():
+    kept = {}
+    apply_markers(kept, MarkerArray(markers=[marker(Marker.SPHERE, mid=1),
+                                             marker(Marker.CUBE, (1, 1, 1), mid=2)]), 'world')
+    apply_markers(kept, MarkerArray(markers=[marker(Marker.SPHERE, (0, 0, 2), mid=3)]), 'world')
+    assert sorted(k[1] for k in kept) == [1, 2, 3]                   # one marker a message
+    apply_markers(kept, MarkerArray(markers=[marker(Marker.SPHERE, action=Marker.DELETE, mid=2),
+                                             marker(Marker.SPHERE, (0, 0, 5), mid=1)]), 'world')
+    assert sorted(k[1] for k in kept) == [1, 3] and kept[('test', 1)].centre == (0.0, 0.0, 5.0)
+    refused = apply_markers(kept, MarkerArray(markers=[marker(Marker.SPHERE, frame='cam', mid=3)]),
+                            'world')
+    assert refused and sorted(k[1] for k in kept) == [1]            # refused: the old one goes
+    apply_markers(kept, MarkerArray(markers=[marker(0, action=Marker.DELETEALL),
+                                             marker(Marker.CUBE, (1, 1, 1), mid=9)]), 'world')
+    assert list(kept) == [('test', 9)]
+
+
+def test_a_cylinder_upside_down_is_still_upright_and_huge_markers_are_refused():
+    flipped = (1.0, 0.0, 0.0, 0.0)                                      # 180 deg about x
+    obstacles, refused = markers_to_obstacles(MarkerArray(markers=[
+        marker(Marker.CYLINDER, (0, 1, 0.03), (0.05, 0.05, 0.06), flipped),
+        marker(Marker.SPHERE, scale=(1e300, 1.0, 1.0), mid=1)]), 'world')
+    assert [o.kind for o in obstacles] == ['cylinder']
+    assert [r.split(':')[0] for r in refused] == ['obstacle_scale']

@@ -537,7 +537,7 @@ def test_guidance_publishes_only_chunks_inside_the_urdf_limits(ckpt, graphs, tmp
 def test_guidance_takes_obstacles_from_a_latched_marker_topic(ckpt, graphs, tmp_path):
     """obstacles_topic: a MarkerArray published (latched) before the node subscribed reaches the
     guidance between two predictions, added to the parameter's obstacles; a marker in another
-    frame is counted and left out, and a newer message replaces the set."""
+    frame is counted and left out, and a newer marker of the same (ns, id) replaces its own."""
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
     from visualization_msgs.msg import Marker, MarkerArray
     urdf = tmp_path / 'three.urdf'
@@ -561,6 +561,6 @@ def test_guidance_takes_obstacles_from_a_latched_marker_topic(ckpt, graphs, tmp_
         return [o.kind for o in g.node.policy.guidance.c.obstacles]
     assert g.play(90.0, until=lambda: kinds() == ['sphere', 'cylinder', 'box']), kinds()
     assert g.counters(until=lambda c: c.get('obstacle_frame', 0) >= 1)['obstacle_frame'] >= 1
-    pub.publish(MarkerArray(markers=[marker(Marker.SPHERE, 0.45)]))
-    assert g.play(90.0, until=lambda: kinds() == ['sphere', 'sphere']), kinds()
+    pub.publish(MarkerArray(markers=[marker(Marker.SPHERE, 0.45)]))       # id 0 again: replaced
+    assert g.play(90.0, until=lambda: kinds() == ['sphere', 'sphere', 'box']), kinds()
     assert g.node.policy.guidance.c.obstacles[1].centre == (0.45, 0.0, 0.0)

@@ -190,11 +190,11 @@ def hard_violations(q: torch.Tensor, c: ChunkConstraints, obstacle_margin_m: flo
     obstacle than obstacle_margin_m. What the safety gate refuses. `clear`: clearance(q, c) where
     the caller has it already (the FK is the expensive part)."""
     lower, upper = c.lower.to(q), c.upper.to(q)
-    bad = ((q < lower) | (q > upper)).flatten(1).any(1)
+    bad = ~((q >= lower) & (q <= upper)).flatten(1).all(1)             # NaN is outside too
     if c.vmax is not None:
         seq = q if q_prev is None else torch.cat([q_prev[:, None], q], dim=1)
         v = torch.diff(seq, dim=1) / c.dt_s
-        bad |= (v.abs() > c.vmax.to(q) * (1 + 1e-9)).flatten(1).any(1)
+        bad |= ~(v.abs() <= c.vmax.to(q) * (1 + 1e-9)).flatten(1).all(1)
     if c.kinematics is not None and c.obstacles:
-        bad |= ((clearance(q, c) if clear is None else clear) < obstacle_margin_m).any(1)
+        bad |= ~((clearance(q, c) if clear is None else clear) >= obstacle_margin_m).all(1)
     return bad

@@ -149,7 +149,8 @@ def select(assessment: dict[str, np.ndarray], coherence: np.ndarray | None = Non
     score = assessment['cost'].copy()
     if coherence is not None:
         score = score + coherence_weight * coherence
-    score = np.where(assessment['violates'], np.inf, score)
-    gated = np.all(assessment['violates'], axis=1)
+    unusable = assessment['violates'] | ~np.isfinite(score)
+    score = np.where(unusable, np.inf, score)
+    gated = np.all(unusable, axis=1)
     chosen = np.where(gated, np.argmin(assessment['cost'], axis=1), np.argmin(score, axis=1))
     return chosen.astype(np.int64), gated

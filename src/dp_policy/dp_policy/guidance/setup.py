@@ -55,6 +55,9 @@ def guidance_from_urdf(urdf: Union[str, Path], tip: str, joint_names: Sequence[s
     where). Limits and velocity limits from the URDF. obstacles_expected: obstacles will come
     later (a topic): the URDF must bound every moving link as for `obstacles`."""
     fk = TorchKinematics.from_urdf(urdf, tip=tip)
+    if (obstacles or obstacles_expected) and not len(fk.sphere_radii):
+        raise ValueError(f'no <collision> geometry on the moving links of the chain to {tip!r}: '
+                         'obstacles cannot be kept away from the arm')
     if (obstacles or obstacles_expected) and fk.unbounded_links:
         raise ValueError(f'links {fk.unbounded_links} have mesh collision geometry, which guidance '
                          'does not bound: obstacles need primitive <collision> elements (cylinder, '
