@@ -503,7 +503,13 @@ def test_sim_time_drives_the_node_and_a_backwards_jump_clears_history(ckpt, grap
 
 
 ARM_URDF = """<robot name="three">
-  <link name="base"/><link name="l1"/><link name="l2"/><link name="l3"/><link name="tool0"/>
+  <link name="base"/><link name="tool0"/>
+  <link name="l1"><collision><origin xyz="0.1 0 0"/><geometry><box size="0.2 0.03 0.02"/></geometry>
+    </collision></link>
+  <link name="l2"><collision><origin xyz="0.1 0 0"/><geometry><box size="0.2 0.03 0.02"/></geometry>
+    </collision></link>
+  <link name="l3"><collision><origin xyz="0.05 0 0"/><geometry><box size="0.1 0.02 0.02"/>
+    </geometry></collision></link>
   <joint name="joint1" type="revolute"><parent link="base"/><child link="l1"/>
     <axis xyz="0 0 1"/><limit lower="-2.5" upper="2.5" effort="1" velocity="3"/></joint>
   <joint name="joint2" type="revolute"><parent link="l1"/><child link="l2"/><origin xyz="0.2 0 0"/>
