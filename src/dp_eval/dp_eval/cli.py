@@ -33,6 +33,14 @@ def _gaps(n: int) -> str:
     return f" (command stream cut at {n} reception gap{'s' if n != 1 else ''})" if n else ''
 
 
+def _clearance(c) -> str:
+    """'  min clearance 3.1 mm (p5 5.2 mm)' where the task reported it, else ''."""
+    lo, p5 = (c or {}).get('min'), (c or {}).get('p5')
+    if lo is None or p5 is None or not math.isfinite(lo):      # JSON stores nan as null
+        return ''
+    return f"  min clearance {lo * 1000:.1f} mm (p5 {p5 * 1000:.1f} mm)"
+
+
 def _fmt(v, unit: str = '', digits: int = 3) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return '-'
@@ -75,8 +83,8 @@ def print_summary(results: list[dict], stream=None) -> None:
             side = m['side_of_successes']
             print(f"  success {m['successes']}/{m['episodes']} ({_pct(m['success_rate'])})"
                   f"  left/right {side['left']}/{side['right']}  time to target mean "
-                  f"{_fmt(tts['mean'], ' s')}  obstacle contacts {m['obstacle_contacts']}",
-                  file=stream)
+                  f"{_fmt(tts['mean'], ' s')}  obstacle contacts {m['obstacle_contacts']}"
+                  f"{_clearance(m.get('min_clearance_m'))}", file=stream)
             print(f"  command jerk RMS {_fmt(m['command_jerk_rms_rad_s3'])} max "
                   f"{_fmt(m['command_jerk_max_rad_s3'])} rad/s^3"
                   f"{_gaps(m.get('command_gaps', 0))}  policy latency p50 "

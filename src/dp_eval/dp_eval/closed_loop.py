@@ -170,7 +170,8 @@ class _Runner:
             self.status = msg
             if self.tracker is not None:
                 if self.tracker.on_status(msg.episode, msg.episode_time_s, msg.distance_m,
-                                          msg.success, msg.obstacle_contact, msg.side, msg.done):
+                                          msg.success, msg.obstacle_contact, msg.side, msg.done,
+                                          msg.min_clearance_m):
                     self.status_event.set()
 
     def _on_chunk(self, msg) -> None:

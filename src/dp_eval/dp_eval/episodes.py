@@ -3,12 +3,12 @@
 What it is: the arithmetic of dp_eval's closed-loop runner, apart from ROS so that tests can feed
 it known streams. One `EpisodeTracker` per episode receives, in arrival order,
 - task status samples (the fields of dp_msgs/TaskStatus: episode, episode_time_s, distance_m,
-  success, obstacle_contact, side, done),
+  success, obstacle_contact, side, done, min_clearance_m),
 - commands the follower sent to the robot (positions with their simulated time),
 - policy chunks (inference latency of each dp_msgs/ActionChunk),
 - follower status samples (its own command jerk estimate),
 and `result()` gives the per-episode record; `summarize()` aggregates many records into success
-rate, time to success, obstacle contacts, left/right split, command jerk and policy latency.
+rate, time to success, obstacle contacts, the smallest arm-obstacle clearance, left/right split, command jerk and policy latency.
 
 Command jerk: the command stream (forward commands arrive at the follower's rate, stamped with the
 simulated clock, which advances in the simulation's control steps) is resampled on a uniform grid
@@ -49,6 +49,7 @@ class EpisodeResult:
     obstacle_contact: bool = False
     side: str = ''                    # 'left' / 'right' / '' (never decided)
     min_distance_m: float = float('nan')
+    min_clearance_m: float = float('nan')   # smallest arm-obstacle distance the task reported
     final_distance_m: float = float('nan')
     chunks: int = 0
     latency_s: list = field(default_factory=list)    # inference latency per chunk
@@ -112,7 +113,8 @@ class EpisodeTracker:
         return self.res.done
 
     def on_status(self, episode: int, episode_time_s: float, distance_m: float, success: bool,
-                  obstacle_contact: bool, side: str, done: bool) -> bool:
+                  obstacle_contact: bool, side: str, done: bool,
+                  min_clearance_m: float = float('nan')) -> bool:
         """Feed one task status; returns True when it belongs to this episode."""
         if int(episode) != self.res.episode:
             return False
@@ -124,6 +126,9 @@ class EpisodeTracker:
             r.time_to_success_s = float(episode_time_s)
         r.success = r.success or bool(success)
         r.obstacle_contact = r.obstacle_contact or bool(obstacle_contact)
+        c = float(min_clearance_m)
+        if not np.isnan(c) and not c >= r.min_clearance_m:      # the first value, or a smaller one
+            r.min_clearance_m = c
         if side:
             r.side = str(side)
         r.done = r.done or bool(done)
@@ -154,6 +159,16 @@ class EpisodeTracker:
             r.jerk_rms_rad_s3, r.jerk_max_rad_s3, r.command_gaps = command_jerk(
                 self._cmd_t, np.stack(self._cmd_q) if self._cmd_q else [], self.jerk_dt_s)
         return r
+
+
+def _clearance_stats(values) -> dict:
+    """Over the episodes' smallest arm-obstacle distances: the smallest, the 5th percentile and
+    the median (m; nan where the task reported none)."""
+    v = np.array([float(x) for x in values if x is not None and not np.isnan(float(x))])
+    if not len(v):
+        return {'min': float('nan'), 'p5': float('nan'), 'median': float('nan')}
+    return {'min': float(v.min()), 'p5': float(np.percentile(v, 5)),
+            'median': float(np.median(v))}
 
 
 def _mean(xs) -> float:
@@ -196,4 +211,5 @@ def summarize_episodes(results: Sequence[EpisodeResult | dict]) -> dict:
         'chunks': sum(r['chunks'] for r in rs),
         'latency': metrics.latency_stats(lat),
         'min_distance_m': _mean(r['min_distance_m'] for r in rs),
+        'min_clearance_m': _clearance_stats([r.get('min_clearance_m', float('nan')) for r in rs]),
     }

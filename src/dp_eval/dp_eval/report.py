@@ -383,13 +383,14 @@ def _episode_rows(r: dict) -> list[list[str]]:
         rows.append([str(e['index']), str(e['episode']), str(e['seed']),
                      'yes' if e['success'] else 'no', _f(e['time_to_success_s']),
                      e['side'] or '-', 'yes' if e['obstacle_contact'] else 'no',
-                     _f(e['min_distance_m']), str(e['chunks']), _f(e['jerk_rms_rad_s3']),
+                     _f(e['min_distance_m']), _f(e.get('min_clearance_m'), 1000),
+                     str(e['chunks']), _f(e['jerk_rms_rad_s3']),
                      e['error'] or ''])
     return rows
 
 
 EPISODE_HEAD = ['#', 'episode', 'seed', 'success', 'time to target (s)', 'side', 'contact',
-                'min distance (m)', 'chunks', 'jerk RMS (rad/s^3)', 'note']
+                'min distance (m)', 'min clearance (mm)', 'chunks', 'jerk RMS (rad/s^3)', 'note']
 
 
 def _md_table(head: list[str], rows: list[list[str]]) -> str:

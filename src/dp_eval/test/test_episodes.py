@@ -33,8 +33,8 @@ def test_tracker_success_side_contact_and_foreign_episodes():
     tr = EpisodeTracker(index=0, episode=4, seed=7)
     assert not tr.on_status(3, 9.0, 0.5, True, True, 'left', True)     # the previous episode
     assert tr.on_status(4, 0.0, 0.30, False, False, '', False)
-    tr.on_status(4, 1.5, 0.10, False, True, 'right', False)
-    tr.on_status(4, 2.5, 0.01, True, False, 'right', False)
+    tr.on_status(4, 1.5, 0.10, False, True, 'right', False, 0.004)
+    tr.on_status(4, 2.5, 0.01, True, False, 'right', False, 0.007)
     tr.on_status(4, 3.5, 0.02, True, False, 'right', True)
     for k in range(10):
         tr.on_chunk(0.02 + 0.001 * k)
@@ -45,6 +45,7 @@ def test_tracker_success_side_contact_and_foreign_episodes():
     assert r.time_to_success_s == 2.5
     assert r.min_distance_m == pytest.approx(0.01) and r.final_distance_m == pytest.approx(0.02)
     assert r.chunks == 10 and r.follower_jerk_max_rad_s3 == 5.0
+    assert r.min_clearance_m == pytest.approx(0.004)      # the smallest any status reported
 
 
 def test_summary_counts_sides_of_successes_only():
@@ -52,7 +53,7 @@ def test_summary_counts_sides_of_successes_only():
     for i, (ok, side, contact) in enumerate([(True, 'left', False), (True, 'right', False),
                                              (True, 'left', False), (False, 'left', True)]):
         tr = EpisodeTracker(i, i + 1, i)
-        tr.on_status(i + 1, 2.0 + i, 0.0, ok, contact, side, True)
+        tr.on_status(i + 1, 2.0 + i, 0.0, ok, contact, side, True, 0.01 * i - 0.005)
         tr.on_chunk(0.01 * (i + 1))
         recs.append(tr.result())
     m = summarize_episodes(recs)
@@ -62,3 +63,5 @@ def test_summary_counts_sides_of_successes_only():
     assert m['obstacle_contacts'] == 1
     assert m['time_to_success_s']['mean'] == pytest.approx(3.0)
     assert m['latency']['n'] == 4
+    c = m['min_clearance_m']
+    assert c['min'] == pytest.approx(-0.005) and c['median'] == pytest.approx(0.01)

@@ -14,7 +14,11 @@ Timeline (n_obs_steps=2, horizon=16, n_action_steps=8; one column per dt_s, t = 
 Sample choice (K > 1): for each robot, the new samples are compared with the previous chunk at the
 same absolute times (previous chunk linearly interpolated at the new chunk's times >= t, only where
 both exist); the sample with the smallest mean squared distance wins. First chunk, after reset(), a
-clock going backwards, no stamps, or no overlap: sample 0.
+clock going backwards, no stamps, or no overlap: sample 0. With guidance (set_guidance) the same
+rule among the samples that break no hard constraint, along their own path or at the points
+between the previous chunk and them (transition_points: where the follower passes when it blends
+or averages the two), the lowest cost where there is no previous chunk; when none is left, the
+robot's chunk is gated (PolicyOutput.gated) and its previous chunk stays the reference.
 """
 from __future__ import annotations
 
@@ -84,20 +88,59 @@ def coherence_distances(samples: np.ndarray, stamp: float, prev_stamp: float, pr
                         dt_s: float, first_action_index: int) -> tuple[np.ndarray, int]:
     """Mean squared distance (rad^2) of each sample (K,) to the previous chunk on their overlapping
     future times, and the number of overlapping points (0: distances all 0)."""
-    K, T, _ = samples.shape
+    i, ref = reference_at(samples.shape[1], stamp, prev_stamp, prev_actions, dt_s,
+                          first_action_index)
+    if not len(i):
+        return np.zeros(samples.shape[0]), 0
+    d = ((samples[:, i, :] - ref[None]) ** 2).mean(axis=(1, 2))      # (K,)
+    return d, int(len(i))
+
+
+def reference_at(T: int, stamp: float, prev_stamp: float, prev_actions: np.ndarray, dt_s: float,
+                 first_action_index: int) -> tuple[np.ndarray, np.ndarray]:
+    """The previous chunk at the times of a new chunk's actions from its stamp on, where both
+    exist: (indices i of the new chunk (M,), (M, A) previous actions linearly interpolated at
+    those times)."""
     f = first_action_index
     i = np.arange(f, T)                                              # future (and now) indices of the new chunk
     u = (stamp - prev_stamp) / dt_s + i                              # fractional index into prev chunk
-    ok = (u >= -1e-6) & (u <= prev_actions.shape[0] - 1 + 1e-6)
-    if not np.any(ok):
-        return np.zeros(K), 0
-    i, u = i[ok], np.clip(u[ok], 0, prev_actions.shape[0] - 1)
+    last = prev_actions.shape[0] - 1
+    ok = (u >= -1e-6) & (u <= last + 1e-6)
+    i, u = i[ok], np.clip(u[ok], 0, last)
     j0 = np.floor(u).astype(int)
-    j1 = np.minimum(j0 + 1, prev_actions.shape[0] - 1)
+    j1 = np.minimum(j0 + 1, last)
     w = (u - j0)[:, None]
-    ref = prev_actions[j0] * (1 - w) + prev_actions[j1] * w          # (M, A)
-    d = ((samples[:, i, :] - ref[None]) ** 2).mean(axis=(1, 2))      # (K,)
-    return d, int(len(i))
+    return i, prev_actions[j0] * (1 - w) + prev_actions[j1] * w
+
+
+TRANSITION_WEIGHTS = (0.25, 0.5, 0.75)
+
+
+def transition_points(samples: np.ndarray, stamp: float, running: list, dt_s: float,
+                      first_action_index: int) -> np.ndarray:
+    """(K, P, A): for each sample, joint-space points the follower may command on its way into it,
+    on the times it shares with the chunks still running (`running`: (stamp, actions) of the
+    chunks published before, the newest last; P = 0 when none overlaps):
+    - between the newest running chunk and the sample at the same times (weights
+      TRANSITION_WEIGHTS): a switch bridges from the plan into the new chunk (receding horizon);
+    - the mean of every running chunk and the sample at each time: a temporal ensemble (the
+      follower's weights exp(-decay i) with its default decay 0.01 are nearly uniform).
+    Chunks that each clear an obstacle, on different sides, can meet inside it: the free space
+    around an obstacle is not convex."""
+    K, T, A = samples.shape
+    parts = []
+    total, count = np.zeros((T, A)), np.zeros(T)
+    for n, (prev_stamp, prev_actions) in enumerate(running):
+        i, ref = reference_at(T, stamp, prev_stamp, prev_actions, dt_s, first_action_index)
+        total[i] += ref
+        count[i] += 1
+        if n == len(running) - 1 and len(i):
+            new = samples[:, i, :]                                     # (K, M, A)
+            parts += [(1 - w) * ref[None] + w * new for w in TRANSITION_WEIGHTS]
+    i = np.flatnonzero(count > 1)       # with one running chunk the mean is the 0.5 blend above
+    if len(i):
+        parts.append((total[i][None] + samples[:, i, :]) / (count[i] + 1)[None, :, None])
+    return np.concatenate(parts, axis=1) if parts else np.zeros((K, 0, A))
 
 
 class DiffusionPolicy:
@@ -139,6 +182,7 @@ class DiffusionPolicy:
         self.warmup_timings: dict[int, dict[str, float]] = {}
         self._gen = torch.Generator().manual_seed(seed)
         self._prev: dict[str, tuple[float, np.ndarray]] = {}
+        self._running: dict[str, list] = {}     # robot -> chunks published that may still run
         self.guidance = None      # guidance.guide.Guidance: guided sampling (set_guidance)
 
     @classmethod
@@ -299,22 +343,37 @@ class DiffusionPolicy:
             samples_n = self._get_backend(name).run(state_t, noise_t, imgs)              # (B, K, T, A)
         samples = self.ckpt.action_normalizer.unnormalize(samples_n.numpy().astype(np.float64))
         coherence = np.zeros((B, self.num_samples))          # to each robot's chunk in execution
+        continues = np.zeros(B, dtype=bool)                  # ... where there is one
+        transitions: list = [None] * B                       # guidance: points of the switch to it
         for b, rid in enumerate(robot_ids):
             prev = None if stamps_arr is None else self._prev.get(rid)
             if prev is not None and stamps_arr[b] < prev[0] - 1e-9:
                 prev = None                                  # clock went backwards: forget
-            if prev is not None and self.num_samples > 1:
-                coherence[b], _ = coherence_distances(samples[b], stamps_arr[b], prev[0], prev[1],
-                                                      self.meta.dt_s, self.first_action_index)
+                self._running.pop(rid, None)
+            if prev is None:
+                continue
+            if self.num_samples > 1:
+                coherence[b], overlap = coherence_distances(
+                    samples[b], stamps_arr[b], prev[0], prev[1], self.meta.dt_s,
+                    self.first_action_index)
+                continues[b] = overlap > 0
+            if self.guidance is not None:
+                transitions[b] = transition_points(samples[b], stamps_arr[b],
+                                                   self._running.get(rid, []), self.meta.dt_s,
+                                                   self.first_action_index)
         gated = assessment = None
         if self.guidance is not None:
-            assessment = self.guidance.assess(samples, self.first_action_index)
-            chosen, gated = select(assessment, coherence)
+            assessment = self.guidance.assess(samples, self.first_action_index, transitions)
+            chosen, gated = select(assessment, coherence, continues)
         else:
             chosen = np.argmin(coherence, axis=1).astype(np.int64)
         for b, rid in enumerate(robot_ids):
             if stamps_arr is not None and not (gated is not None and gated[b]):
                 self._prev[rid] = (float(stamps_arr[b]), samples[b, chosen[b]].copy())
+                end = float(stamps_arr[b])               # keep the chunks that reach past now
+                self._running[rid] = [c for c in self._running.get(rid, [])
+                                      if c[0] + (len(c[1]) - 1 - self.first_action_index)
+                                      * self.meta.dt_s > end] + [self._prev[rid]]
         actions = samples[np.arange(B), chosen]                                          # (B, T, A)
         return PolicyOutput(actions=actions, samples=samples, chosen=chosen,
                             first_action_index=self.first_action_index, latency_s=time.perf_counter() - t0,
@@ -325,5 +384,7 @@ class DiffusionPolicy:
         """Forget the stored previous chunk of one robot (or of all robots when None)."""
         if robot_id is None:
             self._prev.clear()
+            self._running.clear()
         else:
             self._prev.pop(str(robot_id), None)
+            self._running.pop(str(robot_id), None)

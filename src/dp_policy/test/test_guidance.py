@@ -169,12 +169,59 @@ def test_guided_policy_keeps_every_chunk_inside_narrow_limits_or_gates_it(tiny_p
     assert pol.predict(np.zeros((1, pol.meta.n_obs_steps, 3), np.float32)).backend != 'torch+guidance'
 
 
-def test_select_prefers_low_cost_then_coherence_and_gates_when_all_violate():
+def test_select_continues_the_chunk_in_execution_else_lowest_cost_and_gates_all_violating():
     from dp_policy.guidance.guide import select
-    a = {'cost': np.array([[0.0, 0.0, 5.0], [1.0, 2.0, 3.0]]),
-         'violates': np.array([[False, False, False], [True, True, True]])}
-    chosen, gated = select(a, coherence=np.array([[0.3, 0.1, 0.0], [0.0, 0.0, 0.0]]))
-    assert chosen.tolist() == [1, 0] and gated.tolist() == [False, True]
+    a = {'cost': np.array([[0.0, 0.0, 5.0], [1.0, 2.0, 3.0], [2.0, 1.0, 0.5], [0.0, 1.0, 2.0]]),
+         'violates': np.array([[False, False, False], [True, True, True],
+                               [False, False, True], [True, False, False]])}
+    coherence = np.array([[0.3, 0.1, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.3, 0.2]])
+    chosen, gated = select(a, coherence, continues=np.array([True, True, False, True]))
+    # 0: the most coherent (its higher cost does not count); 1: all violate (gated, lowest cost
+    # reported); 2: nothing to continue: the lowest cost of the usable; 3: the most coherent of
+    # the usable
+    assert chosen.tolist() == [2, 0, 1, 2] and gated.tolist() == [False, True, False, False]
+
+
+def test_a_sample_on_the_other_side_of_an_obstacle_is_gated_by_the_switch_to_it():
+    """The chunk in execution passes a post on one side; a sample on the other side clears it
+    along its own path, but the follower switching between the two would cross it: that sample
+    violates, one on the same side does not."""
+    from dp_policy.policy import transition_points
+    post = Obstacle('cylinder', centre=(0.42, 0.0, 0.0), radius=0.02, size=(0, 0, 0.05))
+    c = ChunkConstraints(lower=torch.full((3,), -3.0), upper=torch.full((3,), 3.0), dt_s=0.05,
+                         kinematics=FK3, obstacles=[post])
+    g = Guidance(GuidanceConfig(), c, np.zeros(3), np.ones(3), num_steps=10)
+
+    def chunk(y):      # 16 wrist positions at y passing the post (two-link IK, last link along x)
+        wx, wy = np.linspace(0.24, 0.38, 16), np.full(16, y)       # wrist (tip - 0.1 m along x)
+        c2 = (wx ** 2 + wy ** 2 - 0.2 ** 2 - 0.16 ** 2) / (2 * 0.2 * 0.16)
+        q2 = np.arccos(np.clip(c2, -1, 1))
+        q1 = np.arctan2(wy, wx) - np.arctan2(0.16 * np.sin(q2), 0.2 + 0.16 * np.cos(q2))
+        return np.stack([q1, q2, -q1 - q2], 1)
+
+    left, right, left2 = chunk(0.06), chunk(-0.06), chunk(0.065)
+    samples = np.stack([right, left2])[None]                               # (1, K=2, 16, 3)
+    own = g.assess(samples, 1)
+    assert not own['violates'].any()                  # each path clears the post by itself
+    pts = transition_points(samples[0], 0.0, [(0.0, left)], 0.05, 1)
+    both = g.assess(samples, 1, [pts])
+    assert both['violates'][0].tolist() == [True, False]
+    assert both['clearance_m'][0, 0] < 0 < both['clearance_m'][0, 1]
+    assert transition_points(samples[0], 5.0, [(0.0, left)], 0.05, 1).shape[1] == 0  # no overlap
+
+
+def test_transition_points_blend_the_newest_running_chunk_and_average_all_of_them():
+    """Two running chunks (stamps 0 and 0.1 s, dt 0.1 s) and a sample stamped 0.2 s: the blends
+    with the newest at the 3 weights on its overlap (indices 1..14 of the sample), and the mean
+    of all three where both running chunks reach (indices 1..13)."""
+    from dp_policy.policy import TRANSITION_WEIGHTS, transition_points
+    T, A = 16, 2
+    x, y = np.full((T, A), 1.0), np.full((T, A), 2.0)
+    z = np.full((1, T, A), 6.0)
+    pts = transition_points(z, 0.2, [(0.0, x), (0.1, y)], 0.1, 1)
+    blends = [np.full((14, A), (1 - w) * 2.0 + w * 6.0) for w in TRANSITION_WEIGHTS]
+    mean = np.full((13, A), 3.0)
+    np.testing.assert_allclose(pts[0], np.concatenate(blends + [mean]))
 
 
 def test_obstacle_strings_and_the_upright_cylinder():

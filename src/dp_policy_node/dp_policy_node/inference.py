@@ -69,6 +69,8 @@ class InferenceWorker:
         self.active = False
         self._resets: set[str] = set()    # robots whose policy state the next tick resets
         self._obstacles: Optional[list] = None   # a new obstacle set for the next tick
+        self.obstacles_hold = ''  # why no chunk may go out with the obstacles known ('' = may)
+        self._obstacles_hold_next = ''
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -99,11 +101,13 @@ class InferenceWorker:
         with self._lock:
             self._resets.add(ns)
 
-    def set_obstacles(self, obstacles: list) -> None:
+    def set_obstacles(self, obstacles: list, hold: str = '') -> None:
         """Guidance's obstacles from the next tick on (set between two predictions, so that the
-        guidance and the safety gate of a chunk see one set)."""
+        guidance and the safety gate of a chunk see one set); `hold`: a reason to publish no
+        chunk with this set (an incomplete one), '' = none."""
         with self._lock:
             self._obstacles = list(obstacles)
+            self._obstacles_hold_next = hold
 
     def maybe_wake(self, robot: Robot) -> None:
         """An observation came in: with the observation trigger, wake the thread if it is due."""
@@ -157,6 +161,8 @@ class InferenceWorker:
         with self._lock:
             resets, self._resets = self._resets, set()
             obstacles, self._obstacles = self._obstacles, None
+            if obstacles is not None:
+                self.obstacles_hold = self._obstacles_hold_next
         for ns in resets:
             self.policy.reset(ns)
         if obstacles is not None:
@@ -166,6 +172,11 @@ class InferenceWorker:
             return
         if now <= 0:
             self.reason = NO_CLOCK
+            return
+        if self.obstacles_hold:
+            self.reason = self.obstacles_hold
+            self.logger.warning(f'no chunk: {self.obstacles_hold} (obstacles_required)',
+                                throttle_duration_sec=5.0)
             return
         self.reason = ''
         by_ns = dict(self.robots)

@@ -63,6 +63,7 @@ class PolicyNodeConfig:
     tip_link: str = 'tool0'
     obstacles: list[str] = field(default_factory=list)
     obstacles_topic: str = ''
+    obstacles_required: bool = True
     guidance_steps: int = 1
     guidance_limit_margin_rad: float = 0.02
     guidance_obstacle_margin_m: float = 0.01

@@ -103,9 +103,14 @@ class TopicObstacles:
     """policy_node's obstacles_topic input: the markers kept by (ns, id) are the topic's obstacle
     set, handed (with the obstacles parameter's) to the inference worker for its next tick after
     each message; refused markers are counted in the status book's rejected and logged
-    (rate-limited). Until the first message only the parameter's obstacles are guarded."""
+    (rate-limited). `required`: the worker publishes no chunk before the first message, nor
+    while the newest one has a refused marker (its set is then incomplete); else only the
+    parameter's obstacles are guarded until the first message."""
 
-    def __init__(self, guidance: Any, book: Any, logger: Any) -> None:
+    WAITING, INCOMPLETE = 'waiting_for_obstacles', 'obstacles_incomplete'
+
+    def __init__(self, guidance: Any, book: Any, logger: Any, required: bool = True) -> None:
+        self.required = required
         self.configured = list(guidance.c.obstacles)      # the obstacles parameter's
         self.root_frame = guidance.c.kinematics.chain.link_names[0]
         self.book, self.logger = book, logger
@@ -123,7 +128,8 @@ class TopicObstacles:
         worker = self.worker
         if worker is None:
             return
-        worker.set_obstacles(self.configured + obstacles)
+        hold = self.INCOMPLETE if (self.required and refused) else ''
+        worker.set_obstacles(self.configured + obstacles, hold)
         if len(obstacles) != self.in_use:
             self.in_use = len(obstacles)
             self.logger.info(f'obstacles: {len(obstacles)} from the topic '

@@ -149,7 +149,8 @@ class PolicyNode(LifecycleNode):
         joints, topics = cfg.check_against_checkpoint(list(meta.joint_names), list(meta.camera_names))
         if cfg.guidance:
             policy.set_guidance(*guidance_for(cfg, joints, meta.dt_s))
-            self._obstacles = TopicObstacles(policy.guidance, self.book, self.get_logger())
+            self._obstacles = TopicObstacles(policy.guidance, self.book, self.get_logger(),
+                                             required=cfg.obstacles_required)
         if meta.camera_names and meta.image_hw is None:
             raise ConfigError('checkpoint has cameras but no image size')
         choice = policy.warmup(batch_sizes=sorted({1, len(cfg.robot_namespaces)})) \
@@ -171,6 +172,8 @@ class PolicyNode(LifecycleNode):
             context_ok=self.context.ok)
         if self._obstacles is not None and cfg.obstacles_topic:
             self._obstacles.worker = self.worker
+            if cfg.obstacles_required:
+                self.worker.obstacles_hold = TopicObstacles.WAITING
             self._obstacle_sub = self.create_subscription(
                 MarkerArray, cfg.obstacles_topic, self._obstacles.on_message, STATUS_QOS,
                 callback_group=self._cb_inputs)

@@ -543,7 +543,9 @@ def test_guidance_publishes_only_chunks_inside_the_urdf_limits(ckpt, graphs, tmp
 def test_guidance_takes_obstacles_from_a_latched_marker_topic(ckpt, graphs, tmp_path):
     """obstacles_topic: a MarkerArray published (latched) before the node subscribed reaches the
     guidance between two predictions, added to the parameter's obstacles; a marker in another
-    frame is counted and left out, and a newer marker of the same (ns, id) replaces its own."""
+    frame is counted and left out, and a newer marker of the same (ns, id) replaces its own.
+    obstacles_required (default): no chunk before the first message, nor while the newest has a
+    refused marker; chunks once a message is read whole."""
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
     from visualization_msgs.msg import Marker, MarkerArray
     urdf = tmp_path / 'three.urdf'
@@ -552,6 +554,10 @@ def test_guidance_takes_obstacles_from_a_latched_marker_topic(ckpt, graphs, tmp_
                     obstacles=['sphere 0.3 0.3 0 0.05'], obstacles_topic='/obstacles'))
     latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    def sampled() -> int:    # chunks published or gated (the random network breaks the limits)
+        return len(g.traj['']) + g.node.book.snapshot()[0].skipped.get('gated', 0)
+    g.play(60.0, until=lambda: g.node.worker.reason == 'waiting_for_obstacles')
+    assert g.node.worker.reason == 'waiting_for_obstacles' and not sampled()
     pub = g.drv.create_publisher(MarkerArray, '/obstacles', latched)
 
     def marker(kind, x, frame='base', mid=0):
@@ -567,6 +573,9 @@ def test_guidance_takes_obstacles_from_a_latched_marker_topic(ckpt, graphs, tmp_
         return [o.kind for o in g.node.policy.guidance.c.obstacles]
     assert g.play(90.0, until=lambda: kinds() == ['sphere', 'cylinder', 'box']), kinds()
     assert g.counters(until=lambda c: c.get('obstacle_frame', 0) >= 1)['obstacle_frame'] >= 1
+    g.play(30.0, until=lambda: g.node.worker.reason == 'obstacles_incomplete')
+    assert g.node.worker.reason == 'obstacles_incomplete' and not sampled()
     pub.publish(MarkerArray(markers=[marker(Marker.SPHERE, 0.45)]))       # id 0 again: replaced
-    assert g.play(90.0, until=lambda: kinds() == ['sphere', 'sphere', 'box']), kinds()
+    assert g.play(90.0, until=lambda: kinds() == ['sphere', 'sphere', 'box'] and sampled()), \
+        (kinds(), g.node.worker.reason)
     assert g.node.policy.guidance.c.obstacles[1].centre == (0.45, 0.0, 0.0)

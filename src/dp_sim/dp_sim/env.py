@@ -6,7 +6,9 @@ target disk on the table behind a blue post, passing the post on the left (+y) o
 
 What this module is: the model (description/arm.mjcf.xml), joint-level position control (one
 MuJoCo position actuator per joint, i.e. a PD loop in the physics), stepping, off-screen rendering,
-and the task status (distance, success, obstacle contact, side passed).
+and the task status (distance, success, obstacle contact, side passed, the smallest distance
+between any geom of the moving arm and an obstacle post over the episode, by MuJoCo's
+mj_geomDistance at every physics step).
 What it is not: a ROS node (sim_node wraps it), a trajectory interpolator (jtc.py) or a
 demonstrator (expert.py). Time here is simulated seconds since the environment was created; it
 never jumps backwards (an episode reset does not reset it).
@@ -28,6 +30,7 @@ import mujoco  # noqa: E402
 
 JOINT_NAMES: tuple[str, ...] = ('joint1', 'joint2', 'joint3')
 CAMERA_NAME = 'overhead'
+CLEARANCE_MAX_M = 1.0      # arm-obstacle distances are measured up to this (beyond: reported as it)
 DESCRIPTION_DIR = Path(__file__).resolve().parent.parent / 'description'
 
 
@@ -117,6 +120,7 @@ class TaskStatus:
     obstacle_contact: bool
     side: str                     # 'left', 'right' or '' while undecided
     done: bool
+    min_clearance_m: float = math.inf   # smallest arm-obstacle distance of the episode so far
 
 
 @dataclass
@@ -125,6 +129,7 @@ class _EpisodeState:
     start_time_s: float = 0.0
     success: bool = False
     contact: bool = False
+    min_clearance_m: float = math.inf
     side: str = ''
     target: np.ndarray = field(default_factory=lambda: np.zeros(3))
 
@@ -168,6 +173,9 @@ class ArmTaskEnv:
         self._post = m.geom('post').id
         self._post2 = m.geom('post2').id
         self._obstacle_geoms = {self._post}
+        first = m.joint(JOINT_NAMES[0]).bodyid
+        self._arm_geoms = [g for g in range(m.ngeom) if _descends(m, int(m.geom_bodyid[g]), first)]
+        self._fromto = np.zeros(6)
         self._target_mocap = m.body_mocapid[m.body('target').id]
         self._place_posts()
         self.post_xy = np.array(m.body('post').pos[:2], dtype=np.float64)
@@ -283,6 +291,12 @@ class ArmTaskEnv:
             if self._stylus in (c.geom1, c.geom2) and {c.geom1, c.geom2} & self._obstacle_geoms:
                 ep.contact = True
                 break
+        for obstacle in self._obstacle_geoms:
+            for g in self._arm_geoms:
+                dist = mujoco.mj_geomDistance(self.model, d, g, obstacle, CLEARANCE_MAX_M,
+                                              self._fromto)
+                if dist < ep.min_clearance_m:
+                    ep.min_clearance_m = float(dist)
         tip = d.site_xpos[self._tip]
         if not ep.side and self._prev_tip is not None:
             # Decided when the tip crosses the line through the post perpendicular to x.
@@ -304,7 +318,7 @@ class ArmTaskEnv:
         return TaskStatus(
             episode=ep.episode, episode_time_s=t_ep, target=ep.target.copy(), tip=tip,
             distance_m=float(np.linalg.norm(tip[:2] - ep.target[:2])), success=ep.success,
-            obstacle_contact=ep.contact, side=ep.side,
+            obstacle_contact=ep.contact, side=ep.side, min_clearance_m=ep.min_clearance_m,
             done=ep.success or t_ep >= self.config.max_episode_s - 1e-9)
 
     # ------------------------------------------------------------------ rendering
@@ -367,3 +381,12 @@ def planar_ik(xy: np.ndarray, lengths: tuple[float, float, float], elbow_sign: f
     q1 = np.arctan2(wy, wx) - np.arctan2(L2 * np.sin(q2), L1 + L2 * np.cos(q2))
     q3 = phi - q1 - q2
     return np.stack([q1, q2, q3], axis=-1)
+
+
+def _descends(m, body: int, ancestor: int) -> bool:
+    """True when `body` is `ancestor` or one of its descendants in the model's body tree."""
+    while body > 0:
+        if body == ancestor:
+            return True
+        body = int(m.body_parentid[body])
+    return ancestor == 0

@@ -272,6 +272,7 @@ class SimNode(Node):
         msg.distance_m = st.distance_m
         msg.success = st.success
         msg.obstacle_contact = st.obstacle_contact
+        msg.min_clearance_m = float(st.min_clearance_m)
         msg.side = st.side
         msg.done = bool(done)
         return msg

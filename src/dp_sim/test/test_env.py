@@ -132,6 +132,27 @@ def test_contact_with_the_post_is_detected_and_fails_the_episode(env):
     assert st.obstacle_contact
     assert not st.success
     assert st.distance_m > env.post_radius_m  # the post stopped the stylus
+    assert st.min_clearance_m <= 0.0          # touching: the geoms' distance is 0 or a penetration
+
+
+def test_min_clearance_is_the_stylus_to_post_distance(env):
+    """Away from the post the nearest arm geom is the stylus (the links pass above the post's
+    top): the clearance is the distance between the two vertical axes minus both radii."""
+    env.reset(seed=4, target_xy=np.array([0.40, 0.0]))
+    assert env.status().min_clearance_m > 0.03
+    xy = np.array([0.26, 0.07])
+    q = planar_ik(xy, env.link_lengths_m)
+    for _ in range(50):
+        env.set_position_targets(q)
+        env.step(0.02)
+    st = env.status()
+    tip = env.tip[:2]
+    expected = np.linalg.norm(tip - env.post_xy) - env.post_radius_m - env.stylus_radius_m
+    assert not st.obstacle_contact
+    assert st.min_clearance_m <= expected + 1e-6                   # the smallest of the episode
+    env.step(0.02)                                                 # at rest: the current one
+    assert min(st.min_clearance_m, expected) == pytest.approx(env.status().min_clearance_m,
+                                                              abs=1e-4)
 
 
 def test_task_option_moves_enlarges_and_adds_posts():
