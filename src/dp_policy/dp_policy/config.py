@@ -118,7 +118,8 @@ class VisionConfig:
 class SchedulerConfig:
     """Diffusion noise schedule (training) and the sampler used at inference."""
 
-    kind: str = 'ddim'                 # inference sampler: 'ddim' (deterministic, few steps) or 'ddpm'
+    kind: str = 'ddim'                 # inference sampler: 'ddim' (deterministic, few steps), 'ddpm' or
+                                       # 'consistency' (a distilled student, 1-3 steps: dp_train distill)
     num_train_timesteps: int = 100
     beta_schedule: str = 'squaredcos_cap_v2'   # or 'linear'
     beta_start: float = 1e-4           # only for 'linear'
@@ -130,8 +131,9 @@ class SchedulerConfig:
     set_alpha_to_one: bool = True      # DDIM: the last step goes to alpha_bar=1 (diffusers' default)
 
     def __post_init__(self) -> None:
-        if self.kind not in ('ddim', 'ddpm'):
-            raise ValueError(f"scheduler kind must be 'ddim' or 'ddpm', got {self.kind!r}")
+        if self.kind not in ('ddim', 'ddpm', 'consistency'):
+            raise ValueError(f"scheduler kind must be 'ddim', 'ddpm' or 'consistency', got "
+                             f'{self.kind!r}')
         if self.beta_schedule not in ('squaredcos_cap_v2', 'linear'):
             raise ValueError(f"beta_schedule must be 'squaredcos_cap_v2' or 'linear', got {self.beta_schedule!r}")
         if self.prediction_type not in ('epsilon', 'sample'):

@@ -16,9 +16,11 @@ same absolute times (previous chunk linearly interpolated at the new chunk's tim
 both exist); the sample with the smallest mean squared distance wins. First chunk, after reset(), a
 clock going backwards, no stamps, or no overlap: sample 0. With guidance (set_guidance) the same
 rule among the samples that break no hard constraint, along their own path or at the points
-between the previous chunk and them (transition_points: where the follower passes when it blends
-or averages the two), the lowest cost where there is no previous chunk; when none is left, the
-robot's chunk is gated (PolicyOutput.gated) and its previous chunk stays the reference.
+between the previous chunk and them (transition_points: where the follower passes when it switches
+from one to the other), the lowest cost where there is no previous chunk; when none is left, or
+when the chosen one's mean with all the running chunks (a temporal ensemble) comes closer to an
+obstacle than the margin, the robot's chunk is gated (PolicyOutput.gated) and its previous chunk
+stays the reference.
 """
 from __future__ import annotations
 
@@ -117,18 +119,19 @@ TRANSITION_WEIGHTS = (0.25, 0.5, 0.75)
 
 
 def transition_points(samples: np.ndarray, stamp: float, running: list, dt_s: float,
-                      first_action_index: int) -> np.ndarray:
-    """(K, P, A): for each sample, joint-space points the follower may command on its way into it,
-    on the times it shares with the chunks still running (`running`: (stamp, actions) of the
-    chunks published before, the newest last; P = 0 when none overlaps):
-    - between the newest running chunk and the sample at the same times (weights
+                      first_action_index: int) -> tuple[np.ndarray, np.ndarray]:
+    """Joint-space points the follower may command on its way into each sample, on the times it
+    shares with the chunks still running (`running`: (stamp, actions) of the chunks published
+    before, the newest last). Returns two (K, P, A) arrays (P = 0 where nothing overlaps):
+    - switch: between the newest running chunk and the sample at the same times (weights
       TRANSITION_WEIGHTS): a switch bridges from the plan into the new chunk (receding horizon);
-    - the mean of every running chunk and the sample at each time: a temporal ensemble (the
-      follower's weights exp(-decay i) with its default decay 0.01 are nearly uniform).
+    - ensemble: the mean of every running chunk and the sample at each time where two or more
+      run: a temporal ensemble (the follower's weights exp(-decay i) are nearly uniform at its
+      default decay 0.01).
     Chunks that each clear an obstacle, on different sides, can meet inside it: the free space
     around an obstacle is not convex."""
     K, T, A = samples.shape
-    parts = []
+    switch = np.zeros((K, 0, A))
     total, count = np.zeros((T, A)), np.zeros(T)
     for n, (prev_stamp, prev_actions) in enumerate(running):
         i, ref = reference_at(T, stamp, prev_stamp, prev_actions, dt_s, first_action_index)
@@ -136,11 +139,11 @@ def transition_points(samples: np.ndarray, stamp: float, running: list, dt_s: fl
         count[i] += 1
         if n == len(running) - 1 and len(i):
             new = samples[:, i, :]                                     # (K, M, A)
-            parts += [(1 - w) * ref[None] + w * new for w in TRANSITION_WEIGHTS]
+            switch = np.concatenate([(1 - w) * ref[None] + w * new for w in TRANSITION_WEIGHTS],
+                                    axis=1)
     i = np.flatnonzero(count > 1)       # with one running chunk the mean is the 0.5 blend above
-    if len(i):
-        parts.append((total[i][None] + samples[:, i, :]) / (count[i] + 1)[None, :, None])
-    return np.concatenate(parts, axis=1) if parts else np.zeros((K, 0, A))
+    ensemble = (total[i][None] + samples[:, i, :]) / (count[i] + 1)[None, :, None]
+    return switch, ensemble
 
 
 class DiffusionPolicy:

@@ -1,4 +1,5 @@
-"""Proof that it is Diffusion Policy and not regression (the paper's central claim, reproduced).
+"""Proof that it is Diffusion Policy and not regression (the paper's central claim, reproduced),
+and that a one-step consistency student distilled from it (training/distill.py) is too.
 
 Synthetic task: a point goes from (0, -1) to (0, +1) around an obstacle at the origin, passing it
 on the left or on the right with equal probability; the first observation is the same for both.
@@ -26,6 +27,7 @@ pytestmark = pytest.mark.slow   # ~1 min on an idle 2-core machine (minutes when
 
 L = 12                      # steps per demonstration
 STEPS = 600                 # training steps, both models
+DISTILL_STEPS = 300         # consistency distillation of the diffusion model
 MIDDLE = 0.3                # |x| below this (obstacle radius 0.3) = through the obstacle
 
 
@@ -93,3 +95,25 @@ def test_regression_baseline_averages_the_modes(trained):
     x = sample_start(trained['regression'])
     print(f'regression ({trained["regression"].train_steps} steps): mean |x| {np.abs(x).mean():.3f}')
     assert np.all(np.abs(x) <= MIDDLE), x[:5]
+
+
+def test_a_distilled_one_step_student_keeps_both_modes(trained, tmp_path):
+    """One network call per chunk, and still both sides: consistency distillation maps each noise
+    to the teacher's ODE solution, one mode per sample, not their average."""
+    from dp_policy.training.distill import student_scheduler
+    teacher = trained['diffusion']
+    eps, meta = demos()
+    cfg = TrainConfig(batch_size=64, lr=1e-3, warmup_steps=20, steps=DISTILL_STEPS, ema_decay=0.99,
+                      checkpoint_every=10 ** 6, log_every=100, seed=0)
+    cpu0 = time.process_time()
+    path = trainer.train(eps, meta, teacher.model_cfg, teacher.vision_cfg,
+                         student_scheduler(teacher.sched_cfg, 1), cfg, tmp_path / 'student',
+                         progress=False, teacher=teacher)
+    print(f'\ndistillation: {DISTILL_STEPS} steps in {time.process_time() - cpu0:.1f} s CPU time')
+    student = load_checkpoint(path)
+    assert student.sched_cfg.kind == 'consistency' and student.sched_cfg.num_inference_steps == 1
+    x = sample_start(student)
+    left, right, middle = np.mean(x < -MIDDLE), np.mean(x > MIDDLE), np.mean(np.abs(x) <= MIDDLE)
+    print(f'student (1 step): left {left:.0%} right {right:.0%} middle {middle:.0%}')
+    assert left >= 0.25 and right >= 0.25, (left, right)
+    assert middle < 0.05, middle

@@ -158,7 +158,8 @@ def test_guided_policy_keeps_every_chunk_inside_narrow_limits_or_gates_it(tiny_p
             f = out.first_action_index
             for b in range(2):
                 if out.gated[b]:
-                    assert out.assessment['violates'][b].all()
+                    assert out.assessment['violates'][b].all() or \
+                        out.assessment['ensemble_violates'][b, out.chosen[b]]
                     continue
                 executed = out.actions[b, f:]
                 assert np.all(executed >= -0.6 - 1e-9) and np.all(executed <= 0.6 + 1e-9)
@@ -180,6 +181,11 @@ def test_select_continues_the_chunk_in_execution_else_lowest_cost_and_gates_all_
     # reported); 2: nothing to continue: the lowest cost of the usable; 3: the most coherent of
     # the usable
     assert chosen.tolist() == [2, 0, 1, 2] and gated.tolist() == [False, True, False, False]
+    # the chosen one's ensemble with the running chunks breaks the margin: gated, not replaced
+    a['ensemble_violates'] = np.array([[False, False, True], [False] * 3, [True, False, False],
+                                       [False, True, False]])
+    chosen, gated = select(a, coherence, continues=np.array([True, True, False, True]))
+    assert gated.tolist() == [True, True, False, False] and chosen.tolist() == [0, 0, 1, 2]
 
 
 def test_a_sample_on_the_other_side_of_an_obstacle_is_gated_by_the_switch_to_it():
@@ -207,7 +213,13 @@ def test_a_sample_on_the_other_side_of_an_obstacle_is_gated_by_the_switch_to_it(
     both = g.assess(samples, 1, [pts])
     assert both['violates'][0].tolist() == [True, False]
     assert both['clearance_m'][0, 0] < 0 < both['clearance_m'][0, 1]
-    assert transition_points(samples[0], 5.0, [(0.0, left)], 0.05, 1).shape[1] == 0  # no overlap
+    assert not both['ensemble_violates'].any()        # one running chunk: no ensemble points
+    switch, ensemble = transition_points(samples[0], 5.0, [(0.0, left)], 0.05, 1)
+    assert switch.shape[1] == ensemble.shape[1] == 0                         # no overlap
+    # three running chunks on the left, the sample on the right: its switch from the newest
+    # crosses the post, and so does the mean of all four
+    pts = transition_points(samples[0], 0.0, [(0.0, left), (0.0, left2), (0.0, left)], 0.05, 1)
+    assert g.assess(samples, 1, [pts])['ensemble_violates'][0].tolist() == [True, False]
 
 
 def test_transition_points_blend_the_newest_running_chunk_and_average_all_of_them():
@@ -218,10 +230,10 @@ def test_transition_points_blend_the_newest_running_chunk_and_average_all_of_the
     T, A = 16, 2
     x, y = np.full((T, A), 1.0), np.full((T, A), 2.0)
     z = np.full((1, T, A), 6.0)
-    pts = transition_points(z, 0.2, [(0.0, x), (0.1, y)], 0.1, 1)
+    switch, ensemble = transition_points(z, 0.2, [(0.0, x), (0.1, y)], 0.1, 1)
     blends = [np.full((14, A), (1 - w) * 2.0 + w * 6.0) for w in TRANSITION_WEIGHTS]
-    mean = np.full((13, A), 3.0)
-    np.testing.assert_allclose(pts[0], np.concatenate(blends + [mean]))
+    np.testing.assert_allclose(switch[0], np.concatenate(blends))
+    np.testing.assert_allclose(ensemble[0], np.full((13, A), 3.0))
 
 
 def test_obstacle_strings_and_the_upright_cylinder():

@@ -212,8 +212,10 @@ class InferenceWorker:
                 # plan (and its own limits) rather than getting this chunk.
                 self.book.skipped('gated')
                 robot.schedule.last_skip = 'gated'
-                self.logger.warning(f'{robot.ns or "robot"}: chunk gated: all '
-                                    f'{out.samples.shape[1]} samples break a hard limit',
+                self.logger.warning(f'{robot.ns or "robot"}: chunk gated: none of '
+                                    f'{out.samples.shape[1]} sample(s) passes the gate (limits, '
+                                    'obstacle margin on the chunk, the switch into it or the '
+                                    'ensemble with the running chunks)',
                                     throttle_duration_sec=5.0)
                 continue
             if out.assessment is not None:

@@ -119,16 +119,18 @@ class Guidance:
         return hard_violations(q, self.c, self.cfg.weights.obstacle_margin_m, self.q_prev)
 
     def assess(self, samples: np.ndarray, first: int,
-               transitions: Optional[Sequence[Optional[np.ndarray]]] = None
+               transitions: Optional[Sequence[Optional[tuple]]] = None
                ) -> dict[str, np.ndarray]:
         """Score the executed part (from index `first`) of un-normalised samples (B, K, T, A):
         'cost' (B, K) the total cost, 'violates' (B, K) a hard constraint broken (outside the
         position limits, above the velocity limit, closer than the obstacle margin),
         'limit_margin_rad' (B, K) the smallest distance to a position limit, 'clearance_m'
         (B, K) the smallest obstacle clearance (inf without obstacles). transitions: per robot
-        None or (K, P, A) joint-space points the arm passes switching from the chunk in execution
-        to each sample (policy.transition_points): their clearance counts in 'clearance_m' and
-        'violates' too (inside the limits they are already: between two points that are)."""
+        None or (switch, ensemble), each (K, P, A) joint-space points the follower may command on
+        its way into each sample (policy.transition_points): closer than the margin to an
+        obstacle, the switch points count in 'violates', the ensemble points in
+        'ensemble_violates' (B, K); both in 'clearance_m'. (Inside the limits they are already:
+        between points that are.)"""
         B, K, T, A = samples.shape
         with torch.inference_mode(False), torch.no_grad():
             q = torch.as_tensor(samples[:, :, first:], dtype=torch.float64).reshape(B * K, -1, A)
@@ -144,15 +146,20 @@ class Guidance:
                 'clearance_m': clear.amin(1),
             }
             out = {k: v.reshape(B, K).numpy() for k, v in out.items()}
+            out['ensemble_violates'] = np.zeros((B, K), dtype=bool)
+            margin = self.cfg.weights.obstacle_margin_m
             for b, pts in enumerate(transitions or ()):
-                if pts is None or pts.shape[1] == 0 or not c.obstacles or c.kinematics is None:
+                if pts is None or not c.obstacles or c.kinematics is None:
                     continue
-                qt = torch.as_tensor(pts, dtype=torch.float64)
-                if self.joint_dims is not None:
-                    qt = qt[..., self.joint_dims]
-                ct = clearance(qt, c).amin(1).numpy()                            # (K,)
-                out['clearance_m'][b] = np.fmin(out['clearance_m'][b], ct)
-                out['violates'][b] |= ~(ct >= self.cfg.weights.obstacle_margin_m)
+                for key, p in zip(('violates', 'ensemble_violates'), pts):
+                    if p.shape[1] == 0:
+                        continue
+                    qt = torch.as_tensor(p, dtype=torch.float64)
+                    if self.joint_dims is not None:
+                        qt = qt[..., self.joint_dims]
+                    ct = clearance(qt, c).amin(1).numpy()                        # (K,)
+                    out['clearance_m'][b] = np.fmin(out['clearance_m'][b], ct)
+                    out[key][b] |= ~(ct >= margin)
         return out
 
 
@@ -161,13 +168,18 @@ def select(assessment: dict[str, np.ndarray], coherence: np.ndarray | None = Non
     """Per robot, the sample to execute among those that violate no hard constraint: where the
     robot has a chunk in execution (`continues` (B,) bool, `coherence` (B, K) the mean squared
     distance to it), the most coherent one; else the lowest cost. Returns (chosen (B,), gated
-    (B,) bool: every sample violates one; chosen is then the lowest cost, for the status).
+    (B,) bool: every sample violates one, or the chosen one's temporal ensemble with the running
+    chunks comes closer to an obstacle than the margin ('ensemble_violates'): nothing is
+    published, the follower keeps its plan; chosen is then the lowest cost, for the status).
 
     Why coherence first: safety is the gate's (margins on the chunk and on the switch to it);
     among safe samples the costs differ by how near each passes a barrier, which favours one side
     of an obstacle (with the score cost + coherence the left/right split of 200 episodes was
     119/79, 99/93 with one sample), while the coherent sample keeps the mode the policy drew and
-    the follower a smooth path."""
+    the follower a smooth path. The ensemble check gates rather than excludes: excluding made the
+    choice jump to the other side whenever the mean of the running chunks cut a corner (200
+    standard episodes: left/right 128/72 and twice the command jerk, against 111/88 without
+    that check)."""
     cost = assessment['cost']
     score = cost.copy()
     if coherence is not None and continues is not None:
@@ -175,5 +187,9 @@ def select(assessment: dict[str, np.ndarray], coherence: np.ndarray | None = Non
     unusable = assessment['violates'] | ~np.isfinite(score) | ~np.isfinite(cost)
     score = np.where(unusable, np.inf, score)
     gated = np.all(unusable, axis=1)
-    chosen = np.where(gated, np.argmin(cost, axis=1), np.argmin(score, axis=1))
+    chosen = np.argmin(score, axis=1)
+    ensemble = assessment.get('ensemble_violates')
+    if ensemble is not None:
+        gated |= ensemble[np.arange(len(chosen)), chosen]
+    chosen = np.where(gated, np.argmin(cost, axis=1), chosen)
     return chosen.astype(np.int64), gated

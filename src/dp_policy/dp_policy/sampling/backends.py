@@ -224,7 +224,7 @@ class OnnxStepBackend:
             x = noise.flatten(0, 1).float()                                          # (N, T, A)
             for k in range(loop.num_steps):
                 out = self.step.run(['out'], {'x': x.numpy(), 'film': ctx[k]})[0]
-                z = torch.randn_like(x) if loop.kind == 'ddpm' else None
+                z = torch.randn_like(x) if loop.stochastic else None
                 x = loop.step(k, x, torch.from_numpy(out), z)
         return x.view(noise.shape).float()
 

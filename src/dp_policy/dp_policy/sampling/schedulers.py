@@ -1,4 +1,4 @@
-"""DDPM training noise and DDIM / DDPM sampling in pure torch (ROS-free).
+"""DDPM training noise and DDIM / DDPM / consistency sampling in pure torch (ROS-free).
 
 Written for export and graph capture: every per-step quantity (timestep, coefficients) is a
 precomputed tensor, the K-step loop is a plain Python ``for`` over a fixed K, and nothing reads a
@@ -7,6 +7,17 @@ into one ONNX graph and captures into one CUDA graph.
 
 Equal to diffusers' ``DDPMScheduler`` / ``DDIMScheduler`` (timestep_spacing='leading',
 steps_offset=0, eta=0, variance_type='fixed_small') within 1e-5: see test_schedulers.py.
+
+Consistency sampling (a student distilled by training/distill.py): the network, read as an
+epsilon predictor, gives the consistency function
+
+    f(x, t) = c_skip(t) x + c_out(t) x0_hat(x, t),   c_skip = s^2 / ((10 t)^2 + s^2),
+    c_out = 10 t / sqrt((10 t)^2 + s^2),   s = 0.5  (t on the 0..N-1 training grid)
+
+(the latent consistency models' constants: the boundary condition f(x, 0) = x holds exactly, and
+from t = 1 on f is the network's clean-chunk estimate to 0.3 %); one step maps pure noise at t = N-1 to a clean chunk, each further step re-noises that
+chunk to a lower t (fresh noise) and maps it again (multistep consistency sampling, Song et al.
+2023, Algorithm 1). Timesteps 'trailing': 1 step [99], 2 [99, 49], 3 [99, 66, 32].
 """
 from __future__ import annotations
 
@@ -36,12 +47,27 @@ def alphas_cumprod(cfg: SchedulerConfig) -> torch.Tensor:
 
 
 def inference_timesteps(cfg: SchedulerConfig, num_inference_steps: int | None = None) -> list[int]:
-    """Descending timesteps, 'leading' spacing: 100 train / 10 steps -> [90, 80, ..., 0]."""
+    """Descending timesteps, 'leading' spacing: 100 train / 10 steps -> [90, 80, ..., 0];
+    consistency sampling 'trailing' (from the noisiest): 1 step -> [99], 3 -> [99, 66, 32]."""
     k = num_inference_steps or cfg.num_inference_steps
-    if not 1 <= k <= cfg.num_train_timesteps:
-        raise ValueError(f'num_inference_steps must be in [1, {cfg.num_train_timesteps}], got {k}')
-    ratio = cfg.num_train_timesteps // k
+    n = cfg.num_train_timesteps
+    if not 1 <= k <= n:
+        raise ValueError(f'num_inference_steps must be in [1, {n}], got {k}')
+    if cfg.kind == 'consistency':
+        return [int(round(n - 1 - i * n / k)) for i in range(k)]
+    ratio = n // k
     return [i * ratio for i in range(k)][::-1]
+
+
+CONSISTENCY_SIGMA_DATA = 0.5
+CONSISTENCY_TIME_SCALE = 10.0
+
+
+def consistency_coefficients(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(c_skip(t), c_out(t)) of the consistency function at training timesteps t (any shape)."""
+    ts = t.float() * CONSISTENCY_TIME_SCALE
+    s2 = CONSISTENCY_SIGMA_DATA ** 2
+    return s2 / (ts ** 2 + s2), ts / torch.sqrt(ts ** 2 + s2)
 
 
 class NoiseScheduler(nn.Module):
@@ -75,6 +101,8 @@ class DenoisingLoop(nn.Module):
         x0_hat = clip((x - sqrt_b[k] * eps) / sqrt_a[k])   (epsilon prediction; or the output itself)
         DDIM:  x <- ax0[k] * x0_hat + aeps[k] * eps    (eta = 0)
         DDPM:  x <- ax0[k] * x0_hat + ax[k] * x + sigma[k] * z_k
+        consistency: x0_hat <- c_skip[k] * x + c_out[k] * x0_hat (before the clip), then
+               x <- ax0[k] * x0_hat + sigma[k] * z_k   (the next step's noise level; the last: x0_hat)
     """
 
     def __init__(self, denoiser: nn.Module, cfg: SchedulerConfig, num_inference_steps: int | None = None,
@@ -82,8 +110,10 @@ class DenoisingLoop(nn.Module):
         super().__init__()
         self.denoiser = denoiser
         self.kind = kind or cfg.kind
-        if self.kind not in ('ddim', 'ddpm'):
+        if self.kind not in ('ddim', 'ddpm', 'consistency'):
             raise ValueError(f'unknown sampler kind {self.kind!r}')
+        if self.kind == 'consistency' and cfg.prediction_type != 'epsilon':
+            raise ValueError('consistency sampling reads the network as an epsilon predictor')
         self.prediction_type = cfg.prediction_type
         # guide(k, x0) -> x0: moves the predicted clean chunk (guidance.guide.Guidance); None for
         # the exported and captured graphs.
@@ -105,7 +135,12 @@ class DenoisingLoop(nn.Module):
             beta_t = 1 - a_t
             sa.append(a_t ** 0.5)
             sb.append(beta_t ** 0.5)
-            if self.kind == 'ddim':
+            if self.kind == 'consistency':     # re-noise the clean estimate to the next level
+                ax0.append(a_prev ** 0.5 if prev >= 0 else one)
+                sig.append((1 - a_prev) ** 0.5 if prev >= 0 else torch.tensor(0.0))
+                aeps.append(torch.tensor(0.0))
+                ax.append(torch.tensor(0.0))
+            elif self.kind == 'ddim':
                 ax0.append(a_prev ** 0.5)
                 aeps.append((1 - a_prev) ** 0.5)
                 ax.append(torch.tensor(0.0))
@@ -122,6 +157,14 @@ class DenoisingLoop(nn.Module):
         for name, vals in (('sqrt_a', sa), ('sqrt_b', sb), ('a_x0', ax0), ('a_eps', aeps), ('a_x', ax),
                            ('sigma', sig)):
             self.register_buffer(name, torch.stack(vals).float(), persistent=False)            # (K,)
+        c_skip, c_out = consistency_coefficients(torch.tensor(ts))
+        self.register_buffer('c_skip', c_skip.float(), persistent=False)                       # (K,)
+        self.register_buffer('c_out', c_out.float(), persistent=False)                         # (K,)
+
+    @property
+    def stochastic(self) -> bool:
+        """Each step past the first draws fresh noise (DDPM, multistep consistency)."""
+        return self.kind in ('ddpm', 'consistency')
 
     def step(self, k: int, x: torch.Tensor, out: torch.Tensor,
              step_noise: torch.Tensor | None = None) -> torch.Tensor:
@@ -132,12 +175,19 @@ class DenoisingLoop(nn.Module):
         else:
             x0 = out                                                           # (N, T, A)
             eps = (x - self.sqrt_a[k] * out) / self.sqrt_b[k]                  # (N, T, A)
+        if self.kind == 'consistency':
+            x0 = self.c_skip[k] * x + self.c_out[k] * x0                       # (N, T, A)
         if self.clip:
             x0 = x0.clamp(-self.clip_range, self.clip_range)                   # (N, T, A)
         if self.guide is not None:     # guided sampling (dp_policy.guidance); eager torch only
             x0 = self.guide(k, x0)                                             # (N, T, A)
         if self.kind == 'ddim':
             return self.a_x0[k] * x0 + self.a_eps[k] * eps                     # (N, T, A)
+        if self.kind == 'consistency':
+            x = self.a_x0[k] * x0                                              # (N, T, A)
+            if step_noise is not None and k + 1 < self.num_steps:
+                x = x + self.sigma[k] * step_noise                             # (N, T, A)
+            return x
         x = self.a_x0[k] * x0 + self.a_x[k] * x                                # (N, T, A)
         if step_noise is not None:
             x = x + self.sigma[k] * step_noise                                 # (N, T, A)
@@ -145,7 +195,8 @@ class DenoisingLoop(nn.Module):
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor,
                 step_noise: torch.Tensor | None = None) -> torch.Tensor:
-        """x: (N, T, A) initial noise; cond: (N, G); step_noise (K, N, T, A) for DDPM (random if None).
+        """x: (N, T, A) initial noise; cond: (N, G); step_noise (K, N, T, A) for DDPM and
+        consistency sampling (random if None).
 
         A denoiser with a ``condition`` method (fast_unet.StepConditionedUnet, specialised to these
         timesteps) is conditioned once and then called with the step index instead of the timestep.
@@ -158,7 +209,7 @@ class DenoisingLoop(nn.Module):
             else:
                 out = self.denoiser(x, self.timesteps[k].expand(n), cond)      # (N, T, A)
             z = None
-            if self.kind == 'ddpm':
+            if self.stochastic:
                 z = step_noise[k] if step_noise is not None else torch.randn_like(x)
             x = self.step(k, x, out, z)                                        # (N, T, A)
         return x

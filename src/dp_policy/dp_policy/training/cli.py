@@ -1,6 +1,10 @@
 """`dp_train`: train a Diffusion Policy checkpoint from rosbag2 demonstrations.
 
     dp_train demos/ --out runs/pick --joint-names shoulder,elbow,wrist --camera front=/cam/image_raw
+    dp_train distill runs/pick/policy.ckpt demos/ --out runs/pick-1step --student-steps 1
+
+The second form distils a trained checkpoint into a consistency student (training/distill.py)
+that samples in 1-3 network calls; the data are read with the teacher's dataset settings.
 
 Reads the bags with `dataset.load_episodes` (cached decode), then hands the episodes to
 `trainer.train`. Topics come from flags or from `--dataset-config FILE.yaml` (flags win); the
@@ -74,24 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('bags', nargs='+', metavar='BAG_OR_FOLDER')
     p.add_argument('--out', required=True, metavar='CKPT_DIR',
                    help='output folder: checkpoints, resume state, loss curve')
-    d = p.add_argument_group('dataset (flags override --dataset-config)')
-    d.add_argument('--dataset-config', metavar='YAML', help='DatasetConfig as YAML (see below)')
-    d.add_argument('--joint-names', type=_names, metavar='A,B,C',
-                   help="policy's joints in order (default: the bag's first JointState)")
-    d.add_argument('--camera', type=_camera, action='append', metavar='NAME=TOPIC',
-                   help='a camera (Image or CompressedImage topic); repeat for several; '
-                        'none given and none in the YAML: a state-only policy')
-    d.add_argument('--joint-states-topic', metavar='TOPIC')
-    d.add_argument('--command-topic', metavar='TOPIC', help="the demonstrator's commands")
-    d.add_argument('--command-type', choices=['auto', 'float64_multi_array', 'joint_trajectory'])
-    d.add_argument('--command-joint-names', type=_names, metavar='A,B,C',
-                   help='joint order of Float64MultiArray commands (default: --joint-names)')
-    d.add_argument('--episode-topic', metavar='TOPIC',
-                   help='dp_msgs/TaskStatus topic whose `episode` changes split a bag')
-    d.add_argument('--dt', type=float, metavar='S', help='grid step in seconds (default 0.1)')
-    d.add_argument('--image-size', type=_hw, metavar='HxW', help='resize every camera to HxW')
-    d.add_argument('--cache-dir', metavar='DIR', help='decoded-episode cache (default '
-                   '<first bag parent>/.dp_cache)')
+    _dataset_args(p)
     m = p.add_argument_group('model and training')
     m.add_argument('--preset', default='cpu_default', choices=sorted(PRESETS),
                    help='network/training preset (default cpu_default; paper = Chi et al. 2023)')
@@ -99,6 +86,42 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument('--model', choices=['diffusion', 'regression'], default='diffusion',
                    help='diffusion (the policy) or regression (MSE baseline: same encoders, predicts '
                         'the chunk directly; same checkpoint format and policy interface)')
+    _training_args(m)
+    return p
+
+
+DISTILL_EPILOG = """\
+the student has the teacher's network, normalisers and noise schedule and starts from its
+weights; its checkpoint (policy.ckpt in --out) samples with `consistency` in --student-steps
+network calls and is loaded like any other (policy_node, dp_eval, every backend). The bags are
+read with the dataset settings stored in the teacher (dp_train wrote them); flags and
+--dataset-config override them.
+
+example:
+  dp_train distill models/reach_image.ckpt data/demos --out runs/reach-1step --max-minutes 9
+"""
+
+
+def build_distill_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog='dp_train distill', description='Consistency distillation of a trained Diffusion '
+        'Policy checkpoint into a 1-3 step student (training/distill.py).',
+        epilog=DISTILL_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('teacher', metavar='TEACHER.ckpt')
+    p.add_argument('bags', nargs='+', metavar='BAG_OR_FOLDER')
+    p.add_argument('--out', required=True, metavar='CKPT_DIR')
+    _dataset_args(p)
+    m = p.add_argument_group('distillation')
+    m.add_argument('--student-steps', type=int, default=1, choices=[1, 2, 3],
+                   help="the student's sampling steps stored in its checkpoint (default 1)")
+    m.add_argument('--segments', type=int, default=10,
+                   help="intervals of the teacher's DDIM solver grid over the noise levels "
+                        '(default 10)')
+    _training_args(m)
+    return p
+
+
+def _training_args(m) -> None:
     m.add_argument('--steps', type=int, help='training steps (default: preset; with --max-minutes '
                    'alone: unlimited)')
     m.add_argument('--max-minutes', type=float, metavar='MIN',
@@ -122,14 +145,35 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument('--decode-only', action='store_true',
                    help='decode the bags into the cache, print the summary and stop')
     m.add_argument('--quiet', action='store_true', help='no progress output')
-    return p
 
 
-def dataset_config(args: argparse.Namespace):
-    """The DatasetConfig from --dataset-config and the flags (flags win)."""
+def _dataset_args(p) -> None:
+    d = p.add_argument_group('dataset (flags override --dataset-config)')
+    d.add_argument('--dataset-config', metavar='YAML', help='DatasetConfig as YAML (see below)')
+    d.add_argument('--joint-names', type=_names, metavar='A,B,C',
+                   help="policy's joints in order (default: the bag's first JointState)")
+    d.add_argument('--camera', type=_camera, action='append', metavar='NAME=TOPIC',
+                   help='a camera (Image or CompressedImage topic); repeat for several; '
+                        'none given and none in the YAML: a state-only policy')
+    d.add_argument('--joint-states-topic', metavar='TOPIC')
+    d.add_argument('--command-topic', metavar='TOPIC', help="the demonstrator's commands")
+    d.add_argument('--command-type', choices=['auto', 'float64_multi_array', 'joint_trajectory'])
+    d.add_argument('--command-joint-names', type=_names, metavar='A,B,C',
+                   help='joint order of Float64MultiArray commands (default: --joint-names)')
+    d.add_argument('--episode-topic', metavar='TOPIC',
+                   help='dp_msgs/TaskStatus topic whose `episode` changes split a bag')
+    d.add_argument('--dt', type=float, metavar='S', help='grid step in seconds (default 0.1)')
+    d.add_argument('--image-size', type=_hw, metavar='HxW', help='resize every camera to HxW')
+    d.add_argument('--cache-dir', metavar='DIR', help='decoded-episode cache (default '
+                   '<first bag parent>/.dp_cache)')
+
+
+def dataset_config(args: argparse.Namespace, base: Optional[dict] = None):
+    """The DatasetConfig from `base` (a distilled teacher's), --dataset-config and the flags
+    (flags win)."""
     from dp_policy.data.dataset import DatasetConfig, find_bags, infer_joint_names
 
-    data: dict = {}
+    data: dict = dict(base or {})
     if args.dataset_config:
         import yaml
 
@@ -159,6 +203,9 @@ def _check_device(device: str) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ['distill']:
+        return distill_main(argv[1:])
     args = build_parser().parse_args(argv)
     from dataclasses import replace
 
@@ -191,6 +238,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (DatasetError, ValueError, OSError) as err:
         print(f'dp_train: error: {err}', file=sys.stderr)
         return 2
+    return _train_and_report(args, episodes, meta, t_start, lambda trainer, kwargs: trainer.train(
+        episodes, meta, model_cfg, vision, cfgs.scheduler, train_cfg, args.out, **kwargs),
+        f'{args.model}, preset {args.preset}, vision {vision.encoder}, batch '
+        f'{train_cfg.batch_size}, lr {train_cfg.lr}', {'dataset_config': cfg.to_dict()})
+
+
+def _train_and_report(args, episodes, meta, t_start: float, run, what: str, extra: dict) -> int:
+    """Print the data summary, run `run(trainer, kwargs)` (unless --decode-only), report."""
     n_samples = sum(len(e) for e in episodes)
     t_data = time.monotonic() - t_start
     print(f'[dp_train] {len(episodes)} episode(s), {n_samples} samples '
@@ -203,12 +258,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     import dp_policy.training.trainer as trainer
 
-    kwargs = dict(device=args.device, resume=args.resume, progress=progress,
-                  num_workers=args.num_workers, extra={'dataset_config': cfg.to_dict()})
+    kwargs = dict(device=args.device, resume=args.resume, progress=not args.quiet,
+                  num_workers=args.num_workers, extra=extra)
     t_train = time.monotonic()
     try:
-        ckpt = trainer.train(episodes, meta, model_cfg, vision, cfgs.scheduler, train_cfg,
-                             args.out, **kwargs)
+        ckpt = run(trainer, kwargs)
     except KeyboardInterrupt:
         print('[dp_train] interrupted; the last saved state in --out resumes with --resume',
               file=sys.stderr)
@@ -219,11 +273,61 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from dp_policy.checkpoint import load_checkpoint
 
     done = load_checkpoint(ckpt, verify_weights=False).train_steps
-    print(f'[dp_train] {done} steps ({args.model}, preset {args.preset}, vision {vision.encoder}, '
-          f'batch {train_cfg.batch_size}, lr {train_cfg.lr}, device {args.device}) in '
+    print(f'[dp_train] {done} steps ({what}, device {args.device}) in '
           f'{time.monotonic() - t_train:.1f}s; total {time.monotonic() - t_start:.1f}s', flush=True)
     print(f'[dp_train] checkpoint: {ckpt}', flush=True)
     return 0
+
+
+DISTILL_DEFAULTS = {'steps': 3000, 'lr': 1e-4, 'warmup_steps': 100}
+
+
+def distill_main(argv: Sequence[str]) -> int:
+    """dp_train distill TEACHER.ckpt BAGS... --out DIR (see build_distill_parser)."""
+    args = build_distill_parser().parse_args(argv)
+    from dataclasses import replace
+
+    from dp_policy.checkpoint import load_checkpoint
+    from dp_policy.data.dataset import DatasetError, load_episodes
+    from dp_policy.training.distill import student_scheduler
+
+    t_start = time.monotonic()
+    try:
+        _check_device(args.device)
+        teacher = load_checkpoint(args.teacher)
+        sched = student_scheduler(teacher.sched_cfg, args.student_steps)
+        cfg = dataset_config(args, teacher.extra.get('dataset_config'))
+        steps = args.steps
+        if steps is None:
+            steps = 10 ** 9 if args.max_minutes else DISTILL_DEFAULTS['steps']
+        overrides = {k: v for k, v in (('steps', steps), ('batch_size', args.batch_size),
+                                       ('lr', args.lr or DISTILL_DEFAULTS['lr']),
+                                       ('warmup_steps', DISTILL_DEFAULTS['warmup_steps']),
+                                       ('seed', args.seed), ('max_minutes', args.max_minutes),
+                                       ('precision', args.precision),
+                                       ('holdout_episodes', args.holdout),
+                                       ('eval_every', args.eval_every)) if v is not None}
+        train_cfg = replace(teacher.train_cfg, **overrides)
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        episodes, meta = load_episodes(args.bags, cfg, cache_dir=args.cache_dir,
+                                       progress=not args.quiet)
+    except (DatasetError, ValueError, OSError) as err:
+        print(f'dp_train distill: error: {err}', file=sys.stderr)
+        return 2
+    extra = {'dataset_config': cfg.to_dict(),
+             'distilled_from': {'teacher': str(args.teacher), 'fingerprint': teacher.fingerprint,
+                                'teacher_steps': int(teacher.train_steps),
+                                'teacher_sampler': f'{teacher.sched_cfg.kind}-'
+                                                   f'{teacher.sched_cfg.num_inference_steps}',
+                                'segments': args.segments}}
+    return _train_and_report(args, episodes, meta, t_start, lambda trainer, kwargs: trainer.train(
+        episodes, meta, teacher.model_cfg, teacher.vision_cfg, sched, train_cfg, args.out,
+        teacher=teacher, distill_segments=args.segments, **kwargs),
+        f'consistency distillation of {args.teacher}, {args.student_steps} step(s), batch '
+        f'{train_cfg.batch_size}, lr {train_cfg.lr}', extra)
 
 
 if __name__ == '__main__':

@@ -31,6 +31,7 @@ so a resumed run continues the same sample sequence. Not here: reading bags (dat
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import copy
 import csv
 import math
@@ -348,8 +349,13 @@ def _diff(a: dict, b: dict, prefix: str = '') -> list[str]:
 def train(episodes: Sequence[Episode], meta: EpisodeSetMeta, model_cfg: ModelConfig, vision_cfg: VisionConfig,
           sched_cfg: SchedulerConfig, train_cfg: TrainConfig, out_dir: str | os.PathLike, *,
           device: str = 'cpu', resume: bool = True, progress: bool = True, num_workers: int = 0,
-          extra: dict | None = None, callback: Callable[[int, float], None] | None = None) -> str:
+          extra: dict | None = None, callback: Callable[[int, float], None] | None = None,
+          teacher=None, distill_segments: int = 10) -> str:
     """Train and return the path of the deployable checkpoint (``out_dir/policy.ckpt``).
+
+    ``teacher`` (a loaded Checkpoint): consistency distillation (distill.py) of the teacher into
+    a student of its architecture, starting from its weights, with its normalisers; the configs
+    passed must be the teacher's, ``sched_cfg`` the student's (distill.student_scheduler).
 
     ``num_workers`` > 0 gathers the next batch in a background thread while the model trains.
     ``callback(step, loss)`` is called after every optimiser step (tests, notebooks).
@@ -358,12 +364,35 @@ def train(episodes: Sequence[Episode], meta: EpisodeSetMeta, model_cfg: ModelCon
     """
     _check_episodes(episodes, meta)
     run = _TrainingRun(episodes, meta, model_cfg, vision_cfg, sched_cfg, train_cfg, out_dir,
-                       device=device, progress=progress, extra=extra)
+                       device=device, progress=progress, extra=extra, teacher=teacher,
+                       distill_segments=distill_segments)
     resume_file = run.out / RESUME_NAME
     if resume and resume_file.is_file():
         run.resume(resume_file)
     run.prepare_data()
     return run.run(num_workers, callback)
+
+
+def _check_teacher(teacher, meta: EpisodeSetMeta, model_cfg, vision_cfg, sched_cfg) -> None:
+    """Distillation: the data, the network and the noise schedule are the teacher's."""
+    if teacher.model_cfg.kind != 'diffusion':
+        raise TrainError(f'{teacher.path or "teacher"}: a {teacher.model_cfg.kind} checkpoint has '
+                         'no denoiser to distil')
+    mismatch = [f'{name} {mine!r} (teacher {theirs!r})' for name, mine, theirs in (
+        ('joints', list(meta.joint_names), list(teacher.joint_names)),
+        ('cameras', list(meta.camera_names), list(teacher.camera_names)),
+        ('image size', tuple(meta.image_hw) if meta.image_hw else None,
+         tuple(teacher.image_hw) if teacher.image_hw else None),
+        ('dt_s', round(float(meta.dt_s), 9), round(float(teacher.dt_s), 9)),
+        ('model', to_dict(model_cfg), to_dict(teacher.model_cfg)),
+        ('vision', to_dict(vision_cfg), to_dict(teacher.vision_cfg)),
+        ('noise schedule', to_dict(dataclasses.replace(sched_cfg, kind='ddim',
+                                                       num_inference_steps=1)),
+         to_dict(dataclasses.replace(teacher.sched_cfg, kind='ddim', num_inference_steps=1))))
+        if mine != theirs]
+    if mismatch:
+        raise TrainError(f'{teacher.path or "teacher"}: the data or configs differ from the '
+                         f'teacher\'s: {"; ".join(mismatch)}')
 
 
 def _check_episodes(episodes: Sequence[Episode], meta: EpisodeSetMeta) -> None:
@@ -402,7 +431,7 @@ class _TrainingRun:
 
     def __init__(self, episodes, meta: EpisodeSetMeta, model_cfg: ModelConfig, vision_cfg: VisionConfig,
                  sched_cfg: SchedulerConfig, train_cfg: TrainConfig, out_dir, *, device: str,
-                 progress: bool, extra: dict | None):
+                 progress: bool, extra: dict | None, teacher=None, distill_segments: int = 10):
         self.dist, self.dev = setup_distributed(device)
         self.out = Path(out_dir)
         if self.dist.main:
@@ -417,11 +446,20 @@ class _TrainingRun:
         n = len(meta.joint_names)
         self.model = build_model(n, n, list(meta.camera_names), meta.image_hw, model_cfg,
                                  vision_cfg).to(self.dev)
+        self.teacher, self.distill_segments = teacher, distill_segments
+        if teacher is not None:      # distillation: the student starts as the teacher
+            _check_teacher(teacher, meta, model_cfg, vision_cfg, sched_cfg)
+            self.state_norm, self.action_norm = teacher.state_normalizer, teacher.action_normalizer
+            self.model.load_state_dict(teacher.state_dict)
         self.noise_sched = NoiseScheduler(sched_cfg).to(self.dev)
         self.ema = EMA(self.model, train_cfg.ema_decay, train_cfg.ema_min_decay)
         self.opt = make_optimizer(self.model, train_cfg)
         self.best = {'score': math.inf, 'step': None}   # held-out: the step of the checkpoint kept
         self.signature = _run_signature(meta, model_cfg, vision_cfg, sched_cfg, train_cfg)
+        if teacher is not None:
+            self.signature['teacher'] = {'fingerprint': teacher.fingerprint,
+                                         'train_steps': int(teacher.train_steps),
+                                         'segments': int(distill_segments)}
         self.step, self.elapsed_before = 0, 0.0
         self.t_run = time.monotonic()
         self.last_plot = time.monotonic()   # the PNG is redrawn at most every 2 min (and at the end)
@@ -452,7 +490,14 @@ class _TrainingRun:
         except torch.cuda.OutOfMemoryError:  # pragma: no cover - larger than the GPU: gather on the CPU
             self.data = EpisodeWindows(*args, 'cpu')
         self.order = BatchOrder(len(self.data), self.cfg.batch_size, self.cfg.seed, self.dist.rank)
-        self.objective = Objective(self.model, self.noise_sched)
+        if self.teacher is None:
+            self.objective = Objective(self.model, self.noise_sched)
+        else:
+            from dp_policy.training.distill import ConsistencyObjective
+
+            self.objective = ConsistencyObjective(
+                self.model, self.teacher.build_model(ema=True).to(self.dev),
+                self.teacher.sched_cfg, self.distill_segments).to(self.dev)
         if self.dist.world_size > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
