@@ -25,7 +25,7 @@ stays the reference.
 from __future__ import annotations
 
 import dataclasses
-
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -73,6 +73,9 @@ class PolicyOutput:
     # violates, limit_margin_rad, clearance_m, each (B, K)).
     gated: np.ndarray | None = None        # (B,) bool
     assessment: dict | None = None
+    # Real-time chunking (predict(rtc_delay_s=...)): per robot, the actions frozen to the chunk in
+    # execution (actions[b, :frozen[b]] equal it; 0: none, sampled as usual).
+    frozen: np.ndarray | None = None       # (B,) int
 
 
 def coherent_sample(samples: np.ndarray, stamp: float, prev_stamp: float, prev_actions: np.ndarray,
@@ -318,7 +321,34 @@ class DiffusionPolicy:
                                  f'{tuple(noise_t.shape)}')
         return state_t, noise_t, imgs
 
-    def predict(self, state, images=None, stamps=None, robot_ids=None, noise=None) -> PolicyOutput:
+    def rtc_inpaint(self, robot_id: str, stamp: float, delay_s: float):
+        """Real-time chunking for a chunk of `robot_id` stamped `stamp` that reaches the robot
+        `delay_s` later: (target (T, A) the chunk in execution at the new chunk's times, soft mask
+        (T,), frozen (T,) bool), or None without a chunk in execution that overlaps. Frozen: the
+        actions from the stamp to stamp + delay_s (they run from the current chunk before the
+        new one arrives) and those before the stamp; the soft mask decays over the rest of the
+        overlap (sampling/rtc.py)."""
+        from dp_policy.sampling.rtc import soft_mask
+
+        prev = self._prev.get(str(robot_id))
+        if prev is None or stamp < prev[0] - 1e-9:
+            return None
+        T, f, dt = self.meta.horizon, self.first_action_index, self.meta.dt_s
+        i, ref = reference_at(T, stamp, prev[0], prev[1], dt, f)
+        if not len(i):
+            return None
+        target = np.zeros((T, ref.shape[1]))
+        target[i] = ref
+        target[:f] = ref[0]             # before the stamp: the chunk in execution's value at it
+        overlap_end = int(i[-1]) + 1
+        frozen_end = min(overlap_end, f + int(math.ceil(max(delay_s, 0.0) / dt - 1e-9)))
+        weights = soft_mask(T, frozen_end, overlap_end)
+        return target, weights, np.arange(T) < frozen_end
+
+    def predict(self, state, images=None, stamps=None, robot_ids=None, noise=None,
+                rtc_delay_s=None) -> PolicyOutput:
+        """rtc_delay_s: (B,) per robot the expected delay (s) from its observation stamp until
+        the chunk reaches it, for real-time chunking (rtc_inpaint; needs stamps); None: off."""
         t0 = time.perf_counter()
         state_t, noise_t, imgs = self._inputs(state, images, noise)
         B = state_t.shape[0]
@@ -329,7 +359,17 @@ class DiffusionPolicy:
         if stamps_arr is not None and len(stamps_arr) != B:
             raise ValueError(f'{len(stamps_arr)} stamps for a batch of {B}')
         name = self.backend_for(B)
-        if self.guidance is not None and self.guidance.final_step_only:
+        inpaint = [None] * B
+        if rtc_delay_s is not None and stamps_arr is not None and self.sampler.loop is not None:
+            inpaint = [self.rtc_inpaint(rid, stamps_arr[b], float(rtc_delay_s[b]))
+                       for b, rid in enumerate(robot_ids)]
+        if any(p is not None for p in inpaint):
+            samples_n = self._sample_rtc(state_t, noise_t, imgs, inpaint)
+            name = 'torch+rtc'
+            if self.guidance is not None and self.guidance.final_step_only:
+                samples_n = self.guidance.finish(samples_n)
+                name += '+guidance'
+        elif self.guidance is not None and self.guidance.final_step_only:
             # the fastest backend samples the loop, the final x0 is guided after it (any backend,
             # the CUDA graph too)
             samples_n = self.guidance.finish(self._get_backend(name).run(state_t, noise_t, imgs))
@@ -378,10 +418,41 @@ class DiffusionPolicy:
                                       if c[0] + (len(c[1]) - 1 - self.first_action_index)
                                       * self.meta.dt_s > end] + [self._prev[rid]]
         actions = samples[np.arange(B), chosen]                                          # (B, T, A)
-        return PolicyOutput(actions=actions, samples=samples, chosen=chosen,
+        frozen = np.array([0 if p is None else int(p[2].sum()) for p in inpaint], dtype=np.int64)
+        return PolicyOutput(actions=actions, samples=samples, chosen=chosen, frozen=frozen,
                             first_action_index=self.first_action_index, latency_s=time.perf_counter() - t0,
                             backend=name, num_inference_steps=self.num_inference_steps, scheduler=self.scheduler,
                             stamps=stamps_arr, robot_ids=robot_ids, gated=gated, assessment=assessment)
+
+    def _sample_rtc(self, state_t, noise_t, imgs, inpaint) -> torch.Tensor:
+        """The sampling graph in eager torch with RTC guidance (sampling/rtc.py) for the robots
+        with an inpainting request (the others: weights 0, sampled as usual). (B, K, T, A)."""
+        from dp_policy.sampling.rtc import rtc_sample
+
+        B, K, T, A = noise_t.shape
+        norm = self.ckpt.action_normalizer
+        target = np.zeros((B, T, A), dtype=np.float32)
+        weights = np.zeros((B, T), dtype=np.float32)
+        frozen = np.zeros((B, T), dtype=bool)
+        for b, p in enumerate(inpaint):
+            if p is not None:
+                target[b] = norm.normalize(p[0])
+                weights[b], frozen[b] = p[1], p[2]
+
+        def per_sample(a):
+            t = torch.from_numpy(a)
+            return t.unsqueeze(1).expand(B, K, *t.shape[1:]).flatten(0, 1)
+        sampler = self.sampler.cpu() if self.device.type == 'cpu' else self.sampler.to(self.device)
+        dev = self.device
+        with torch.inference_mode():
+            cond = sampler.encoder(state_t.to(dev), dict(zip(sampler.camera_names,
+                                                               [i.to(dev) for i in imgs])))
+            cond = cond.unsqueeze(1).expand(-1, K, -1).flatten(0, 1)               # (B*K, G)
+            ctx = sampler.loop.denoiser.condition(cond)
+        x = rtc_sample(sampler.loop, ctx.clone(), noise_t.flatten(0, 1).to(dev),
+                       per_sample(target).to(dev), per_sample(weights).to(dev),
+                       per_sample(frozen).to(dev))
+        return x.detach().float().cpu().view(B, K, T, A)
 
     def reset(self, robot_id: str | None = None) -> None:
         """Forget the stored previous chunk of one robot (or of all robots when None)."""

@@ -74,7 +74,10 @@ class _GemmConv(nn.Module):
         t_out = (t + 2 * self.pad - self.k) // self.stride + 1
         key = (t, x.device)
         if key not in self._index:
-            self._index[key] = _unfold_index(self.k, self.stride, t_out, x.device)
+            # a normal tensor even when first built under inference_mode: the RTC sampler
+            # differentiates through this module later (sampling/rtc.py)
+            with torch.inference_mode(False):
+                self._index[key] = _unfold_index(self.k, self.stride, t_out, x.device)
         xp = F.pad(x, (0, 0, self.pad, self.pad))                           # (N, T + 2p, C_in)
         cols = xp[:, self._index[key]].reshape(-1, t_out, self.k * self.c_in)  # (N, T_out, k * C_in)
         return torch.matmul(cols, self.weight) + self.bias                  # (N, T_out, C_out)
