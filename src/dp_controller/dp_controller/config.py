@@ -11,7 +11,7 @@ from typing import Sequence, Union
 
 import numpy as np
 
-EXECUTION_MODES = ('receding_horizon', 'latest', 'temporal_ensemble')
+EXECUTION_MODES = ('receding_horizon', 'latest', 'temporal_ensemble', 'rtc')
 OUTPUT_MODES = ('forward_command', 'joint_trajectory')
 
 PerJoint = Union[float, Sequence[float]]

@@ -290,8 +290,11 @@ class Follower:
                 v, a = (v / s, a / (s * s)) if s >= 0.05 else (np.zeros_like(v), np.zeros_like(a))
             entry = (q, v, a)
         ensemble = self.cfg.execution_mode == 'temporal_ensemble'
-        # Ensemble members fade in over the blend window themselves: their entry bridge is short.
-        gap = self.dt if ensemble else max(self.dt, self.cfg.blend_window_s)
+        # Ensemble members fade in over the blend window themselves, and a real-time-chunking
+        # chunk starts with the actions of the plan it replaces (frozen by the policy): their
+        # entry bridge is short (the next chunk point), no cross-fade.
+        short = ensemble or (self.cfg.execution_mode == 'rtc' and following)
+        gap = self.dt if short else max(self.dt, self.cfg.blend_window_s)
         new = enter_chunk(chunk.t_abs, chunk.pos, chunk.vel, now, entry, min_gap_s=gap)
         if new is None:
             return False
