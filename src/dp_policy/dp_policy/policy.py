@@ -102,12 +102,12 @@ def coherence_distances(samples: np.ndarray, stamp: float, prev_stamp: float, pr
 
 
 def reference_at(T: int, stamp: float, prev_stamp: float, prev_actions: np.ndarray, dt_s: float,
-                 first_action_index: int) -> tuple[np.ndarray, np.ndarray]:
-    """The previous chunk at the times of a new chunk's actions from its stamp on, where both
-    exist: (indices i of the new chunk (M,), (M, A) previous actions linearly interpolated at
-    those times)."""
+                 first_action_index: int, start: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The previous chunk at the times of a new chunk's actions from its stamp on (from index
+    `start` where given), where both exist: (indices i of the new chunk (M,), (M, A) previous
+    actions linearly interpolated at those times)."""
     f = first_action_index
-    i = np.arange(f, T)                                              # future (and now) indices of the new chunk
+    i = np.arange(f if start is None else start, T)                  # future (and now) indices of the new chunk
     u = (stamp - prev_stamp) / dt_s + i                              # fractional index into prev chunk
     last = prev_actions.shape[0] - 1
     ok = (u >= -1e-6) & (u <= last + 1e-6)
@@ -334,12 +334,12 @@ class DiffusionPolicy:
         if prev is None or stamp < prev[0] - 1e-9:
             return None
         T, f, dt = self.meta.horizon, self.first_action_index, self.meta.dt_s
-        i, ref = reference_at(T, stamp, prev[0], prev[1], dt, f)
-        if not len(i):
+        i, ref = reference_at(T, stamp, prev[0], prev[1], dt, f, start=0)
+        if not len(i) or i[-1] < f:
             return None
         target = np.zeros((T, ref.shape[1]))
         target[i] = ref
-        target[:f] = ref[0]             # before the stamp: the chunk in execution's value at it
+        target[:i[0]] = ref[0]          # before the chunk in execution began: its first action
         overlap_end = int(i[-1]) + 1
         frozen_end = min(overlap_end, f + int(math.ceil(max(delay_s, 0.0) / dt - 1e-9)))
         weights = soft_mask(T, frozen_end, overlap_end)
@@ -385,6 +385,9 @@ class DiffusionPolicy:
         else:
             samples_n = self._get_backend(name).run(state_t, noise_t, imgs)              # (B, K, T, A)
         samples = self.ckpt.action_normalizer.unnormalize(samples_n.numpy().astype(np.float64))
+        for b, p in enumerate(inpaint):          # the frozen actions exactly, not via float32
+            if p is not None:
+                samples[b][:, p[2]] = p[0][p[2]]
         coherence = np.zeros((B, self.num_samples))          # to each robot's chunk in execution
         continues = np.zeros(B, dtype=bool)                  # ... where there is one
         transitions: list = [None] * B                       # guidance: points of the switch to it

@@ -16,6 +16,8 @@ hands over its clock readings, logger and publishers.
 """
 from __future__ import annotations
 
+import collections
+import math
 import threading
 from typing import Any, Callable, Optional
 
@@ -48,16 +50,45 @@ class Robot:
         self.sequence = 0
 
 
+class ChunkTiming:
+    """Real-time chunking's expected delay from a chunk's observation stamp to its arrival at
+    the follower, and the artificial inference delay (evaluation of slow inference).
+
+    Expected delay: `inference_delay_s` where set (> 0), else measured: the 90th percentile of
+    the last `window` chunks' age at publication (node clock minus observation stamp: waiting,
+    inference and the added delay), plus `margin_s` for the transport; before any chunk, the
+    added delay plus the margin."""
+
+    def __init__(self, rtc: bool, inference_delay_s: float = 0.0, added_delay_s: float = 0.0,
+                 margin_s: float = 0.01, window: int = 20) -> None:
+        self.rtc, self.fixed_s, self.added_s = bool(rtc), float(inference_delay_s), float(added_delay_s)
+        self.margin_s = float(margin_s)
+        self._ages: collections.deque = collections.deque(maxlen=window)
+
+    def expected_delay_s(self) -> float:
+        if self.fixed_s > 0:
+            return self.fixed_s
+        if not self._ages:
+            return self.added_s + self.margin_s
+        return float(np.percentile(np.asarray(self._ages), 90)) + self.margin_s
+
+    def published(self, age_s: float) -> None:
+        if math.isfinite(age_s) and age_s >= 0:
+            self._ages.append(age_s)
+
+
 class InferenceWorker:
     def __init__(self, policy: Any, robots: dict[str, Robot], trigger: Trigger, *,
                  cameras: list[str], joint_names: list[str], publish_velocities: bool,
                  book: StatusBook, now_ns: Callable[[], int], clock_ns: Callable[[], int],
                  sim_time_active: Callable[[], bool], enabled: Callable[[], bool],
                  reject: Callable[[Robot, str, str, str], None], logger: Any,
-                 context_ok: Callable[[], bool]) -> None:
+                 context_ok: Callable[[], bool], timing: Optional[ChunkTiming] = None) -> None:
         """now_ns: the node's clock with clock-jump detection (the ticks); clock_ns: its plain
         reading (chunk ages); reject(robot, stream, code, detail): the node's count and log of a
-        rejected input; joint_names: the output's joints."""
+        rejected input; joint_names: the output's joints; timing: real-time chunking and the
+        artificial delay (None: neither)."""
+        self.timing = timing or ChunkTiming(False)
         self.policy, self.robots, self.trigger = policy, robots, trigger
         self.cameras, self.joint_names = cameras, joint_names
         self.publish_velocities = publish_velocities
@@ -196,8 +227,12 @@ class InferenceWorker:
         state = np.stack([o.state for _, o, _ in ready])                           # (B, n_obs, S)
         images = {cam: np.stack([o.images[cam] for _, o, _ in ready]) for cam in self.cameras}
         stamps = np.array([o.stamp_ns for _, o, _ in ready], dtype=np.float64) * 1e-9
+        timing = self.timing
+        delays = [timing.expected_delay_s()] * len(ready) if timing.rtc else None
         out = self.policy.predict(state, images, stamps=stamps,
-                                  robot_ids=[r.ns for r, _, _ in ready])
+                                  robot_ids=[r.ns for r, _, _ in ready], rtc_delay_s=delays)
+        if timing.added_s > 0 and self._stop.wait(timing.added_s):
+            return                       # stopping: the chunk of a slow inference is dropped
         self.last_backend = out.backend
         for b, (robot, obs, epoch) in enumerate(ready):
             if robot.schedule.epoch != epoch:
@@ -234,3 +269,4 @@ class InferenceWorker:
         robot.chunk_pub.publish(chunk)
         robot.schedule.chunk_published(obs.stamp_ns)
         self.book.chunk_published(out.latency_s, age)
+        self.timing.published(age)

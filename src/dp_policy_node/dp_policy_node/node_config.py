@@ -58,6 +58,9 @@ class PolicyNodeConfig:
     status_topic: str = '~/status'
     status_rate_hz: float = 1.0
     publish_velocities: bool = False
+    real_time_chunking: bool = False
+    inference_delay_s: float = 0.0
+    added_delay_s: float = 0.0
     guidance: bool = False
     robot_description_file: str = ''
     tip_link: str = 'tool0'
@@ -110,6 +113,10 @@ class PolicyNodeConfig:
             raise ConfigError('guidance margins must be >= 0')
         if self.guidance_steps < 0:
             raise ConfigError('guidance_steps must be >= 0 (0: select and gate only)')
+        for name in ('inference_delay_s', 'added_delay_s'):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 5.0:
+                raise ConfigError(f'{name} must be in [0, 5] s, got {v}')
 
     @classmethod
     def from_params(cls, get: Callable[[str], Any]) -> 'PolicyNodeConfig':

@@ -54,7 +54,7 @@ from .messages import decode_image, fill_status, precheck_image
 from .node_config import (PARAMETERS, ConfigError, PolicyNodeConfig, guidance_for, output_topic,
                           robot_topic)
 from .observation import JOINT_STREAM, ClockJumpDetector, ObservationHistory
-from .inference import InferenceWorker, Robot
+from .inference import ChunkTiming, InferenceWorker, Robot
 from .obstacles import TopicObstacles
 from .scheduling import RobotSchedule, Trigger
 from .status import StatusBook, StreamStats
@@ -169,7 +169,8 @@ class PolicyNode(LifecycleNode):
             clock_ns=lambda: self.get_clock().now().nanoseconds,
             sim_time_active=lambda: self.get_clock().ros_time_is_active,
             enabled=lambda: self._enabled, reject=self._reject, logger=self.get_logger(),
-            context_ok=self.context.ok)
+            context_ok=self.context.ok, timing=ChunkTiming(
+                cfg.real_time_chunking, cfg.inference_delay_s, cfg.added_delay_s))
         if self._obstacles is not None and cfg.obstacles_topic:
             self._obstacles.worker = self.worker
             if cfg.obstacles_required:

@@ -579,3 +579,31 @@ def test_guidance_takes_obstacles_from_a_latched_marker_topic(ckpt, graphs, tmp_
     assert g.play(90.0, until=lambda: kinds() == ['sphere', 'sphere', 'box'] and sampled()), \
         (kinds(), g.node.worker.reason)
     assert g.node.policy.guidance.c.obstacles[1].centre == (0.45, 0.0, 0.0)
+
+
+def test_real_time_chunking_freezes_the_actions_until_arrival_and_added_delay_ages_chunks(
+        ckpt, graphs):
+    """real_time_chunking, a fixed expected delay of 0.2 s and an artificial one of 0.15 s: each
+    chunk leaves at least 0.15 s after its observation, and from the second on its actions up
+    to 0.2 s after its stamp are the previous chunk's at the same times (as the follower
+    receives them), so that the follower can switch onto it without averaging."""
+    g = graphs(base(ckpt, real_time_chunking=True, inference_delay_s=0.2, added_delay_s=0.15))
+    assert g.play(90.0, until=lambda: len(g.chunks['']) >= 4), 'no chunks'
+    assert all(c.observation_age_s >= 0.15 for c in g.chunks[''])
+    assert g.node.worker.last_backend.startswith('torch+rtc')
+    compared = 0
+    for prev, new in zip(g.chunks[''][1:], g.chunks[''][2:]):
+        t_prev = stamp_to_sec(prev.header.stamp) + np.array(
+            [stamp_to_sec(p.time_from_start) for p in prev.trajectory.points])
+        q_prev = np.array([p.positions for p in prev.trajectory.points])
+        t0 = stamp_to_sec(new.header.stamp)
+        for p in new.trajectory.points:
+            t = t0 + stamp_to_sec(p.time_from_start)
+            if t - t0 >= 0.2 - 1e-9 or not t_prev[0] <= t <= t_prev[-1]:
+                continue
+            expected = [np.interp(t, t_prev, q_prev[:, j]) for j in range(q_prev.shape[1])]
+            # 1e-4: stamps of 1.8e9 s in float64 seconds (2e-7 s) and the random network's
+            # actions jumping ~3 rad per 0.1 s step: the interpolation times differ by that much
+            np.testing.assert_allclose(p.positions, expected, atol=1e-4)
+            compared += 1
+    assert compared >= 2
