@@ -86,7 +86,8 @@ def print_summary(results: list[dict], stream=None) -> None:
                   f"{_fmt(tts['mean'], ' s')}  obstacle contacts {m['obstacle_contacts']}"
                   f"{_clearance(m.get('min_clearance_m'))}", file=stream)
             print(f"  command jerk RMS {_fmt(m['command_jerk_rms_rad_s3'])} max "
-                  f"{_fmt(m['command_jerk_max_rad_s3'])} rad/s^3"
+                  f"{_fmt(m['command_jerk_max_rad_s3'])} rad/s^3  chunk boundary step max "
+                  f"{_fmt(m.get('boundary_step_max_rad'), ' rad')}"
                   f"{_gaps(m.get('command_gaps', 0))}  policy latency p50 "
                   f"{_ms(lat['p50_s'])} p99 {_ms(lat['p99_s'])} "
                   f"({lat['n']} chunks)", file=stream)

@@ -176,9 +176,15 @@ class _Runner:
 
     def _on_chunk(self, msg) -> None:
         self.chunks_seen += 1
+        arrival = self.now_ns() * 1e-9
+        pts = msg.trajectory.points
         with self.lock:
             if self.tracker is not None:
-                self.tracker.on_chunk(msg.inference_latency_s)
+                self.tracker.on_chunk(
+                    msg.inference_latency_s,
+                    msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9,
+                    [p.time_from_start.sec + p.time_from_start.nanosec * 1e-9 for p in pts],
+                    [list(p.positions) for p in pts], arrival)
 
     def _on_policy_status(self, msg) -> None:
         self.policy_status = msg

@@ -58,6 +58,11 @@ class EpisodeResult:
     jerk_max_rad_s3: float = float('nan')
     command_gaps: int = 0             # reception gaps > 3 jerk_dt_s in the command stream
     follower_jerk_max_rad_s3: float = float('nan')   # as the follower reports it
+    # chunk boundaries: at each chunk's arrival, how far it is from the chunk before it at that
+    # time (the step the follower has to absorb by switching, blending or averaging), rad, max
+    # over the joints; the largest and the mean of the episode
+    boundary_step_max_rad: float = float('nan')
+    boundary_step_mean_rad: float = float('nan')
     wall_s: float = 0.0
     error: str = ''
 
@@ -107,6 +112,8 @@ class EpisodeTracker:
         self._cmd_t: list[float] = []
         self._cmd_q: list[np.ndarray] = []
         self._distances: list[float] = []
+        self._prev_chunk = None                  # (times (N,), positions (N, J)) of the last chunk
+        self._boundary_steps: list[float] = []
 
     @property
     def done(self) -> bool:
@@ -138,9 +145,29 @@ class EpisodeTracker:
         self._cmd_t.append(float(t_s))
         self._cmd_q.append(np.asarray(positions, dtype=np.float64))
 
-    def on_chunk(self, inference_latency_s: float) -> None:
+    def on_chunk(self, inference_latency_s: float, stamp_s: Optional[float] = None,
+                 t_from_start_s: Optional[Sequence[float]] = None, positions=None,
+                 arrival_s: Optional[float] = None) -> None:
+        """A published chunk: its latency and, where given, its points (t_from_start_s (N,)
+        from its stamp, positions (N, J)) and its arrival time on the same clock as the stamp,
+        for the step from the previous chunk at that arrival (boundary_step_*)."""
         self.res.chunks += 1
         self.res.latency_s.append(float(inference_latency_s))
+        if positions is None or stamp_s is None or arrival_s is None:
+            return
+        t = float(stamp_s) + np.asarray(t_from_start_s, dtype=np.float64)
+        q = np.asarray(positions, dtype=np.float64)
+        if q.ndim != 2 or q.shape[0] != t.shape[0] or q.shape[0] < 2:
+            return
+        prev, self._prev_chunk = self._prev_chunk, (t, q)
+        if prev is None or prev[1].shape[1] != q.shape[1]:
+            return
+        at = float(arrival_s)
+        if not (prev[0][0] <= at <= prev[0][-1] and t[0] <= at <= t[-1]):
+            return                               # the chunks do not both cover the arrival
+        step = max(abs(np.interp(at, t, q[:, j]) - np.interp(at, prev[0], prev[1][:, j]))
+                   for j in range(q.shape[1]))
+        self._boundary_steps.append(float(step))
 
     def on_follower_status(self, command_jerk_max_rad_s3: float) -> None:
         v = float(command_jerk_max_rad_s3)
@@ -153,6 +180,9 @@ class EpisodeTracker:
         if self._distances:
             r.min_distance_m = float(np.min(self._distances))
             r.final_distance_m = float(self._distances[-1])
+        if self._boundary_steps:
+            r.boundary_step_max_rad = float(np.max(self._boundary_steps))
+            r.boundary_step_mean_rad = float(np.mean(self._boundary_steps))
         r.commands = len(self._cmd_t)
         widths = {len(q) for q in self._cmd_q}
         if len(widths) == 1:
@@ -212,4 +242,8 @@ def summarize_episodes(results: Sequence[EpisodeResult | dict]) -> dict:
         'latency': metrics.latency_stats(lat),
         'min_distance_m': _mean(r['min_distance_m'] for r in rs),
         'min_clearance_m': _clearance_stats([r.get('min_clearance_m', float('nan')) for r in rs]),
+        'boundary_step_max_rad': max((r.get('boundary_step_max_rad', float('nan')) for r in rs
+                                      if np.isfinite(r.get('boundary_step_max_rad', float('nan')))),
+                                     default=float('nan')),
+        'boundary_step_mean_rad': _mean(r.get('boundary_step_mean_rad') for r in rs),
     }

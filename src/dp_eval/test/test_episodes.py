@@ -65,3 +65,18 @@ def test_summary_counts_sides_of_successes_only():
     assert m['latency']['n'] == 4
     c = m['min_clearance_m']
     assert c['min'] == pytest.approx(-0.005) and c['median'] == pytest.approx(0.01)
+
+
+def test_boundary_step_is_the_new_chunk_minus_the_previous_at_its_arrival():
+    tr = EpisodeTracker(index=0, episode=1, seed=0)
+    t = np.arange(5) * 0.1
+    tr.on_chunk(0.01, 0.0, t, np.stack([t, -t], 1), arrival_s=0.02)       # the first: no step
+    tr.on_chunk(0.01, 0.1, t, np.stack([t + 0.1, 0.5 - t], 1), arrival_s=0.15)
+    # at 0.15 s: previous (0.15, -0.15), new (0.15, 0.45): step 0.6 on the second joint
+    tr.on_chunk(0.01, 5.0, t, np.stack([t, t], 1), arrival_s=5.05)         # no overlap: skipped
+    tr.on_chunk(0.02)                                                     # latency only
+    r = tr.result()
+    assert r.chunks == 4
+    assert r.boundary_step_max_rad == pytest.approx(0.6) and r.boundary_step_mean_rad == pytest.approx(0.6)
+    m = summarize_episodes([r])
+    assert m['boundary_step_max_rad'] == pytest.approx(0.6)
