@@ -190,6 +190,10 @@ class DiffusionPolicy:
         self._prev: dict[str, tuple[float, np.ndarray]] = {}
         self._running: dict[str, list] = {}     # robot -> chunks published that may still run
         self.guidance = None      # guidance.guide.Guidance: guided sampling (set_guidance)
+        # How the follower executes the chunks (its execution_mode; '' = unknown): with guidance,
+        # the gate checks the mean of the running chunks only where they are averaged
+        # (temporal_ensemble, or unknown).
+        self.execution = ''
 
     @classmethod
     def from_checkpoint(cls, path: str, backend: str = 'auto', device: str = 'cpu',
@@ -346,9 +350,12 @@ class DiffusionPolicy:
         return target, weights, np.arange(T) < frozen_end
 
     def predict(self, state, images=None, stamps=None, robot_ids=None, noise=None,
-                rtc_delay_s=None) -> PolicyOutput:
+                rtc_delay_s=None, commit: bool = True) -> PolicyOutput:
         """rtc_delay_s: (B,) per robot the expected delay (s) from its observation stamp until
-        the chunk reaches it, for real-time chunking (rtc_inpaint; needs stamps); None: off."""
+        the chunk reaches it, for real-time chunking (rtc_inpaint; needs stamps); None: off.
+        commit: each robot's chunk (not gated) becomes its chunk in execution (commit()) at
+        once; False: the caller commits what it really sends (policy_node does, at publication:
+        a chunk dropped after the prediction must not be what the next one continues)."""
         t0 = time.perf_counter()
         state_t, noise_t, imgs = self._inputs(state, images, noise)
         B = state_t.shape[0]
@@ -404,28 +411,43 @@ class DiffusionPolicy:
                     self.first_action_index)
                 continues[b] = overlap > 0
             if self.guidance is not None:
-                transitions[b] = transition_points(samples[b], stamps_arr[b],
-                                                   self._running.get(rid, []), self.meta.dt_s,
-                                                   self.first_action_index)
+                switch, ensemble = transition_points(samples[b], stamps_arr[b],
+                                                     self._running.get(rid, []), self.meta.dt_s,
+                                                     self.first_action_index)
+                if self.execution not in ('', 'temporal_ensemble'):
+                    ensemble = ensemble[:, :0]            # the follower never averages chunks
+                transitions[b] = (switch, ensemble)
         gated = assessment = None
         if self.guidance is not None:
             assessment = self.guidance.assess(samples, self.first_action_index, transitions)
             chosen, gated = select(assessment, coherence, continues)
         else:
             chosen = np.argmin(coherence, axis=1).astype(np.int64)
-        for b, rid in enumerate(robot_ids):
-            if stamps_arr is not None and not (gated is not None and gated[b]):
-                self._prev[rid] = (float(stamps_arr[b]), samples[b, chosen[b]].copy())
-                end = float(stamps_arr[b])               # keep the chunks that reach past now
-                self._running[rid] = [c for c in self._running.get(rid, [])
-                                      if c[0] + (len(c[1]) - 1 - self.first_action_index)
-                                      * self.meta.dt_s > end] + [self._prev[rid]]
         actions = samples[np.arange(B), chosen]                                          # (B, T, A)
+        if commit and stamps_arr is not None:
+            for b, rid in enumerate(robot_ids):
+                if not (gated is not None and gated[b]):
+                    self.commit(rid, stamps_arr[b], actions[b])
         frozen = np.array([0 if p is None else int(p[2].sum()) for p in inpaint], dtype=np.int64)
         return PolicyOutput(actions=actions, samples=samples, chosen=chosen, frozen=frozen,
                             first_action_index=self.first_action_index, latency_s=time.perf_counter() - t0,
                             backend=name, num_inference_steps=self.num_inference_steps, scheduler=self.scheduler,
                             stamps=stamps_arr, robot_ids=robot_ids, gated=gated, assessment=assessment)
+
+    def commit(self, robot_id: str, stamp: float, actions: np.ndarray) -> bool:
+        """`actions` (T, A), stamped `stamp`, is what robot_id executes from now on: the
+        reference of the next chunk's coherence, transition gate and real-time chunking. A chunk
+        with a non-finite action is refused (False): it never runs, nothing continues it."""
+        actions = np.asarray(actions, dtype=np.float64)
+        if not np.all(np.isfinite(actions)) or not math.isfinite(float(stamp)):
+            return False
+        rid, stamp = str(robot_id), float(stamp)
+        self._prev[rid] = (stamp, actions.copy())
+        # the chunks that reach past this one's stamp still run (a temporal ensemble)
+        horizon_s = (actions.shape[0] - 1 - self.first_action_index) * self.meta.dt_s
+        self._running[rid] = [c for c in self._running.get(rid, []) if c[0] + horizon_s > stamp] \
+            + [self._prev[rid]]
+        return True
 
     def _sample_rtc(self, state_t, noise_t, imgs, inpaint) -> torch.Tensor:
         """The sampling graph in eager torch with RTC guidance (sampling/rtc.py) for the robots

@@ -230,7 +230,8 @@ class InferenceWorker:
         timing = self.timing
         delays = [timing.expected_delay_s()] * len(ready) if timing.rtc else None
         out = self.policy.predict(state, images, stamps=stamps,
-                                  robot_ids=[r.ns for r, _, _ in ready], rtc_delay_s=delays)
+                                  robot_ids=[r.ns for r, _, _ in ready], rtc_delay_s=delays,
+                                  commit=False)
         if timing.added_s > 0 and self._stop.wait(timing.added_s):
             return                       # stopping: the chunk of a slow inference is dropped
         self.last_backend = out.backend
@@ -267,6 +268,7 @@ class InferenceWorker:
                                      self.publish_velocities, robot.ns, robot.sequence, age)
         robot.traj_pub.publish(traj)
         robot.chunk_pub.publish(chunk)
+        self.policy.commit(robot.ns, obs.stamp_ns * 1e-9, out.actions[b])
         robot.schedule.chunk_published(obs.stamp_ns)
         self.book.chunk_published(out.latency_s, age)
         self.timing.published(age)

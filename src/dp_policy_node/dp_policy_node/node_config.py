@@ -30,6 +30,9 @@ class ConfigError(ValueError):
 PARAMETERS: dict[str, tuple[Any, str]] = load_parameter_table('dp_policy_node', 'policy_node')
 
 
+EXECUTIONS = ('', 'receding_horizon', 'latest', 'temporal_ensemble', 'rtc')
+
+
 @dataclass
 class PolicyNodeConfig:
     """The node's parameters, validated (units in the names: seconds, hertz)."""
@@ -58,7 +61,7 @@ class PolicyNodeConfig:
     status_topic: str = '~/status'
     status_rate_hz: float = 1.0
     publish_velocities: bool = False
-    real_time_chunking: bool = False
+    execution: str = ''
     inference_delay_s: float = 0.0
     added_delay_s: float = 0.0
     guidance: bool = False
@@ -117,6 +120,12 @@ class PolicyNodeConfig:
             v = getattr(self, name)
             if not 0.0 <= v <= 5.0:
                 raise ConfigError(f'{name} must be in [0, 5] s, got {v}')
+        if 0.0 < self.inference_delay_s < self.added_delay_s:
+            raise ConfigError(f'inference_delay_s ({self.inference_delay_s} s) is shorter than '
+                              f'added_delay_s ({self.added_delay_s} s): every chunk would arrive '
+                              'after its frozen actions')
+        if self.execution not in EXECUTIONS:
+            raise ConfigError(f'execution must be one of {EXECUTIONS}, got {self.execution!r}')
 
     @classmethod
     def from_params(cls, get: Callable[[str], Any]) -> 'PolicyNodeConfig':

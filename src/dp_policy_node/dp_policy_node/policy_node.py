@@ -147,6 +147,7 @@ class PolicyNode(LifecycleNode):
             num_threads=cfg.num_threads or None)
         meta = policy.meta
         joints, topics = cfg.check_against_checkpoint(list(meta.joint_names), list(meta.camera_names))
+        policy.execution = cfg.execution
         if cfg.guidance:
             policy.set_guidance(*guidance_for(cfg, joints, meta.dt_s))
             self._obstacles = TopicObstacles(policy.guidance, self.book, self.get_logger(),
@@ -170,7 +171,7 @@ class PolicyNode(LifecycleNode):
             sim_time_active=lambda: self.get_clock().ros_time_is_active,
             enabled=lambda: self._enabled, reject=self._reject, logger=self.get_logger(),
             context_ok=self.context.ok, timing=ChunkTiming(
-                cfg.real_time_chunking, cfg.inference_delay_s, cfg.added_delay_s))
+                cfg.execution == 'rtc', cfg.inference_delay_s, cfg.added_delay_s))
         if self._obstacles is not None and cfg.obstacles_topic:
             self._obstacles.worker = self.worker
             if cfg.obstacles_required:

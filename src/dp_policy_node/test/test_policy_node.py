@@ -583,11 +583,11 @@ def test_guidance_takes_obstacles_from_a_latched_marker_topic(ckpt, graphs, tmp_
 
 def test_real_time_chunking_freezes_the_actions_until_arrival_and_added_delay_ages_chunks(
         ckpt, graphs):
-    """real_time_chunking, a fixed expected delay of 0.2 s and an artificial one of 0.15 s: each
+    """execution rtc, a fixed expected delay of 0.2 s and an artificial one of 0.15 s: each
     chunk leaves at least 0.15 s after its observation, and from the second on its actions up
     to 0.2 s after its stamp are the previous chunk's at the same times (as the follower
     receives them), so that the follower can switch onto it without averaging."""
-    g = graphs(base(ckpt, real_time_chunking=True, inference_delay_s=0.2, added_delay_s=0.15))
+    g = graphs(base(ckpt, execution='rtc', inference_delay_s=0.2, added_delay_s=0.15))
     assert g.play(90.0, until=lambda: len(g.chunks['']) >= 4), 'no chunks'
     assert all(c.observation_age_s >= 0.15 for c in g.chunks[''])
     assert g.node.worker.last_backend.startswith('torch+rtc')
