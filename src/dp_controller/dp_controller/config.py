@@ -43,6 +43,8 @@ class FollowerConfig:
     # Cross-fade from the current plan to a new chunk over this window (0: switch, still C1 via
     # the entry knot).
     blend_window_s: float = 0.1
+    rtc_max_step_rad: float = 0.02     # rtc: a chunk this close to the plan at its next point is
+                                       # entered without a cross-fade; farther, blended as 'latest'
     execution_mode: str = 'receding_horizon'
     # Receding horizon: actions of a chunk executed before a newer chunk takes over (0: whole chunk).
     n_action_steps: int = 8
@@ -93,6 +95,8 @@ class FollowerConfig:
             raise ValueError(f'execution_mode must be one of {EXECUTION_MODES}')
         if self.watchdog_timeout_s <= 0:
             raise ValueError('watchdog_timeout_s must be positive')
+        if not self.rtc_max_step_rad >= 0:
+            raise ValueError('rtc_max_step_rad must be >= 0')
         if self.blend_window_s < 0 or self.n_action_steps < 0 or self.max_ensemble_chunks < 1:
             raise ValueError('blend_window_s, n_action_steps must be >= 0, max_ensemble_chunks >= 1')
         if self.max_catch_up_steps < 0:

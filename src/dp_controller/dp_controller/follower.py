@@ -277,6 +277,18 @@ class Follower:
             self.state = STATE_HOLDING
             self.hold_reason = reason
 
+    def _continues_plan(self, chunk: _Chunk, now: float) -> bool:
+        """The chunk's next point past the shortest entry (enter_chunk's: at least a period, half
+        a chunk step) is within rtc_max_step_rad of the plan at that time on every joint."""
+        t = chunk.t_abs
+        gap = max(self.dt, 0.5 * float(np.median(np.diff(t)))) if len(t) > 1 else self.dt
+        ahead = np.flatnonzero(t > now + gap)
+        if not len(ahead):
+            return False
+        k = int(ahead[0])
+        planned = np.asarray(self._plan.position(float(chunk.t_abs[k])), dtype=np.float64)
+        return bool(np.all(np.abs(planned - chunk.pos[k]) <= self.cfg.rtc_max_step_rad))
+
     def _enter(self, chunk: _Chunk, now: float) -> bool:
         """Make the chunk the plan (or an ensemble member) from plan time `now`."""
         following = self.state == STATE_FOLLOWING and self._plan is not None
@@ -291,9 +303,10 @@ class Follower:
             entry = (q, v, a)
         ensemble = self.cfg.execution_mode == 'temporal_ensemble'
         # Ensemble members fade in over the blend window themselves, and a real-time-chunking
-        # chunk starts with the actions of the plan it replaces (frozen by the policy): their
-        # entry bridge is short (the next chunk point), no cross-fade.
-        short = ensemble or (self.cfg.execution_mode == 'rtc' and following)
+        # chunk that starts with the actions of the plan it replaces (frozen by the policy):
+        # their entry bridge is short (the next chunk point), no cross-fade.
+        short = ensemble or (self.cfg.execution_mode == 'rtc' and following
+                             and self._continues_plan(chunk, now))
         gap = self.dt if short else max(self.dt, self.cfg.blend_window_s)
         new = enter_chunk(chunk.t_abs, chunk.pos, chunk.vel, now, entry, min_gap_s=gap)
         if new is None:

@@ -37,6 +37,7 @@ def read_config(param: Callable[[str], Any]) -> tuple[FollowerConfig, str]:
         tracking_timeout_s=float(param('tracking_timeout_s')),
         joint_state_timeout_s=float(param('joint_state_timeout_s')),
         blend_window_s=float(param('blend_window_s')),
+        rtc_max_step_rad=float(param('rtc_max_step_rad')),
         execution_mode=str(param('execution_mode')),
         n_action_steps=int(param('n_action_steps')),
         ensemble_decay=float(param('ensemble_decay')),

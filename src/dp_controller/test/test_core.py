@@ -302,19 +302,26 @@ def test_receding_horizon_waits_for_n_action_steps_latest_does_not():
 
 def test_rtc_switches_at_once_onto_the_frozen_prefix_without_averaging():
     """A real-time-chunking chunk repeats the plan's actions up to its arrival (frozen) and goes
-    elsewhere after: 'rtc' follows the plan until the next chunk point and the new chunk from
-    there (no cross-fade, no mean); 'temporal_ensemble' averages the two."""
+    elsewhere after: 'rtc' enters it at once onto its next point (0.6 s: no cross-fade; 'latest'
+    with its 0.1 s blend window skips to 0.7 s), follows the plan until there and the new chunk
+    after; 'temporal_ensemble' averages the two. A chunk that does not continue the plan (a late
+    arrival) is blended in 'rtc' as in 'latest'."""
     a = (0.0, 0.0, NAMES, np.arange(20) * 0.1, wave(np.arange(20) * 0.1), None)
     b_pos = wave(0.5 + np.arange(20) * 0.1)
     ramp = np.clip((np.arange(20) - 2) / 5.0, 0.0, 1.0)[:, None]
     b_pos += 0.15 * ramp                       # frozen: the first 3 actions (0.5 .. 0.7 s)
     b = (0.52, 0.5, NAMES, np.arange(20) * 0.1, b_pos, None)
-    finals = {}
-    for mode in ('rtc', 'temporal_ensemble'):
-        f = Follower(make_cfg(execution_mode=mode, blend_window_s=0.1, ensemble_decay=0.0,
-                              watchdog_timeout_s=5.0))
+    jump = (0.52, 0.5, NAMES, np.arange(20) * 0.1, b_pos + 0.1, None)
+    finals, knots = {}, {}
+    for mode, second in (('rtc', b), ('latest', b), ('temporal_ensemble', b), ('rtc-late', jump)):
+        f = Follower(make_cfg(execution_mode=mode.split('-')[0], blend_window_s=0.1,
+                              ensemble_decay=0.0, watchdog_timeout_s=5.0))
         f.start(wave([0.0])[0], 0.0)                 # on chunk a's path from the start
-        ts, q = run(f, 0.0, 1.6, [a, b])[:2]
+        ts, q = run(f, 0.0, 0.53, [a, second])[:2]
+        if mode != 'temporal_ensemble':
+            knots[mode] = float(f._plan.spline.t[1])    # the entry segment's end
+        ts2, q2 = run(f, 0.53, 1.6)[:2]
+        ts, q = np.concatenate([ts, ts2]), np.concatenate([q, q2])
         finals[mode] = q[-1]
         if mode == 'rtc':
             on_a = (ts > 0.55) & (ts < 0.6)    # after the arrival, before the next free point
@@ -322,6 +329,8 @@ def test_rtc_switches_at_once_onto_the_frozen_prefix_without_averaging():
             late = ts > 1.3                    # b's path, the ramp done
             np.testing.assert_allclose(q[late], wave(ts[late]) + 0.15, atol=5e-3)
             assert np.abs(np.diff(q, axis=0)).max() <= np.max(f.cfg.max_velocity_rad_s) * f.dt + EPS
+    assert knots['rtc'] == pytest.approx(0.6) and knots['latest'] == pytest.approx(0.7)
+    assert knots['rtc-late'] == pytest.approx(0.7)                  # blended: it jumps by 0.1
     assert np.abs(finals['temporal_ensemble'] - (wave([1.6])[0] + 0.075)).max() < 0.02
 
 

@@ -345,7 +345,9 @@ class DiffusionPolicy:
         target[i] = ref
         target[:i[0]] = ref[0]          # before the chunk in execution began: its first action
         overlap_end = int(i[-1]) + 1
-        frozen_end = min(overlap_end, f + int(math.ceil(max(delay_s, 0.0) / dt - 1e-9)))
+        # at most the checkpoint's executed steps: a longer delay would leave nothing to decide
+        frozen_end = min(overlap_end, f + self.meta.n_action_steps,
+                         f + int(math.ceil(max(delay_s, 0.0) / dt - 1e-9)))
         weights = soft_mask(T, frozen_end, overlap_end)
         return target, weights, np.arange(T) < frozen_end
 
@@ -373,8 +375,9 @@ class DiffusionPolicy:
         if any(p is not None for p in inpaint):
             samples_n = self._sample_rtc(state_t, noise_t, imgs, inpaint)
             name = 'torch+rtc'
-            if self.guidance is not None and self.guidance.final_step_only:
-                samples_n = self.guidance.finish(samples_n)
+            if self.guidance is not None:      # the last steps inside the loop, or the final x0
+                if self.guidance.final_step_only:
+                    samples_n = self.guidance.finish(samples_n)
                 name += '+guidance'
         elif self.guidance is not None and self.guidance.final_step_only:
             # the fastest backend samples the loop, the final x0 is guided after it (any backend,
@@ -474,9 +477,12 @@ class DiffusionPolicy:
                                                                [i.to(dev) for i in imgs])))
             cond = cond.unsqueeze(1).expand(-1, K, -1).flatten(0, 1)               # (B*K, G)
             ctx = sampler.loop.denoiser.condition(cond)
+        guide = self.guidance if (self.guidance is not None
+                                  and not self.guidance.final_step_only) else None
         x = rtc_sample(sampler.loop, ctx.clone(), noise_t.flatten(0, 1).to(dev),
                        per_sample(target).to(dev), per_sample(weights).to(dev),
-                       per_sample(frozen).to(dev))
+                       per_sample(frozen).to(dev),
+                       generator=self._gen if dev.type == 'cpu' else None, guide=guide)
         return x.detach().float().cpu().view(B, K, T, A)
 
     def reset(self, robot_id: str | None = None) -> None:

@@ -73,3 +73,27 @@ def test_no_chunk_in_execution_means_plain_sampling(policy):
     pol.reset()
     out = pol.predict(np.zeros((1, 2, 2), np.float32), stamps=[5.0], rtc_delay_s=[0.2])
     assert out.frozen.tolist() == [0] and '+rtc' not in out.backend
+
+
+def test_zero_weights_are_the_plain_loop_and_weights_pull_towards_the_target(policy):
+    """Without weights the RTC loop is the sampler's own arithmetic (DDIM: the same chunks); with
+    the soft mask over the whole chunk and nothing frozen, the guidance alone brings the chunks
+    nearer the target where the weights are."""
+    pol = policy
+    if pol.scheduler != 'ddim':
+        pytest.skip('consistency sampling draws its step noise from the policy generator')
+    rng = np.random.default_rng(1)
+    state_t, noise_t, imgs = pol._inputs(np.zeros((1, 2, 2), np.float32), None,
+                                         rng.standard_normal((1, 2, 16, 2)))
+    plain = pol._get_backend('torch').run(state_t, noise_t, imgs)
+    np.testing.assert_allclose(pol._sample_rtc(state_t, noise_t, imgs, [None]).numpy(),
+                               plain.numpy(), atol=1e-5)
+    target = np.tile(np.linspace(-0.5, 0.5, 16)[:, None], (1, 2))            # joint units
+    weights = soft_mask(16, 6, 12)
+    guided = pol._sample_rtc(state_t, noise_t, imgs,
+                             [(target, weights, np.zeros(16, dtype=bool))]).numpy()
+    goal = pol.ckpt.action_normalizer.normalize(target)
+
+    def err(x):
+        return float((weights[None, :, None] * (x[0] - goal[None]) ** 2).sum())
+    assert err(guided) < 0.5 * err(plain.numpy()), (err(guided), err(plain.numpy()))

@@ -232,7 +232,7 @@ class InferenceWorker:
         out = self.policy.predict(state, images, stamps=stamps,
                                   robot_ids=[r.ns for r, _, _ in ready], rtc_delay_s=delays,
                                   commit=False)
-        if timing.added_s > 0 and self._stop.wait(timing.added_s):
+        if timing.added_s > 0 and not self._wait_on_clock(timing.added_s):
             return                       # stopping: the chunk of a slow inference is dropped
         self.last_backend = out.backend
         for b, (robot, obs, epoch) in enumerate(ready):
@@ -260,6 +260,15 @@ class InferenceWorker:
                     'limit_margin_rad', 'clearance_m', 'cost')))
             if self.enabled() and self.active:
                 self._publish_chunk(robot, obs, out, b)
+
+    def _wait_on_clock(self, seconds: float) -> bool:
+        """Wait `seconds` on the node's clock (simulated time under use_sim_time: the delay is
+        the robot's, however fast the simulation runs); False when the worker stops first."""
+        deadline = self.clock_ns() + int(seconds * 1e9)
+        while self.clock_ns() < deadline:
+            if self._stop.wait(0.002):
+                return False
+        return True
 
     def _publish_chunk(self, robot: Robot, obs: Observation, out: Any, b: int) -> None:
         robot.sequence += 1

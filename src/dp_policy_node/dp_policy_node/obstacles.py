@@ -73,21 +73,28 @@ def marker_obstacle(m: Any, root_frame: str) -> Obstacle:
                      'CUBE expected)')
 
 
-def apply_markers(kept: dict, msg: Any, root_frame: str) -> list[str]:
+def apply_markers(kept: dict, msg: Any, root_frame: str,
+                  unreadable: Optional[set] = None) -> list[str]:
     """Apply a MarkerArray to `kept` ({(ns, id): Obstacle}, in place); the reasons of the markers
-    refused."""
+    refused. `unreadable` (in place): the (ns, id) of markers whose last ADD was refused, until a
+    readable ADD, a DELETE of theirs or a DELETEALL (an obstacle that exists and is not known)."""
     refused = []
+    unreadable = set() if unreadable is None else unreadable
     for m in msg.markers:
         key = (m.ns, m.id)
         if m.action == DELETEALL:
             kept.clear()
+            unreadable.clear()
         elif m.action == DELETE:
             kept.pop(key, None)
+            unreadable.discard(key)
         else:
             try:
                 kept[key] = marker_obstacle(m, root_frame)
+                unreadable.discard(key)
             except ValueError as err:
                 kept.pop(key, None)
+                unreadable.add(key)
                 refused.append(str(err))
     return refused
 
@@ -104,8 +111,8 @@ class TopicObstacles:
     set, handed (with the obstacles parameter's) to the inference worker for its next tick after
     each message; refused markers are counted in the status book's rejected and logged
     (rate-limited). `required`: the worker publishes no chunk before the first message, nor
-    while the newest one has a refused marker (its set is then incomplete); else only the
-    parameter's obstacles are guarded until the first message."""
+    while a marker is unreadable (its last ADD refused, not deleted since: the set is then
+    incomplete); else only the parameter's obstacles are guarded until the first message."""
 
     WAITING, INCOMPLETE = 'waiting_for_obstacles', 'obstacles_incomplete'
 
@@ -117,9 +124,10 @@ class TopicObstacles:
         self.worker: Any = None
         self.in_use: Optional[int] = None
         self.kept: dict = {}                              # (ns, id) -> Obstacle, across messages
+        self.unreadable: set = set()                      # (ns, id) whose last ADD was refused
 
     def on_message(self, msg: Any) -> None:
-        refused = apply_markers(self.kept, msg, self.root_frame)
+        refused = apply_markers(self.kept, msg, self.root_frame, self.unreadable)
         obstacles = list(self.kept.values())
         for reason in refused:
             code, _, detail = reason.partition(': ')
@@ -128,7 +136,7 @@ class TopicObstacles:
         worker = self.worker
         if worker is None:
             return
-        hold = self.INCOMPLETE if (self.required and refused) else ''
+        hold = self.INCOMPLETE if (self.required and self.unreadable) else ''
         worker.set_obstacles(self.configured + obstacles, hold)
         if len(obstacles) != self.in_use:
             self.in_use = len(obstacles)

@@ -176,6 +176,9 @@ class PolicyNode(LifecycleNode):
             self._obstacles.worker = self.worker
             if cfg.obstacles_required:
                 self.worker.obstacles_hold = TopicObstacles.WAITING
+                self.get_logger().info(
+                    f'obstacles_required: no chunk before the first message on '
+                    f'{cfg.obstacles_topic} (publish it latched: transient local)')
             self._obstacle_sub = self.create_subscription(
                 MarkerArray, cfg.obstacles_topic, self._obstacles.on_message, STATUS_QOS,
                 callback_group=self._cb_inputs)

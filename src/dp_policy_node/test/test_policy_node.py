@@ -544,8 +544,8 @@ def test_guidance_takes_obstacles_from_a_latched_marker_topic(ckpt, graphs, tmp_
     """obstacles_topic: a MarkerArray published (latched) before the node subscribed reaches the
     guidance between two predictions, added to the parameter's obstacles; a marker in another
     frame is counted and left out, and a newer marker of the same (ns, id) replaces its own.
-    obstacles_required (default): no chunk before the first message, nor while the newest has a
-    refused marker; chunks once a message is read whole."""
+    obstacles_required (default): no chunk before the first message, nor while a refused marker
+    stands (not re-sent readable or deleted), even across messages without it; chunks after."""
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
     from visualization_msgs.msg import Marker, MarkerArray
     urdf = tmp_path / 'three.urdf'
@@ -576,8 +576,11 @@ def test_guidance_takes_obstacles_from_a_latched_marker_topic(ckpt, graphs, tmp_
     g.play(30.0, until=lambda: g.node.worker.reason == 'obstacles_incomplete')
     assert g.node.worker.reason == 'obstacles_incomplete' and not sampled()
     pub.publish(MarkerArray(markers=[marker(Marker.SPHERE, 0.45)]))       # id 0 again: replaced
-    assert g.play(90.0, until=lambda: kinds() == ['sphere', 'sphere', 'box'] and sampled()), \
-        (kinds(), g.node.worker.reason)
+    assert g.play(90.0, until=lambda: kinds() == ['sphere', 'sphere', 'box']), kinds()
+    g.play(5.0)
+    assert g.node.worker.reason == 'obstacles_incomplete' and not sampled()   # id 2 unknown
+    pub.publish(MarkerArray(markers=[Marker(action=Marker.DELETE, id=2)]))  # gone: all known
+    assert g.play(90.0, until=sampled), g.node.worker.reason
     assert g.node.policy.guidance.c.obstacles[1].centre == (0.45, 0.0, 0.0)
 
 

@@ -59,13 +59,16 @@ def guidance_weight(sqrt_a: float, sqrt_b: float, beta: float = BETA) -> tuple[f
 
 
 def rtc_sample(loop, ctx, x: torch.Tensor, target: torch.Tensor, weights: torch.Tensor,
-               frozen: torch.Tensor, step_noise: torch.Tensor | None = None,
-               beta: float = BETA) -> torch.Tensor:
+               frozen: torch.Tensor, generator: torch.Generator | None = None,
+               beta: float = BETA, guide=None) -> torch.Tensor:
     """The denoising loop with RTC guidance. loop: schedulers.DenoisingLoop whose denoiser is the
     step-conditioned U-Net (denoiser(x, k, ctx)); ctx: its conditioning of the observations; x
     (N, T, A) initial noise; target (N, T, A) the chunk in execution (normalised, at these
-    times); weights (N, T) the soft mask (0 everywhere: plain sampling); frozen (N, T) bool, the
-    actions set to the target at the end. Returns the clean chunks (N, T, A), normalised."""
+    times); weights (N, T) the soft mask (0 everywhere: the loop's own arithmetic, the same
+    chunks); frozen (N, T) bool, the actions set to the target at the end; generator: the step
+    noise of DDPM / consistency sampling; guide: the loop's x0 guide (guidance.guide.Guidance:
+    constraint guidance after the RTC correction, at its steps). Returns the clean chunks
+    (N, T, A), normalised."""
     if loop.prediction_type != 'epsilon':
         raise ValueError('RTC guidance here reads the network as an epsilon predictor')
     w3 = weights[..., None].to(x.dtype)
@@ -80,19 +83,24 @@ def rtc_sample(loop, ctx, x: torch.Tensor, target: torch.Tensor, weights: torch.
             err = w3 * (target - x0)
             (g,) = torch.autograd.grad(x0, xr, grad_outputs=err.detach())
         factor, _ = guidance_weight(sa, sb, beta)
-        x0 = (x0.detach() + factor * g).clamp(-loop.clip_range, loop.clip_range) if loop.clip \
-            else x0.detach() + factor * g
-        last = k == loop.num_steps - 1
-        if last:
+        x0, eps, move = x0.detach(), eps.detach(), factor * g
+        if loop.clip:
+            x0 = x0.clamp(-loop.clip_range, loop.clip_range)
+        guided = (x0 + move).clamp(-loop.clip_range, loop.clip_range) if loop.clip else x0 + move
+        if guide is not None:
+            guided = guide(k, guided)
+        # the epsilon that agrees with the guided x0, changed only by what the guidance moved
+        # (no move: the network's epsilon, as DenoisingLoop.step uses it)
+        eps = eps - (sa / sb) * (guided - x0)
+        x0 = guided
+        if k == loop.num_steps - 1:
             x = x0
         elif loop.kind == 'consistency':
-            z = step_noise[k] if step_noise is not None else torch.randn_like(x)
+            z = torch.randn(x.shape, generator=generator, dtype=x.dtype)
             x = loop.a_x0[k] * x0 + loop.sigma[k] * z
-        else:                          # DDIM with the epsilon that agrees with the guided x0
-            eps = (x.detach() - sa * x0) / sb
-            if loop.kind == 'ddpm':
-                z = step_noise[k] if step_noise is not None else torch.randn_like(x)
-                x = loop.a_x0[k] * x0 + loop.a_x[k] * x + loop.sigma[k] * z
-            else:
-                x = loop.a_x0[k] * x0 + loop.a_eps[k] * eps
+        elif loop.kind == 'ddpm':
+            z = torch.randn(x.shape, generator=generator, dtype=x.dtype)
+            x = loop.a_x0[k] * x0 + loop.a_x[k] * x.detach() + loop.sigma[k] * z
+        else:                                                                # DDIM, eta 0
+            x = loop.a_x0[k] * x0 + loop.a_eps[k] * eps
     return torch.where(frozen[..., None], target.to(x.dtype), x)

@@ -9,8 +9,8 @@ training of a separate trajectory model as consistency trajectory models do), an
 noise to the chunk the teacher's ODE maps it to, so the student keeps the teacher's modes (one
 sample is one mode, not their average). Per training step:
 
-    a demonstrated chunk x0, noise z, an adjacent pair t_lo < t_hi on a grid of the N training
-    timesteps (`segments` intervals, 0 and N-1 included)
+    a demonstrated chunk x0, noise z, t_hi drawn from 1..N-1 and t_lo = max(0, t_hi - s),
+    s = (N-1)/segments (every timestep is trained, the ones 2-3 step students sample at too)
     x_hi   = sqrt(a_hi) x0 + sqrt(1 - a_hi) z                  (forward diffusion)
     x_lo   = DDIM step of the TEACHER from t_hi to t_lo        (its ODE, no gradient)
     loss   = || f_student(x_hi, t_hi) - sg(f_student(x_lo, t_lo)) ||^2
@@ -44,12 +44,12 @@ def student_scheduler(teacher: SchedulerConfig, steps: int) -> SchedulerConfig:
     return dataclasses.replace(teacher, kind='consistency', num_inference_steps=steps)
 
 
-def solver_grid(num_train_timesteps: int, segments: int) -> list[int]:
-    """Ascending timesteps 0 = g_0 < ... < g_M = N-1 spaced (N-1)/segments apart."""
+def solver_skip(num_train_timesteps: int, segments: int) -> int:
+    """The teacher's solver step s in training timesteps: (N-1)/segments, rounded."""
     n = num_train_timesteps
     if not 1 <= segments <= n - 1:
         raise ValueError(f'segments must be in [1, {n - 1}], got {segments}')
-    return sorted({int(round(j * (n - 1) / segments)) for j in range(segments + 1)})
+    return max(1, int(round((n - 1) / segments)))
 
 
 class ConsistencyObjective(nn.Module):
@@ -66,8 +66,8 @@ class ConsistencyObjective(nn.Module):
         acp = alphas_cumprod(sched)
         self.register_buffer('sqrt_a', acp.sqrt(), persistent=False)                    # (N,)
         self.register_buffer('sqrt_b', (1 - acp).sqrt(), persistent=False)              # (N,)
-        self.register_buffer('grid', torch.tensor(solver_grid(sched.num_train_timesteps,
-                                                              segments)), persistent=False)
+        self.n = sched.num_train_timesteps
+        self.skip = solver_skip(self.n, segments)
         self.clip = float(sched.clip_sample_range) if sched.clip_sample else None
 
     def _coef(self, t: torch.Tensor, x: torch.Tensor):
@@ -85,8 +85,8 @@ class ConsistencyObjective(nn.Module):
     def forward(self, state: torch.Tensor, images: dict[str, torch.Tensor],
                 action: torch.Tensor) -> torch.Tensor:
         n = action.shape[0]
-        j = torch.randint(1, len(self.grid), (n,), device=action.device)
-        t_hi, t_lo = self.grid[j], self.grid[j - 1]
+        t_hi = torch.randint(1, self.n, (n,), device=action.device)
+        t_lo = (t_hi - self.skip).clamp(min=0)
         noise = torch.randn_like(action)
         a_hi, b_hi = self._coef(t_hi, action)
         x_hi = a_hi * action + b_hi * noise                                        # (B, T, A)
