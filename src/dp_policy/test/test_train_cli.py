@@ -99,6 +99,22 @@ def test_train_end_to_end_produces_loadable_checkpoint(tmp_path, capsys):
     assert tuple(ckpt.image_hw) == (16, 16) and ckpt.dt_s == pytest.approx(0.1)
     assert ckpt.train_steps == 3
 
+    # dp_train distill: the teacher's dataset settings (no topic flags), a consistency student
+    student_out = tmp_path / 'student'
+    rc = main(['distill', str(out / 'policy.ckpt'), str(tmp_path / 'demos'), '--out',
+               str(student_out), '--student-steps', '2', '--steps', '2', '--batch-size', '4',
+               '--quiet'])
+    text = capsys.readouterr()
+    assert rc == 0, text.err
+    student = load_checkpoint(student_out / 'policy.ckpt')
+    assert student.sched_cfg.kind == 'consistency' and student.sched_cfg.num_inference_steps == 2
+    assert student.model_cfg == ckpt.model_cfg and student.train_steps == 2
+    assert student.extra['distilled_from']['fingerprint'] == ckpt.fingerprint
+    # a teacher whose data differ is refused with the difference named
+    rc = main(['distill', str(out / 'policy.ckpt'), str(tmp_path / 'demos'), '--out',
+               str(tmp_path / 'x'), '--image-size', '8x8', '--steps', '1', '--quiet'])
+    assert rc == 2 and 'image size' in capsys.readouterr().err
+
 
 def test_console_script_entry_point():
     # what `ros2 run dp_policy dp_train` / the installed script executes

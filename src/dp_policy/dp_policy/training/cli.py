@@ -196,6 +196,19 @@ def dataset_config(args: argparse.Namespace, base: Optional[dict] = None):
     return DatasetConfig.from_dict(data)
 
 
+def _train_overrides(args: argparse.Namespace, **fields) -> dict:
+    """The TrainConfig fields the command line sets (`fields` first; None: keep the preset's or
+    the teacher's); sets torch's thread count where --threads is given."""
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    given = {'batch_size': args.batch_size, 'lr': args.lr, 'seed': args.seed,
+             'max_minutes': args.max_minutes, 'precision': args.precision,
+             'holdout_episodes': args.holdout, 'eval_every': args.eval_every, **fields}
+    return {k: v for k, v in given.items() if v is not None}
+
+
 def _check_device(device: str) -> None:
     from dp_policy.training.trainer import resolve_device
 
@@ -223,17 +236,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         steps = args.steps
         if steps is None and args.max_minutes:
             steps = 10 ** 9        # the time budget ends the run
-        overrides = {k: v for k, v in (('steps', steps), ('batch_size', args.batch_size),
-                                       ('lr', args.lr), ('seed', args.seed),
-                                       ('max_minutes', args.max_minutes),
-                                       ('precision', args.precision),
-                                       ('holdout_episodes', args.holdout),
-                                       ('eval_every', args.eval_every)) if v is not None}
-        train_cfg = replace(cfgs.train, **overrides)
-        if args.threads:
-            import torch
-
-            torch.set_num_threads(args.threads)
+        train_cfg = replace(cfgs.train, **_train_overrides(args, steps=steps))
         episodes, meta = load_episodes(args.bags, cfg, cache_dir=args.cache_dir, progress=progress)
     except (DatasetError, ValueError, OSError) as err:
         print(f'dp_train: error: {err}', file=sys.stderr)
@@ -300,18 +303,9 @@ def distill_main(argv: Sequence[str]) -> int:
         steps = args.steps
         if steps is None:
             steps = 10 ** 9 if args.max_minutes else DISTILL_DEFAULTS['steps']
-        overrides = {k: v for k, v in (('steps', steps), ('batch_size', args.batch_size),
-                                       ('lr', args.lr or DISTILL_DEFAULTS['lr']),
-                                       ('warmup_steps', DISTILL_DEFAULTS['warmup_steps']),
-                                       ('seed', args.seed), ('max_minutes', args.max_minutes),
-                                       ('precision', args.precision),
-                                       ('holdout_episodes', args.holdout),
-                                       ('eval_every', args.eval_every)) if v is not None}
-        train_cfg = replace(teacher.train_cfg, **overrides)
-        if args.threads:
-            import torch
-
-            torch.set_num_threads(args.threads)
+        train_cfg = replace(teacher.train_cfg, **_train_overrides(
+            args, steps=steps, lr=args.lr or DISTILL_DEFAULTS['lr'],
+            warmup_steps=DISTILL_DEFAULTS['warmup_steps']))
         episodes, meta = load_episodes(args.bags, cfg, cache_dir=args.cache_dir,
                                        progress=not args.quiet)
     except (DatasetError, ValueError, OSError) as err:
