@@ -171,4 +171,4 @@ class msgs:
         return cls._t('dp_msgs/msg/TaskStatus', store)(
             header=cls.header(t_ns, store=store), episode=int(episode), episode_time_s=0.0,
             target=Point(x=0.0, y=0.0, z=0.0), distance_m=0.0, success=False,
-            obstacle_contact=False, side='', done=bool(done))
+            obstacle_contact=False, min_clearance_m=float('inf'), side='', done=bool(done))

@@ -48,6 +48,7 @@ class RawMessage(NamedTuple):
     msgtype: str      # e.g. 'sensor_msgs/msg/JointState'
     stamp_ns: int     # bag (receive) time, nanoseconds
     data: bytes       # CDR bytes, as recorded
+    msgdef: str = ''  # the message definition the bag stores for its topic ('' if none)
 
 
 def typestore():
@@ -140,7 +141,8 @@ def iter_raw(path: str | Path, topics: Optional[Sequence[str]] = None) -> Iterat
                 raise CorruptBagError(str(path), f'{type(exc).__name__}: {exc}', count, last) from exc
             count += 1
             last = stamp
-            yield RawMessage(conn.topic, conn.msgtype, int(stamp), bytes(data))
+            yield RawMessage(conn.topic, conn.msgtype, int(stamp), bytes(data),
+                             _definition(conn))
         # A damaged chunk can be skipped silently by the storage reader: compare with metadata.
         expected = sum(c.msgcount for c in conns)
         if count < expected:
@@ -154,8 +156,50 @@ def iter_raw(path: str | Path, topics: Optional[Sequence[str]] = None) -> Iterat
 
 
 def deserialize(msg: RawMessage):
-    """CDR bytes -> rosbags message object (fields as in rclpy)."""
-    return typestore().deserialize_cdr(msg.data, msg.msgtype)
+    """CDR bytes -> rosbags message object (fields as in rclpy), read with the definition the bag
+    stores for its topic where that differs from today's (a bag recorded before a dp_msgs type
+    gained a field stays readable; the new field is then absent from the object)."""
+    store = typestore()
+    if msg.msgdef and _normalised(msg.msgdef) != _current_definition(msg.msgtype):
+        store = _store_for(msg.msgtype, msg.msgdef)
+    return store.deserialize_cdr(msg.data, msg.msgtype)
+
+
+def _definition(conn) -> str:
+    md = getattr(conn, 'msgdef', None)
+    return str(getattr(md, 'data', md) or '')
+
+
+def _normalised(text: str) -> str:
+    """A message definition without comments, blank lines and surrounding spaces."""
+    lines = (line.split('#', 1)[0].strip() for line in text.splitlines())
+    return '\n'.join(line for line in lines if line)
+
+
+_DEFINITIONS: dict = {}
+_STORES: dict = {}
+
+
+def _current_definition(msgtype: str) -> str:
+    if msgtype not in _DEFINITIONS:
+        try:
+            _DEFINITIONS[msgtype] = _normalised(typestore().generate_msgdef(msgtype)[0])
+        except Exception:  # noqa: BLE001 - a type today's store lacks: the bag's own is all there is
+            _DEFINITIONS[msgtype] = None
+    return _DEFINITIONS[msgtype]
+
+
+def _store_for(msgtype: str, msgdef: str):
+    """A typestore with `msgtype` (and its dependencies) as the bag defines them."""
+    key = (msgtype, msgdef)
+    if key not in _STORES:
+        from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+        store = get_typestore(Stores.ROS2_KILTED)
+        types = get_types_from_msg(msgdef, msgtype)
+        store.register({name: t for name, t in types.items() if name not in store.fielddefs
+                        or name == msgtype})
+        _STORES[key] = store
+    return _STORES[key]
 
 
 def connection_qos(path: str | Path) -> dict[str, list]:

@@ -82,3 +82,18 @@ def test_salvage_of_nothing_is_an_error(bags, tmp_path):
     bad = synthetic.corrupt_bag(bags['mcap'][0], tmp_path / 'bad', 0.001, 'truncate')
     with pytest.raises(bagio.BagError, match='nothing could be salvaged'):
         bagio.salvage(bad, tmp_path / 'fixed')
+
+
+def test_a_bag_recorded_before_a_message_gained_a_field_stays_readable():
+    """test/data/reach_policy_chunks was recorded before TaskStatus gained min_clearance_m: its
+    messages are read with the definition the bag stores, not today's (which expects 8 more
+    bytes)."""
+    from pathlib import Path
+    bag = Path(__file__).resolve().parents[3] / 'test' / 'data' / 'reach_policy_chunks'
+    if not bag.is_dir():
+        pytest.skip(f'{bag} is not in this checkout')
+    raws = list(bagio.iter_raw(bag, ['/task_status']))
+    assert raws and 'min_clearance_m' not in raws[0].msgdef
+    msgs = [bagio.deserialize(r) for r in raws]
+    assert msgs[-1].episode >= 1 and not hasattr(msgs[-1], 'min_clearance_m')
+    assert bagio.typestore().generate_msgdef('dp_msgs/msg/TaskStatus')[0].count('min_clearance_m')
