@@ -24,7 +24,7 @@ class FakeEps(torch.nn.Module):
 
 def test_timesteps_start_at_the_noisiest_level_and_the_boundary_is_exact():
     cfg = SchedulerConfig(kind='consistency', num_inference_steps=1)
-    assert [inference_timesteps(cfg, k) for k in (1, 2, 3)] == [[99], [99, 49], [99, 66, 32]]
+    assert [inference_timesteps(cfg, k) for k in (1, 2, 3)] == [[90], [90, 45], [90, 60, 30]]
     c_skip, c_out = consistency_coefficients(torch.tensor([0, 1, 99]))
     assert c_skip[0] == 1.0 and c_out[0] == 0.0                 # f(x, 0) = x
     assert c_skip[1] < 3e-3 and c_out[2] > 0.9999               # from t = 1 on: the x0 estimate
@@ -43,8 +43,8 @@ def test_two_step_loop_is_f_then_renoise_then_f():
         x0 = (x - (1 - acp[t]).sqrt() * net(x, tt, cond)) / acp[t].sqrt()
         c_skip, c_out = consistency_coefficients(torch.tensor(t))
         return c_skip * x + c_out * x0
-    first = f(x, 99)
-    expected = f(acp[49].sqrt() * first + (1 - acp[49]).sqrt() * z[0], 49)
+    first = f(x, 90)
+    expected = f(acp[45].sqrt() * first + (1 - acp[45]).sqrt() * z[0], 45)
     out = DenoisingLoop(net, cfg)(x.clone(), cond, z)
     assert torch.allclose(out, expected, atol=1e-5)
 
@@ -83,7 +83,7 @@ def test_the_distillation_loss_anchors_at_the_boundary_and_trains_only_the_stude
     teacher, stud = ckpt.build_model(), ckpt.build_model()
     stud.train()
     obj = ConsistencyObjective(stud, teacher, SchedulerConfig(), segments=10)
-    assert obj.skip == solver_skip(100, 10) == 10 and solver_skip(100, 3) == 33
+    assert obj.t_max == 90 and obj.skip == solver_skip(91, 10) == 9 and solver_skip(100, 3) == 33
     state = torch.rand(4, 2, 3) * 2 - 1
     images = {'top': torch.randint(0, 256, (4, 2, 24, 32, 3), dtype=torch.uint8)}
     action = torch.rand(4, 16, 3) * 2 - 1

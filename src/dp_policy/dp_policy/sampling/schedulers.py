@@ -15,9 +15,10 @@ epsilon predictor, gives the consistency function
     c_out = 10 t / sqrt((10 t)^2 + s^2),   s = 0.5  (t on the 0..N-1 training grid)
 
 (the latent consistency models' constants: the boundary condition f(x, 0) = x holds exactly, and
-from t = 1 on f is the network's clean-chunk estimate to 0.3 %); one step maps pure noise at t = N-1 to a clean chunk, each further step re-noises that
-chunk to a lower t (fresh noise) and maps it again (multistep consistency sampling, Song et al.
-2023, Algorithm 1). Timesteps 'trailing': 1 step [99], 2 [99, 49], 3 [99, 66, 32].
+from t = 1 on f is the network's clean-chunk estimate to 0.3 %); one step maps pure noise at
+t_max = 0.9 N (where DDIM-10 starts) to a clean chunk, each further step re-noises that chunk to a
+lower t (fresh noise) and maps it again (multistep consistency sampling, Song et al. 2023,
+Algorithm 1). Timesteps: 1 step [90], 2 [90, 45], 3 [90, 60, 30].
 """
 from __future__ import annotations
 
@@ -48,15 +49,24 @@ def alphas_cumprod(cfg: SchedulerConfig) -> torch.Tensor:
 
 def inference_timesteps(cfg: SchedulerConfig, num_inference_steps: int | None = None) -> list[int]:
     """Descending timesteps, 'leading' spacing: 100 train / 10 steps -> [90, 80, ..., 0];
-    consistency sampling 'trailing' (from the noisiest): 1 step -> [99], 3 -> [99, 66, 32]."""
+    consistency sampling from consistency_t_max: 1 step -> [90], 3 -> [90, 60, 30]."""
     k = num_inference_steps or cfg.num_inference_steps
     n = cfg.num_train_timesteps
     if not 1 <= k <= n:
         raise ValueError(f'num_inference_steps must be in [1, {n}], got {k}')
     if cfg.kind == 'consistency':
-        return [int(round(n - 1 - i * n / k)) for i in range(k)]
+        top = consistency_t_max(n)
+        return [int(round(top - i * top / k)) for i in range(k)]
     ratio = n // k
     return [i * ratio for i in range(k)][::-1]
+
+
+def consistency_t_max(num_train_timesteps: int) -> int:
+    """The noisiest timestep a consistency student maps from: 0.9 N, where DDIM-10 starts too
+    (90 of 100). Higher, the epsilon reading is ill-conditioned: x0 = (x - sqrt(1-a) eps) /
+    sqrt(a) multiplies the network's error by 1/sqrt(a) = 2000 at t = 99 of the cosine schedule,
+    7 at t = 90."""
+    return int(round(0.9 * num_train_timesteps))
 
 
 CONSISTENCY_SIGMA_DATA = 0.5

@@ -9,8 +9,9 @@ training of a separate trajectory model as consistency trajectory models do), an
 noise to the chunk the teacher's ODE maps it to, so the student keeps the teacher's modes (one
 sample is one mode, not their average). Per training step:
 
-    a demonstrated chunk x0, noise z, t_hi drawn from 1..N-1 and t_lo = max(0, t_hi - s),
-    s = (N-1)/segments (every timestep is trained, the ones 2-3 step students sample at too)
+    a demonstrated chunk x0, noise z, t_hi drawn from 1..t_max (0.9 N: where sampling starts,
+    schedulers.consistency_t_max) and t_lo = max(0, t_hi - s), s = t_max/segments (every
+    timestep is trained, the ones 2-3 step students sample at too)
     x_hi   = sqrt(a_hi) x0 + sqrt(1 - a_hi) z                  (forward diffusion)
     x_lo   = DDIM step of the TEACHER from t_hi to t_lo        (its ODE, no gradient)
     loss   = || f_student(x_hi, t_hi) - sg(f_student(x_lo, t_lo)) ||^2
@@ -30,7 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from dp_policy.config import SchedulerConfig
-from dp_policy.sampling.schedulers import alphas_cumprod, consistency_coefficients
+from dp_policy.sampling.schedulers import (alphas_cumprod, consistency_coefficients,
+                                           consistency_t_max)
 
 MAX_STUDENT_STEPS = 3
 
@@ -67,7 +69,8 @@ class ConsistencyObjective(nn.Module):
         self.register_buffer('sqrt_a', acp.sqrt(), persistent=False)                    # (N,)
         self.register_buffer('sqrt_b', (1 - acp).sqrt(), persistent=False)              # (N,)
         self.n = sched.num_train_timesteps
-        self.skip = solver_skip(self.n, segments)
+        self.t_max = consistency_t_max(self.n)
+        self.skip = solver_skip(self.t_max + 1, segments)
         self.clip = float(sched.clip_sample_range) if sched.clip_sample else None
 
     def _coef(self, t: torch.Tensor, x: torch.Tensor):
@@ -85,7 +88,7 @@ class ConsistencyObjective(nn.Module):
     def forward(self, state: torch.Tensor, images: dict[str, torch.Tensor],
                 action: torch.Tensor) -> torch.Tensor:
         n = action.shape[0]
-        t_hi = torch.randint(1, self.n, (n,), device=action.device)
+        t_hi = torch.randint(1, self.t_max + 1, (n,), device=action.device)
         t_lo = (t_hi - self.skip).clamp(min=0)
         noise = torch.randn_like(action)
         a_hi, b_hi = self._coef(t_hi, action)
