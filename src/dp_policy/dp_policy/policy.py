@@ -470,8 +470,8 @@ class DiffusionPolicy:
         def per_sample(a):
             t = torch.from_numpy(a)
             return t.unsqueeze(1).expand(B, K, *t.shape[1:]).flatten(0, 1)
-        sampler = self.sampler.cpu() if self.device.type == 'cpu' else self.sampler.to(self.device)
         dev = self.device
+        sampler = self.sampler.to(dev)
         with torch.inference_mode():
             cond = sampler.encoder(state_t.to(dev), dict(zip(sampler.camera_names,
                                                                [i.to(dev) for i in imgs])))

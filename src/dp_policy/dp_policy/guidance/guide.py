@@ -151,13 +151,20 @@ class Guidance:
             for b, pts in enumerate(transitions or ()):
                 if pts is None or not c.obstacles or c.kinematics is None:
                     continue
-                for key, p in zip(('violates', 'ensemble_violates'), pts):
-                    if p.shape[1] == 0:
+                switch, ensemble = pts
+                n = switch.shape[1]
+                if n + ensemble.shape[1] == 0:
+                    continue
+                qt = torch.as_tensor(np.concatenate([switch, ensemble], axis=1),
+                                     dtype=torch.float64)       # one FK for both kinds of point
+                if self.joint_dims is not None:
+                    qt = qt[..., self.joint_dims]
+                clear_t = clearance(qt, c).numpy()                                   # (K, P)
+                for key, part in (('violates', clear_t[:, :n]),
+                                  ('ensemble_violates', clear_t[:, n:])):
+                    if part.shape[1] == 0:
                         continue
-                    qt = torch.as_tensor(p, dtype=torch.float64)
-                    if self.joint_dims is not None:
-                        qt = qt[..., self.joint_dims]
-                    ct = clearance(qt, c).amin(1).numpy()                        # (K,)
+                    ct = part.min(axis=1)                                            # (K,)
                     out['clearance_m'][b] = np.fmin(out['clearance_m'][b], ct)
                     out[key][b] |= ~(ct >= margin)
         return out
