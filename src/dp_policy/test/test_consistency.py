@@ -75,23 +75,47 @@ def test_a_one_step_student_gives_one_result_on_every_backend(student):
     assert np.abs(outs['torch']).max() <= 1.0 + 1e-6          # the clean chunk is clipped
 
 
-def test_the_distillation_loss_anchors_at_the_boundary_and_trains_only_the_student(student):
-    """Where t_lo = 0 the target is the teacher's DDIM step itself (f(x, 0) = x): a student equal
-    to the teacher has a loss there of its own one-step error only; gradients reach the student
-    alone."""
+def test_the_distillation_target_is_the_teachers_ode_solution_and_trains_only_the_denoiser(student):
+    """The target from (x_t, t) is the teacher's DDIM-10 solution down to 0 (the same chunk the
+    teacher's sampler gives from there); gradients reach the student's denoiser alone (not the
+    teacher, not the student's frozen encoder)."""
     ckpt = load_checkpoint(student)
     teacher, stud = ckpt.build_model(), ckpt.build_model()
     stud.train()
-    obj = ConsistencyObjective(stud, teacher, SchedulerConfig(), segments=10)
+    obj = ConsistencyObjective(stud, teacher, student_scheduler(SchedulerConfig(), 2), segments=10)
     assert obj.t_max == 90 and obj.skip == solver_skip(91, 10) == 9 and solver_skip(100, 3) == 33
+    assert obj.timesteps.tolist() == [90, 45]
     state = torch.rand(4, 2, 3) * 2 - 1
     images = {'top': torch.randint(0, 256, (4, 2, 24, 32, 3), dtype=torch.uint8)}
     action = torch.rand(4, 16, 3) * 2 - 1
+
+    # the solution from t = 90 is DDIM's 10 steps 90, 81, ..., 9 -> 0 (clip at each x0)
+    x = torch.randn(4, 16, 3)
+    cond = teacher.encode(state, images)
+    t90 = torch.full((4,), 90)
+    got = obj.teacher_solution(x, t90, cond)
+    acp = alphas_cumprod(SchedulerConfig())
+    ref, ts = x.clone(), list(range(90, -1, -9))
+    with torch.no_grad():
+        for t, t_next in zip(ts[:-1], ts[1:]):
+            eps = teacher.unet(ref, torch.full((4,), t), cond)
+            x0 = ((ref - (1 - acp[t]).sqrt() * eps) / acp[t].sqrt()).clamp(-1, 1)
+            ref = acp[t_next].sqrt() * x0 + (1 - acp[t_next]).sqrt() * eps
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+    # samples at different timesteps solve independently (t = 45 stops at 0 too)
+    mixed = obj.teacher_solution(x, torch.tensor([90, 45, 90, 45]), cond)
+    torch.testing.assert_close(mixed[0], got[0]) and torch.testing.assert_close(mixed[2], got[2])
+    torch.testing.assert_close(mixed[1:2], obj.teacher_solution(x[1:2], torch.tensor([45]),
+                                                                cond[1:2]))
+
     torch.manual_seed(0)
     loss = obj(state, images, action)
     loss.backward()
     assert torch.isfinite(loss) and loss.item() >= 0
     assert all(p.grad is None for p in teacher.parameters())
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in stud.parameters())
+    assert all(p.grad is None for p in stud.obs_encoder.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in stud.unet.parameters())
+    with pytest.raises(ValueError, match='consistency'):
+        ConsistencyObjective(stud, teacher, SchedulerConfig())
     with pytest.raises(ValueError, match='1 to 3'):
         student_scheduler(SchedulerConfig(), 4)

@@ -497,7 +497,7 @@ class _TrainingRun:
 
             self.objective = ConsistencyObjective(
                 self.model, self.teacher.build_model(ema=True).to(self.dev),
-                self.teacher.sched_cfg, self.distill_segments).to(self.dev)
+                self.sched_cfg, self.distill_segments).to(self.dev)
         if self.dist.world_size > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
