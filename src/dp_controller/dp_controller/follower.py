@@ -87,6 +87,7 @@ class Follower:
         self.watchdog = Watchdog(config.watchdog_timeout_s)
         self.rejected = Counter()
         self.chunks_accepted = 0
+        self._boundary_step_max = math.nan   # pop_boundary_step()
         self.state = STATE_STOPPED
         self.hold_reason = ''
         self._held_by_request = False
@@ -294,6 +295,9 @@ class Follower:
         following = self.state == STATE_FOLLOWING and self._plan is not None
         if following:
             entry = self._plan.evaluate(now)
+            t_probe = now + (float(np.median(np.diff(chunk.t_abs))) if len(chunk.t_abs) > 1
+                             else self.dt)
+            before = np.asarray(self._plan.position(t_probe), dtype=np.float64)
         else:
             q, v, a = self.limiter.copy_state()
             if not self.cfg.scaled_time_output and self.speed_scaling < 1.0:
@@ -318,6 +322,10 @@ class Follower:
             self._plan.add(new, now)
         else:
             self._plan = new
+        if following:
+            step = float(np.max(np.abs(np.asarray(self._plan.position(t_probe)) - before)))
+            if not step <= self._boundary_step_max:          # the first (NaN) or a larger one
+                self._boundary_step_max = step
         self._current = chunk
         self._pending = None
         self.state = STATE_FOLLOWING
@@ -380,6 +388,19 @@ class Follower:
     def pop_max_jerk(self) -> float:
         """Max |jerk| of the command stream since the last call (rad/s^3); resets it."""
         return self.limiter.pop_max_jerk()
+
+    def pop_jerk(self) -> tuple[float, float, int]:
+        """(max, RMS jerk (rad/s^3), terms) of the command stream since the last call."""
+        return self.limiter.pop_jerk()
+
+    def pop_boundary_step(self) -> float:
+        """The largest chunk boundary step since the last call (rad; NaN: no chunk entered
+        while following): at each chunk entry, max over the joints of |plan after - plan before|
+        one chunk step (the chunk's point spacing) after the entry, i.e. how far the new chunk
+        moves where the arm is about to be, whatever the execution mode (a switch, a blend, an
+        ensemble member, a real-time chunk)."""
+        v, self._boundary_step_max = self._boundary_step_max, math.nan
+        return v
 
     def preview(self, now: float, times: Sequence[float], stop: bool = False):
         """Commands the follower would produce at future `times` (increasing, > now) if nothing

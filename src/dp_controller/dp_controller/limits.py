@@ -23,7 +23,8 @@ Implementation: plain Python floats in a loop over the joints. For a handful of 
 several times cheaper than ~40 numpy operations on tiny arrays, and this runs 500 times a second.
 The state is kept as lists of floats, and `step`/`brake` return lists: the 500 Hz path (targets in,
 a Float64MultiArray out) never builds an array; `q`, `v`, `a` and `copy_state()` give arrays.
-The largest |jerk| of the steps since `pop_max_jerk()` is kept on the way (rad/s^3).
+The largest |jerk| of the steps and the sum of their squares since `pop_jerk()` are kept on the
+way (rad/s^3, each step's jerk on its own length).
 
 Not here: where targets come from (plan.py, follower.py).
 """
@@ -47,6 +48,7 @@ class Limiter:
         self._joints = self._cur = self._constants(self.dt)
         self._other = (None, None)
         self.max_abs_jerk = 0.0
+        self.jerk_sq_sum, self.jerk_count = 0.0, 0     # sum of jerk^2 (rad^2/s^6), its terms
         self.reset(np.clip(np.zeros_like(self.lower), self.lower, self.upper))
 
     def _constants(self, dt: float) -> list:
@@ -104,6 +106,14 @@ class Limiter:
         j, self.max_abs_jerk = self.max_abs_jerk, 0.0
         return j
 
+    def pop_jerk(self) -> tuple[float, float, int]:
+        """(max |jerk|, RMS jerk (rad/s^3), number of terms) over the joints and the steps since
+        the last call, each step's jerk on its own length (the command's own times); resets them
+        (RMS NaN without a step)."""
+        n, sq = self.jerk_count, self.jerk_sq_sum
+        self.jerk_sq_sum, self.jerk_count = 0.0, 0
+        return self.pop_max_jerk(), (math.sqrt(sq / n) if n else math.nan), n
+
     def _bounds(self, j, q, v):
         lower, upper, vmax, adt, adt2, two_a, _ = self._cur[j]
         room_up = upper - q
@@ -121,6 +131,7 @@ class Limiter:
         """One step of length dt with desired velocities v_des (list; non-finite -> brake)."""
         qs, vs, acc = [], [], []
         jerk = self.max_abs_jerk * dt
+        sq = 0.0
         for j, (q, v, vd, a) in enumerate(zip(self._q, self._v, v_des, self._a)):
             if not math.isfinite(vd):
                 vd = 0.0
@@ -136,13 +147,17 @@ class Limiter:
             elif qn < lower and q >= lower:
                 qn = lower
             an = (vn - v) / dt
-            if abs(an - a) > jerk:
-                jerk = abs(an - a)
+            da = an - a
+            sq += da * da
+            if abs(da) > jerk:
+                jerk = abs(da)
             qs.append(qn)
             vs.append(vn)
             acc.append(an)
         self._q, self._v, self._a = qs, vs, acc
         self.max_abs_jerk = jerk / dt
+        self.jerk_sq_sum += sq / (dt * dt)
+        self.jerk_count += len(qs)
         return qs, vs, acc
 
     def desired_velocity(self, target_next, target_now, dt: float):

@@ -19,7 +19,8 @@ def snapshot(f: Follower, joint_states: JointStateInput, scaling: Optional[Speed
     """What the status reports of the core and the inputs (to be called under the lock)."""
     last_stamp, last_accepted = f.last_accepted
     return dict(
-        state=f.state, command=f.command[0], jerk=f.pop_max_jerk(), rejected=dict(f.rejected),
+        state=f.state, command=f.command[0], jerk=f.pop_jerk(), boundary=f.pop_boundary_step(),
+        rejected=dict(f.rejected),
         rejected_js=dict(joint_states.rejected), measured=joint_states.positions,
         chunks_accepted=f.chunks_accepted, watchdog_trips=f.watchdog_trips,
         tracking_faults=f.tracking_faults, speed_scaling=f.speed_scaling,
@@ -49,7 +50,8 @@ def fill(msg, snap: dict, loop) -> None:
         msg.max_abs_tracking_error_rad = float(np.max(np.abs(err)))
     else:
         msg.max_abs_tracking_error_rad = math.nan
-    msg.command_jerk_max_rad_s3 = snap['jerk']
+    msg.command_jerk_max_rad_s3, msg.command_jerk_rms_rad_s3, msg.command_jerk_terms = snap['jerk']
+    msg.boundary_step_max_rad = snap['boundary']
     errors = loop.period_error_stats(reset=True) if loop is not None else (math.nan,) * 3
     msg.period_error_p50_s, msg.period_error_p99_s, msg.period_error_max_s = errors
     msg.time_since_last_chunk_s = float(snap['since'])

@@ -849,3 +849,29 @@ def test_plan_time_of_a_past_stamp_uses_the_factor_of_that_time():
     run(f, 1.0, 1.2)                     # then 0.2 s at full speed
     assert f.plan_time(0.5) == pytest.approx(0.0, abs=2 * f.dt)
     assert f.plan_time(1.1) == pytest.approx(0.1, abs=2 * f.dt)
+
+
+def test_jerk_rms_is_on_the_commands_own_times_and_boundary_steps_measure_the_plan_change():
+    """pop_jerk: the RMS of (a_k - a_{k-1}) / dt over the joints and steps, as the command stream
+    itself gives it; pop_boundary_step: how far each chunk entry moves the plan one chunk step
+    ahead (0 for a chunk that continues the plan, the offset for a switch, less for an ensemble
+    member)."""
+    f = started(execution_mode='latest', blend_window_s=0.0, watchdog_timeout_s=5.0)
+    f.pop_jerk()
+    _, q, v, _, _ = run(f, 0.0, 1.0, [constant(0.0, 16, 0.3)])
+    mx, rms, n = f.pop_jerk()
+    a = np.diff(np.vstack([[0.0, 0.0], v]), axis=0) / f.dt       # the steps' accelerations
+    j = np.diff(np.vstack([[0.0, 0.0], a]), axis=0) / f.dt
+    assert n == j.size and rms == pytest.approx(np.sqrt(np.mean(j ** 2)), rel=1e-9)
+    assert mx == pytest.approx(np.abs(j).max(), rel=1e-9)
+    assert math.isnan(f.pop_jerk()[1])                            # nothing since: no RMS
+
+    def boundary(mode, second):
+        f = started(execution_mode=mode, blend_window_s=0.0, watchdog_timeout_s=5.0)
+        run(f, 0.0, 0.5, [constant(0.0, 16, 0.1)])
+        assert math.isnan(f.pop_boundary_step())                  # entered from idle: no step
+        run(f, 0.5, 0.7, [second])
+        return f.pop_boundary_step()
+    assert boundary('latest', constant(0.5, 16, 0.1)) == pytest.approx(0.0, abs=1e-9)
+    assert boundary('latest', constant(0.5, 16, 0.12)) == pytest.approx(0.02, abs=1e-6)
+    assert 0.0 < boundary('temporal_ensemble', constant(0.5, 16, 0.12)) < 0.02

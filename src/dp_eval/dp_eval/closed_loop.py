@@ -197,7 +197,9 @@ class _Runner:
         with self.lock:
             self.follower_status = msg
             if self.tracker is not None:
-                self.tracker.on_follower_status(msg.command_jerk_max_rad_s3)
+                self.tracker.on_follower_status(
+                    msg.command_jerk_max_rad_s3, msg.command_jerk_rms_rad_s3,
+                    msg.command_jerk_terms, msg.boundary_step_max_rad)
 
     def _on_command(self, msg) -> None:
         t = self.now_ns() * 1e-9

@@ -58,6 +58,11 @@ class EpisodeResult:
     jerk_max_rad_s3: float = float('nan')
     command_gaps: int = 0             # reception gaps > 3 jerk_dt_s in the command stream
     follower_jerk_max_rad_s3: float = float('nan')   # as the follower reports it
+    # RMS over the episode of the follower's own jerk (its command times, FollowerStatus)
+    follower_jerk_rms_rad_s3: float = float('nan')
+    # the follower's chunk boundary step: at each entry, how far the new chunk moved the plan one
+    # chunk step ahead (rad, max over the joints and the episode's entries; FollowerStatus)
+    follower_boundary_step_max_rad: float = float('nan')
     # chunk boundaries: at each chunk's arrival, how far it is from the chunk before it at that
     # time (the step the follower has to absorb by switching, blending or averaging), rad, max
     # over the joints; the largest and the mean of the episode
@@ -114,6 +119,7 @@ class EpisodeTracker:
         self._distances: list[float] = []
         self._prev_chunk = None                  # (times (N,), positions (N, J)) of the last chunk
         self._boundary_steps: list[float] = []
+        self._follower_jerk_sq, self._follower_jerk_terms = 0.0, 0
 
     @property
     def done(self) -> bool:
@@ -169,11 +175,24 @@ class EpisodeTracker:
                    for j in range(q.shape[1]))
         self._boundary_steps.append(float(step))
 
-    def on_follower_status(self, command_jerk_max_rad_s3: float) -> None:
+    def on_follower_status(self, command_jerk_max_rad_s3: float,
+                           command_jerk_rms_rad_s3: float = float('nan'), command_jerk_terms: int = 0,
+                           boundary_step_max_rad: float = float('nan')) -> None:
+        """A FollowerStatus: its window's jerk (max, RMS over `terms` terms) and largest chunk
+        boundary step, folded into the episode's."""
+        r = self.res
         v = float(command_jerk_max_rad_s3)
         if np.isfinite(v):
-            cur = self.res.follower_jerk_max_rad_s3
-            self.res.follower_jerk_max_rad_s3 = v if not np.isfinite(cur) else max(cur, v)
+            cur = r.follower_jerk_max_rad_s3
+            r.follower_jerk_max_rad_s3 = v if not np.isfinite(cur) else max(cur, v)
+        rms, n = float(command_jerk_rms_rad_s3), int(command_jerk_terms)
+        if n > 0 and np.isfinite(rms):
+            self._follower_jerk_sq += n * rms * rms
+            self._follower_jerk_terms += n
+            r.follower_jerk_rms_rad_s3 = float(np.sqrt(self._follower_jerk_sq / self._follower_jerk_terms))
+        b = float(boundary_step_max_rad)
+        if np.isfinite(b) and not b <= r.follower_boundary_step_max_rad:
+            r.follower_boundary_step_max_rad = b
 
     def result(self) -> EpisodeResult:
         r = self.res
@@ -204,6 +223,11 @@ def _clearance_stats(values) -> dict:
 def _mean(xs) -> float:
     xs = [float(x) for x in xs if x is not None and np.isfinite(x)]
     return float(np.mean(xs)) if xs else float('nan')
+
+
+def _median(xs) -> float:
+    xs = [float(x) for x in xs if x is not None and np.isfinite(x)]
+    return float(np.median(xs)) if xs else float('nan')
 
 
 def summarize_episodes(results: Sequence[EpisodeResult | dict]) -> dict:
@@ -238,6 +262,13 @@ def summarize_episodes(results: Sequence[EpisodeResult | dict]) -> dict:
         'follower_jerk_max_rad_s3': max((r['follower_jerk_max_rad_s3'] for r in rs
                                          if np.isfinite(r['follower_jerk_max_rad_s3'])),
                                         default=float('nan')),
+        'follower_jerk_rms_rad_s3': _mean(r.get('follower_jerk_rms_rad_s3') for r in rs),
+        'follower_boundary_step_max_rad': max(
+            (r.get('follower_boundary_step_max_rad', float('nan')) for r in rs
+             if np.isfinite(r.get('follower_boundary_step_max_rad', float('nan')))),
+            default=float('nan')),
+        'follower_boundary_step_p50_rad': _median(r.get('follower_boundary_step_max_rad')
+                                                  for r in rs),
         'chunks': sum(r['chunks'] for r in rs),
         'latency': metrics.latency_stats(lat),
         'min_distance_m': _mean(r['min_distance_m'] for r in rs),

@@ -38,13 +38,17 @@ def test_tracker_success_side_contact_and_foreign_episodes():
     tr.on_status(4, 3.5, 0.02, True, False, 'right', True)
     for k in range(10):
         tr.on_chunk(0.02 + 0.001 * k)
-    tr.on_follower_status(5.0)
-    tr.on_follower_status(float('nan'))
+    tr.on_follower_status(5.0, 2.0, 300, 0.01)
+    tr.on_follower_status(float('nan'), 4.0, 100, 0.03)
+    tr.on_follower_status(1.0, float('nan'), 0, float('nan'))     # a window without commands
     r = tr.result()
     assert r.success and r.done and r.obstacle_contact and r.side == 'right'
     assert r.time_to_success_s == 2.5
     assert r.min_distance_m == pytest.approx(0.01) and r.final_distance_m == pytest.approx(0.02)
     assert r.chunks == 10 and r.follower_jerk_max_rad_s3 == 5.0
+    # windows combined by their terms: sqrt((300 * 4 + 100 * 16) / 400)
+    assert r.follower_jerk_rms_rad_s3 == pytest.approx(np.sqrt(7.0))
+    assert r.follower_boundary_step_max_rad == pytest.approx(0.03)
     assert r.min_clearance_m == pytest.approx(0.004)      # the smallest any status reported
 
 
