@@ -16,8 +16,14 @@ the motion is about / along <axis> in the child frame (default x). Rotations via
 Where it is checked: against MuJoCo's body and site positions of the embedded arm, whose MJCF is
 kept consistent with the same URDF (src/dp_sim/test/test_kinematics.py).
 
-What it is not: inverse kinematics, collision geometry, or a URDF validator (mimic, floating and
-planar joints on the chain are refused with a message; elsewhere in the file they are ignored).
+Inverse kinematics (`solve_ik`, `solve_ik_path`): damped least squares on the geometric Jacobian
+(`jacobian`), position and orientation weighted, every iterate clipped into the joint limits (so a
+solution is never outside them, reached or not), warm-started along a path. For an arm with fewer
+than 6 joints only the pose components it can reach are matched (a planar arm: x, y and yaw);
+targets that came from the same kind of arm are reached exactly.
+
+What it is not: collision geometry, or a URDF validator (mimic, floating and planar joints on the
+chain are refused with a message; elsewhere in the file they are ignored).
 """
 from __future__ import annotations
 
@@ -29,7 +35,9 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import transforms3d
 
-__all__ = ['KinematicChain', 'UrdfJoint', 'origin_transform', 'parse_joints']
+from dp_common.rotations import rotation_log
+
+__all__ = ['IkResult', 'KinematicChain', 'UrdfJoint', 'origin_transform', 'parse_joints']
 
 SUPPORTED = ('fixed', 'revolute', 'continuous', 'prismatic')
 
@@ -153,6 +161,84 @@ class KinematicChain:
         """Pose of `link` (default: the tip) in the root frame: (..., 4, 4)."""
         i = len(self.link_names) - 1 if link is None else self._index[link]
         return self.link_poses(q)[..., i, :, :]
+
+    def jacobian(self, q, link: Optional[str] = None) -> np.ndarray:
+        """Geometric Jacobian of `link` (default: the tip) at q (n,): (6, n), rows the linear
+        then the angular velocity in the root frame, per unit joint velocity."""
+        poses = self.link_poses(np.asarray(q, dtype=np.float64))
+        i_end = len(self.link_names) - 1 if link is None else self._index[link]
+        p_end = poses[i_end, :3, 3]
+        J = np.zeros((6, len(self.joint_names)))
+        k = 0
+        for i, j in enumerate(self.joints, start=1):     # poses[i]: joint j's child frame
+            if j.type == 'fixed':
+                continue
+            if i <= i_end:
+                axis = poses[i, :3, :3] @ j.axis
+                if j.type == 'prismatic':
+                    J[:3, k] = axis
+                else:
+                    J[:3, k] = np.cross(axis, p_end - poses[i, :3, 3])
+                    J[3:, k] = axis
+            k += 1
+        return J
+
+    def solve_ik(self, target, q0, *, link: Optional[str] = None, orientation_weight: float = 0.2,
+                 damping: float = 1e-3, max_iterations: int = 100, position_tol_m: float = 1e-9,
+                 orientation_tol_rad: float = 1e-9, max_step_rad: float = 0.5) -> IkResult:
+        """Joint positions that put `link` at the pose `target` (4, 4), from q0 (n,): damped
+        least squares (dq = J^T (J J^T + damping^2 I)^-1 e on the error e = [dp, w * log(R_t R^T)],
+        orientation weighted by `orientation_weight` m/rad), each step at most max_step_rad per
+        joint and clipped into [lower, upper]. Stops when both errors are under the tolerances or
+        no step helps; the best iterate is returned."""
+        target = np.asarray(target, dtype=np.float64)
+        q = np.clip(np.asarray(q0, dtype=np.float64), self.lower, self.upper)
+        w = np.array([1.0] * 3 + [float(orientation_weight)] * 3)
+
+        def errors(q):
+            T = self.pose(q, link)
+            dp = target[:3, 3] - T[:3, 3]
+            dr = rotation_log(target[:3, :3] @ T[:3, :3].T)
+            return dp, dr
+
+        dp, dr = errors(q)
+        cost = float(np.sum((w * np.r_[dp, dr]) ** 2))
+        lam2 = float(damping) ** 2
+        it = 0
+        for it in range(1, max_iterations + 1):
+            if np.linalg.norm(dp) <= position_tol_m and np.linalg.norm(dr) <= orientation_tol_rad:
+                it -= 1
+                break
+            J = w[:, None] * self.jacobian(q, link)
+            e = w * np.r_[dp, dr]
+            dq = J.T @ np.linalg.solve(J @ J.T + lam2 * np.eye(6), e)
+            dq = np.clip(dq, -max_step_rad, max_step_rad)
+            q_new = np.clip(q + dq, self.lower, self.upper)
+            dp_new, dr_new = errors(q_new)
+            cost_new = float(np.sum((w * np.r_[dp_new, dr_new]) ** 2))
+            if not cost_new < cost:
+                break
+            q, dp, dr, cost = q_new, dp_new, dr_new, cost_new
+        pe, oe = float(np.linalg.norm(dp)), float(np.linalg.norm(dr))
+        return IkResult(q, pe, oe, it, pe <= position_tol_m and oe <= orientation_tol_rad)
+
+    def solve_ik_path(self, targets, q0, **kw) -> list[IkResult]:
+        """solve_ik along targets (N, 4, 4), each warm-started from the previous solution."""
+        out, q = [], np.asarray(q0, dtype=np.float64)
+        for T in np.asarray(targets, dtype=np.float64):
+            r = self.solve_ik(T, q, **kw)
+            out.append(r)
+            q = r.q
+        return out
+
+
+@dataclass
+class IkResult:
+    q: np.ndarray                 # (n,) joint positions, always inside [lower, upper]
+    position_error_m: float       # |p_target - p| at q
+    orientation_error_rad: float  # angle of R_target R^T at q
+    iterations: int
+    converged: bool               # both errors under the tolerances
 
 
 def _rotation(axis: np.ndarray, angle: np.ndarray) -> np.ndarray:
