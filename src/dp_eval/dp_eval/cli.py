@@ -150,9 +150,11 @@ def cmd_offline(ns) -> int:
             ds = dataset_config_for(meta, cams, joint_states_topic=ns.joint_states_topic,
                                     command_topic=ns.command_topic,
                                     command_joint_names=ns.command_joint_names or [],
-                                    episode_topic=ns.episode_topic)
-        elif cams is not None:
-            ds = DC.from_dict({**base.to_dict(), 'cameras': cams})
+                                    episode_topic=ns.episode_topic, action=_action_flags(ns))
+        else:
+            ds = DC.from_dict({**base.to_dict(), **{k: v for k, v in _action_flags(ns).items()
+                                                   if v is not None},
+                               **({'cameras': cams} if cams is not None else {})})
         label = ns.labels[i] if ns.labels and i < len(ns.labels) else None
         try:
             results.append(run_offline(ckpt, ns.bags, dataset_cfg=ds, cfg=cfg,
@@ -270,6 +272,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _action_flags(ns) -> dict:
+    """The action source flags given (None: not given)."""
+    return {'action_source': ns.action_source, 'future_steps': ns.future_steps,
+            'leader_topic': ns.leader_topic, 'leader_joint_names': ns.leader_joint_names,
+            'min_motion_rad': ns.min_motion}
+
+
 def _offline_parser(sub) -> None:
     o = sub.add_parser('offline', help='replay recorded bags through checkpoint(s), as fast as '
                                        'possible, and measure')
@@ -288,6 +297,18 @@ def _offline_parser(sub) -> None:
                    help='camera topics (default: the topics the checkpoint was trained on, else /<camera name>/image_raw)')
     o.add_argument('--episode-topic', default='',
                    help='dp_msgs/TaskStatus topic splitting bags into episodes')
+    o.add_argument('--action-source', choices=['command', 'joint_states', 'leader'],
+                   help="where the bag's actions come from (default: as the checkpoint was "
+                        "trained, else command): the command topic, the joint states "
+                        "--future-steps later, or a leader arm's joint states")
+    o.add_argument('--future-steps', type=int, help='joint_states: grid steps ahead (default 1)')
+    o.add_argument('--leader-topic', help='leader: its sensor_msgs/JointState topic '
+                                          '(default /leader/joint_states)')
+    o.add_argument('--leader-joint-names', nargs='+',
+                   help="leader: its joint names for the checkpoint's joints, in order")
+    o.add_argument('--min-motion', type=float, metavar='RAD',
+                   help='joint_states / leader: episodes whose actions move less are skipped '
+                        '(default 0.01)')
     o.add_argument('--batch-size', type=int, default=16)
     o.add_argument('--num-samples', type=int, default=8,
                    help='samples per observation (mode coverage)')

@@ -82,15 +82,22 @@ def default_camera_topics(meta: Any) -> dict[str, str]:
     return {c: str(trained.get(c) or f'/{c}/image_raw') for c in meta.camera_names}
 
 
+ACTION_KEYS = ('action_source', 'future_steps', 'leader_topic', 'leader_joint_names',
+               'min_motion_rad')
+
+
 def dataset_config_for(meta: Any, cameras: Optional[dict[str, str]] = None,
                        joint_states_topic: str = '/joint_states',
                        command_topic: str = '/forward_position_controller/commands',
                        command_joint_names: Sequence[str] = (), episode_topic: str = '',
-                       base: Any = None):
+                       base: Any = None, action: Optional[dict] = None):
     """DatasetConfig that decodes a bag into the checkpoint's joints, cameras, size and dt.
 
     `base`: a DatasetConfig (e.g. the training one from YAML) whose topics are kept; joints, dt and
     image size always come from the checkpoint. Cameras default to default_camera_topics(meta).
+    Where the actions come from (ACTION_KEYS: action_source and its settings): `action` (the
+    command line's), else what the checkpoint was trained with (its stored dataset config),
+    else the commands.
     """
     from dp_policy.data.dataset import DatasetConfig
     if base is not None:
@@ -100,6 +107,9 @@ def dataset_config_for(meta: Any, cameras: Optional[dict[str, str]] = None,
     else:
         d = {'joint_states_topic': joint_states_topic, 'command_topic': command_topic,
              'command_joint_names': list(command_joint_names), 'episode_topic': episode_topic}
+        trained = (getattr(meta, 'extra', None) or {}).get('dataset_config') or {}
+        d.update({k: trained[k] for k in ACTION_KEYS if k in trained})
+    d.update({k: v for k, v in (action or {}).items() if v is not None})
     if cameras is None:
         cameras = default_camera_topics(meta)
     d.update(joint_names=list(meta.joint_names), cameras=dict(cameras), dt_s=float(meta.dt_s),
@@ -142,11 +152,14 @@ def check_compatibility(bag: str | Path, meta: Any, cfg: Any) -> dict:
                 f'bag {bag}: checkpoint camera {cam!r} expects topic {topic!r}, which is not in the '
                 f'bag; image topics present: {image_topics or "none"} (map cameras with '
                 f'--camera NAME:=TOPIC)')
-    bagio.require_topics(bag, [cfg.joint_states_topic, cfg.command_topic])
+    action_topic = {'command': cfg.command_topic, 'leader': cfg.leader_topic}.get(cfg.action_source)
+    bagio.require_topics(bag, [cfg.joint_states_topic] + ([action_topic] if action_topic else []))
     js = _first(bag, cfg.joint_states_topic)
     if js is not None:
         _require_joints(bag, meta, js.name, f'in {cfg.joint_states_topic}',
                         f'bag joints: {{names}}; checkpoint joints: {list(meta.joint_names)}')
+    if cfg.action_source != 'command':
+        return info          # the leader's joints: checked by name when the bag is decoded
     cmd = _first(bag, cfg.command_topic)
     if cmd is not None:
         if hasattr(cmd, 'data'):          # Float64MultiArray: order from command_joint_names

@@ -338,3 +338,91 @@ def test_dataset_module_is_ros_free():
     code = ('import sys, dp_policy.data.dataset, dp_common.bags; '
             'assert "rclpy" not in sys.modules, "rclpy imported"')
     subprocess.run([sys.executable, '-c', code], check=True)
+
+
+def _tree_digest(folder: Path) -> dict:
+    import hashlib
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob('*')) if p.is_file()}
+
+
+def test_joint_states_alone_actions_are_the_positions_future_steps_later(tmp_path):
+    """A bag of /joint_states alone (no command topic): the action at t is the measured position
+    at t + future_steps * dt, the last future_steps steps dropped; the bag folder is unchanged by
+    reading it (checksums), the cache lives outside it."""
+    bag = write_bag(tmp_path / 'bags' / 'js_only', cams=(), skip=('cmd',))
+    before = _tree_digest(bag)
+    c = cfg(cameras={}, action_source='joint_states', command_topic='/nowhere')
+    eps, meta = load_episodes(bag, c, cache_dir=tmp_path / 'cache', progress=False)
+    (ep,) = eps
+    t_ns = np.round(ep.t * 1e9).astype(np.int64)
+    assert t_ns[0] == T0 and t_ns[-1] <= T0 + 3 * NS - NS // 10      # 3 s bag, 1 step kept back
+    for j in range(3):
+        np.testing.assert_allclose(ep.state[:, j], q_true(t_ns, j), atol=2e-3)
+        np.testing.assert_allclose(ep.action[:, j], q_true(t_ns + NS // 10, j), atol=2e-3)
+    two = decode_bag(bag, cfg(cameras={}, action_source='joint_states', future_steps=3))[0]
+    assert len(two) == len(ep) - 2
+    np.testing.assert_allclose(two.action[:, 0], q_true(t_ns[:len(two)] + 3 * NS // 10, 0),
+                               atol=2e-3)
+    assert _tree_digest(bag) == before
+    # the same decoding on the default cache location: beside the bag, not inside it
+    load_episodes(bag, c, progress=False)
+    assert _tree_digest(bag) == before and (bag.parent / '.dp_cache').is_dir()
+
+
+def test_leader_arm_actions_by_name(tmp_path):
+    """Actions from a leader arm's JointState (its own joint names, mapped in order), at the same
+    time as the state."""
+    lead_names = ['l_wrist', 'l_shoulder', 'l_elbow']
+
+    def extra(w, store):
+        for k in range(3 * 30 + 1):
+            t = T0 + k * NS // 30
+            vals = {'l_shoulder': 2 * q_true(t, 0), 'l_elbow': 2 * q_true(t, 1),
+                    'l_wrist': 2 * q_true(t, 2)}
+            w.write('/leader/joint_states', msgs.joint_state(t, lead_names,
+                                                             [vals[n] for n in lead_names],
+                                                             store=store), t)
+    bag = write_bag(tmp_path / 'lead', cams=(), skip=('cmd',), extra=extra)
+    c = cfg(cameras={}, action_source='leader',
+            leader_joint_names=['l_shoulder', 'l_elbow', 'l_wrist'])
+    (ep,) = decode_bag(bag, c)
+    t_ns = np.round(ep.t * 1e9).astype(np.int64)
+    for j in range(3):
+        np.testing.assert_allclose(ep.action[:, j], 2 * q_true(t_ns, j), atol=5e-3)
+    with pytest.raises(DatasetError, match=r'lead.*/leader/joint_states at t=100\.000s: leader '
+                                           r'joint state unusable \(missing_joint:shoulder,elbow,wrist\)'):
+        decode_bag(bag, cfg(cameras={}, action_source='leader'))   # the follower's names
+    with pytest.raises(DatasetError, match=r'/leader/joint_states.*not found in the bag'):
+        decode_bag(write_bag(tmp_path / 'nolead', cams=(), skip=('cmd',)),
+                   cfg(cameras={}, action_source='leader'))
+
+
+def test_still_episodes_and_missing_joints_are_named_not_tracebacks(tmp_path, capsys):
+    still = write_bag(tmp_path / 'still', cams=(), skip=('cmd',), duration_s=1.0)
+    c = cfg(cameras={}, action_source='joint_states', min_motion_rad=10.0)
+    with pytest.raises(DatasetError, match=r'still.*/joint_states.*no episode moves by 10.0 rad'):
+        decode_bag(still, c)
+    # of a split bag, only the still episode goes, with a message naming it
+    split = write_bag(tmp_path / 'split', cams=(), skip=('cmd',), duration_s=3.0,
+                      episodes=lambda t: 1 if t < T0 + 27 * NS // 10 else 2)
+    eps = decode_bag(split, cfg(cameras={}, action_source='joint_states', min_motion_rad=0.5,
+                                episode_topic='/task_status'))
+    assert [e.name.rsplit('#', 1)[1] for e in eps] == ['ep1']
+    assert 'split#ep2: skipped, its actions from /joint_states move by' in capsys.readouterr().err
+    with pytest.raises(DatasetError, match=r'/joint_states at t=100\.000s: joint state unusable '
+                                           r'\(missing_joint:hand\)'):
+        decode_bag(still, cfg(cameras={}, joint_names=JOINTS + ['hand'], command_joint_names=[],
+                              action_source='joint_states'))
+
+
+def test_action_source_validation():
+    with pytest.raises(ValueError, match='action_source must be one of'):
+        cfg(action_source='teleop')
+    with pytest.raises(ValueError, match='future_steps must be >= 1'):
+        cfg(action_source='joint_states', future_steps=0)
+    with pytest.raises(ValueError, match="use action_source 'joint_states'"):
+        cfg(action_source='leader', leader_topic='/joint_states')
+    with pytest.raises(ValueError, match='leader_joint_names'):
+        cfg(action_source='leader', leader_joint_names=['a', 'b'])
+    assert cfg(action_source='joint_states', command_topic='').command_topic == ''

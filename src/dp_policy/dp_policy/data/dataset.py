@@ -17,6 +17,22 @@ What it does, per bag (sqlite3 or mcap storage, a folder with metadata.yaml):
 4. Matches joints by name (`joint_names` gives the columns); commands without names
    (Float64MultiArray) take their order from `command_joint_names`.
 
+Where the actions come from (`action_source`):
+- 'command' (default): the demonstrator's commands on `command_topic`, as above.
+- 'joint_states': the bag's joint states alone (kinesthetic teaching; recordings where the
+  commands never reached a topic). The action at grid time t is the measured position at
+  t + future_steps * dt_s: where the arm actually went, which a position controller reaches about
+  one control lag after its command, so these actions run `future_steps * dt_s` (0.1 s by default)
+  later than a command would; the last `future_steps` grid steps of an episode have no action and
+  are dropped.
+- 'leader': a leader arm's JointState (`leader_topic`, e.g. /leader/joint_states of low-cost
+  leader-follower arms): the action at t is the leader's position at t (linearly interpolated),
+  its joints matched by `leader_joint_names` (the leader's names for `joint_names`, in order;
+  [] = the same names).
+With 'joint_states' and 'leader', an episode whose actions move less than `min_motion_rad` (the
+largest range of any joint) is skipped with a message naming the bag, the topic and the
+episode, and a bag with no episode left is refused the same way.
+
 Decoded episodes are cached as one .npz per bag, keyed by the bag's files and the decode settings,
 written atomically. Bad input raises `DatasetError` naming the bag, the topic and the time.
 
@@ -60,6 +76,9 @@ _COMMAND_TYPES = {'auto': None, 'float64_multi_array': FLOAT_ARRAY, 'joint_traje
                   'trajectory_msgs/JointTrajectory': TRAJECTORY}
 
 
+ACTION_SOURCES = ('command', 'joint_states', 'leader')
+
+
 class DatasetError(ValueError):
     """A bag cannot be turned into episodes; the message names the bag, topic and time."""
 
@@ -74,6 +93,11 @@ class DatasetConfig:
     command_topic: str = '/forward_position_controller/commands'  # the demonstrator's commands
     command_type: str = 'auto'                  # 'auto' (from the bag), 'float64_multi_array', 'joint_trajectory'
     command_joint_names: list[str] = field(default_factory=list)  # Float64MultiArray order; [] = joint_names
+    action_source: str = 'command'              # 'command' | 'joint_states' | 'leader' (module docstring)
+    future_steps: int = 1                       # joint_states: the action at t is the state at t + future_steps * dt_s
+    leader_topic: str = '/leader/joint_states'  # leader: the leader arm's sensor_msgs/JointState
+    leader_joint_names: list[str] = field(default_factory=list)  # leader: its names for joint_names, in order; [] = the same
+    min_motion_rad: float = 0.01                # joint_states / leader: episodes whose actions move less are skipped
     dt_s: float = 0.1                           # grid spacing (10 Hz)
     image_hw: Optional[tuple[int, int]] = None  # resize every camera to (H, W); None keeps the size
     episode_topic: str = ''                     # dp_msgs/TaskStatus: `episode` changes split the bag; '' = one bag, one episode
@@ -92,8 +116,29 @@ class DatasetConfig:
                 raise ValueError(f'camera {name!r}: name and topic must be non-empty')
         if len(set(self.cameras.values())) != len(self.cameras):
             raise ValueError(f'two cameras share a topic: {self.cameras}')
-        if not self.joint_states_topic or not self.command_topic:
-            raise ValueError('joint_states_topic and command_topic must be set')
+        if self.action_source not in ACTION_SOURCES:
+            raise ValueError(f'action_source must be one of {ACTION_SOURCES}, got '
+                             f'{self.action_source!r}')
+        if not self.joint_states_topic:
+            raise ValueError('joint_states_topic must be set')
+        if self.action_source == 'command' and not self.command_topic:
+            raise ValueError("command_topic must be set (action_source 'command')")
+        if self.action_source == 'leader' and not self.leader_topic:
+            raise ValueError("leader_topic must be set (action_source 'leader')")
+        if self.action_source == 'leader' and self.leader_topic == self.joint_states_topic:
+            raise ValueError(f'leader_topic and joint_states_topic are both {self.leader_topic}: '
+                             f"for the arm's own joint states use action_source 'joint_states'")
+        self.future_steps = int(self.future_steps)
+        if self.future_steps < 1:
+            raise ValueError(f'future_steps must be >= 1, got {self.future_steps}')
+        self.leader_joint_names = [str(n) for n in self.leader_joint_names]
+        if self.leader_joint_names and (len(self.leader_joint_names) != len(self.joint_names) or
+                                        len(set(self.leader_joint_names)) != len(self.joint_names)):
+            raise ValueError(f'leader_joint_names {self.leader_joint_names} must name each of the '
+                             f'{len(self.joint_names)} joints {self.joint_names} once, in order')
+        self.min_motion_rad = float(self.min_motion_rad)
+        if not self.min_motion_rad >= 0:
+            raise ValueError(f'min_motion_rad must be >= 0, got {self.min_motion_rad}')
         if self.command_type not in _COMMAND_TYPES:
             raise ValueError(f"command_type must be 'auto', 'float64_multi_array' or "
                              f"'joint_trajectory', got {self.command_type!r}")
@@ -311,8 +356,16 @@ class _BagDecoder:
             self.by_topic.setdefault(c.topic, []).append(c)
         self.types = {t: cs[0].msgtype for t, cs in self.by_topic.items()}
         self.need(cfg.joint_states_topic, 'joint states', [JOINT_STATE])
-        self.cmd_type = _pick_command_type(bag, cfg, self.need(cfg.command_topic, 'command',
-                                                               [FLOAT_ARRAY, TRAJECTORY]))
+        self.source = cfg.action_source
+        self.cmd_type = None
+        if self.source == 'command':
+            self.cmd_type = _pick_command_type(bag, cfg, self.need(cfg.command_topic, 'command',
+                                                                   [FLOAT_ARRAY, TRAJECTORY]))
+        elif self.source == 'leader':
+            self.need(cfg.leader_topic, 'leader joint states', [JOINT_STATE])
+            self.leader_joints = JointIndexer(cfg.leader_joint_names or cfg.joint_names)
+        self.action_topic = {'command': cfg.command_topic, 'joint_states': cfg.joint_states_topic,
+                             'leader': cfg.leader_topic}[self.source]
         self.cam_types = {cam: self.need(topic, f'camera {cam!r}', [IMAGE, COMPRESSED])
                           for cam, topic in cfg.cameras.items()}
         if cfg.episode_topic:
@@ -321,6 +374,7 @@ class _BagDecoder:
         self.cmd_names = cfg.command_joint_names or cfg.joint_names
         self.topic_cam = {topic: cam for cam, topic in cfg.cameras.items()}
         self.js_t, self.js_q, self.cmd_t, self.cmd_q = [], [], [], []
+        self.lead_t, self.lead_q = [], []
         self.traj_starts, self.trajs, self.ep_t, self.ep_v = [], [], [], []
         self.cam_stamps: dict[str, list[int]] = {cam: [] for cam in cfg.cameras}
 
@@ -340,7 +394,9 @@ class _BagDecoder:
     # ------------------------------------------------------------------ pass 1
     def read_streams(self) -> None:
         cfg, bag = self.cfg, self.bag
-        wanted = [cfg.joint_states_topic, cfg.command_topic, *cfg.cameras.values()]
+        wanted = [cfg.joint_states_topic, *cfg.cameras.values()]
+        if self.source != 'joint_states':
+            wanted.append(self.action_topic)
         if cfg.episode_topic:
             wanted.append(cfg.episode_topic)
         conns = [c for t in wanted for c in self.by_topic[t]]
@@ -349,9 +405,12 @@ class _BagDecoder:
             msg = self.reader.deserialize(raw, conn.msgtype)
             if topic == cfg.joint_states_topic:
                 self.on_joint_state(topic, msg, log_ns)
-            elif topic == cfg.command_topic and self.cmd_type == FLOAT_ARRAY:
+            elif self.source == 'leader' and topic == cfg.leader_topic:
+                self.on_leader(topic, msg, log_ns)
+            elif self.source == 'command' and topic == cfg.command_topic and \
+                    self.cmd_type == FLOAT_ARRAY:
                 self.on_command(topic, msg, log_ns)
-            elif topic == cfg.command_topic:
+            elif self.source == 'command' and topic == cfg.command_topic:
                 self.on_trajectory(topic, msg, log_ns)
             elif topic in self.topic_cam:
                 self.cam_stamps[self.topic_cam[topic]].append(_header_ns(bag, topic, msg, log_ns))
@@ -365,6 +424,16 @@ class _BagDecoder:
         self.js_t.append(t)
         self.js_q.append(self.positions(topic, t, msg.name, msg.position, 'joint state', (
             f'message joints: {list(msg.name)}, policy joints: {self.cfg.joint_names}')))
+
+    def on_leader(self, topic: str, msg: Any, log_ns: int) -> None:
+        t = _header_ns(self.bag, topic, msg, log_ns)
+        q, reason = self.leader_joints.positions(msg.name, msg.position)
+        if q is None:
+            raise self.bag.error(topic, t, f'leader joint state unusable ({reason}); message '
+                                 f'joints: {list(msg.name)}, leader joints for the policy\'s '
+                                 f'{self.cfg.joint_names}: {self.leader_joints.joint_names}')
+        self.lead_t.append(t)
+        self.lead_q.append(q)
 
     def on_command(self, topic: str, msg: Any, log_ns: int) -> None:
         self.cmd_t.append(log_ns)   # Float64MultiArray has no header: the bag's log time
@@ -404,7 +473,14 @@ class _BagDecoder:
             raise self.empty(cfg.joint_states_topic, 'joint states')
         self.js_t_a, self.js_q_a = _dedupe_sorted(np.array(self.js_t, np.int64),
                                                   np.array(self.js_q).reshape(-1, J))
-        if self.cmd_type == FLOAT_ARRAY:
+        if self.source == 'leader':
+            if not self.lead_t:
+                raise self.empty(cfg.leader_topic, 'leader joint states')
+            self.lead_t_a, self.lead_q_a = _dedupe_sorted(np.array(self.lead_t, np.int64),
+                                                          np.array(self.lead_q).reshape(-1, J))
+        elif self.source == 'joint_states':
+            pass
+        elif self.cmd_type == FLOAT_ARRAY:
             if not self.cmd_t:
                 raise self.empty(cfg.command_topic, 'command')
             self.cmd_t_a, self.cmd_q_a = _dedupe_sorted(np.array(self.cmd_t, np.int64),
@@ -437,8 +513,15 @@ class _BagDecoder:
     def overlap(self) -> tuple[int, int]:
         """The span (ns) where every stream exists."""
         cfg = self.cfg
-        starts = {cfg.joint_states_topic: int(self.js_t_a[0]), cfg.command_topic: self.cmd_first}
+        starts = {cfg.joint_states_topic: int(self.js_t_a[0])}
         ends = {cfg.joint_states_topic: int(self.js_t_a[-1])}
+        if self.source == 'command':
+            starts[cfg.command_topic] = self.cmd_first
+        elif self.source == 'leader':
+            starts[cfg.leader_topic] = int(self.lead_t_a[0])
+            ends[cfg.leader_topic] = int(self.lead_t_a[-1])
+        else:       # the action at t is the state future_steps later: the grid ends that early
+            ends[cfg.joint_states_topic] -= self.future_ns
         for cam, (st, _) in self.cam_sorted.items():
             starts[cfg.cameras[cam]] = int(st[0])
             ends[cfg.cameras[cam]] = int(st[-1])
@@ -450,6 +533,10 @@ class _BagDecoder:
                     'on simulated time)' if self.cmd_type == FLOAT_ARRAY else '')
             raise self.bag.error(', '.join(starts), None, f'the streams never overlap: {spans}{hint}')
         return t0, t1
+
+    @property
+    def future_ns(self) -> int:
+        return int(round(self.cfg.future_steps * self.cfg.dt_s * 1e9))
 
     def episode_grids(self, t0: int, t1: int) -> list[tuple[str, np.ndarray]]:
         """(name, grid stamps in ns) per episode: the TaskStatus segments (or the whole span)
@@ -524,10 +611,18 @@ class _BagDecoder:
         for gi, (name, g) in enumerate(grids):
             x = (g - base) * 1e-9
             state = np.stack([np.interp(x, xp, q) for q in self.js_q_a.T], axis=1)
-            if self.cmd_type == FLOAT_ARRAY:
+            if self.source == 'joint_states':
+                xf = (g + self.future_ns - base) * 1e-9
+                action = np.stack([np.interp(xf, xp, q) for q in self.js_q_a.T], axis=1)
+            elif self.source == 'leader':
+                lx = (self.lead_t_a - base) * 1e-9
+                action = np.stack([np.interp(x, lx, q) for q in self.lead_q_a.T], axis=1)
+            elif self.cmd_type == FLOAT_ARRAY:
                 action = self.cmd_q_a[np.searchsorted(self.cmd_t_a, g, side='right') - 1]
             else:
                 action = self.traj.at(g)
+            if self.source != 'command' and not self.moves(name, action):
+                continue
             images = {cam: np.stack([self.frames[cam][int(o)] for o in picks[cam][gi]])
                       for cam in self.cfg.cameras}
             try:
@@ -535,7 +630,22 @@ class _BagDecoder:
                                         action=action.astype(np.float32), images=images))
             except ValueError as err:
                 raise DatasetError(f'{self.bag.path}: {err}') from err
+        if not episodes:
+            raise self.bag.error(self.action_topic, None,
+                                 f'no episode moves by {self.cfg.min_motion_rad} rad or more '
+                                 f'(min_motion_rad) in its actions ({self.source}): nothing to '
+                                 f'learn from this bag')
         return episodes
+
+    def moves(self, name: str, action: np.ndarray) -> bool:
+        """Whether an episode's actions move by min_motion_rad (else a message, skipped)."""
+        motion = float(np.max(np.ptp(action, axis=0))) if len(action) else 0.0
+        if motion >= self.cfg.min_motion_rad:
+            return True
+        print(f'[dataset] {name}: skipped, its actions from {self.action_topic} move by '
+              f'{motion:.4g} rad at most (min_motion_rad {self.cfg.min_motion_rad})',
+              file=sys.stderr)
+        return False
 
 
 # ---------------------------------------------------------------------------------------------

@@ -162,6 +162,19 @@ def _dataset_args(p) -> None:
                    help='joint order of Float64MultiArray commands (default: --joint-names)')
     d.add_argument('--episode-topic', metavar='TOPIC',
                    help='dp_msgs/TaskStatus topic whose `episode` changes split a bag')
+    d.add_argument('--action-source', choices=['command', 'joint_states', 'leader'],
+                   help="the actions: the command topic (default), the joint states "
+                        "--future-steps later (bags of /joint_states alone), or a leader arm's "
+                        'joint states (--leader-topic)')
+    d.add_argument('--future-steps', type=int, metavar='K',
+                   help='joint_states: the action at t is the state at t + K dt (default 1)')
+    d.add_argument('--leader-topic', metavar='TOPIC',
+                   help='leader: its sensor_msgs/JointState (default /leader/joint_states)')
+    d.add_argument('--leader-joint-names', type=_names, metavar='A,B,C',
+                   help="leader: its joint names for --joint-names, in order (default: the same)")
+    d.add_argument('--min-motion', type=float, metavar='RAD',
+                   help='joint_states / leader: episodes whose actions move less are skipped '
+                        '(default 0.01)')
     d.add_argument('--dt', type=float, metavar='S', help='grid step in seconds (default 0.1)')
     d.add_argument('--image-size', type=_hw, metavar='HxW', help='resize every camera to HxW')
     d.add_argument('--cache-dir', metavar='DIR', help='decoded-episode cache (default '
@@ -184,7 +197,9 @@ def dataset_config(args: argparse.Namespace, base: Optional[dict] = None):
     flags = {'joint_names': args.joint_names, 'joint_states_topic': args.joint_states_topic,
              'command_topic': args.command_topic, 'command_type': args.command_type,
              'command_joint_names': args.command_joint_names, 'episode_topic': args.episode_topic,
-             'dt_s': args.dt, 'image_hw': args.image_size}
+             'dt_s': args.dt, 'image_hw': args.image_size, 'action_source': args.action_source,
+             'future_steps': args.future_steps, 'leader_topic': args.leader_topic,
+             'leader_joint_names': args.leader_joint_names, 'min_motion_rad': args.min_motion}
     data.update({k: v for k, v in flags.items() if v is not None})
     if args.camera:
         data['cameras'] = dict(args.camera)
