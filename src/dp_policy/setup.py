@@ -19,6 +19,7 @@ setup(
     entry_points={
         'console_scripts': [
             'dp_train = dp_policy.training.cli:main',
+            'dp_bag_to_lerobot = dp_policy.data.lerobot:main',
         ],
     },
 )

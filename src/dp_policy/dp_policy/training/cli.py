@@ -6,9 +6,10 @@
 The second form distils a trained checkpoint into a consistency student (training/distill.py)
 that samples in 1-3 network calls; the data are read with the teacher's dataset settings.
 
-Reads the bags with `dataset.load_episodes` (cached decode), then hands the episodes to
-`trainer.train`. Topics come from flags or from `--dataset-config FILE.yaml` (flags win); the
-network from `--preset` plus overrides. ROS-free: runs without a ROS graph (no rclpy import).
+Reads the bags with `dataset.load_episodes` (cached decode), or one LeRobot v3.0 dataset folder
+with `lerobot.read_lerobot`, then hands the episodes to `trainer.train`. Topics come from flags
+or from `--dataset-config FILE.yaml` (flags win); the network from `--preset` plus overrides.
+ROS-free: runs without a ROS graph (no rclpy import).
 """
 from __future__ import annotations
 
@@ -36,6 +37,9 @@ dataset config (YAML, keys of DatasetConfig; a top-level `dataset:` mapping is a
   dt_s: 0.1
   image_hw: [96, 96]                           # resize every camera; omit to keep the size
   episode_topic: ''                            # dp_msgs/TaskStatus topic splitting bags into episodes
+
+a LeRobot v3.0 dataset folder (dp_bag_to_lerobot writes one) trains as it is:
+  dp_train lerobot/pick --out runs/pick [--joint-names A,B] [--image-size 96x96]
 
 decoded bags are cached (one .npz per bag, default <first bag's parent>/.dp_cache); a second run
 with the same bags and decode settings starts training at once.
@@ -73,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog='dp_train', description='Train a Diffusion Policy checkpoint from rosbag2 demonstrations '
         '(sqlite3 or mcap). BAG arguments are bag folders or folders holding bags (every folder '
-        'with a metadata.yaml below them).',
+        'with a metadata.yaml below them), or one LeRobot v3.0 dataset folder (meta/info.json: '
+        'its joints, cameras and fps; the topic flags do not apply).',
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('bags', nargs='+', metavar='BAG_OR_FOLDER')
     p.add_argument('--out', required=True, metavar='CKPT_DIR',
@@ -238,13 +243,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from dataclasses import replace
 
     from dp_policy.config import preset
-    from dp_policy.data.dataset import DatasetError, load_episodes
+    from dp_policy.data.dataset import DatasetError
 
     progress = not args.quiet
     t_start = time.monotonic()
     try:
         _check_device(args.device)
-        cfg = dataset_config(args)
         cfgs = preset(args.preset)
         vision = replace(cfgs.vision, encoder=args.vision) if args.vision else cfgs.vision
         model_cfg = replace(cfgs.model, kind=args.model)
@@ -252,14 +256,54 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if steps is None and args.max_minutes:
             steps = 10 ** 9        # the time budget ends the run
         train_cfg = replace(cfgs.train, **_train_overrides(args, steps=steps))
-        episodes, meta = load_episodes(args.bags, cfg, cache_dir=args.cache_dir, progress=progress)
+        episodes, meta, extra = load_training_data(args, progress=progress)
     except (DatasetError, ValueError, OSError) as err:
         print(f'dp_train: error: {err}', file=sys.stderr)
         return 2
     return _train_and_report(args, episodes, meta, t_start, lambda trainer, kwargs: trainer.train(
         episodes, meta, model_cfg, vision, cfgs.scheduler, train_cfg, args.out, **kwargs),
         f'{args.model}, preset {args.preset}, vision {vision.encoder}, batch '
-        f'{train_cfg.batch_size}, lr {train_cfg.lr}', {'dataset_config': cfg.to_dict()})
+        f'{train_cfg.batch_size}, lr {train_cfg.lr}', extra)
+
+
+BAG_ONLY = ('dataset_config', 'camera', 'joint_states_topic', 'command_topic', 'command_type',
+            'command_joint_names', 'episode_topic', 'action_source', 'future_steps', 'leader_topic',
+            'leader_joint_names', 'min_motion', 'cache_dir')
+
+
+def lerobot_folder(args: argparse.Namespace) -> Optional[str]:
+    """The LeRobot dataset folder (meta/info.json) that is the only BAG_OR_FOLDER, else None."""
+    from dp_policy.data.lerobot import is_lerobot_dataset
+
+    return args.bags[0] if len(args.bags) == 1 and is_lerobot_dataset(args.bags[0]) else None
+
+
+def load_training_data(args: argparse.Namespace, base: Optional[dict] = None,
+                       joint_names: Optional[list] = None, progress: bool = True):
+    """(episodes, meta, checkpoint extra) from a LeRobot dataset folder (data/lerobot.py: joints
+    from --joint-names, else `joint_names`, else the dataset's feature names; its cameras; its
+    fps) or from bags (`dataset_config`, `load_episodes`; `base`: a teacher's dataset config)."""
+    folder = lerobot_folder(args)
+    if folder is None:
+        from dp_policy.data.dataset import load_episodes
+
+        cfg = dataset_config(args, base)
+        episodes, meta = load_episodes(args.bags, cfg, cache_dir=args.cache_dir, progress=progress)
+        return episodes, meta, {'dataset_config': cfg.to_dict()}
+    from dp_policy.data.lerobot import dataset_summary, read_lerobot
+
+    bag_only = [f'--{k.replace("_", "-")}' for k in BAG_ONLY if getattr(args, k, None)]
+    if bag_only:
+        raise ValueError(f'{folder} is a LeRobot dataset: {", ".join(bag_only)} apply to bags only '
+                         f'(its cameras, joints and fps come from meta/info.json)')
+    episodes, meta = read_lerobot(folder, joint_names=args.joint_names or joint_names,
+                                  image_hw=args.image_size, progress=progress)
+    if args.dt is not None and abs(args.dt - meta.dt_s) > 1e-9:
+        raise ValueError(f'{folder}: --dt {args.dt} differs from the dataset\'s {meta.dt_s:g} s '
+                         f'(1 / fps); LeRobot datasets are not resampled')
+    return episodes, meta, {'lerobot_dataset': dict(dataset_summary(folder),
+                                                    joint_names=list(meta.joint_names),
+                                                    camera_names=list(meta.camera_names))}
 
 
 def _train_and_report(args, episodes, meta, t_start: float, run, what: str, extra: dict) -> int:
@@ -306,7 +350,7 @@ def distill_main(argv: Sequence[str]) -> int:
     from dataclasses import replace
 
     from dp_policy.checkpoint import load_checkpoint
-    from dp_policy.data.dataset import DatasetError, load_episodes
+    from dp_policy.data.dataset import DatasetError
     from dp_policy.training.distill import student_scheduler
 
     t_start = time.monotonic()
@@ -314,19 +358,18 @@ def distill_main(argv: Sequence[str]) -> int:
         _check_device(args.device)
         teacher = load_checkpoint(args.teacher)
         sched = student_scheduler(teacher.sched_cfg, args.student_steps)
-        cfg = dataset_config(args, teacher.extra.get('dataset_config'))
         steps = args.steps
         if steps is None:
             steps = 10 ** 9 if args.max_minutes else DISTILL_DEFAULTS['steps']
         train_cfg = replace(teacher.train_cfg, **_train_overrides(
             args, steps=steps, lr=args.lr or DISTILL_DEFAULTS['lr'],
             warmup_steps=DISTILL_DEFAULTS['warmup_steps']))
-        episodes, meta = load_episodes(args.bags, cfg, cache_dir=args.cache_dir,
-                                       progress=not args.quiet)
+        episodes, meta, extra = load_training_data(
+            args, teacher.extra.get('dataset_config'), teacher.joint_names, not args.quiet)
     except (DatasetError, ValueError, OSError) as err:
         print(f'dp_train distill: error: {err}', file=sys.stderr)
         return 2
-    extra = {'dataset_config': cfg.to_dict(),
+    extra = {**extra,
              'distilled_from': {'teacher': str(args.teacher), 'fingerprint': teacher.fingerprint,
                                 'teacher_steps': int(teacher.train_steps),
                                 'teacher_sampler': f'{teacher.sched_cfg.kind}-'
