@@ -1,0 +1,48 @@
+"""A bag of /joint_states alone, end to end: dp_train --action-source joint_states trains on it
+and dp_eval offline evaluates the checkpoint on it with the action source the checkpoint stores."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dp_common.bags import BagWriter, msgs
+from dp_eval.cli import main as eval_main
+from dp_policy.training.cli import main as train_main
+
+NS = 1_000_000_000
+T0 = 50 * NS
+
+
+def test_a_bag_of_joint_states_alone_trains_and_evaluates(tmp_path, capsys):
+    """/joint_states only (no command topic, no camera): dp_train --action-source joint_states
+    trains; dp_eval offline takes the action source from the checkpoint and evaluates on the same
+    bag without being told; a still bag is refused naming the bag and the topic, exit 2."""
+    pytest.importorskip('torch')
+
+    def js_only(path, seconds, still=False):
+        with BagWriter(path, 'sqlite3') as w:
+            for k in range(int(seconds * 30)):
+                t = T0 + k * NS // 30
+                q = [0.3, 0.1] if still else [np.sin(k / 30), np.cos(k / 30)]
+                w.write('/joint_states', msgs.joint_state(t, ['j1', 'j2'], q), t + 1000)
+        return Path(path)
+    bag = js_only(tmp_path / 'demos' / 'a', 4.0)
+    out = tmp_path / 'run'
+    rc = train_main([str(bag), '--out', str(out), '--action-source', 'joint_states',
+                     '--preset', 'tiny', '--steps', '3', '--batch-size', '4', '--quiet'])
+    text = capsys.readouterr()
+    assert rc == 0, text.err
+    rc = eval_main(['offline', str(out / 'policy.ckpt'), '--bags', str(bag), '--out',
+                    str(tmp_path / 'eval'), '--no-warmup', '--num-samples', '2',
+                    '--latency-probe', '2', '--max-steps', '8', '--no-progress'])
+    text = capsys.readouterr()
+    assert rc == 0, text.err
+    assert (tmp_path / 'eval' / 'result.json').is_file()
+
+    still = js_only(tmp_path / 'still' / 'b', 2.0, still=True)
+    rc = train_main([str(still), '--out', str(tmp_path / 'r2'), '--action-source',
+                     'joint_states', '--preset', 'tiny', '--steps', '1', '--quiet'])
+    err = capsys.readouterr().err
+    assert rc == 2 and 'dp_train: error:' in err and str(still) in err
+    assert '/joint_states' in err and 'no episode moves' in err and 'Traceback' not in err
+
