@@ -18,7 +18,8 @@ kept consistent with the same URDF (src/dp_sim/test/test_kinematics.py).
 
 Inverse kinematics (`solve_ik`, `solve_ik_path`): damped least squares on the geometric Jacobian
 (`jacobian`), position and orientation weighted, every iterate clipped into the joint limits (so a
-solution is never outside them, reached or not), warm-started along a path. For an arm with fewer
+solution is never outside them, reached or not), warm-started along a path, with optional random
+restarts where a start ends in a local minimum. For an arm with fewer
 than 6 joints only the pose components it can reach are matched (a planar arm: x, y and yaw);
 targets that came from the same kind of arm are reached exactly.
 
@@ -183,14 +184,32 @@ class KinematicChain:
             k += 1
         return J
 
-    def solve_ik(self, target, q0, *, link: Optional[str] = None, orientation_weight: float = 0.2,
-                 damping: float = 1e-3, max_iterations: int = 100, position_tol_m: float = 1e-9,
-                 orientation_tol_rad: float = 1e-9, max_step_rad: float = 0.5) -> IkResult:
+    def solve_ik(self, target, q0, *, restarts: int = 0, seed: int = 0, **kw) -> IkResult:
+        """_solve_ik from q0; where that ends in a local minimum, up to `restarts` more tries
+        from random starts inside the limits (seeded); the best result (by weighted error)."""
+        best = self._solve_ik(target, q0, **kw)
+        rng = np.random.default_rng(seed)
+        lo = np.where(np.isfinite(self.lower), self.lower, -np.pi)
+        hi = np.where(np.isfinite(self.upper), self.upper, np.pi)
+        w = kw.get('orientation_weight', 0.2)
+        for _ in range(restarts):
+            if best.converged:
+                break
+            r = self._solve_ik(target, rng.uniform(lo, hi), **kw)
+            if r.converged or (np.hypot(r.position_error_m, w * r.orientation_error_rad) <
+                               np.hypot(best.position_error_m, w * best.orientation_error_rad)):
+                best = r
+        return best
+
+    def _solve_ik(self, target, q0, *, link: Optional[str] = None, orientation_weight: float = 0.2,
+                  damping: float = 1e-3, max_iterations: int = 100, position_tol_m: float = 1e-9,
+                  orientation_tol_rad: float = 1e-9, max_step_rad: float = 0.5) -> IkResult:
         """Joint positions that put `link` at the pose `target` (4, 4), from q0 (n,): damped
         least squares (dq = J^T (J J^T + damping^2 I)^-1 e on the error e = [dp, w * log(R_t R^T)],
         orientation weighted by `orientation_weight` m/rad), each step at most max_step_rad per
-        joint and clipped into [lower, upper]. Stops when both errors are under the tolerances or
-        no step helps; the best iterate is returned."""
+        joint (m for a prismatic one), halved while it does not lower the error, and clipped into
+        [lower, upper]. Stops when both errors are under the tolerances or no step helps (a local
+        minimum: converged False); the best iterate is returned."""
         target = np.asarray(target, dtype=np.float64)
         q = np.clip(np.asarray(q0, dtype=np.float64), self.lower, self.upper)
         w = np.array([1.0] * 3 + [float(orientation_weight)] * 3)
@@ -213,11 +232,15 @@ class KinematicChain:
             e = w * np.r_[dp, dr]
             dq = J.T @ np.linalg.solve(J @ J.T + lam2 * np.eye(6), e)
             dq = np.clip(dq, -max_step_rad, max_step_rad)
-            q_new = np.clip(q + dq, self.lower, self.upper)
-            dp_new, dr_new = errors(q_new)
-            cost_new = float(np.sum((w * np.r_[dp_new, dr_new]) ** 2))
-            if not cost_new < cost:
-                break
+            for _ in range(8):            # halve a step that overshoots (near a singularity or
+                q_new = np.clip(q + dq, self.lower, self.upper)           # a clipped limit)
+                dp_new, dr_new = errors(q_new)
+                cost_new = float(np.sum((w * np.r_[dp_new, dr_new]) ** 2))
+                if cost_new < cost:
+                    break
+                dq = 0.5 * dq
+            else:
+                break                     # no step along dq helps: a local minimum
             q, dp, dr, cost = q_new, dp_new, dr_new, cost_new
         pe, oe = float(np.linalg.norm(dp)), float(np.linalg.norm(dr))
         return IkResult(q, pe, oe, it, pe <= position_tol_m and oe <= orientation_tol_rad)

@@ -68,11 +68,13 @@ ACCEPTED = 'accepted'   # else on_chunk returns the rejection reason (FollowerSt
 
 
 class _Chunk:
-    __slots__ = ('stamp', 't_abs', 'pos', 'vel', 'switch_time')
+    __slots__ = ('stamp', 't_abs', 'pos', 'vel', 'switch_time', 'spacing')
 
     def __init__(self, stamp, t_abs, pos, vel, switch_time):
         self.stamp, self.t_abs, self.pos, self.vel, self.switch_time = (
             stamp, t_abs, pos, vel, switch_time)
+        # its point spacing (s; computed on acceptance, not in the control step)
+        self.spacing = float(np.median(np.diff(t_abs))) if len(t_abs) > 1 else 0.0
 
 
 MIN_PLAN_STEP_S = 1e-6   # below this, a control period does not advance plan time (factor ~0)
@@ -282,7 +284,7 @@ class Follower:
         """The chunk's next point past the shortest entry (enter_chunk's: at least a period, half
         a chunk step) is within rtc_max_step_rad of the plan at that time on every joint."""
         t = chunk.t_abs
-        gap = max(self.dt, 0.5 * float(np.median(np.diff(t)))) if len(t) > 1 else self.dt
+        gap = max(self.dt, 0.5 * chunk.spacing)
         ahead = np.flatnonzero(t > now + gap)
         if not len(ahead):
             return False
@@ -295,8 +297,7 @@ class Follower:
         following = self.state == STATE_FOLLOWING and self._plan is not None
         if following:
             entry = self._plan.evaluate(now)
-            t_probe = now + (float(np.median(np.diff(chunk.t_abs))) if len(chunk.t_abs) > 1
-                             else self.dt)
+            t_probe = now + max(chunk.spacing, self.dt)
             before = np.asarray(self._plan.position(t_probe), dtype=np.float64)
         else:
             q, v, a = self.limiter.copy_state()

@@ -131,32 +131,23 @@ def _write(results: list[dict], out: str, title: str, ns=None) -> Path:
 
 def cmd_offline(ns) -> int:
     from dp_eval import bagio
-    from dp_eval.offline import (CheckpointMismatchError, OfflineConfig, dataset_config_for,
-                                 run_offline)
+    from dp_eval.offline import CheckpointMismatchError, OfflineConfig, run_offline
     from dp_policy.checkpoint import CheckpointError
     from dp_policy.data.dataset import DatasetConfig
-    base = DatasetConfig.from_yaml(ns.dataset_config) if ns.dataset_config else None
+    try:
+        base = DatasetConfig.from_yaml(ns.dataset_config) if ns.dataset_config else None
+    except (OSError, ValueError) as exc:
+        print(f'dp_eval offline: {exc}', file=sys.stderr)
+        return 2
     cams = _camera_map(ns.camera)
     cfg = OfflineConfig(batch_size=ns.batch_size, latency_probe=ns.latency_probe,
                         modes=ns.modes, max_steps=ns.max_steps, backend=ns.backend,
                         num_samples=ns.num_samples, seed=ns.seed, warmup=not ns.no_warmup)
     results = []
     for i, ckpt in enumerate(ns.checkpoints):
-        from dp_policy.data.dataset import DatasetConfig as DC
-        ds = base
-        if base is None:
-            from dp_policy.checkpoint import load_checkpoint
-            meta = load_checkpoint(ckpt, verify_weights=False)
-            ds = dataset_config_for(meta, cams, joint_states_topic=ns.joint_states_topic,
-                                    command_topic=ns.command_topic,
-                                    command_joint_names=ns.command_joint_names or [],
-                                    episode_topic=ns.episode_topic, action=_action_flags(ns))
-        else:
-            ds = DC.from_dict({**base.to_dict(), **{k: v for k, v in _action_flags(ns).items()
-                                                   if v is not None},
-                               **({'cameras': cams} if cams is not None else {})})
         label = ns.labels[i] if ns.labels and i < len(ns.labels) else None
         try:
+            ds = _offline_dataset_config(ns, ckpt, base, cams)
             results.append(run_offline(ckpt, ns.bags, dataset_cfg=ds, cfg=cfg,
                                        cache_dir=ns.cache_dir, progress=not ns.no_progress,
                                        label=label))
@@ -270,6 +261,24 @@ def build_parser() -> argparse.ArgumentParser:
     _visual_args(r)
     r.set_defaults(func=cmd_report)
     return p
+
+
+def _offline_dataset_config(ns, ckpt: str, base, cams):
+    """The DatasetConfig reading the bags for checkpoint `ckpt`: --dataset-config (`base`) with
+    the flags, else the flags over what the checkpoint was trained with (raises ValueError /
+    CheckpointError on bad values, reported by the caller)."""
+    from dp_eval.offline import dataset_config_for
+    from dp_policy.data.dataset import DatasetConfig
+    if base is not None:
+        return DatasetConfig.from_dict({
+            **base.to_dict(), **{k: v for k, v in _action_flags(ns).items() if v is not None},
+            **({'cameras': cams} if cams is not None else {})})
+    from dp_policy.checkpoint import load_checkpoint
+    return dataset_config_for(load_checkpoint(ckpt, verify_weights=False), cams,
+                              joint_states_topic=ns.joint_states_topic,
+                              command_topic=ns.command_topic,
+                              command_joint_names=ns.command_joint_names or [],
+                              episode_topic=ns.episode_topic, action=_action_flags(ns))
 
 
 def _action_flags(ns) -> dict:

@@ -60,6 +60,7 @@ class EpisodeResult:
     follower_jerk_max_rad_s3: float = float('nan')   # as the follower reports it
     # RMS over the episode of the follower's own jerk (its command times, FollowerStatus)
     follower_jerk_rms_rad_s3: float = float('nan')
+    follower_jerk_terms: int = 0      # the terms of that RMS (runs combine episodes by them)
     # the follower's chunk boundary step: at each entry, how far the new chunk moved the plan one
     # chunk step ahead (rad, max over the joints and the episode's entries; FollowerStatus)
     follower_boundary_step_max_rad: float = float('nan')
@@ -189,6 +190,7 @@ class EpisodeTracker:
         if n > 0 and np.isfinite(rms):
             self._follower_jerk_sq += n * rms * rms
             self._follower_jerk_terms += n
+            r.follower_jerk_terms = self._follower_jerk_terms
             r.follower_jerk_rms_rad_s3 = float(np.sqrt(self._follower_jerk_sq / self._follower_jerk_terms))
         b = float(boundary_step_max_rad)
         if np.isfinite(b) and not b <= r.follower_boundary_step_max_rad:
@@ -223,6 +225,15 @@ def _clearance_stats(values) -> dict:
 def _mean(xs) -> float:
     xs = [float(x) for x in xs if x is not None and np.isfinite(x)]
     return float(np.mean(xs)) if xs else float('nan')
+
+
+def _rms_by_terms(rs) -> float:
+    """The follower's jerk RMS over every command of the run: sqrt(sum(n rms^2) / sum(n))."""
+    pairs = [(int(r.get('follower_jerk_terms', 0)), float(r.get('follower_jerk_rms_rad_s3', np.nan)))
+             for r in rs]
+    pairs = [(n, v) for n, v in pairs if n > 0 and np.isfinite(v)]
+    total = sum(n for n, _ in pairs)
+    return float(np.sqrt(sum(n * v * v for n, v in pairs) / total)) if total else float('nan')
 
 
 def _median(xs) -> float:
@@ -262,7 +273,7 @@ def summarize_episodes(results: Sequence[EpisodeResult | dict]) -> dict:
         'follower_jerk_max_rad_s3': max((r['follower_jerk_max_rad_s3'] for r in rs
                                          if np.isfinite(r['follower_jerk_max_rad_s3'])),
                                         default=float('nan')),
-        'follower_jerk_rms_rad_s3': _mean(r.get('follower_jerk_rms_rad_s3') for r in rs),
+        'follower_jerk_rms_rad_s3': _rms_by_terms(rs),
         'follower_boundary_step_max_rad': max(
             (r.get('follower_boundary_step_max_rad', float('nan')) for r in rs
              if np.isfinite(r.get('follower_boundary_step_max_rad', float('nan')))),

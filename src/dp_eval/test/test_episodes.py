@@ -49,6 +49,11 @@ def test_tracker_success_side_contact_and_foreign_episodes():
     # windows combined by their terms: sqrt((300 * 4 + 100 * 16) / 400)
     assert r.follower_jerk_rms_rad_s3 == pytest.approx(np.sqrt(7.0))
     assert r.follower_boundary_step_max_rad == pytest.approx(0.03)
+    other = EpisodeTracker(index=1, episode=5, seed=8)
+    other.on_follower_status(1.0, 1.0, 600, 0.0)
+    # the run: sqrt((300 * 4 + 100 * 16 + 600 * 1) / 1000)
+    assert summarize_episodes([r, other.result()])['follower_jerk_rms_rad_s3'] == \
+        pytest.approx(np.sqrt(3.4))
     assert r.min_clearance_m == pytest.approx(0.004)      # the smallest any status reported
 
 

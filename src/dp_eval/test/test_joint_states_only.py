@@ -46,3 +46,15 @@ def test_a_bag_of_joint_states_alone_trains_and_evaluates(tmp_path, capsys):
     assert rc == 2 and 'dp_train: error:' in err and str(still) in err
     assert '/joint_states' in err and 'no episode moves' in err and 'Traceback' not in err
 
+
+
+def test_bad_action_flags_exit_2_with_the_reason(tmp_path, capsys):
+    from dp_policy.checkpoint import create_untrained_checkpoint
+    ckpt = create_untrained_checkpoint(tmp_path / 'c.ckpt', ['j1', 'j2'], [], None, preset='tiny')
+    for flags, text in ((['--future-steps', '0'], 'future_steps must be >= 1'),
+                        (['--action-source', 'leader', '--leader-joint-names', 'a'],
+                         'leader_joint_names')):
+        rc = eval_main(['offline', str(ckpt), '--bags', str(tmp_path), '--out',
+                        str(tmp_path / 'e'), *flags])
+        err = capsys.readouterr().err
+        assert rc == 2 and text in err and 'Traceback' not in err

@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -181,6 +182,13 @@ class DiffusionPolicy:
         self.first_action_index = cfg.n_obs_steps - 1
         self.num_inference_steps = int(num_inference_steps or ckpt.sched_cfg.num_inference_steps)
         self.scheduler = ckpt.sched_cfg.kind
+        if self.scheduler == 'consistency' and \
+                self.num_inference_steps != ckpt.sched_cfg.num_inference_steps:
+            # dp_train distill trains a student at its own sampling timesteps only
+            warnings.warn(f'{ckpt.path or "checkpoint"}: a consistency student distilled for '
+                          f'{ckpt.sched_cfg.num_inference_steps} step(s) sampled with '
+                          f'{self.num_inference_steps}: timesteps it was not trained at',
+                          stacklevel=2)
         self.model = ckpt.build_model(ema=True)
         self.sampler = Sampler(self.model, ckpt.sched_cfg, self.num_inference_steps).eval()
         self._backends: dict[str, object] = {}

@@ -90,7 +90,7 @@ def test_diffusion_policy_keeps_both_modes(trained):
     print(f'diffusion ({trained["diffusion"].train_steps} steps): left {left:.0%} right {right:.0%} '
           f'middle {middle:.0%}')
     assert left >= 0.25 and right >= 0.25, (left, right)
-    assert middle < 0.10, middle
+    assert middle < 0.05, middle
 
 
 def test_regression_baseline_averages_the_modes(trained):
@@ -113,7 +113,9 @@ def test_a_distilled_one_step_student_keeps_both_modes(trained, tmp_path):
     path = trainer.train(eps, meta, teacher.model_cfg, teacher.vision_cfg,
                          student_scheduler(teacher.sched_cfg, 1), cfg, tmp_path / 'student',
                          progress=False, teacher=teacher)
-    print(f'\ndistillation: {DISTILL_STEPS} steps in {time.process_time() - cpu0:.1f} s CPU time')
+    cpu_s = time.process_time() - cpu0
+    print(f'\ndistillation: {DISTILL_STEPS} steps in {cpu_s:.1f} s CPU time')
+    assert cpu_s < 240.0, f'distillation took {cpu_s:.0f} s of CPU time (budget 240 s; 120 s measured)'
     student = load_checkpoint(path)
     assert student.sched_cfg.kind == 'consistency' and student.sched_cfg.num_inference_steps == 1
     x = sample_start(student, k=1000)

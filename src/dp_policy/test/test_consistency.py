@@ -104,7 +104,8 @@ def test_the_distillation_target_is_the_teachers_ode_solution_and_trains_only_th
     torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
     # samples at different timesteps solve independently (t = 45 stops at 0 too)
     mixed = obj.teacher_solution(x, torch.tensor([90, 45, 90, 45]), cond)
-    torch.testing.assert_close(mixed[0], got[0]) and torch.testing.assert_close(mixed[2], got[2])
+    torch.testing.assert_close(mixed[0], got[0])
+    torch.testing.assert_close(mixed[2], got[2])
     torch.testing.assert_close(mixed[1:2], obj.teacher_solution(x[1:2], torch.tensor([45]),
                                                                 cond[1:2]))
 

@@ -426,3 +426,23 @@ def test_action_source_validation():
     with pytest.raises(ValueError, match='leader_joint_names'):
         cfg(action_source='leader', leader_joint_names=['a', 'b'])
     assert cfg(action_source='joint_states', command_topic='').command_topic == ''
+
+
+def test_joint_states_actions_never_reach_into_the_next_episode(tmp_path):
+    """A split bag whose arm jumps at the episode change (a reset): every action of the first
+    episode is one of its own positions, not the next episode's."""
+    path = tmp_path / 'jump'
+    with BagWriter(path, 'sqlite3', typestore()) as w:
+        for k in range(4 * JS_HZ + 1):
+            t = T0 + k * NS // JS_HZ
+            s = (t - T0) / NS
+            q = s if s < 2.0 else 5.0 + s
+            w.write('/joint_states', msgs.joint_state(t, JOINTS, [q, q, q]), t)
+        for k in range(41):
+            t = T0 + k * NS // 10
+            w.write('/task_status', msgs.task_status(t, 1 if k < 20 else 2), t)
+    eps = decode_bag(path, cfg(cameras={}, action_source='joint_states', future_steps=2,
+                               episode_topic='/task_status'))
+    assert [e.name.rsplit('#', 1)[1] for e in eps] == ['ep1', 'ep2']
+    assert eps[0].action.max() < 2.0 and eps[0].t[-1] < T0 / NS + 2.0 - 0.2 + 1e-6
+    np.testing.assert_allclose(eps[0].action[:, 0], eps[0].t - T0 / NS + 0.2, atol=1e-6)

@@ -551,6 +551,8 @@ class _BagDecoder:
             segments = []
             for i, c in enumerate(change):
                 seg_end = int(et[change[i + 1]]) - 1 if i + 1 < len(change) else t1
+                if self.source == 'joint_states' and i + 1 < len(change):
+                    seg_end -= self.future_ns     # its actions stay in the episode (t1 already)
                 segments.append((f'{bag.path}#ep{int(ev[c])}', max(t0, int(et[c])), min(t1, seg_end)))
         else:
             segments = [(str(bag.path), t0, t1)]
