@@ -518,14 +518,18 @@ def _stats(x: np.ndarray) -> dict[str, Any]:
     return {k: v.tolist() for k, v in out.items()}
 
 
-def _image_stats(frames: np.ndarray, max_frames: int = 100) -> dict[str, Any]:
-    """(T, H, W, 3) uint8 -> per-channel stats in [0, 1], shaped (3, 1, 1) as LeRobot's (on at
-    most `max_frames` evenly spaced frames, as LeRobot samples them); count = frames."""
-    idx = np.unique(np.linspace(0, len(frames) - 1, min(len(frames), max_frames)).round()
-                    .astype(int))
-    px = frames[idx].reshape(-1, 3).astype(np.float64) / 255.0
+def _image_stats(videos: list, max_frames: int = 100) -> dict[str, Any]:
+    """Frames of one camera, as a list of (T_i, H, W, 3) uint8 arrays (episodes) -> per-channel
+    stats in [0, 1], shaped (3, 1, 1) as LeRobot's, on at most `max_frames` evenly spaced frames
+    (as LeRobot samples them; picked without concatenating the episodes); count = frames."""
+    total = sum(len(v) for v in videos)
+    idx = np.unique(np.linspace(0, total - 1, min(total, max_frames)).round().astype(int))
+    starts = np.cumsum([0] + [len(v) for v in videos])
+    ep = np.searchsorted(starts, idx, side='right') - 1
+    px = np.stack([videos[e][i - starts[e]] for e, i in zip(ep, idx)])
+    px = px.reshape(-1, 3).astype(np.float64) / 255.0
     out = {k: [[[c]] for c in v] for k, v in _stats(px).items()}
-    out['count'] = [len(frames)]
+    out['count'] = [total]
     return out
 
 
@@ -695,12 +699,12 @@ def write_lerobot(episodes: Sequence[Episode], meta: EpisodeSetMeta, root: str |
 
     all_stats = {k: _stats(v) for k, v in feature_arrays(episodes, 0, 0).items()}
     for cam, key in video_keys.items():
-        all_stats[key] = _image_stats(np.concatenate([ep.images[cam] for ep in episodes]))
+        all_stats[key] = _image_stats([ep.images[cam] for ep in episodes])
     for e, ep in enumerate(episodes):
         st = {k: _stats(v) for k, v in feature_arrays(
             [ep], ep_rows[e]['dataset_from_index'], e).items()}
         for cam, key in video_keys.items():
-            st[key] = _image_stats(ep.images[cam])
+            st[key] = _image_stats([ep.images[cam]])
         for feat, d in st.items():
             for name, value in d.items():
                 ep_rows[e][f'stats/{feat}/{name}'] = value
