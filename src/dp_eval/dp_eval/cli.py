@@ -91,7 +91,8 @@ def print_summary(results: list[dict], stream=None) -> None:
                   f"{_gaps(m.get('command_gaps', 0))}  policy latency p50 "
                   f"{_ms(lat['p50_s'])} p99 {_ms(lat['p99_s'])} "
                   f"({lat['n']} chunks)", file=stream)
-            if math.isfinite(m.get('follower_jerk_rms_rad_s3', math.nan)):
+            if m.get('follower_jerk_rms_rad_s3') is not None and \
+                    math.isfinite(m['follower_jerk_rms_rad_s3']):    # null in JSON: NaN
                 print(f"  at the follower (its command times): jerk RMS "
                       f"{_fmt(m['follower_jerk_rms_rad_s3'])} max "
                       f"{_fmt(m.get('follower_jerk_max_rad_s3'))} rad/s^3  boundary step max "
