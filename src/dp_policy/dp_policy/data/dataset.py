@@ -623,7 +623,8 @@ class _BagDecoder:
                 action = self.cmd_q_a[np.searchsorted(self.cmd_t_a, g, side='right') - 1]
             else:
                 action = self.traj.at(g)
-            if self.source != 'command' and not self.moves(name, action):
+            if self.source != 'command' and not _moves(name, action, self.action_topic,
+                                                       self.cfg.min_motion_rad):
                 continue
             images = {cam: np.stack([self.frames[cam][int(o)] for o in picks[cam][gi]])
                       for cam in self.cfg.cameras}
@@ -639,15 +640,17 @@ class _BagDecoder:
                                  f'learn from this bag')
         return episodes
 
-    def moves(self, name: str, action: np.ndarray) -> bool:
-        """Whether an episode's actions move by min_motion_rad (else a message, skipped)."""
-        motion = float(np.max(np.ptp(action, axis=0))) if len(action) else 0.0
-        if motion >= self.cfg.min_motion_rad:
-            return True
-        print(f'[dataset] {name}: skipped, its actions from {self.action_topic} move by '
-              f'{motion:.4g} rad at most (min_motion_rad {self.cfg.min_motion_rad})',
-              file=sys.stderr)
-        return False
+
+
+def _moves(name: str, action: np.ndarray, topic: str, min_motion_rad: float) -> bool:
+    """Whether an episode's actions move by min_motion_rad (the largest range of a joint); if
+    not, a line naming it (it is skipped)."""
+    motion = float(np.max(np.ptp(action, axis=0))) if len(action) else 0.0
+    if motion >= min_motion_rad:
+        return True
+    print(f'[dataset] {name}: skipped, its actions from {topic} move by {motion:.4g} rad at most '
+          f'(min_motion_rad {min_motion_rad})', file=sys.stderr)
+    return False
 
 
 # ---------------------------------------------------------------------------------------------
