@@ -341,7 +341,7 @@ def _train_and_report(args, episodes, meta, t_start: float, run, what: str, extr
     return 0
 
 
-DISTILL_DEFAULTS = {'steps': 3000, 'lr': 1e-4, 'warmup_steps': 100}
+DISTILL_DEFAULTS = {'steps': 3000, 'lr': 1e-3, 'warmup_steps': 100}   # lr: the reach student's
 
 
 def distill_main(argv: Sequence[str]) -> int:
