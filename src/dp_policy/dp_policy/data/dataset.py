@@ -57,7 +57,7 @@ from dp_common.images import ImageFormatError, UnsupportedEncodingError, to_rgb8
 from dp_common.joints import JointIndexer
 from dp_common.stamps import stamp_to_ns
 from dp_common.trajectories import joint_trajectory_to_arrays
-from dp_policy.data.episode import Episode, EpisodeSetMeta
+from dp_policy.data.episode import Episode, EpisodeSetMeta, common_image_hw
 
 __all__ = ['DatasetError', 'DatasetConfig', 'find_bags', 'bag_fingerprint', 'decode_bag',
            'load_episodes', 'infer_joint_names', 'CACHE_VERSION']
@@ -726,15 +726,10 @@ def load_episodes(bag_paths: Sequence[str | os.PathLike] | str | os.PathLike, cf
             print(f'[dataset] {n}/{len(bags)} {bag}: {len(eps)} episode(s), '
                   f'{sum(len(e) for e in eps)} steps ({source})', file=sys.stderr)
 
-    image_hw = None
-    for ep in episodes:
-        for cam, img in ep.images.items():
-            hw = (int(img.shape[1]), int(img.shape[2]))
-            if image_hw is None:
-                image_hw = hw
-            elif hw != image_hw:
-                raise DatasetError(f'{ep.name}: camera {cam!r} images are {hw}, others {image_hw}; '
-                                   f'set image_hw so that every camera has one size')
+    try:
+        image_hw = common_image_hw(episodes)
+    except ValueError as err:
+        raise DatasetError(f'{err}; set image_hw so that every camera has one size') from None
     meta = EpisodeSetMeta(joint_names=list(cfg.joint_names), camera_names=cfg.camera_names,
                           image_hw=image_hw, dt_s=float(cfg.dt_s),
                           fingerprint=hashlib.sha256(''.join(keys).encode()).hexdigest()[:16])

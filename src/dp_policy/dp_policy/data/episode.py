@@ -45,6 +45,20 @@ class Episode:
         return len(self.t)
 
 
+def common_image_hw(episodes) -> tuple[int, int] | None:
+    """The (H, W) that every camera of every episode has (None without cameras); ValueError
+    naming the first episode and camera that differ."""
+    hw = None
+    for ep in episodes:
+        for cam, img in ep.images.items():
+            this = (int(img.shape[1]), int(img.shape[2]))
+            if hw is None:
+                hw = this
+            elif this != hw:
+                raise ValueError(f'{ep.name}: camera {cam!r} images are {this}, others {hw}')
+    return hw
+
+
 @dataclass
 class EpisodeSetMeta:
     """What every episode of a set shares; goes into the checkpoint."""

@@ -66,7 +66,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from dp_common.images import resize_rgb8
-from dp_policy.data.episode import Episode, EpisodeSetMeta
+from dp_policy.data.episode import Episode, EpisodeSetMeta, common_image_hw
 
 __all__ = ['LeRobotError', 'read_lerobot', 'write_lerobot', 'is_lerobot_dataset',
            'dataset_summary', 'main', 'CODEBASE_VERSION']
@@ -461,19 +461,10 @@ def read_lerobot(root: str | os.PathLike, joint_names: Optional[Sequence[str]] =
                                       [r['ts'] for r in rows], image_hw)
 
     episodes = []
-    image_size = None
     for s in range(n_eps):
         ep_index = int(eps['episode_index'][s])
-        imgs = {}
-        for cam, key in cams.items():
-            img = decoded[key][s] if key in decoded else rows[s]['images'][key]
-            hw = (int(img.shape[1]), int(img.shape[2]))
-            if image_size is None:
-                image_size = hw
-            elif hw != image_size:
-                raise LeRobotError(f'{root}: episode {ep_index} camera {cam!r} is {hw}, others '
-                                   f'{image_size}; give image_hw (--image-size) to resize them')
-            imgs[cam] = img
+        imgs = {cam: decoded[key][s] if key in decoded else rows[s]['images'][key]
+                for cam, key in cams.items()}
         n = len(rows[s]['ts'])
         try:
             episodes.append(Episode(name=f'{root.name}/episode_{ep_index:06d}',
@@ -482,6 +473,10 @@ def read_lerobot(root: str | os.PathLike, joint_names: Optional[Sequence[str]] =
                                     action=rows[s]['action'].astype(np.float32), images=imgs))
         except ValueError as err:
             raise LeRobotError(f'{rows[s]["file"]}: {err}') from err
+    try:
+        image_size = common_image_hw(episodes)
+    except ValueError as err:
+        raise LeRobotError(f'{err}; give image_hw (--image-size) to resize them') from None
     settings = json.dumps({'joints': names, 'state': state_key, 'action': action_key,
                            'cams': cams, 'hw': image_hw}, sort_keys=True)
     meta = EpisodeSetMeta(joint_names=list(names), camera_names=list(cams), image_hw=image_size,
