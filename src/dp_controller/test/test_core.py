@@ -866,12 +866,18 @@ def test_jerk_rms_is_on_the_commands_own_times_and_boundary_steps_measure_the_pl
     assert mx == pytest.approx(np.abs(j).max(), rel=1e-9)
     assert math.isnan(f.pop_jerk()[1])                            # nothing since: no RMS
 
-    def boundary(mode, second):
-        f = started(execution_mode=mode, blend_window_s=0.0, watchdog_timeout_s=5.0)
+    def boundary(mode, second, until=0.7):
+        f = started(execution_mode=mode, blend_window_s=0.0, watchdog_timeout_s=5.0,
+                    n_action_steps=8)
         run(f, 0.0, 0.5, [constant(0.0, 16, 0.1)])
         assert math.isnan(f.pop_boundary_step())                  # entered from idle: no step
-        run(f, 0.5, 0.7, [second])
+        run(f, 0.5, until, [second])
         return f.pop_boundary_step()
     assert boundary('latest', constant(0.5, 16, 0.1)) == pytest.approx(0.0, abs=1e-9)
     assert boundary('latest', constant(0.5, 16, 0.12)) == pytest.approx(0.02, abs=1e-6)
     assert 0.0 < boundary('temporal_ensemble', constant(0.5, 16, 0.12)) < 0.02
+    assert boundary('rtc', constant(0.5, 16, 0.1)) == pytest.approx(0.0, abs=1e-9)
+    # receding horizon enters the pending chunk at the switch (t = 0.8 s), inside step()
+    assert math.isnan(boundary('receding_horizon', constant(0.5, 16, 0.12), until=0.75))
+    assert boundary('receding_horizon', constant(0.5, 16, 0.12), until=0.9) == \
+        pytest.approx(0.02, abs=1e-6)
