@@ -136,7 +136,13 @@ def cmd_offline(ns) -> int:
     from dp_policy.checkpoint import CheckpointError
     from dp_policy.data.dataset import DatasetConfig
     try:
-        base = DatasetConfig.from_yaml(ns.dataset_config) if ns.dataset_config else None
+        base = None
+        if ns.dataset_config:        # the config, and the keys the file itself sets
+            import yaml
+            with open(ns.dataset_config) as f:
+                raw = yaml.safe_load(f) or {}
+            raw = raw['dataset'] if isinstance(raw.get('dataset'), dict) else raw
+            base = (DatasetConfig.from_yaml(ns.dataset_config), set(raw))
     except (OSError, ValueError) as exc:
         print(f'dp_eval offline: {exc}', file=sys.stderr)
         return 2
@@ -268,14 +274,19 @@ def _offline_dataset_config(ns, ckpt: str, base, cams):
     """The DatasetConfig reading the bags for checkpoint `ckpt`: --dataset-config (`base`) with
     the flags, else the flags over what the checkpoint was trained with (raises ValueError /
     CheckpointError on bad values, reported by the caller)."""
-    from dp_eval.offline import dataset_config_for
-    from dp_policy.data.dataset import DatasetConfig
-    if base is not None:
-        return DatasetConfig.from_dict({
-            **base.to_dict(), **{k: v for k, v in _action_flags(ns).items() if v is not None},
-            **({'cameras': cams} if cams is not None else {})})
+    from dp_eval.offline import ACTION_KEYS, dataset_config_for
     from dp_policy.checkpoint import load_checkpoint
-    return dataset_config_for(load_checkpoint(ckpt, verify_weights=False), cams,
+    from dp_policy.data.dataset import DatasetConfig
+    meta = load_checkpoint(ckpt, verify_weights=False)
+    if base is not None:         # the YAML's keys; the action source it omits: the checkpoint's
+        base, given = base
+        trained = (meta.extra or {}).get('dataset_config') or {}
+        return DatasetConfig.from_dict({
+            **base.to_dict(),
+            **{k: trained[k] for k in ACTION_KEYS if k in trained and k not in given},
+            **{k: v for k, v in _action_flags(ns).items() if v is not None},
+            **({'cameras': cams} if cams is not None else {})})
+    return dataset_config_for(meta, cams,
                               joint_states_topic=ns.joint_states_topic,
                               command_topic=ns.command_topic,
                               command_joint_names=ns.command_joint_names or [],

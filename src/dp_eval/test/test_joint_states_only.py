@@ -58,3 +58,26 @@ def test_bad_action_flags_exit_2_with_the_reason(tmp_path, capsys):
                         str(tmp_path / 'e'), *flags])
         err = capsys.readouterr().err
         assert rc == 2 and text in err and 'Traceback' not in err
+
+
+def test_a_dataset_config_without_an_action_source_keeps_the_checkpoints(tmp_path):
+    """--dataset-config (topics) that says nothing of the actions: the checkpoint's action source
+    (joint_states) applies; one that says `action_source: command` wins."""
+    from types import SimpleNamespace
+
+    from dp_eval.cli import _offline_dataset_config
+    from dp_policy.checkpoint import create_untrained_checkpoint, load_checkpoint
+    from dp_policy.data.dataset import DatasetConfig
+    path = create_untrained_checkpoint(tmp_path / 'c.ckpt', ['j1', 'j2'], [], None, preset='tiny')
+    ckpt = load_checkpoint(path)
+    ckpt.extra['dataset_config'] = {'action_source': 'joint_states', 'future_steps': 2}
+    ckpt.save(tmp_path / 'js.ckpt')
+    ns = SimpleNamespace(action_source=None, future_steps=None, leader_topic=None,
+                         leader_joint_names=None, min_motion=None)
+    base = DatasetConfig(joint_names=['j1', 'j2'], joint_states_topic='/arm/joint_states')
+    cfg = _offline_dataset_config(ns, str(tmp_path / 'js.ckpt'), (base, {'joint_states_topic'}),
+                                  None)
+    assert cfg.action_source == 'joint_states' and cfg.future_steps == 2
+    assert cfg.joint_states_topic == '/arm/joint_states'
+    cfg = _offline_dataset_config(ns, str(tmp_path / 'js.ckpt'), (base, {'action_source'}), None)
+    assert cfg.action_source == 'command'
