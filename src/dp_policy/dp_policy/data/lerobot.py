@@ -598,20 +598,10 @@ def _encode_video(path: Path, episodes: Sequence[Episode], cam: str, fps: int, c
     return vinfo
 
 
-def write_lerobot(episodes: Sequence[Episode], meta: EpisodeSetMeta, root: str | os.PathLike,
-                  fps: Optional[int] = None, robot_type: str = '',
-                  task: str = 'demonstration', crf: int = VIDEO_CRF, lossless: bool = False,
-                  progress: bool = False) -> Path:
-    """Episodes -> a LeRobot v3.0 dataset in `root` (a new or empty folder). See the module
-    docstring for the layout and the codec. fps: default 1 / meta.dt_s, which must be a whole
-    number of frames per second (LeRobot stores fps as an integer). Returns `root`."""
-    pa, _ = _pq()
-    root = Path(root)
-    t_start = time.monotonic()
-    if not episodes:
-        raise LeRobotError(f'{root}: no episodes to write')
-    if root.exists() and (not root.is_dir() or any(root.iterdir())):
-        raise LeRobotError(f'{root}: exists and is not an empty folder; choose a new --out')
+def _checked_fps(episodes: Sequence[Episode], meta: EpisodeSetMeta, root: Path,
+                 fps: Optional[int], lossless: bool) -> int:
+    """The dataset's fps (1 / meta.dt_s, a whole number), after checking that every episode has
+    the joints and cameras of `meta` and images the codec can take."""
     rate = 1.0 / float(meta.dt_s)
     fps = int(round(rate)) if fps is None else int(fps)
     if fps <= 0 or abs(fps * float(meta.dt_s) - 1.0) > 1e-6:
@@ -633,6 +623,65 @@ def write_lerobot(episodes: Sequence[Episode], meta: EpisodeSetMeta, root: str |
                 raise LeRobotError(f'{root}: camera {cam!r} images are {img.shape[1]}x'
                                    f'{img.shape[2]}; yuv420p H.264 needs an even height and '
                                    f'width (resize them, e.g. --image-size, or lossless)')
+    return fps
+
+
+def _feature_arrays(ep_list, fps: int, first_index: int, first_episode: int) -> dict:
+    """The non-video features of episodes as (n, d) arrays, for their stats."""
+    n = sum(len(ep) for ep in ep_list)
+    frame = np.concatenate([np.arange(len(ep)) for ep in ep_list])
+    out = {'observation.state': np.concatenate([ep.state for ep in ep_list]),
+           'action': np.concatenate([ep.action for ep in ep_list]),
+           'timestamp': (frame / fps).astype(np.float32)[:, None],
+           'frame_index': frame[:, None],
+           'episode_index': np.concatenate([np.full(len(ep), first_episode + i)
+                                            for i, ep in enumerate(ep_list)])[:, None],
+           'index': np.arange(first_index, first_index + n)[:, None],
+           'task_index': np.zeros((n, 1))}
+    return out
+
+
+def _write_stats_and_episodes(root: Path, episodes: Sequence[Episode], fps: int,
+                              video_keys: dict, ep_rows: list, task: str) -> None:
+    """stats.json (over the dataset), the episodes parquet (with each episode's stats) and
+    tasks.parquet."""
+    pa, _ = _pq()
+    all_stats = {k: _stats(v) for k, v in _feature_arrays(episodes, fps, 0, 0).items()}
+    for cam, key in video_keys.items():
+        all_stats[key] = _image_stats([ep.images[cam] for ep in episodes])
+    for e, ep in enumerate(episodes):
+        st = {k: _stats(v) for k, v in _feature_arrays(
+            [ep], fps, ep_rows[e]['dataset_from_index'], e).items()}
+        for cam, key in video_keys.items():
+            st[key] = _image_stats([ep.images[cam]])
+        for feat, d in st.items():
+            for name, value in d.items():
+                ep_rows[e][f'stats/{feat}/{name}'] = value
+        ep_rows[e].update({'meta/episodes/chunk_index': 0, 'meta/episodes/file_index': 0})
+    _write_parquet(root / EPISODES_PATH.format(chunk_index=0, file_index=0),
+                   [pa.Table.from_pylist(ep_rows)])
+    _write_parquet(root / TASKS_PATH, [pa.table({'task_index': pa.array([0], pa.int64()),
+                                                 'task': pa.array([task], pa.string())})],
+                   pandas_index='task')
+    (root / STATS_PATH).write_text(json.dumps(all_stats, indent=4))
+
+
+def write_lerobot(episodes: Sequence[Episode], meta: EpisodeSetMeta, root: str | os.PathLike,
+                  fps: Optional[int] = None, robot_type: str = '',
+                  task: str = 'demonstration', crf: int = VIDEO_CRF, lossless: bool = False,
+                  progress: bool = False) -> Path:
+    """Episodes -> a LeRobot v3.0 dataset in `root` (a new or empty folder). See the module
+    docstring for the layout and the codec. fps: default 1 / meta.dt_s, which must be a whole
+    number of frames per second (LeRobot stores fps as an integer). Returns `root`."""
+    pa, _ = _pq()
+    root = Path(root)
+    t_start = time.monotonic()
+    if not episodes:
+        raise LeRobotError(f'{root}: no episodes to write')
+    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        raise LeRobotError(f'{root}: exists and is not an empty folder; choose a new --out')
+    fps = _checked_fps(episodes, meta, root, fps, lossless)
+    joints, cams = list(meta.joint_names), list(meta.camera_names)
     video_keys = {cam: f'observation.images.{cam}' for cam in cams}
     root.mkdir(parents=True, exist_ok=True)
 
@@ -678,38 +727,7 @@ def write_lerobot(episodes: Sequence[Episode], meta: EpisodeSetMeta, root: str |
                                f'videos/{key}/to_timestamp': (offset + len(ep)) / fps})
             offset += len(ep)
 
-    # stats: per episode (episodes parquet) and over the dataset (stats.json)
-    def feature_arrays(ep_list, first_index, first_episode):
-        n = sum(len(ep) for ep in ep_list)
-        frame = np.concatenate([np.arange(len(ep)) for ep in ep_list])
-        out = {'observation.state': np.concatenate([ep.state for ep in ep_list]),
-               'action': np.concatenate([ep.action for ep in ep_list]),
-               'timestamp': (frame / fps).astype(np.float32)[:, None],
-               'frame_index': frame[:, None],
-               'episode_index': np.concatenate([np.full(len(ep), first_episode + i)
-                                                for i, ep in enumerate(ep_list)])[:, None],
-               'index': np.arange(first_index, first_index + n)[:, None],
-               'task_index': np.zeros((n, 1))}
-        return out
-
-    all_stats = {k: _stats(v) for k, v in feature_arrays(episodes, 0, 0).items()}
-    for cam, key in video_keys.items():
-        all_stats[key] = _image_stats([ep.images[cam] for ep in episodes])
-    for e, ep in enumerate(episodes):
-        st = {k: _stats(v) for k, v in feature_arrays(
-            [ep], ep_rows[e]['dataset_from_index'], e).items()}
-        for cam, key in video_keys.items():
-            st[key] = _image_stats([ep.images[cam]])
-        for feat, d in st.items():
-            for name, value in d.items():
-                ep_rows[e][f'stats/{feat}/{name}'] = value
-        ep_rows[e].update({'meta/episodes/chunk_index': 0, 'meta/episodes/file_index': 0})
-    _write_parquet(root / EPISODES_PATH.format(chunk_index=0, file_index=0),
-                   [pa.Table.from_pylist(ep_rows)])
-    _write_parquet(root / TASKS_PATH, [pa.table({'task_index': pa.array([0], pa.int64()),
-                                                 'task': pa.array([task], pa.string())})],
-                   pandas_index='task')
-    (root / STATS_PATH).write_text(json.dumps(all_stats, indent=4))
+    _write_stats_and_episodes(root, episodes, fps, video_keys, ep_rows, task)
 
     info = {'codebase_version': CODEBASE_VERSION, 'fps': fps, 'features': features,
             'total_episodes': len(episodes), 'total_frames': index, 'total_tasks': 1,
