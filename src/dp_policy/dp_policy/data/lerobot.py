@@ -379,6 +379,37 @@ def _decode_videos(root: Path, info: dict, key: str, eps: dict[str, np.ndarray],
     return out  # type: ignore[return-value]
 
 
+def _episode_rows(root: Path, file: Path, sub, ep_index: int, length: int, fps: float, state,
+                  action, image_keys: list[str], image_hw) -> dict:
+    """One episode's rows of a data file (`sub`, in any order) -> its timestamps, state and action
+    columns (state/action: (key, columns)), images stored in the parquet, and the file; checked
+    against the episodes metadata and the fps grid."""
+    (state_key, s_idx), (action_key, a_idx) = state, action
+    frame_index = sub.column('frame_index').to_numpy()
+    order = np.argsort(frame_index, kind='stable')
+    sub, frame_index = sub.take(order), frame_index[order]
+    n = len(frame_index)
+    if n != length or not np.array_equal(frame_index, np.arange(n)):
+        raise LeRobotError(f'{file}: episode {ep_index} has {n} rows (frame_index '
+                           f'{frame_index[:3].tolist()}..), the episodes metadata says '
+                           f'{length} frames 0..{length - 1}')
+    ts = sub.column('timestamp').to_numpy().astype(np.float64)
+    off = np.abs(ts - ts[:1] - frame_index / fps)   # 1/fps apart, as LeRobot checks
+    if n and off.max() > TOLERANCE_S:
+        k = int(np.argmax(off))
+        raise LeRobotError(f'{file}: episode {ep_index} frame {k}: timestamp {ts[k]:.6f}s '
+                           f'is off the {fps:g} fps grid ({ts[0] + k / fps:.6f}s)')
+    state = _vectors(sub, state_key, n, file)
+    action = _vectors(sub, action_key, n, file)
+    images = {}
+    for key in image_keys:
+        frames = [resize_rgb8(_decode_png(c, root, file, key), image_hw)
+                  for c in sub.column(key).to_pylist()]
+        images[key] = np.stack(frames)
+    return {'ts': ts, 'state': state[:, s_idx], 'action': action[:, a_idx],
+            'images': images, 'file': file}
+
+
 def read_lerobot(root: str | os.PathLike, joint_names: Optional[Sequence[str]] = None,
                  state_key: str = 'observation.state', action_key: str = 'action',
                  camera_keys: Optional[Sequence[str]] = None,
@@ -427,33 +458,10 @@ def read_lerobot(root: str | os.PathLike, joint_names: Optional[Sequence[str]] =
         table = _read_table(file, cols)
         ep_col = table.column('episode_index').to_numpy()
         for s in members:
-            ep_index = int(eps['episode_index'][s])
-            length = int(eps['length'][s])
-            sel = np.flatnonzero(ep_col == ep_index)
-            sub = table.take(sel)
-            frame_index = sub.column('frame_index').to_numpy()
-            order = np.argsort(frame_index, kind='stable')
-            sub, frame_index = sub.take(order), frame_index[order]
-            n = len(frame_index)
-            if n != length or not np.array_equal(frame_index, np.arange(n)):
-                raise LeRobotError(f'{file}: episode {ep_index} has {n} rows (frame_index '
-                                   f'{frame_index[:3].tolist()}..), the episodes metadata says '
-                                   f'{length} frames 0..{length - 1}')
-            ts = sub.column('timestamp').to_numpy().astype(np.float64)
-            off = np.abs(ts - ts[:1] - frame_index / fps)   # 1/fps apart, as LeRobot checks
-            if n and off.max() > TOLERANCE_S:
-                k = int(np.argmax(off))
-                raise LeRobotError(f'{file}: episode {ep_index} frame {k}: timestamp {ts[k]:.6f}s '
-                                   f'is off the {fps:g} fps grid ({ts[0] + k / fps:.6f}s)')
-            state = _vectors(sub, state_key, n, file)
-            action = _vectors(sub, action_key, n, file)
-            images = {}
-            for key in image_keys:
-                frames = [resize_rgb8(_decode_png(c, root, file, key), image_hw)
-                          for c in sub.column(key).to_pylist()]
-                images[key] = np.stack(frames)
-            rows[s] = {'ts': ts, 'state': state[:, s_idx], 'action': action[:, a_idx],
-                       'images': images, 'file': file}
+            rows[s] = _episode_rows(root, file, table.take(np.flatnonzero(
+                ep_col == int(eps['episode_index'][s]))), int(eps['episode_index'][s]),
+                int(eps['length'][s]), fps, (state_key, s_idx), (action_key, a_idx), image_keys,
+                image_hw)
 
     decoded: dict[str, list[np.ndarray]] = {}
     for key in video_keys:
