@@ -26,7 +26,8 @@ def generate_launch_description():
             description='Diffusion Policy checkpoint (dp_train output) run by policy_node.'),
         DeclareLaunchArgument(
             'robot_config', default_value=PathJoinSubstitution([share, 'config', 'robots', 'embedded_arm.yaml']),
-            description='Robot config: joint names, controller, limits (layered after the node params).'),
+            description='Robot config: joint names, controller, limits (layered after the node params; '
+                        'its sim_node section, if any, picks the simulated arm).'),
         DeclareLaunchArgument(
             'sim_params_file', default_value=PathJoinSubstitution([share, 'config', 'sim.yaml']),
             description='Parameters of sim_node (physics, camera, task).'),
@@ -46,7 +47,7 @@ def generate_launch_description():
     ]
     sim = Node(
         package='dp_sim', executable='sim_node', name='sim_node', output='screen',
-        parameters=[LaunchConfiguration('sim_params_file'),
+        parameters=[LaunchConfiguration('sim_params_file'), LaunchConfiguration('robot_config'),
                     {'use_sim_time': use_sim_time, 'publish_clock': use_sim_time}])
     policy = Node(
         package='dp_policy_node', executable='policy_node', name='policy_node', output='screen',

@@ -123,7 +123,9 @@ def test_robot_configs_cover_both_nodes():
     assert {p.stem for p in robots} >= {'embedded_arm', 'ur5e', 'franka_fr3'}
     for path in robots:
         cfg = yaml.safe_load(path.read_text())
-        assert set(cfg) == {'policy_node', 'follower_node'}, path.name
+        # sim_node: the simulated arm of a config for the embedded simulation (embedded_arm4)
+        assert {'policy_node', 'follower_node'} <= set(cfg) <= \
+            {'policy_node', 'follower_node', 'sim_node'}, path.name
         fol = cfg['follower_node']['ros__parameters']
         n = len(fol['joint_names'])
         assert cfg['policy_node']['ros__parameters']['joint_names'] == fol['joint_names']
@@ -142,14 +144,21 @@ def test_launch_files_execute_where_launch_ros_exists():
         assert module.generate_launch_description().entities
 
 
-def test_embedded_arm_limits_inside_the_urdf():
-    """The follower's limits for the embedded arm lie inside the URDF's <limit>s, which the
-    controller manager (Jazzy+) enforces on every command and Gazebo / MuJoCo as joint ranges."""
+@pytest.mark.parametrize('robot,urdf_file', [('embedded_arm', 'arm.urdf'),
+                                              ('embedded_arm_ee', 'arm.urdf'),
+                                              ('embedded_arm4', 'arm4.urdf')])
+def test_embedded_arm_limits_inside_the_urdf(robot, urdf_file):
+    """The follower's limits for the embedded arms lie inside the URDF's <limit>s, which the
+    controller manager (Jazzy+) enforces on every command and Gazebo / MuJoCo as joint ranges;
+    an end-effector config's robot_description_file is that URDF."""
     import xml.etree.ElementTree as ET
     import yaml
-    fol = yaml.safe_load((ROOT / 'config' / 'robots' / 'embedded_arm.yaml').read_text())[
-        'follower_node']['ros__parameters']
-    urdf = ET.parse(ROOT / 'src' / 'dp_sim' / 'description' / 'arm.urdf').getroot()
+    cfg = yaml.safe_load((ROOT / 'config' / 'robots' / f'{robot}.yaml').read_text())
+    fol = cfg['follower_node']['ros__parameters']
+    for node in ('policy_node', 'follower_node'):
+        given = cfg[node]['ros__parameters'].get('robot_description_file')
+        assert given in (None, f'package://dp_sim/description/{urdf_file}'), (robot, node)
+    urdf = ET.parse(ROOT / 'src' / 'dp_sim' / 'description' / urdf_file).getroot()
     limits = {j.get('name'): j.find('limit') for j in urdf.iter('joint') if j.find('limit') is not None}
     for i, name in enumerate(fol['joint_names']):
         lim = limits[name]

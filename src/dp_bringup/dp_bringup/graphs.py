@@ -58,7 +58,8 @@ SIM_ARGS = [
     LaunchArgument('checkpoint', ('dp_bringup', 'models/reach_image.ckpt'),
                    'Diffusion Policy checkpoint (dp_train output) run by policy_node.'),
     LaunchArgument('robot_config', ('dp_bringup', 'config/robots/embedded_arm.yaml'),
-                   'Robot config: joint names, controller, limits (layered after the node params).'),
+                   'Robot config: joint names, controller, limits (layered after the node params; '
+                   'its sim_node section, if any, picks the simulated arm).'),
     LaunchArgument('sim_params_file', ('dp_bringup', 'config/sim.yaml'),
                    'Parameters of sim_node (physics, camera, task).'),
     *NODE_PARAMS_ARGS,
@@ -72,7 +73,8 @@ SIM_ARGS = [
 def sim_nodes(a: dict[str, str]) -> list[NodeSpec]:
     sim_time = _bool(a['use_sim_time'])
     return [
-        NodeSpec('dp_sim', 'sim_node', 'sim_node', params_files=[a['sim_params_file']],
+        NodeSpec('dp_sim', 'sim_node', 'sim_node',
+                 params_files=[a['sim_params_file'], a['robot_config']],
                  parameters={'use_sim_time': sim_time, 'publish_clock': sim_time}),
         NodeSpec('dp_policy_node', 'policy_node', 'policy_node',
                  params_files=[a['policy_params_file'], a['robot_config']],

@@ -23,6 +23,8 @@ rclpy is imported inside the function: importing dp_common stays rclpy-free.
 """
 from __future__ import annotations
 
+import os
+
 from functools import lru_cache
 from typing import Any, Collection, Mapping
 
@@ -97,3 +99,16 @@ def declare_parameters(node, table: Mapping[str, tuple[Any, str]],
         except ParameterUninitializedException:   # an empty string array left unset
             values[name] = None
     return values
+
+
+def resolve_path(path: str) -> str:
+    """A file path, with package://<package>/<rest> resolved to the package's share folder
+    (ValueError where the package is not installed)."""
+    if not path.startswith('package://'):
+        return path
+    package, _, rest = path[len('package://'):].partition('/')
+    from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+    try:
+        return os.path.join(get_package_share_directory(package), rest)
+    except PackageNotFoundError:
+        raise ValueError(f'{path}: package {package!r} is not installed') from None

@@ -35,13 +35,14 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from dp_common.node_main import run_node
-from dp_common.params import declare_parameters
+from dp_common.params import declare_parameters, resolve_path
 from dp_common.polled import PolledCallbackGroup
 from dp_common.stamps import stamp_to_sec
 from dp_common.trajectories import joint_trajectory_to_arrays
 from dp_controller import node_status
 from dp_controller.control_cycle import CommandCycle
 from dp_controller.control_loop import ControlLoop
+from dp_controller.ee_input import EE_POSE, EeRejected, EndEffectorInput
 from dp_controller.follower import ACCEPTED, Follower
 from dp_controller.jtc_output import RollingTrajectories
 from dp_controller.node_inputs import ControllerActivity, JointStateInput, SpeedScalingInput
@@ -72,6 +73,7 @@ class FollowerNode(LifecycleNode):
         self._activity = ControllerActivity('')   # the output controller's state, configured
         self._cycle = None           # control_cycle.CommandCycle: the control thread's work
         self._subs, self._pubs, self._srvs, self._timers = [], [], [], []
+        self._ee = None              # ee_input.EndEffectorInput: end-effector chunks, configured
 
     # ------------------------------------------------------------------ parameters
     def _param(self, name):
@@ -91,7 +93,12 @@ class FollowerNode(LifecycleNode):
     def on_configure(self, state) -> TransitionCallbackReturn:
         try:
             self.cfg, self.output_mode = read_config(self._param)
-        except ValueError as exc:
+            urdf = str(self._param('robot_description_file'))
+            self._ee = EndEffectorInput(
+                resolve_path(urdf) if urdf else None, str(self._param('tip_link')),
+                self.cfg.joint_names, float(self._param('ik_position_tolerance_m')),
+                float(self._param('ik_orientation_tolerance_rad')), self.cfg.lower, self.cfg.upper)
+        except (ValueError, OSError) as exc:
             self.get_logger().error(f'configure failed: {exc}')
             return TransitionCallbackReturn.FAILURE
         # Before the subscriptions exist: their callbacks may run while configure goes on (under
@@ -143,11 +150,19 @@ class FollowerNode(LifecycleNode):
         self._pubs = [self._cmd_pub, self._status_pub]
 
     def _create_inputs(self) -> None:
-        """Chunks (JointTrajectory, optionally ActionChunk), joint states, speed scaling."""
+        """Chunks (JointTrajectory, or ActionChunk where action_chunk_topic is set: then the only
+        chunk input, so that no chunk is taken twice), joint states, speed scaling."""
         reliable1 = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+        chunk_topic = str(self._param('action_chunk_topic'))
+        if chunk_topic:
+            from dp_msgs.msg import ActionChunk
+            chunks = self.create_subscription(ActionChunk, chunk_topic, self._on_action_chunk,
+                                              reliable1)
+        else:
+            chunks = self.create_subscription(JointTrajectory, str(self._param('trajectory_topic')),
+                                              self._on_trajectory, reliable1)
         self._subs = [
-            self.create_subscription(JointTrajectory, str(self._param('trajectory_topic')),
-                                     self._on_trajectory, reliable1),
+            chunks,
             # Taken by the control thread (dp_common.polled; at most JOINT_STATE_POLL_HZ, every
             # period until the first one), not dispatched by the executor: no executor wake-up
             # and GIL hold per message. Under a driver faster than the poll, only the newest
@@ -167,11 +182,6 @@ class FollowerNode(LifecycleNode):
             self._scaling = SpeedScalingInput(self._scaling_sub.topic_name, self._log_throttled)
             if previous is not None:       # the counter lives as long as the node
                 self._scaling.rejected = previous.rejected
-        if self._param('action_chunk_topic'):
-            from dp_msgs.msg import ActionChunk
-            self._subs.append(self.create_subscription(
-                ActionChunk, str(self._param('action_chunk_topic')), self._on_action_chunk,
-                reliable1))
 
     def on_activate(self, state) -> TransitionCallbackReturn:
         if self._jtc is not None:
@@ -263,7 +273,35 @@ class FollowerNode(LifecycleNode):
             self._log_reject(result, f'stamp {stamp:.3f} now {now:.3f}')
 
     def _on_action_chunk(self, msg):
-        self._on_trajectory(msg.trajectory, n_action_steps=msg.n_action_steps or None)
+        if msg.action_space != EE_POSE:
+            self._on_trajectory(msg.trajectory, n_action_steps=msg.n_action_steps or None)
+            return
+        now = self.now_s()
+        follower, ee = self.follower, self._ee
+        if follower is None or ee is None:
+            return
+        with self._lock:
+            q_start = follower.command[0] if follower.started else None
+        if q_start is None:
+            q_start = self._joint_states.positions if self._joint_states is not None else None
+        if q_start is None:
+            with self._lock:
+                follower.count_rejection('not_started')
+            self._log_reject('not_started')
+            return
+        try:
+            t, pos = ee.joint_chunk(msg, np.asarray(q_start, dtype=np.float64))
+        except EeRejected as rej:
+            with self._lock:
+                follower.count_rejection(rej.reason)
+            self._log_reject(rej.reason, rej.detail)
+            return
+        stamp = stamp_to_sec(msg.header.stamp)
+        with self._lock:
+            result = follower.on_chunk(stamp, self.cfg.joint_names, t, pos, None, now,
+                                       n_action_steps=msg.n_action_steps or None)
+        if result != ACCEPTED:
+            self._log_reject(result, f'stamp {stamp:.3f} now {now:.3f}')
 
     def _log_reject(self, reason: str, detail: str = ''):
         count = self.follower.rejected[reason] if self.follower else 0

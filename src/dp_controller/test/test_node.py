@@ -473,3 +473,48 @@ def test_sim_time_paces_on_clock_and_backward_jump_holds(harness_factory):
     # Chunks stamped in the new time base are followed again.
     advance(0.5)
     h.wait_state('following')
+
+
+def test_end_effector_chunks_are_followed_through_inverse_kinematics(harness_factory):
+    """follower_node with action_chunk_topic and robot_description_file (the embedded arm's
+    URDF): end-effector chunks (dp_msgs/ActionChunk poses) are followed, the commands going to the
+    joint positions that reach the poses; an unreachable one is counted, never commanded."""
+    from dp_common.ee_space import EndEffectorSpace
+    from dp_msgs.msg import ActionChunk
+    from dp_policy_node.messages import ee_chunk_message
+    from dp_sim.env import default_urdf_path
+    urdf = str(default_urdf_path())
+    h = harness_factory(action_chunk_topic='action_chunk', robot_description_file=urdf,
+                        tip_link='tool0', position_lower_rad=[-2.5, -2.7, -2.7],
+                        position_upper_rad=[2.5, 2.7, 2.7], max_velocity_rad_s=[3.0])
+    pub = h.io.create_publisher(ActionChunk, 'action_chunk',
+                                QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
+    sp = EndEffectorSpace(urdf, 'tool0', JOINTS)
+    start = np.array([-0.924, 2.561, -1.636])
+    q_goal = start + np.array([0.5, -1.2, 0.6])
+
+    def send(vectors):
+        pub.publish(ee_chunk_message(vectors, int((h.now() - 0.02) * 1e9), 0.1, 1, 'world', 'tool0'))
+
+    h.activate()
+    h.echo_q = start.copy()
+    h.wait_state('idle')
+    end = time.monotonic() + TIMEOUT_S
+    while time.monotonic() < end:                  # the goal pose, re-sent every 0.1 s
+        send(np.tile(sp.vectors(q_goal), (16, 1)))
+        if h.commands and np.allclose(h.commands[-1][1], q_goal, atol=1e-3):
+            break
+        time.sleep(0.1)
+    assert np.allclose(h.commands[-1][1], q_goal, atol=1e-3), (h.commands[-1][1], h.rejected())
+    assert h.status.chunks_accepted > 0
+    far = np.tile(sp.vectors(q_goal), (16, 1))
+    far[:, 0] = 0.9                                # beyond the arm's 0.46 m reach
+    n_cmd = len(h.commands)
+    for _ in range(100):
+        send(far)
+        time.sleep(0.05)
+        if h.rejected().get('ik_unreachable', 0) > 0:
+            break
+    assert h.rejected().get('ik_unreachable', 0) > 0, h.rejected()
+    qs = np.array([q for _, q, _ in h.commands[n_cmd:]])
+    assert np.allclose(qs, q_goal, atol=1e-3)      # it keeps to the last chunk it could follow

@@ -178,13 +178,16 @@ class _Runner:
         self.chunks_seen += 1
         arrival = self.now_ns() * 1e-9
         pts = msg.trajectory.points
+        # joint chunks: the step between chunks in joint space; end-effector chunks (poses, no
+        # joint positions): their latency only (the follower's boundary step is in joints)
+        joints = getattr(msg, 'action_space', '') != 'ee_pose'
         with self.lock:
             if self.tracker is not None:
                 self.tracker.on_chunk(
                     msg.inference_latency_s,
                     msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9,
                     [p.time_from_start.sec + p.time_from_start.nanosec * 1e-9 for p in pts],
-                    [list(p.positions) for p in pts], arrival)
+                    [list(p.positions) for p in pts] if joints else None, arrival)
 
     def _on_policy_status(self, msg) -> None:
         self.policy_status = msg
@@ -555,6 +558,7 @@ def _run_variant(cfg: ClosedLoopConfig, v: Variant, runner: '_Runner', result: d
         result['recorded_topics'] = runner.start_recording(v.record_bag)
     rejections0 = runner.controller_rejections
     faults0 = runner.follower_status.tracking_faults if runner.follower_status else 0
+    accepted0, rejected0 = _follower_counts(runner.follower_status)
     bar = make_bar(cfg.episodes, f'closed loop {result["label"]}', 'episode', cfg.progress)
     try:
         for i in range(cfg.episodes):
@@ -576,6 +580,19 @@ def _run_variant(cfg: ClosedLoopConfig, v: Variant, runner: '_Runner', result: d
     result['controller_rejections'] = runner.controller_rejections - rejections0
     status = runner.follower_status   # the follower's tracking faults meanwhile
     result['tracking_faults'] = int(status.tracking_faults) - faults0 if status else None
+    # the chunks the follower took and refused meanwhile, by reason (ik_unreachable: an
+    # end-effector chunk its arm cannot follow)
+    accepted, rejected = _follower_counts(status)
+    result['follower_chunks_accepted'] = accepted - accepted0 if status else None
+    result['follower_rejections'] = {k: n - rejected0.get(k, 0) for k, n in rejected.items()
+                                     if n - rejected0.get(k, 0)}
+
+
+def _follower_counts(status) -> tuple[int, dict]:
+    """(chunks accepted, rejections by reason) of a FollowerStatus (0, {} for None)."""
+    if status is None:
+        return 0, {}
+    return int(status.chunks_accepted), {c.name: int(c.count) for c in status.rejected}
 
 
 def _restart(group, spec, runner) -> None:

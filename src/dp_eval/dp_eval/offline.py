@@ -114,6 +114,9 @@ def dataset_config_for(meta: Any, cameras: Optional[dict[str, str]] = None,
         cameras = default_camera_topics(meta)
     d.update(joint_names=list(meta.joint_names), cameras=dict(cameras), dt_s=float(meta.dt_s),
              image_hw=tuple(meta.image_hw) if meta.image_hw else None)
+    space = getattr(meta, 'action_space', None)
+    if space is not None:     # load_episodes gives the checkpoint's end-effector poses
+        d.update(action_space=space['kind'], urdf=space['urdf'], tip_link=space['tip_link'])
     return DatasetConfig.from_dict(d)
 
 

@@ -280,6 +280,12 @@ def sample_fans(checkpoint: str | Path, bag: str | Path, count: int = 3, at_s: f
         raise ValueError(f'the URDF chain joints {missing} are not joints of the checkpoint '
                          f'({meta.joint_names})')
     cols = [list(meta.joint_names).index(j) for j in chain.joint_names]
+    # an end-effector checkpoint: its state is the tip pose of the recorded joints, its samples
+    # tip poses (their first three columns the position)
+    ee = None
+    if meta.action_space is not None:
+        from dp_policy.data.spaces import space_of
+        ee = space_of(meta.action_space)
     keep = None if episodes is None else {int(e) for e in episodes}
     n = meta.n_obs_steps
     out = []
@@ -289,11 +295,13 @@ def sample_fans(checkpoint: str | Path, bag: str | Path, count: int = 3, at_s: f
                                                  and int(number) not in keep):
             continue
         k = int(np.clip(round(at_s / meta.dt_s), n - 1, len(ep) - 1))
-        state = ep.state[None, k - n + 1:k + 1].astype(np.float32)
+        state = ep.state[None, k - n + 1:k + 1]
+        state = (state if ee is None else ee.vectors(state)).astype(np.float32)
         images = {c: ep.images[c][None, k - n + 1:k + 1] for c in meta.camera_names}
         res = policy.predict(state, images, stamps=ep.t[[k]], robot_ids=['fan'])
         policy.reset()
-        fan = chain.position(np.asarray(res.samples[0], dtype=float)[..., cols])   # (K, H, 3)
+        samples = np.asarray(res.samples[0], dtype=float)
+        fan = chain.position(samples[..., cols]) if ee is None else samples[..., :3]  # (K, H, 3)
         out.append({'episode': f'episode {number}', 't': float(ep.t[k] - ep.t[0]),
                     'tip': chain.position(ep.state[k, cols]), 'fan': fan})
     return out

@@ -224,3 +224,37 @@ def test_closed_loop_policy_configure_failure_is_reported(tmp_path):
     with pytest.raises(ClosedLoopError, match='policy_node.*configure failed.*damaged.ckpt'):
         run_closed_loop(cfg)
     assert time.monotonic() - t0 < 250
+
+
+def test_closed_loop_end_effector_checkpoint_drives_the_four_joint_arm(tmp_path):
+    """Cross-embodiment wiring: an end-effector checkpoint made for the 3-joint arm
+    (config/robots/embedded_arm4.yaml, sim.launch.py's graph, real DDS): the simulation runs the
+    4-joint arm, the policy node observes its tip pose, the follower turns the chunks' poses into
+    its 4 joint positions and commands them (random weights: success is not expected)."""
+    from dp_common.ee_space import EndEffectorSpace
+    from dp_policy.checkpoint import create_untrained_checkpoint
+    from dp_sim.env import default_urdf_path
+
+    from dp_eval import cli
+    space = EndEffectorSpace(default_urdf_path(), 'tool0', ['joint1', 'joint2', 'joint3'])
+    # outputs anywhere in the first arm's workspace (tip x, y; yaw within +-0.4 rad)
+    lo = [0.22, -0.1, 0.02, 0.92, -0.39, 0.0, -0.39, 0.92, 0.0]
+    hi = [0.40, 0.1, 0.02, 1.0, 0.39, 0.0, 0.39, 1.0, 0.0]
+    ckpt = create_untrained_checkpoint(tmp_path / 'ee.ckpt', space.joint_names, ['camera'],
+                                       (24, 32), preset='tiny', action_min=lo, action_max=hi,
+                                       action_space=space.to_dict())
+    (tmp_path / 'policy.yaml').write_text(POLICY_YAML)
+    (tmp_path / 'sim.yaml').write_text(SIM_YAML)
+    out = tmp_path / 'out'
+    rc = cli.main(['closed-loop', ckpt, '--episodes', '2', '--seed', '5', '--out', str(out),
+                   '--no-progress', '--launch-args',
+                   f'robot_config:={_share("config", "robots", "embedded_arm4.yaml")}',
+                   f'sim_params_file:={tmp_path / "sim.yaml"}',
+                   f'policy_params_file:={tmp_path / "policy.yaml"}'])
+    (r,) = json.loads((out / 'result.json').read_text())['results']
+    assert rc == 0, r['errors']
+    assert len(r['episodes']) == 2 and sum(e['chunks'] for e in r['episodes']) > 0
+    assert r['follower_chunks_accepted'] > 0, r['follower_rejections']
+    assert r['tracking_faults'] == 0
+    policy_log = (out / 'logs' / 'policy_node.log').read_text()
+    assert "joints ['joint1', 'joint2', 'joint3', 'joint4'], end-effector poses of tool0" in policy_log

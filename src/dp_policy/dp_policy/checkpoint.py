@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from dp_policy.config import ModelConfig, SchedulerConfig, TrainConfig, VisionConfig, from_dict, to_dict
@@ -53,6 +54,12 @@ class Checkpoint:
     train_steps: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
     path: str = ''
+
+    @property
+    def action_space(self) -> dict | None:
+        """None (joint positions), or the end-effector space it observes and acts in
+        (dp_common.ee_space.EndEffectorSpace.to_dict(): kind 'ee_pose', URDF, tip, joints)."""
+        return self.extra.get('action_space')
 
     @property
     def state_dim(self) -> int:
@@ -173,9 +180,22 @@ def from_dict_checked(d: Any, where: str = '<dict>') -> Checkpoint:
     if state_norm.dim != d['state_dim'] or action_norm.dim != d['action_dim']:
         raise CheckpointError(f'{where}: normalizer dims (state {state_norm.dim}, action {action_norm.dim}) '
                               f'do not match state_dim {d["state_dim"]} / action_dim {d["action_dim"]}')
-    if d['state_dim'] != len(joint_names) or d['action_dim'] != len(joint_names):
-        raise CheckpointError(f'{where}: {len(joint_names)} joint_names but state_dim {d["state_dim"]}, '
-                              f'action_dim {d["action_dim"]}')
+    space = d.get('action_space')
+    if space is None:
+        if d['state_dim'] != len(joint_names) or d['action_dim'] != len(joint_names):
+            raise CheckpointError(f'{where}: {len(joint_names)} joint_names but state_dim '
+                                  f'{d["state_dim"]}, action_dim {d["action_dim"]}')
+    else:
+        from dp_common.ee_space import EE_COLUMNS, EndEffectorSpace
+        try:
+            ee = EndEffectorSpace.from_dict(dict(space))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise CheckpointError(f'{where}: invalid action_space: {exc}') from exc
+        if list(space.get('columns', EE_COLUMNS)) != list(EE_COLUMNS) or \
+                d['state_dim'] != ee.dim or d['action_dim'] != ee.dim:
+            raise CheckpointError(f'{where}: end-effector space of {ee.dim} columns {list(EE_COLUMNS)} '
+                                  f'but columns {space.get("columns")}, state_dim '
+                                  f'{d["state_dim"]}, action_dim {d["action_dim"]}')
     for key in ('n_obs_steps', 'horizon', 'n_action_steps'):
         if d[key] != getattr(model_cfg, key):
             raise CheckpointError(f'{where}: {key}={d[key]} disagrees with model_config {getattr(model_cfg, key)}')
@@ -240,11 +260,14 @@ def create_untrained_checkpoint(path: str | os.PathLike, joint_names: list[str] 
                                 image_hw: tuple[int, int] | None = None, preset: str = 'cpu_default',
                                 seed: int = 0, dt_s: float = 0.1, *, action_min: float = -3.14159, action_max: float = 3.14159,
                                 model_cfg: ModelConfig | None = None, vision_cfg: VisionConfig | None = None,
-                                sched_cfg: SchedulerConfig | None = None, fingerprint: str = 'untrained') -> str:
+                                sched_cfg: SchedulerConfig | None = None, fingerprint: str = 'untrained',
+                                action_space: dict | None = None) -> str:
     """A real checkpoint with random weights (seeded), for tests and for wiring up a robot.
 
-    State and action normalisers span [action_min, action_max] rad for every joint.
-    ``preset`` is 'cpu_default', 'paper' or 'tiny' (smallest, fastest; for tests).
+    State and action normalisers span [action_min, action_max] (rad) for every joint (numbers,
+    or one per column). ``preset`` is 'cpu_default', 'paper' or 'tiny' (smallest, fastest; for
+    tests). ``action_space``: an end-effector space (EndEffectorSpace.to_dict()): its columns
+    (tip pose vectors) instead of the joints.
     """
     cfgs = get_preset(preset)
     model_cfg = model_cfg or cfgs.model
@@ -256,13 +279,16 @@ def create_untrained_checkpoint(path: str | os.PathLike, joint_names: list[str] 
         raise ValueError('create_untrained_checkpoint: cameras need image_hw=(H, W)')
     if not camera_names:
         image_hw = None
-    n = len(joint_names)
+    n = len(joint_names) if action_space is None else len(action_space['columns'])
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = build_model(n, n, camera_names, image_hw, model_cfg, vision_cfg)
-    norm = MinMaxNormalizer([action_min] * n, [action_max] * n)
+    lo = list(np.broadcast_to(np.asarray(action_min, dtype=np.float64), (n,)))
+    hi = list(np.broadcast_to(np.asarray(action_max, dtype=np.float64), (n,)))
     ckpt = make_checkpoint(model, joint_names, camera_names, image_hw, dt_s, model_cfg, vision_cfg, sched_cfg,
-                           cfgs.train, norm, MinMaxNormalizer([action_min] * n, [action_max] * n),
+                           cfgs.train, MinMaxNormalizer(lo, hi), MinMaxNormalizer(lo, hi),
                            fingerprint=fingerprint, train_steps=0)
+    if action_space is not None:
+        ckpt.extra['action_space'] = dict(action_space)
     return ckpt.save(path)
 

@@ -55,6 +55,13 @@ class PolicyMeta:
     action_dim: int
     fingerprint: str
     train_steps: int = 0
+    # None: actions and state are joint positions (joint_names); else the checkpoint's
+    # end-effector space (dp_common.ee_space.EndEffectorSpace.to_dict()): tip pose vectors
+    action_space: dict | None = None
+
+    @property
+    def space_kind(self) -> str:
+        return 'joint' if self.action_space is None else str(self.action_space['kind'])
 
 
 @dataclass
@@ -178,7 +185,7 @@ class DiffusionPolicy:
                                image_hw=ckpt.image_hw, n_obs_steps=cfg.n_obs_steps, horizon=cfg.horizon,
                                n_action_steps=cfg.n_action_steps, dt_s=ckpt.dt_s, state_dim=ckpt.state_dim,
                                action_dim=ckpt.action_dim, fingerprint=ckpt.fingerprint,
-                               train_steps=ckpt.train_steps)
+                               train_steps=ckpt.train_steps, action_space=ckpt.action_space)
         self.first_action_index = cfg.n_obs_steps - 1
         self.num_inference_steps = int(num_inference_steps or ckpt.sched_cfg.num_inference_steps)
         self.scheduler = ckpt.sched_cfg.kind
@@ -218,6 +225,9 @@ class DiffusionPolicy:
         (OnnxStepBackend), else eager torch. Regression checkpoints (no loop) are guided the
         final-step way too."""
         from dp_policy.guidance.guide import Guidance
+        if cfg is not None and self.meta.action_space is not None:
+            raise ValueError(f'{self.ckpt.path or "checkpoint"}: guidance works on joint-space '
+                             f'actions; this checkpoint acts in {self.meta.space_kind} space')
         self.guidance = None if cfg is None else Guidance(
             cfg, constraints, self.ckpt.action_normalizer.center, self.ckpt.action_normalizer.scale,
             self.num_inference_steps, joint_dims)

@@ -27,6 +27,11 @@ def test_constant_joint_maps_to_zero_without_nan():
     assert np.allclose(x[:, 1], 0.0)
     assert np.allclose(n.unnormalize(x), data)
     assert n.degenerate.tolist() == [False, True]
+    # whatever the network outputs there, the constant comes back (numpy and torch)
+    noisy = np.array([[0.3, 0.04], [-0.2, -0.9]])
+    assert np.allclose(n.unnormalize(noisy)[:, 1], 0.7)
+    assert np.allclose(n.unnormalize(noisy)[:, 0], n.unnormalize(noisy[:, :1].repeat(2, 1))[:, 0])
+    assert torch.allclose(n.unnormalize(torch.tensor(noisy))[:, 1], torch.tensor(0.7, dtype=torch.float64))
 
 
 def test_stats_are_plain_lists_and_reload():

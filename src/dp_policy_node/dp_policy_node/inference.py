@@ -83,14 +83,16 @@ class InferenceWorker:
                  book: StatusBook, now_ns: Callable[[], int], clock_ns: Callable[[], int],
                  sim_time_active: Callable[[], bool], enabled: Callable[[], bool],
                  reject: Callable[[Robot, str, str, str], None], logger: Any,
-                 context_ok: Callable[[], bool], timing: Optional[ChunkTiming] = None) -> None:
+                 context_ok: Callable[[], bool], timing: Optional[ChunkTiming] = None,
+                 ee: Any = None) -> None:
         """now_ns: the node's clock with clock-jump detection (the ticks); clock_ns: its plain
         reading (chunk ages); reject(robot, stream, code, detail): the node's count and log of a
         rejected input; joint_names: the output's joints; timing: real-time chunking and the
-        artificial delay (None: neither)."""
+        artificial delay (None: neither); ee: the robot's EndEffectorSpace for an end-effector
+        checkpoint (joint states -> tip poses in, poses out), None for a joint-space one."""
         self.timing = timing or ChunkTiming(False)
         self.policy, self.robots, self.trigger = policy, robots, trigger
-        self.cameras, self.joint_names = cameras, joint_names
+        self.cameras, self.joint_names, self.ee = cameras, joint_names, ee
         self.publish_velocities = publish_velocities
         self.book, self.now_ns, self.clock_ns = book, now_ns, clock_ns
         self.sim_time_active, self.enabled, self.reject = sim_time_active, enabled, reject
@@ -224,7 +226,9 @@ class InferenceWorker:
 
     def _infer(self, ready: list) -> None:
         """One predict for the batch of (robot, observation, schedule epoch); a chunk each."""
-        state = np.stack([o.state for _, o, _ in ready])                           # (B, n_obs, S)
+        state = np.stack([o.state for _, o, _ in ready])                           # (B, n_obs, J)
+        if self.ee is not None:
+            state = self.ee.vectors(state)                                   # (B, n_obs, 9) poses
         images = {cam: np.stack([o.images[cam] for _, o, _ in ready]) for cam in self.cameras}
         stamps = np.array([o.stamp_ns for _, o, _ in ready], dtype=np.float64) * 1e-9
         timing = self.timing
@@ -274,8 +278,10 @@ class InferenceWorker:
         robot.sequence += 1
         age = (self.clock_ns() - obs.stamp_ns) * 1e-9
         traj, chunk = chunk_messages(self.joint_names, self.policy.meta, out, b, obs.stamp_ns,
-                                     self.publish_velocities, robot.ns, robot.sequence, age)
-        robot.traj_pub.publish(traj)
+                                     self.publish_velocities, robot.ns, robot.sequence, age,
+                                     ee=self.ee)
+        if traj is not None:
+            robot.traj_pub.publish(traj)
         robot.chunk_pub.publish(chunk)
         self.policy.commit(robot.ns, obs.stamp_ns * 1e-9, out.actions[b])
         robot.schedule.chunk_published(obs.stamp_ns)

@@ -17,12 +17,76 @@ from .observation import ImageRejected
 
 
 def chunk_messages(names: list, meta: Any, out: Any, b: int, stamp_ns: int,
-                   publish_velocities: bool, robot_ns: str, sequence: int, age_s: float):
+                   publish_velocities: bool, robot_ns: str, sequence: int, age_s: float,
+                   ee: Any = None):
     """(JointTrajectory, ActionChunk) of robot b of a PolicyOutput `out`: the trajectory holds
     the actions from the first one to execute (stamped with the newest observation, 0 s = that
     instant), the chunk the whole horizon (negative times for the observation steps) and how it
-    was made."""
+    was made. With `ee` (an EndEffectorSpace: the actions are tip pose vectors) there is no
+    joint trajectory (None) and the chunk carries the poses (ee_chunk)."""
     from dp_msgs.msg import ActionChunk
+    if ee is not None:
+        chunk = ee_chunk(ee, meta, out, b, stamp_ns)
+        traj = None
+    else:
+        traj, chunk = _joint_chunk(names, meta, out, b, stamp_ns, publish_velocities, ActionChunk)
+    chunk.sequence = sequence
+    chunk.robot_namespace = robot_ns
+    chunk.dt_s = float(meta.dt_s)
+    chunk.first_action_index = int(out.first_action_index)
+    chunk.n_action_steps = int(meta.n_action_steps)
+    chunk.inference_latency_s = float(out.latency_s)
+    chunk.scheduler = str(out.scheduler)
+    chunk.num_inference_steps = int(out.num_inference_steps)
+    chunk.num_samples = int(out.samples.shape[1])
+    chunk.chosen_sample = int(out.chosen[b])
+    chunk.observation_age_s = age_s
+    return traj, chunk
+
+
+def ee_chunk(ee: Any, meta: Any, out: Any, b: int, stamp_ns: int):
+    """The ActionChunk of an end-effector policy's actions (T, 9) for robot b: poses of
+    ee.tip_link in ee.root_frame (header.frame_id), points with times only."""
+    return ee_chunk_message(out.actions[b], stamp_ns, float(meta.dt_s), int(out.first_action_index),
+                            ee.root_frame, ee.tip_link)
+
+
+def ee_chunk_message(vectors: Any, stamp_ns: int, dt_s: float, first_action_index: int,
+                     frame_id: str, ee_link: str):
+    """An ActionChunk (action_space ee_pose) of tip pose vectors (T, 9) [xyz, rot6d]: pose i at
+    header.stamp + (i - first_action_index) * dt_s, quaternions from the rotations."""
+    from builtin_interfaces.msg import Duration
+    from dp_msgs.msg import ActionChunk
+    from geometry_msgs.msg import Pose
+    from trajectory_msgs.msg import JointTrajectoryPoint
+
+    from dp_common.rotations import matrix_to_quat, vector_to_pose
+
+    T = vector_to_pose(np.asarray(vectors, dtype=np.float64))                    # (T, 4, 4)
+    quats = matrix_to_quat(T[:, :3, :3])                                          # (T, 4) wxyz
+    chunk = ActionChunk()
+    chunk.header.stamp = ns_to_stamp(stamp_ns)
+    chunk.header.frame_id = frame_id
+    chunk.trajectory.header = chunk.header
+    chunk.action_space = 'ee_pose'
+    chunk.ee_link = ee_link
+    chunk.dt_s = float(dt_s)
+    chunk.first_action_index = int(first_action_index)
+    for i in range(T.shape[0]):
+        t_ns = int(round((i - first_action_index) * dt_s * 1e9))
+        pt = JointTrajectoryPoint()
+        pt.time_from_start = Duration(sec=t_ns // 1_000_000_000, nanosec=t_ns % 1_000_000_000)
+        chunk.trajectory.points.append(pt)
+        p = Pose()
+        p.position.x, p.position.y, p.position.z = (float(v) for v in T[i, :3, 3])
+        p.orientation.w, p.orientation.x, p.orientation.y, p.orientation.z = \
+            (float(v) for v in quats[i])
+        chunk.poses.append(p)
+    return chunk
+
+
+def _joint_chunk(names: list, meta: Any, out: Any, b: int, stamp_ns: int,
+                 publish_velocities: bool, ActionChunk: Any):
     dt = float(meta.dt_s)
     fai = int(out.first_action_index)
     actions = np.asarray(out.actions[b], dtype=np.float64)                      # (T, A)
@@ -38,19 +102,9 @@ def chunk_messages(names: list, meta: Any, out: Any, b: int, stamp_ns: int,
                                       velocities(future), stamp=stamp)
     chunk = ActionChunk()
     chunk.header = traj.header
-    chunk.sequence = sequence
-    chunk.robot_namespace = robot_ns
+    chunk.action_space = 'joint'
     chunk.trajectory = arrays_to_joint_trajectory(
         names, (np.arange(actions.shape[0]) - fai) * dt, actions, velocities(actions), stamp=stamp)
-    chunk.dt_s = dt
-    chunk.first_action_index = fai
-    chunk.n_action_steps = int(meta.n_action_steps)
-    chunk.inference_latency_s = float(out.latency_s)
-    chunk.scheduler = str(out.scheduler)
-    chunk.num_inference_steps = int(out.num_inference_steps)
-    chunk.num_samples = int(out.samples.shape[1])
-    chunk.chosen_sample = int(out.chosen[b])
-    chunk.observation_age_s = age_s
     return traj, chunk
 
 

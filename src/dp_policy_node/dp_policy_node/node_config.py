@@ -12,8 +12,9 @@ in on_configure with `check_against_checkpoint`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
+
+import dp_common.params
 
 from dp_common.params import load_parameter_table
 
@@ -152,11 +153,14 @@ class PolicyNodeConfig:
             return list(self.camera_transports)
         return ['compressed' if t.rstrip('/').endswith('/compressed') else 'raw' for t in topics]
 
-    def check_against_checkpoint(self, joint_names: list[str], camera_names: list[str]
+    def check_against_checkpoint(self, joint_names: list[str], camera_names: list[str],
+                                 action_space: Optional[dict] = None
                                  ) -> tuple[list[str], list[str]]:
-        """(input joint names, camera topics) for a checkpoint; ConfigError when they do not fit."""
+        """(input joint names, camera topics) for a checkpoint; ConfigError when they do not fit.
+        An end-effector checkpoint (`action_space`) takes any number of joints: the robot's,
+        turned into the tip pose by end_effector_space."""
         joints = list(self.joint_names) or list(joint_names)
-        if len(joints) != len(joint_names):
+        if action_space is None and len(joints) != len(joint_names):
             raise ConfigError(f'joint_names has {len(joints)} names but the checkpoint has '
                               f'{len(joint_names)} joints {joint_names}')
         topics = list(self.camera_topics) or list(camera_names)
@@ -167,6 +171,22 @@ class PolicyNodeConfig:
             raise ConfigError(f'camera_transports has {len(self.camera_transports)} entries for '
                               f'{len(topics)} cameras')
         return joints, topics
+
+
+def end_effector_space(cfg: PolicyNodeConfig, joints: list[str], action_space: dict):
+    """The EndEffectorSpace of the robot this node drives, for an end-effector checkpoint:
+    robot_description_file and tip_link where given (another arm than the one that recorded the
+    demonstrations), else the checkpoint's URDF and tip, which must then move the same joints."""
+    from dp_common.ee_space import EndEffectorSpace
+    ckpt_tip = str(action_space.get('tip_link', 'tool0'))
+    try:
+        if cfg.robot_description_file:
+            return EndEffectorSpace(resolve_path(cfg.robot_description_file),
+                                    cfg.tip_link or ckpt_tip, joints)
+        return EndEffectorSpace(action_space['urdf'], ckpt_tip, joints)
+    except (OSError, ValueError, KeyError) as err:
+        where = cfg.robot_description_file or "the checkpoint's URDF (robot_description_file unset)"
+        raise ConfigError(f'end-effector checkpoint: {where}: {err}') from err
 
 
 def guidance_for(cfg: PolicyNodeConfig, joints: list[str], dt_s: float):
@@ -187,14 +207,10 @@ def guidance_for(cfg: PolicyNodeConfig, joints: list[str], dt_s: float):
 
 def resolve_path(path: str) -> str:
     """A file path, with package://<package>/<rest> resolved to the package's share folder."""
-    if not path.startswith('package://'):
-        return path
-    package, _, rest = path[len('package://'):].partition('/')
-    from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
     try:
-        return str(Path(get_package_share_directory(package)) / rest)
-    except PackageNotFoundError:
-        raise ConfigError(f'{path}: package {package!r} is not installed') from None
+        return dp_common.params.resolve_path(path)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def robot_topic(ns: str, topic: str) -> str:

@@ -51,8 +51,8 @@ from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import MarkerArray
 
 from .messages import decode_image, fill_status, precheck_image
-from .node_config import (PARAMETERS, ConfigError, PolicyNodeConfig, guidance_for, output_topic,
-                          robot_topic)
+from .node_config import (PARAMETERS, ConfigError, PolicyNodeConfig, end_effector_space,
+                          guidance_for, output_topic, robot_topic)
 from .observation import JOINT_STREAM, ClockJumpDetector, ObservationHistory
 from .inference import ChunkTiming, InferenceWorker, Robot
 from .obstacles import TopicObstacles
@@ -83,6 +83,7 @@ class PolicyNode(LifecycleNode):
         self._obstacles: Optional[TopicObstacles] = None     # guidance's obstacles_topic input
         self._obstacle_sub = None
         self._jump_handle = None
+        self._ee = None              # the robot's EndEffectorSpace (end-effector checkpoints)
         self._cameras, self._transports = [], []   # the checkpoint's cameras, their transports
         self.trigger: Optional[Trigger] = None
 
@@ -146,7 +147,15 @@ class PolicyNode(LifecycleNode):
             num_inference_steps=cfg.num_inference_steps or None, num_samples=cfg.num_samples,
             num_threads=cfg.num_threads or None)
         meta = policy.meta
-        joints, topics = cfg.check_against_checkpoint(list(meta.joint_names), list(meta.camera_names))
+        joints, topics = cfg.check_against_checkpoint(list(meta.joint_names), list(meta.camera_names),
+                                                      meta.action_space)
+        ee = None
+        if meta.action_space is not None:
+            if cfg.guidance:
+                raise ConfigError('guidance works on joint-space checkpoints; this one acts in '
+                                  f'{meta.space_kind} space (set guidance: false)')
+            ee = end_effector_space(cfg, joints, meta.action_space)
+        self._ee = ee
         policy.execution = cfg.execution
         if cfg.guidance:
             policy.set_guidance(*guidance_for(cfg, joints, meta.dt_s))
@@ -165,7 +174,7 @@ class PolicyNode(LifecycleNode):
         for ns in cfg.robot_namespaces:
             self._add_robot(ns, joints, topics, meta)
         self.worker = InferenceWorker(
-            policy, self.robots, self.trigger, cameras=self._cameras, joint_names=joints,
+            policy, self.robots, self.trigger, cameras=self._cameras, joint_names=joints, ee=ee,
             publish_velocities=cfg.publish_velocities, book=self.book, now_ns=self._now_ns,
             clock_ns=lambda: self.get_clock().now().nanoseconds,
             sim_time_active=lambda: self.get_clock().ros_time_is_active,
@@ -185,7 +194,7 @@ class PolicyNode(LifecycleNode):
         self._node_reason = ''
         self.get_logger().info(
             f'configured in {time.monotonic() - t_start:.1f} s: {cfg.checkpoint} '
-            f'(joints {joints}, cameras {list(zip(meta.camera_names, topics, self._transports))}, '
+            f'(joints {joints}{f", end-effector poses of {ee.tip_link} in {ee.root_frame}" if ee else ""}, cameras {list(zip(meta.camera_names, topics, self._transports))}, '
             f'image {meta.image_hw}, n_obs {meta.n_obs_steps}, horizon {meta.horizon}, dt '
             f'{meta.dt_s} s), backend {choice or cfg.backend} on {cfg.device}, '
             f'robots {cfg.robot_namespaces}, trigger {cfg.trigger}')
@@ -205,8 +214,9 @@ class PolicyNode(LifecycleNode):
                             topic, lambda msg, r=robot, c=cam, t=transport: self._on_image(
                                 r, c, t, msg))
         name = self.get_name()
-        robot.traj_pub = self.create_publisher(
-            JointTrajectory, output_topic(ns, cfg.trajectory_topic, name), OUTPUT_QOS)
+        if self._ee is None:   # an end-effector chunk has no joint trajectory: ActionChunk only
+            robot.traj_pub = self.create_publisher(
+                JointTrajectory, output_topic(ns, cfg.trajectory_topic, name), OUTPUT_QOS)
         robot.chunk_pub = self.create_publisher(
             ActionChunk, output_topic(ns, cfg.action_chunk_topic, name), OUTPUT_QOS)
 
@@ -271,6 +281,7 @@ class PolicyNode(LifecycleNode):
                 if pub is not None:
                     self.destroy_publisher(pub)
         self.robots, self.policy, self.cfg, self.worker = {}, None, None, None
+        self._ee = None
 
     # ------------------------------------------------------------------ inputs
     def _now_ns(self) -> int:

@@ -610,3 +610,47 @@ def test_real_time_chunking_freezes_the_actions_until_arrival_and_added_delay_ag
             np.testing.assert_allclose(p.positions, expected, atol=1e-4)
             compared += 1
     assert compared >= 2
+
+
+def test_end_effector_checkpoint_observes_and_publishes_tip_poses_of_the_robot_it_runs_on(
+        graphs, tmp_path):
+    """An end-effector checkpoint (trained on the 3-joint arm) on the 4-joint arm: the node takes
+    that arm's 4 joint states, turns them into its tip pose with robot_description_file (not the
+    checkpoint's URDF), and publishes ActionChunks of poses only (no joint trajectory); a
+    checkpoint's space that the robot's URDF does not fit leaves the node unconfigured."""
+    from dp_common.ee_space import EndEffectorSpace
+    from dp_common.rotations import matrix_to_rot6d, quat_to_matrix
+    from dp_sim.env import default_urdf_path, model_path
+    space = EndEffectorSpace(default_urdf_path(), 'tool0', JOINTS).to_dict()
+    lo = [0.2, -0.12, 0.02, 0.9, -0.4, 0.0, -0.4, 0.9, 0.0]
+    hi = [0.45, 0.12, 0.02, 1.0, 0.4, 0.0, 0.4, 1.0, 0.0]
+    path = create_untrained_checkpoint(tmp_path / 'ee.ckpt', JOINTS, ['cam'], HW, preset='tiny',
+                                       dt_s=0.1, action_min=lo, action_max=hi, action_space=space)
+    arm4 = str(model_path('arm4.urdf'))
+    joints4 = JOINTS + ['joint4']
+    g = graphs(base(path, joint_names=joints4, robot_description_file=arm4, tip_link='tool0'))
+    assert g.node.lifecycle_state == 'active'
+    q4 = [-1.3678, 1.7554, 1.3912, -1.7779]
+    g.joints = lambda stamp_ns, ns='', **_: Graph.joints(g, stamp_ns, ns, names=joints4,
+                                                          positions=q4)
+    assert g.play(60.0, until=lambda: len(g.chunks['']) >= 3), g.counters('skipped')
+    chunk = g.chunks[''][-1]
+    assert chunk.action_space == 'ee_pose' and chunk.ee_link == 'tool0'
+    assert chunk.header.frame_id == 'world' and list(chunk.trajectory.joint_names) == []
+    assert len(chunk.poses) == len(chunk.trajectory.points) == 16
+    assert all(len(p.positions) == 0 for p in chunk.trajectory.points)
+    pos = np.array([[p.position.x, p.position.y, p.position.z] for p in chunk.poses])
+    quat = np.array([[p.orientation.w, p.orientation.x, p.orientation.y, p.orientation.z]
+                     for p in chunk.poses])
+    assert np.allclose(np.linalg.norm(quat, axis=1), 1.0)
+    assert np.all(pos >= np.array(lo[:3]) - 1e-6) and np.all(pos <= np.array(hi[:3]) + 1e-6)
+    assert np.allclose(pos[:, 2], 0.02)                         # the constant height stays exact
+    assert np.allclose(matrix_to_rot6d(quat_to_matrix(quat))[:, [2, 5]], 0.0, atol=1e-6)
+    assert g.traj[''] == []                                     # no joint trajectory
+    # the observation it conditioned on: arm4's tip pose, by arm4's URDF
+    seen = g.node.worker.ee.vectors(np.array(q4))
+    assert np.allclose(seen, EndEffectorSpace(arm4, 'tool0', joints4).vectors(q4))
+    # the robot's joints do not fit the URDF it names: configure fails and says why
+    bad = graphs(base(path, joint_names=JOINTS, robot_description_file=arm4), name='policy_bad')
+    assert bad.node.lifecycle_state == 'unconfigured'
+    assert 'moves joints' in bad.node.last_skip_reason

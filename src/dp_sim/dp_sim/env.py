@@ -28,7 +28,7 @@ import numpy as np
 os.environ.setdefault('MUJOCO_GL', 'egl')
 import mujoco  # noqa: E402
 
-JOINT_NAMES: tuple[str, ...] = ('joint1', 'joint2', 'joint3')
+JOINT_NAMES: tuple[str, ...] = ('joint1', 'joint2', 'joint3')   # the embedded (default) arm's
 CAMERA_NAME = 'overhead'
 CLEARANCE_MAX_M = 1.0      # arm-obstacle distances are measured up to this (beyond: reported as it)
 DESCRIPTION_DIR = Path(__file__).resolve().parent.parent / 'description'
@@ -59,12 +59,22 @@ def default_urdf_path() -> Path:
     return _description_file('arm.urdf')
 
 
+def model_path(model: str) -> Path:
+    """The MJCF of sim_node's `model` parameter: '' = the embedded 3-joint arm, a file name in
+    description/ (arm4.mjcf.xml: the 4-joint arm of the cross-embodiment evaluation), or a path."""
+    if not model:
+        return default_model_path()
+    p = Path(model)
+    return p if p.is_absolute() or p.exists() else _description_file(model)
+
+
 @dataclass
 class TaskConfig:
     """Task layout and success criterion. Positions in the world frame (table top z = 0)."""
 
     # Arm pose at the start of every episode (stylus tip near (0.21, 0)), plus uniform noise.
-    start_q_rad: tuple[float, float, float] = (-0.924, 2.561, -1.636)
+    # None: the model's keyframe 'start' (another arm than the embedded one brings its own).
+    start_q_rad: Optional[tuple[float, ...]] = (-0.924, 2.561, -1.636)
     start_noise_rad: float = 0.02
     # Target disk centre drawn uniformly in this box each episode.
     target_x_range_m: tuple[float, float] = (0.39, 0.44)
@@ -87,8 +97,6 @@ class TaskConfig:
     image_width: int = 96
 
     def __post_init__(self) -> None:
-        if len(self.start_q_rad) != len(JOINT_NAMES):
-            raise ValueError('start_q_rad needs one value per joint')
         for name in ('target_x_range_m', 'target_y_range_m'):
             lo, hi = getattr(self, name)
             if not lo <= hi:
@@ -153,8 +161,6 @@ class _DataView:
 class ArmTaskEnv:
     """MuJoCo model + data of the arm and its task; step with position targets, render images."""
 
-    joint_names = JOINT_NAMES
-
     def __init__(self, config: Optional[TaskConfig] = None, model_path: Optional[Path] = None,
                  seed: Optional[int] = None) -> None:
         self.config = config or TaskConfig()
@@ -162,18 +168,23 @@ class ArmTaskEnv:
         self.data = mujoco.MjData(self.model)
         self.rng = np.random.default_rng(seed)
         m = self.model
-        self._qadr = np.array([m.jnt_qposadr[m.joint(n).id] for n in JOINT_NAMES])
-        self._dadr = np.array([m.jnt_dofadr[m.joint(n).id] for n in JOINT_NAMES])
-        self._act = np.array([m.actuator(n).id for n in JOINT_NAMES])
-        self.lower = np.array([m.jnt_range[m.joint(n).id][0] for n in JOINT_NAMES])
-        self.upper = np.array([m.jnt_range[m.joint(n).id][1] for n in JOINT_NAMES])
+        # The arm's joints: those of its position actuators, in actuator order (each actuator is
+        # named after its joint).
+        self.joint_names = tuple(m.joint(int(m.actuator_trnid[i, 0])).name for i in range(m.nu))
+        names = self.joint_names
+        self._qadr = np.array([m.jnt_qposadr[m.joint(n).id] for n in names])
+        self._dadr = np.array([m.jnt_dofadr[m.joint(n).id] for n in names])
+        self._act = np.array([m.actuator(n).id for n in names])
+        self.lower = np.array([m.jnt_range[m.joint(n).id][0] for n in names])
+        self.upper = np.array([m.jnt_range[m.joint(n).id][1] for n in names])
+        self.start_q = self._start_pose()
         self.effort_limit = np.array([m.actuator_forcerange[i][1] for i in self._act])
         self._tip = m.site('tool0').id
         self._stylus = m.geom('stylus').id
         self._post = m.geom('post').id
         self._post2 = m.geom('post2').id
         self._obstacle_geoms = {self._post}
-        first = m.joint(JOINT_NAMES[0]).bodyid
+        first = m.joint(names[0]).bodyid
         self._arm_geoms = [g for g in range(m.ngeom) if _descends(m, int(m.geom_bodyid[g]), first)]
         self._fromto = np.zeros(6)
         self._target_mocap = m.body_mocapid[m.body('target').id]
@@ -181,13 +192,29 @@ class ArmTaskEnv:
         self.post_xy = np.array(m.body('post').pos[:2], dtype=np.float64)
         self.post_radius_m = float(m.geom_size[self._post][0])
         self.stylus_radius_m = float(m.geom_size[self._stylus][0])
-        self.link_lengths_m = (0.20, 0.16, 0.10)
+        self.link_lengths_m = (0.20, 0.16, 0.10)   # the embedded arm's (planar_fk / planar_ik)
         self._renderer: Optional[mujoco.Renderer] = None
         self._ep = _EpisodeState()
         self._time_offset = 0.0  # simulated time carried over episode resets
         self._prev_tip = None
         self.reset(seed)
         self._ep.episode = 0  # episode 0: the idle state before the first reset request
+
+    def _start_pose(self) -> np.ndarray:
+        """TaskConfig.start_q_rad, or the model's keyframe 'start' where it is None."""
+        m, q = self.model, self.config.start_q_rad
+        if q is None:
+            try:
+                key = m.key('start')
+            except KeyError:
+                raise ValueError('start_q_rad is unset and the model has no keyframe '
+                                 "'start'") from None
+            q = m.key_qpos[key.id][self._qadr]
+        q = np.asarray(q, dtype=np.float64)
+        if q.shape != (len(self.joint_names),):
+            raise ValueError(f'start_q_rad needs one value per joint {list(self.joint_names)}, '
+                             f'got {q.tolist()}')
+        return q
 
     def _place_posts(self) -> None:
         """The task option's post positions and radii, written into the model (static bodies:
@@ -247,7 +274,7 @@ class ArmTaskEnv:
         cfg = self.config
         self._time_offset = self.time
         mujoco.mj_resetData(self.model, self.data)
-        q0 = np.asarray(cfg.start_q_rad) + self.rng.uniform(-1, 1, 3) * cfg.start_noise_rad
+        q0 = self.start_q + self.rng.uniform(-1, 1, len(self.joint_names)) * cfg.start_noise_rad
         q0 = np.clip(q0, self.lower, self.upper)
         self.data.qpos[self._qadr] = q0
         self.data.ctrl[self._act] = q0
@@ -268,8 +295,8 @@ class ArmTaskEnv:
         Raises ValueError on a wrong length or a non-finite value. Returns the applied targets.
         """
         q = np.asarray(q, dtype=np.float64).reshape(-1)
-        if q.shape[0] != len(JOINT_NAMES):
-            raise ValueError(f'expected {len(JOINT_NAMES)} joint positions, got {q.shape[0]}')
+        if q.shape[0] != len(self.joint_names):
+            raise ValueError(f'expected {len(self.joint_names)} joint positions, got {q.shape[0]}')
         if not np.all(np.isfinite(q)):
             raise ValueError('non-finite joint position target')
         q = np.clip(q, self.lower, self.upper)

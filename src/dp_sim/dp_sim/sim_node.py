@@ -44,7 +44,7 @@ from dp_common.stamps import sec_to_stamp
 from dp_common.stamps import stamp_to_sec
 from dp_common.trajectories import joint_trajectory_to_arrays
 
-from .env import CAMERA_NAME, JOINT_NAMES, ArmTaskEnv, TaskConfig
+from .env import CAMERA_NAME, ArmTaskEnv, TaskConfig, model_path
 from .jtc import DISTROS as JTC_DISTROS
 from .jtc import JointTrajectoryFollower
 from .markers import obstacle_markers
@@ -79,10 +79,16 @@ class SimNodeConfig:
     second_post_xy_m: Optional[list]
     second_post_radius_m: float
     obstacles_topic: str
+    model: str = ''
+    start_q_rad: Optional[list] = None
 
     def task_config(self) -> TaskConfig:
         """The simulation's task: image size, episode length and the post options."""
-        return TaskConfig(image_width=self.image_width, image_height=self.image_height,
+        start = None if self.model else TaskConfig.start_q_rad     # another arm: its keyframe
+        if self.start_q_rad:
+            start = tuple(float(v) for v in self.start_q_rad)
+        return TaskConfig(start_q_rad=start,
+                          image_width=self.image_width, image_height=self.image_height,
                           max_episode_s=self.max_episode_s,
                           post_xy_m=_xy(self.post_xy_m), post_radius_m=self.post_radius_m or None,
                           second_post_xy_m=_xy(self.second_post_xy_m),
@@ -131,10 +137,10 @@ class SimNode(Node):
         values = declare_parameters(self, PARAMETERS)
         self.cfg = SimNodeConfig(**{n: v for n, v in values.items() if n not in JTC_OVERRIDES})
         cfg = self.cfg
-        self.env = ArmTaskEnv(cfg.task_config(), seed=cfg.seed)
+        self.env = ArmTaskEnv(cfg.task_config(), model_path=model_path(cfg.model), seed=cfg.seed)
         overrides = {n[len('jtc_'):]: _as_bool(n, self.get_parameter(n).value)
                      for n in JTC_OVERRIDES if self.get_parameter(n).value is not None}
-        self.jtc = JointTrajectoryFollower(JOINT_NAMES, self.env.q, distro=cfg.jtc_distro,
+        self.jtc = JointTrajectoryFollower(self.env.joint_names, self.env.q, distro=cfg.jtc_distro,
                                            **overrides)
         self.jtc.scaling_factor = cfg.speed_scaling_percent / 100.0
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -218,8 +224,9 @@ class SimNode(Node):
         if self._stale(info):
             return
         q = np.asarray(msg.data, dtype=np.float64)
-        if q.shape[0] != len(JOINT_NAMES) or not np.all(np.isfinite(q)):
-            self._reject(f'forward command needs {len(JOINT_NAMES)} finite values, got {list(msg.data)}')
+        if q.shape[0] != len(self.env.joint_names) or not np.all(np.isfinite(q)):
+            self._reject(f'forward command needs {len(self.env.joint_names)} finite values, got '
+                         f'{list(msg.data)}')
             return
         with self._lock:
             self.jtc.reset(np.clip(q, self.env.lower, self.env.upper))
@@ -280,7 +287,7 @@ class SimNode(Node):
     def _joint_state_msg(self) -> JointState:
         msg = JointState()
         msg.header.stamp = self.sim_stamp()
-        msg.name = list(JOINT_NAMES)
+        msg.name = list(self.env.joint_names)
         msg.position = self.env.q.tolist()
         msg.velocity = self.env.qd.tolist()
         msg.effort = self.env.effort.tolist()

@@ -72,12 +72,21 @@ def test_controllers_yaml_names_the_ros2_control_interfaces():
         assert needle in text
 
 
-def test_mjcf_matches_urdf(urdf, mjcf):
+ARMS = [('arm.urdf', 'arm.mjcf.xml', JOINTS, 'link3_to_tool0'),
+        ('arm4.urdf', 'arm4.mjcf.xml', JOINTS + ['joint4'], 'link4_to_tool0')]
+
+
+@pytest.mark.parametrize('urdf_file,mjcf_file,joints,tool_joint', ARMS)
+def test_mjcf_matches_urdf(urdf_file, mjcf_file, joints, tool_joint):
+    """Both embedded arms: the MJCF the simulation runs is the URDF the nodes read."""
+    urdf = ET.parse(PKG / 'description' / urdf_file).getroot()
+    mjcf = ET.parse(PKG / 'description' / mjcf_file).getroot()
     ujoints = {j.get('name'): j for j in urdf.findall('joint')}
     mjoints = {j.get('name'): j for j in mjcf.iter('joint')}
-    assert sorted(mjoints) == JOINTS
+    assert sorted(mjoints) == joints
     actuators = {a.get('joint'): a for a in mjcf.find('actuator')}
-    for name in JOINTS:
+    assert [a.get('joint') for a in mjcf.find('actuator')] == joints   # the command order
+    for name in joints:
         uj, mj = ujoints[name], mjoints[name]
         lim = uj.find('limit')
         lo, hi = float(lim.get('lower')), float(lim.get('upper'))
@@ -89,16 +98,16 @@ def test_mjcf_matches_urdf(urdf, mjcf):
         assert float(mj.get('damping')) == pytest.approx(float(uj.find('dynamics').get('damping')))
     # Link lengths: each joint's origin in its parent = the MJCF body offset holding that joint.
     bodies = {b.get('name'): b for b in mjcf.iter('body')}
-    for name in JOINTS:
+    for name in joints:
         child = ujoints[name].find('child').get('link')
         uorig = vec(ujoints[name].find('origin').get('xyz'))
         assert np.allclose(vec(bodies[child].get('pos')), uorig), name
     # Tool point (stylus tip).
-    tool = vec(ujoints['link3_to_tool0'].find('origin').get('xyz'))
+    tool = vec(ujoints[tool_joint].find('origin').get('xyz'))
     site = next(s for s in mjcf.iter('site') if s.get('name') == 'tool0')
     assert np.allclose(vec(site.get('pos')), tool)
     # Masses.
-    for link in ('link1', 'link2', 'link3'):
+    for link in [f'link{i + 1}' for i in range(len(joints))]:
         umass = float(urdf.find(f"link[@name='{link}']/inertial/mass").get('value'))
         assert float(bodies[link].find('inertial').get('mass')) == pytest.approx(umass)
 

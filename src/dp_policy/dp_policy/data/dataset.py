@@ -58,6 +58,7 @@ from dp_common.joints import JointIndexer
 from dp_common.stamps import stamp_to_ns
 from dp_common.trajectories import joint_trajectory_to_arrays
 from dp_policy.data.episode import Episode, EpisodeSetMeta, common_image_hw
+from dp_policy.data.spaces import ACTION_SPACES, to_end_effector
 
 __all__ = ['DatasetError', 'DatasetConfig', 'find_bags', 'bag_fingerprint', 'decode_bag',
            'load_episodes', 'infer_joint_names', 'CACHE_VERSION']
@@ -103,6 +104,9 @@ class DatasetConfig:
     episode_topic: str = ''                     # dp_msgs/TaskStatus: `episode` changes split the bag; '' = one bag, one episode
     min_episode_steps: int = 2                  # shorter segments (of a split bag) are skipped
     distro: str = 'kilted'                      # message definitions for bags that embed none
+    action_space: str = 'joint'                 # 'joint' | 'ee_pose': state and action as tip pose vectors (data/spaces.py)
+    urdf: str = ''                              # ee_pose: URDF of the arm that recorded the bags (path)
+    tip_link: str = 'tool0'                     # ee_pose: the link whose pose is the action
 
     def __post_init__(self) -> None:
         self.joint_names = [str(n) for n in self.joint_names]
@@ -157,6 +161,12 @@ class DatasetConfig:
             self.image_hw = hw
         if self.min_episode_steps < 1:
             raise ValueError(f'min_episode_steps must be >= 1, got {self.min_episode_steps}')
+        if self.action_space not in ACTION_SPACES:
+            raise ValueError(f'action_space must be one of {ACTION_SPACES}, got '
+                             f'{self.action_space!r}')
+        if self.action_space == 'ee_pose' and not self.urdf:
+            raise ValueError("action_space 'ee_pose' needs urdf: the URDF of the arm that "
+                             'recorded the demonstrations (forward kinematics)')
 
     @property
     def camera_names(self) -> list[str]:
@@ -229,8 +239,12 @@ def bag_fingerprint(bag: Path) -> str:
     return h.hexdigest()
 
 
+SPACE_KEYS = ('action_space', 'urdf', 'tip_link')   # applied after the cache: not in its key
+
+
 def _cache_key(bag: Path, cfg: DatasetConfig) -> str:
-    blob = json.dumps({'v': CACHE_VERSION, 'bag': bag_fingerprint(bag), 'cfg': cfg.to_dict()},
+    decode = {k: v for k, v in cfg.to_dict().items() if k not in SPACE_KEYS}
+    blob = json.dumps({'v': CACHE_VERSION, 'bag': bag_fingerprint(bag), 'cfg': decode},
                       sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -733,9 +747,17 @@ def load_episodes(bag_paths: Sequence[str | os.PathLike] | str | os.PathLike, cf
     meta = EpisodeSetMeta(joint_names=list(cfg.joint_names), camera_names=cfg.camera_names,
                           image_hw=image_hw, dt_s=float(cfg.dt_s),
                           fingerprint=hashlib.sha256(''.join(keys).encode()).hexdigest()[:16])
+    if cfg.action_space == 'ee_pose':
+        try:
+            episodes, meta = to_end_effector(episodes, meta, cfg.urdf, cfg.tip_link)
+        except ValueError as err:
+            raise DatasetError(f'action_space ee_pose ({cfg.urdf}, tip {cfg.tip_link}): {err}') \
+                from None
     if progress:
         print(f'[dataset] {len(episodes)} episode(s), {sum(len(e) for e in episodes)} samples from '
-              f'{len(bags)} bag(s) in {time.monotonic() - t_start:.1f}s', file=sys.stderr)
+              f'{len(bags)} bag(s) in {time.monotonic() - t_start:.1f}s'
+              f'{"; end-effector poses of " + cfg.tip_link if meta.action_space else ""}',
+              file=sys.stderr)
     return episodes, meta
 
 

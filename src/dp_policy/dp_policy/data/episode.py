@@ -10,6 +10,7 @@ of the dataset the episode belongs to.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 
@@ -68,3 +69,16 @@ class EpisodeSetMeta:
     image_hw: tuple[int, int] | None  # (H, W) of every camera after decoding, None without cameras
     dt_s: float                    # grid spacing (0.1 s = 10 Hz by default)
     fingerprint: str = ''          # hash of the source bags and decode settings
+    # None: state and action columns are the joints (joint_names order). An end-effector space
+    # (dp_common.ee_space.EndEffectorSpace.to_dict(): kind 'ee_pose', URDF, tip link, the joints
+    # it was computed from): state and action are tip pose vectors [x, y, z, rot6d] (spaces.py).
+    action_space: Optional[dict] = None
+
+    @property
+    def dim(self) -> int:
+        """Columns of state and action."""
+        return len(self.joint_names) if self.action_space is None else len(self.action_space['columns'])
+
+    @property
+    def space_kind(self) -> str:
+        return 'joint' if self.action_space is None else str(self.action_space['kind'])

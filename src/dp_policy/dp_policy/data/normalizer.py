@@ -2,8 +2,10 @@
 
 The statistics live outside the network and travel in the checkpoint as plain lists
 (``{'min': [...], 'max': [...]}``). A dimension whose range is (nearly) zero - a joint that never
-moved in the demonstrations - maps to 0 with unit scale, so the round trip stays exact and nothing
-is divided by zero. Works on numpy arrays and torch tensors (last axis = dimension).
+moved in the demonstrations, the height of a planar arm's end effector - maps to 0 with unit scale
+(nothing is divided by zero) and comes back as that constant whatever the network says: the
+policy never commands a value the demonstrations never had there (an end-effector policy of a
+planar arm keeps its tip at the demonstrated height and its axis vertical). Works on numpy arrays and torch tensors (last axis = dimension).
 """
 from __future__ import annotations
 
@@ -69,13 +71,19 @@ class MinMaxNormalizer:
         return ((x - self.center) * self.scale).astype(dtype, copy=False)
 
     def unnormalize(self, x: Any) -> Any:
+        """x / scale + center; the constant dimensions are their constant."""
         self._check(x)
         if isinstance(x, torch.Tensor):
             center, scale = self._params(x)
-            return x / scale + center
+            out = x / scale + center
+            if self.degenerate.any():
+                keep = torch.as_tensor(self.degenerate, device=x.device)
+                out = torch.where(keep, center.expand_as(out), out)
+            return out
         x = np.asarray(x)
         dtype = x.dtype if np.issubdtype(x.dtype, np.floating) else np.float64
-        return (x / self.scale + self.center).astype(dtype, copy=False)
+        out = np.where(self.degenerate, self.center, x / self.scale + self.center)
+        return out.astype(dtype, copy=False)
 
     def state_dict(self) -> dict[str, list[float]]:
         return {'min': self.min.tolist(), 'max': self.max.tolist()}

@@ -180,6 +180,11 @@ def _dataset_args(p) -> None:
     d.add_argument('--min-motion', type=float, metavar='RAD',
                    help='joint_states / leader: episodes whose actions move less are skipped '
                         '(default 0.01)')
+    d.add_argument('--action-space', choices=['joint', 'ee_pose'],
+                   help="joint (default): joint positions; ee_pose: state and actions are the pose "
+                        "of --tip-link (xyz + 6D rotation) by the forward kinematics of --urdf")
+    d.add_argument('--urdf', metavar='FILE', help='ee_pose: URDF of the arm that recorded the data')
+    d.add_argument('--tip-link', metavar='LINK', help='ee_pose: the end-effector link (default tool0)')
     d.add_argument('--dt', type=float, metavar='S', help='grid step in seconds (default 0.1)')
     d.add_argument('--image-size', type=_hw, metavar='HxW', help='resize every camera to HxW')
     d.add_argument('--cache-dir', metavar='DIR', help='decoded-episode cache (default '
@@ -204,7 +209,8 @@ def dataset_config(args: argparse.Namespace, base: Optional[dict] = None):
              'command_joint_names': args.command_joint_names, 'episode_topic': args.episode_topic,
              'dt_s': args.dt, 'image_hw': args.image_size, 'action_source': args.action_source,
              'future_steps': args.future_steps, 'leader_topic': args.leader_topic,
-             'leader_joint_names': args.leader_joint_names, 'min_motion_rad': args.min_motion}
+             'leader_joint_names': args.leader_joint_names, 'min_motion_rad': args.min_motion,
+             'action_space': args.action_space, 'urdf': args.urdf, 'tip_link': args.tip_link}
     data.update({k: v for k, v in flags.items() if v is not None})
     if args.camera:
         data['cameras'] = dict(args.camera)
@@ -301,6 +307,12 @@ def load_training_data(args: argparse.Namespace, base: Optional[dict] = None,
     if args.dt is not None and abs(args.dt - meta.dt_s) > 1e-9:
         raise ValueError(f'{folder}: --dt {args.dt} differs from the dataset\'s {meta.dt_s:g} s '
                          f'(1 / fps); LeRobot datasets are not resampled')
+    if args.action_space == 'ee_pose':
+        from dp_policy.data.spaces import to_end_effector
+
+        if not args.urdf:
+            raise ValueError('--action-space ee_pose needs --urdf (the arm that recorded the data)')
+        episodes, meta = to_end_effector(episodes, meta, args.urdf, args.tip_link or 'tool0')
     return episodes, meta, {'lerobot_dataset': dict(dataset_summary(folder),
                                                     joint_names=list(meta.joint_names),
                                                     camera_names=list(meta.camera_names))}

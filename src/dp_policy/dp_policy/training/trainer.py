@@ -332,7 +332,8 @@ def _run_signature(meta: EpisodeSetMeta, model_cfg, vision_cfg, sched_cfg, train
     return {'model': to_dict(model_cfg), 'vision': to_dict(vision_cfg), 'scheduler': to_dict(sched_cfg),
             'train': tc, 'fingerprint': meta.fingerprint, 'joint_names': list(meta.joint_names),
             'camera_names': list(meta.camera_names),
-            'image_hw': list(meta.image_hw) if meta.image_hw else None, 'dt_s': float(meta.dt_s)}
+            'image_hw': list(meta.image_hw) if meta.image_hw else None, 'dt_s': float(meta.dt_s),
+            'action_space': meta.space_kind}
 
 
 def _diff(a: dict, b: dict, prefix: str = '') -> list[str]:
@@ -380,6 +381,7 @@ def _check_teacher(teacher, meta: EpisodeSetMeta, model_cfg, vision_cfg, sched_c
                          'no denoiser to distil')
     mismatch = [f'{name} {mine!r} (teacher {theirs!r})' for name, mine, theirs in (
         ('joints', list(meta.joint_names), list(teacher.joint_names)),
+        ('action space', meta.action_space, teacher.action_space),
         ('cameras', list(meta.camera_names), list(teacher.camera_names)),
         ('image size', tuple(meta.image_hw) if meta.image_hw else None,
          tuple(teacher.image_hw) if teacher.image_hw else None),
@@ -400,11 +402,11 @@ def _check_episodes(episodes: Sequence[Episode], meta: EpisodeSetMeta) -> None:
         raise TrainError('no episodes to train on')
     if meta.camera_names and meta.image_hw is None:
         raise TrainError(f'cameras {meta.camera_names} but no image size in the episode set')
-    n = len(meta.joint_names)
+    n = meta.dim
     for ep in episodes:
         if ep.state.shape[1] != n or ep.action.shape[1] != n:
             raise TrainError(f'episode {ep.name}: state {ep.state.shape} / action {ep.action.shape} do not '
-                             f'have {n} columns (joints {meta.joint_names})')
+                             f'have {n} columns ({meta.space_kind} space, joints {meta.joint_names})')
 
 
 def _read_resume_state(resume_file: Path, signature: dict) -> dict:
@@ -443,7 +445,7 @@ class _TrainingRun:
         torch.manual_seed(train_cfg.seed)
         self.state_norm = MinMaxNormalizer.fit(np.concatenate([e.state for e in self.episodes]))
         self.action_norm = MinMaxNormalizer.fit(np.concatenate([e.action for e in self.episodes]))
-        n = len(meta.joint_names)
+        n = meta.dim
         self.model = build_model(n, n, list(meta.camera_names), meta.image_hw, model_cfg,
                                  vision_cfg).to(self.dev)
         self.teacher, self.distill_segments = teacher, distill_segments
@@ -538,6 +540,8 @@ class _TrainingRun:
                                train_steps=self.step)
         log = self.log
         ckpt.extra = dict(self.extra or {})
+        if m.action_space is not None:
+            ckpt.extra['action_space'] = dict(m.action_space)
         ckpt.extra['train_summary'] = {
             'elapsed_s': round(self.elapsed(), 2), 'windows': len(self.data),
             'episodes': len(self.episodes), 'held_out_episodes': len(self.held_out),
