@@ -102,13 +102,17 @@ class EndEffectorSpace:
         self.chain.lower = np.maximum(self.chain.lower, lo)
         self.chain.upper = np.minimum(self.chain.upper, hi)
 
-    def vectors(self, q) -> np.ndarray:
-        """(..., n) joint positions (joint_names order) -> (..., 9) pose vectors of the tip."""
+    def pose(self, q) -> np.ndarray:
+        """(..., n) joint positions (joint_names order) -> (..., 4, 4) tip poses."""
         q = np.asarray(q, dtype=np.float64)
         if q.shape[-1] != len(self.joint_names):
             raise ValueError(f'{q.shape[-1]} joint values for {len(self.joint_names)} joints '
                              f'{self.joint_names}')
-        return pose_to_vector(self.chain.pose(q[..., self._to_chain]))
+        return self.chain.pose(q[..., self._to_chain])
+
+    def vectors(self, q) -> np.ndarray:
+        """(..., n) joint positions (joint_names order) -> (..., 9) pose vectors of the tip."""
+        return pose_to_vector(self.pose(q))
 
     def joint_path(self, vectors, q_start, *, position_tol_m: float = 1e-5,
                    orientation_tol_rad: float = 1e-4, max_iterations: int = 50,

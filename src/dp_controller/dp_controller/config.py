@@ -12,7 +12,7 @@ from typing import Sequence, Union
 import numpy as np
 
 EXECUTION_MODES = ('receding_horizon', 'latest', 'temporal_ensemble', 'rtc')
-OUTPUT_MODES = ('forward_command', 'joint_trajectory')
+OUTPUT_MODES = ('forward_command', 'joint_trajectory', 'pose_stamped')
 
 PerJoint = Union[float, Sequence[float]]
 

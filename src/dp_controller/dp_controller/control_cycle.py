@@ -36,15 +36,18 @@ class CommandCycle:
                  now_fn: Callable[[], float], logger, context_ok: Callable[[], bool],
                  publisher, jtc: Optional[RollingTrajectories], activity: ControllerActivity,
                  joint_states: JointStateInput, joint_state_sub,
-                 scaling: Optional[SpeedScalingInput], scaling_sub, js_every: int) -> None:
-        """publisher: the command publisher (Float64MultiArray, or JointTrajectory when `jtc`
-        is given); *_sub: the polled subscriptions whose messages the inputs take."""
+                 scaling: Optional[SpeedScalingInput], scaling_sub, js_every: int,
+                 pose=None) -> None:
+        """publisher: the command publisher (Float64MultiArray, JointTrajectory when `jtc` is
+        given, PoseStamped when `pose` (ee_input.PoseOutput) is); *_sub: the polled
+        subscriptions whose messages the inputs take."""
         self.follower, self.lock, self.cfg = follower, lock, cfg
         self.now_fn, self.logger, self.context_ok = now_fn, logger, context_ok
         self.publisher, self.jtc, self.activity = publisher, jtc, activity
         self.joint_states, self.joint_state_sub = joint_states, joint_state_sub
         self.scaling, self.scaling_sub = scaling, scaling_sub
         self.js_every = js_every
+        self.pose = pose
         self._msg = Float64MultiArray()
         self._next_js_k = 0
 
@@ -83,7 +86,9 @@ class CommandCycle:
 
     def _publish(self, q, preview, now: float) -> None:
         try:
-            if self.jtc is None:
+            if self.pose is not None:
+                self.publisher.publish(self.pose.message(q, now))
+            elif self.jtc is None:
                 self._msg.data = q   # a list of floats (Follower.step)
                 self.publisher.publish(self._msg)
             elif preview is not None:

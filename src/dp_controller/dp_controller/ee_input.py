@@ -92,3 +92,28 @@ class EndEffectorInput:
                              f'closest within the limits is {ik.position_error_m[i] * 1e3:.1f} mm / '
                              f'{ik.orientation_error_rad[i]:.3f} rad away')
         return t, ik.q
+
+
+class PoseOutput:
+    """output_mode pose_stamped: the tip pose of each joint command (forward kinematics of the
+    URDF) as a geometry_msgs/PoseStamped in the URDF's root frame, stamped with the node clock
+    at publication (MoveIt Servo drops a pose older than its incoming_command_timeout, 0.1 s by
+    default: moveit_servo's servo_node.cpp compares now with header.stamp)."""
+
+    def __init__(self, space: EndEffectorSpace) -> None:
+        from geometry_msgs.msg import PoseStamped
+        self.space = space
+        self.msg = PoseStamped()
+        self.msg.header.frame_id = space.root_frame
+
+    def message(self, q, now_s: float):
+        from dp_common.rotations import matrix_to_quat
+        from dp_common.stamps import sec_to_sec_nanosec
+        T = self.space.pose(np.asarray(q, dtype=np.float64))
+        w, x, y, z = matrix_to_quat(T[:3, :3])
+        msg = self.msg
+        msg.header.stamp.sec, msg.header.stamp.nanosec = sec_to_sec_nanosec(now_s)
+        p, o = msg.pose.position, msg.pose.orientation
+        p.x, p.y, p.z = float(T[0, 3]), float(T[1, 3]), float(T[2, 3])
+        o.w, o.x, o.y, o.z = float(w), float(x), float(y), float(z)
+        return msg

@@ -42,7 +42,7 @@ from dp_common.trajectories import joint_trajectory_to_arrays
 from dp_controller import node_status
 from dp_controller.control_cycle import CommandCycle
 from dp_controller.control_loop import ControlLoop
-from dp_controller.ee_input import EE_POSE, EeRejected, EndEffectorInput
+from dp_controller.ee_input import EE_POSE, EeRejected, EndEffectorInput, PoseOutput
 from dp_controller.follower import ACCEPTED, Follower
 from dp_controller.jtc_output import RollingTrajectories
 from dp_controller.node_inputs import ControllerActivity, JointStateInput, SpeedScalingInput
@@ -111,7 +111,8 @@ class FollowerNode(LifecycleNode):
         self._create_outputs(controller)
         self._create_inputs()
         self._activity = ControllerActivity(controller)
-        self._watch_controller(str(self._param('controller_activity_topic')))
+        if controller:     # pose_stamped to MoveIt Servo: no ros2_control controller to watch
+            self._watch_controller(str(self._param('controller_activity_topic')))
         self._srvs = [self.create_service(Trigger, '~/hold', self._on_hold),
                       self.create_service(Trigger, '~/resume', self._on_resume)]
         self._timers = [self.create_timer(1.0 / float(self._param('status_rate_hz')),
@@ -121,7 +122,8 @@ class FollowerNode(LifecycleNode):
             context_ok=self.context.ok, publisher=self._cmd_pub, jtc=self._jtc,
             activity=self._activity, joint_states=self._joint_states, joint_state_sub=self._js_sub,
             scaling=self._scaling, scaling_sub=self._scaling_sub,
-            js_every=max(1, int(self.cfg.control_rate_hz // JOINT_STATE_POLL_HZ)))
+            js_every=max(1, int(self.cfg.control_rate_hz // JOINT_STATE_POLL_HZ)),
+            pose=self._pose_out)
         self.lifecycle_label = 'inactive'
         self.get_logger().info(
             f'configured: {self.cfg.num_joints} joints, {self.cfg.control_rate_hz:g} Hz, '
@@ -133,9 +135,16 @@ class FollowerNode(LifecycleNode):
         """The command publisher (forward_command or joint_trajectory) and ~/status."""
         reliable1 = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
         self._jtc = None
+        self._pose_out = None
         if self.output_mode == 'forward_command':
             self.output_topic = f'{controller}/commands'
             self._cmd_pub = self.create_publisher(Float64MultiArray, self.output_topic, reliable1)
+        elif self.output_mode == 'pose_stamped':
+            from geometry_msgs.msg import PoseStamped
+            self.output_topic = str(self._param('pose_command_topic'))
+            self._pose_out = PoseOutput(self._ee.space)
+            # MoveIt Servo subscribes with SystemDefaultsQoS (reliable, keep last 10)
+            self._cmd_pub = self.create_publisher(PoseStamped, self.output_topic, reliable1)
         else:
             self.output_topic = f'{controller}/joint_trajectory'
             self._jtc = RollingTrajectories(

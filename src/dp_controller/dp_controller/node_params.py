@@ -15,7 +15,8 @@ from dp_controller.config import OUTPUT_MODES, FollowerConfig
 PER_JOINT = ('position_lower_rad', 'position_upper_rad', 'max_velocity_rad_s',
              'max_acceleration_rad_s2')
 DEFAULT_CONTROLLERS = {'forward_command': 'forward_position_controller',
-                       'joint_trajectory': 'joint_trajectory_controller'}
+                       'joint_trajectory': 'joint_trajectory_controller',
+                       'pose_stamped': ''}   # MoveIt Servo is no ros2_control controller
 
 # name: (default, description), from parameters/follower_node.yaml. Per-joint lists accept one
 # value (all joints) or one per joint.
@@ -49,6 +50,15 @@ def read_config(param: Callable[[str], Any]) -> tuple[FollowerConfig, str]:
     jtc_stamp = str(param('jtc_stamp'))
     if jtc_stamp not in ('zero', 'clock'):
         raise ValueError("jtc_stamp must be 'zero' or 'clock'")
+    if output_mode == 'pose_stamped':
+        if not param('robot_description_file'):
+            raise ValueError('output_mode pose_stamped needs robot_description_file: the tip pose '
+                             'of each command is its forward kinematics')
+        if not param('pose_command_topic'):
+            raise ValueError('output_mode pose_stamped needs pose_command_topic')
+        # The Cartesian controller solves its own inverse kinematics (another joint solution
+        # of a redundant arm is no tracking error): joint-space tracking supervision is off.
+        cfg.tracking_tolerance_rad = 0.0
     # The trajectory controller runs the command's time (speed scaling): plan time.
     cfg.scaled_time_output = output_mode == 'joint_trajectory'
     if cfg.scaled_time_output and param('speed_scaling_topic') and jtc_stamp == 'clock':

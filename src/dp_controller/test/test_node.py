@@ -518,3 +518,51 @@ def test_end_effector_chunks_are_followed_through_inverse_kinematics(harness_fac
     assert h.rejected().get('ik_unreachable', 0) > 0, h.rejected()
     qs = np.array([q for _, q, _ in h.commands[n_cmd:]])
     assert np.allclose(qs, q_goal, atol=1e-3)      # it keeps to the last chunk it could follow
+
+
+def test_pose_stamped_output_streams_the_tip_pose_of_the_command(harness_factory):
+    """output_mode pose_stamped (a Cartesian controller such as MoveIt Servo): every command's tip
+    pose goes out as a PoseStamped in the URDF root frame, stamped with the node clock (Servo
+    drops older than 0.1 s), reaching the end-effector chunk's pose within the joint limits; the
+    arm's own joint states (here: still) do not trip a joint-space tracking fault."""
+    from geometry_msgs.msg import PoseStamped
+
+    from dp_common.ee_space import EndEffectorSpace
+    from dp_msgs.msg import ActionChunk
+    from dp_policy_node.messages import ee_chunk_message
+    from dp_sim.env import default_urdf_path
+    urdf = str(default_urdf_path())
+    h = harness_factory(action_chunk_topic='action_chunk', robot_description_file=urdf,
+                        output_mode='pose_stamped', pose_command_topic='servo_node/pose_target_cmds',
+                        position_lower_rad=[-2.5, -2.7, -2.7], position_upper_rad=[2.5, 2.7, 2.7],
+                        max_velocity_rad_s=[3.0])
+    poses = []
+    h.io.create_subscription(PoseStamped, 'servo_node/pose_target_cmds',
+                             lambda m: poses.append((h.now(), m)), 100)
+    pub = h.io.create_publisher(ActionChunk, 'action_chunk',
+                                QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
+    sp = EndEffectorSpace(urdf, 'tool0', JOINTS)
+    start = np.array([-0.924, 2.561, -1.636])
+    goal = sp.pose(start + np.array([0.5, -1.2, 0.6]))
+    h.activate()
+    h.echo_q = start.copy()                   # the arm's joint states, never updated: Servo's
+    h.wait_for(lambda: len(poses) > 5, 'poses')
+    assert np.allclose([poses[-1][1].pose.position.x, poses[-1][1].pose.position.y],
+                       sp.pose(start)[:2, 3], atol=1e-6)           # holding where the arm is
+    end = time.monotonic() + TIMEOUT_S
+    while time.monotonic() < end:
+        pub.publish(ee_chunk_message(np.tile(sp.vectors(start + np.array([0.5, -1.2, 0.6])),
+                                             (16, 1)), int((h.now() - 0.02) * 1e9), 0.1, 1,
+                                     'world', 'tool0'))
+        p = poses[-1][1].pose.position
+        if np.allclose([p.x, p.y, p.z], goal[:3, 3], atol=1e-4):
+            break
+        time.sleep(0.1)
+    received, msg = poses[-1]
+    assert msg.header.frame_id == 'world'
+    assert abs(stamp_to_sec(msg.header.stamp) - received) < 0.1
+    p, o = msg.pose.position, msg.pose.orientation
+    assert np.allclose([p.x, p.y, p.z], goal[:3, 3], atol=1e-4)
+    from dp_common.rotations import quat_to_matrix
+    assert np.allclose(quat_to_matrix([o.w, o.x, o.y, o.z]), goal[:3, :3], atol=1e-4)
+    assert h.status.tracking_faults == 0 and h.status.state_label != 'holding'
