@@ -116,11 +116,14 @@ class EndEffectorSpace:
 
     def joint_path(self, vectors, q_start, *, position_tol_m: float = 1e-5,
                    orientation_tol_rad: float = 1e-4, max_iterations: int = 50,
-                   orientation_weight: float = 0.2) -> IkPath:
+                   orientation_weight: float = 0.2,
+                   give_up: Optional[tuple[float, float]] = None) -> IkPath:
         """Inverse kinematics along (N, 9) pose vectors, each solve warm-started from the
         previous solution (the first from q_start, joint_names order): (N, n) joint positions,
         each inside the limits, with the pose errors left (an arm with fewer than 6 joints
-        matches what it can: a planar arm x, y and the rotation about its axes)."""
+        matches what it can: a planar arm x, y and the rotation about its axes).
+        give_up (position m, orientation rad): stop after the first pose left farther than
+        that (the path returned is then shorter than the targets)."""
         targets = vector_to_pose(np.asarray(vectors, dtype=np.float64).reshape(-1, POSE_VECTOR_DIM))
         q = np.asarray(q_start, dtype=np.float64)[self._to_chain]
         out_q, pe, oe = [], [], []
@@ -133,6 +136,9 @@ class EndEffectorSpace:
             out_q.append(r.q[self._from_chain])
             pe.append(r.position_error_m)
             oe.append(r.orientation_error_rad)
+            if give_up is not None and (r.position_error_m > give_up[0] or
+                                        r.orientation_error_rad > give_up[1]):
+                break
         n = len(self.joint_names)
         return IkPath(np.array(out_q).reshape(-1, n), np.array(pe), np.array(oe))
 

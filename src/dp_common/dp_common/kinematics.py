@@ -74,7 +74,10 @@ def parse_joints(urdf: Union[str, Path]) -> dict[str, UrdfJoint]:
     text = str(urdf)
     if not text.lstrip().startswith('<'):
         text = Path(text).read_text()
-    root = ET.fromstring(text)
+    try:
+        root = ET.fromstring(text)
+    except ET.ParseError as err:      # a SyntaxError: callers catch ValueError
+        raise ValueError(f'the URDF is not well-formed XML: {err}') from None
     out = {}
     for j in root.findall('joint'):
         kind = j.get('type')

@@ -87,3 +87,25 @@ def test_wrong_joints_or_link_are_refused_with_names():
     sp = EndEffectorSpace(UR_LIKE, 'tool')
     with pytest.raises(ValueError, match='3 joint values for 6 joints'):
         sp.vectors(np.zeros(3))
+
+
+def test_joint_order_other_than_the_chains_everywhere():
+    """The caller's joint order (a driver's) in IK and limits too, not only FK."""
+    names = ['j6', 'j5', 'j4', 'j3', 'j2', 'j1']
+    sp = EndEffectorSpace(UR_LIKE, 'tool', names)
+    q = np.array([0.2, 0.5, -0.4, 1.1, -0.7, 0.3])            # j6..j1
+    ik = sp.joint_path(sp.vectors(q)[None], q + 0.03)
+    assert np.allclose(ik.q[0], q, atol=1e-4)
+    sp.restrict_limits([-3, -3, -3, -0.5, -3, -3], [3, 3, 3, 0.5, 3, 3])   # j3, 4th here
+    assert sp.lower[3] == -0.5 and sp.upper[3] == 0.5 and sp.chain.upper[2] == 0.5
+    ik = sp.joint_path(sp.vectors(q)[None], np.zeros(6))
+    assert -0.5 - 1e-12 <= ik.q[0, 3] <= 0.5 + 1e-12
+
+
+def test_give_up_stops_at_the_first_pose_too_far():
+    sp = EndEffectorSpace(UR_LIKE, 'tool')
+    q = np.array([0.3, -0.7, 1.1, -0.4, 0.5, 0.2])
+    v = np.tile(sp.vectors(q), (5, 1))
+    v[2, :3] = [3.0, 0.0, 0.0]
+    ik = sp.joint_path(v, q, give_up=(0.005, 0.05))
+    assert len(ik.q) == 3 and ik.position_error_m[-1] > 1.0

@@ -8,10 +8,14 @@ warm-started from the previous solution, the first from the command in force), a
 chunk it cannot follow faithfully, with a reason the node counts and logs:
 
   ee_not_configured   no robot_description_file: the follower cannot do inverse kinematics
-  ee_frame            the poses are of another link or in another frame than the URDF's
+  ee_frame            the poses are of another link or in another frame than the URDF's (or
+                      name none)
   bad_shape           not one finite pose per point, or a non-unit quaternion (|q| off by > 1e-3)
   ik_unreachable      a pose farther than ik_position_tolerance_m / ik_orientation_tolerance_rad
-                      from the closest the arm reaches inside its limits
+                      from the closest the arm reaches inside its limits (solving stops there)
+  ik_discontinuous    two consecutive solutions farther apart than twice the velocity limit
+                      allows between their times (a change of IK branch: the tip would leave
+                      the path between them)
 
 The joint chunk then goes through Follower.on_chunk like any other: the limits, the execution
 mode, the watchdog. ROS-free apart from reading message fields.
@@ -39,13 +43,14 @@ class EeRejected(Exception):
 class EndEffectorInput:
     def __init__(self, urdf: Optional[str], tip_link: str, joint_names: list,
                  position_tolerance_m: float = 0.005, orientation_tolerance_rad: float = 0.05,
-                 lower=None, upper=None) -> None:
+                 lower=None, upper=None, max_velocity=None) -> None:
         """urdf: a path or the text (None/'': end-effector chunks are refused, ee_not_configured);
         lower, upper: the follower's position limits (joint_names order), where inverse
         kinematics keeps its solutions (inside the URDF's too)."""
         self.space = EndEffectorSpace(urdf, tip_link, joint_names) if urdf else None
         if self.space is not None and lower is not None and upper is not None:
             self.space.restrict_limits(lower, upper)
+        self.max_velocity = None if max_velocity is None else np.asarray(max_velocity, dtype=float)
         self.position_tolerance_m = float(position_tolerance_m)
         self.orientation_tolerance_rad = float(orientation_tolerance_rad)
         if not (self.position_tolerance_m > 0 and self.orientation_tolerance_rad > 0):
@@ -60,10 +65,10 @@ class EndEffectorInput:
             raise EeRejected('ee_not_configured', 'end-effector chunk, but no '
                              'robot_description_file (URDF) to solve inverse kinematics with')
         sp = self.space
-        if msg.ee_link and msg.ee_link != sp.tip_link:
+        if msg.ee_link != sp.tip_link:
             raise EeRejected('ee_frame', f'poses of {msg.ee_link!r}, the follower solves for '
                                          f'{sp.tip_link!r} (tip_link)')
-        if msg.header.frame_id and msg.header.frame_id != sp.root_frame:
+        if msg.header.frame_id != sp.root_frame:
             raise EeRejected('ee_frame', f'poses in frame {msg.header.frame_id!r}, the URDF root '
                                          f'is {sp.root_frame!r}')
         pts, poses = msg.trajectory.points, msg.poses
@@ -80,17 +85,26 @@ class EndEffectorInput:
             raise EeRejected('bad_shape', f'quaternion norm {norms[np.argmax(np.abs(norms - 1))]:.4f}')
         vectors = np.concatenate([xyz, matrix_to_rot6d(quat_to_matrix(quat))], axis=1)
         t0 = time.perf_counter()
-        ik = sp.joint_path(vectors, q_start)
+        ik = sp.joint_path(vectors, q_start, give_up=(self.position_tolerance_m,
+                                                      self.orientation_tolerance_rad))
         self.last_solve_s = time.perf_counter() - t0
         pe, oe = ik.worst()
         self.worst_position_error_m, self.worst_orientation_error_rad = pe, oe
         if pe > self.position_tolerance_m or oe > self.orientation_tolerance_rad:
-            i = int(np.argmax(np.maximum(ik.position_error_m / self.position_tolerance_m,
-                                         ik.orientation_error_rad / self.orientation_tolerance_rad)))
+            i = len(ik.q) - 1                     # solving stopped at the first one too far
             raise EeRejected('ik_unreachable',
                              f'pose {i} ({xyz[i, 0]:.3f}, {xyz[i, 1]:.3f}, {xyz[i, 2]:.3f}) m: '
                              f'closest within the limits is {ik.position_error_m[i] * 1e3:.1f} mm / '
                              f'{ik.orientation_error_rad[i]:.3f} rad away')
+        if self.max_velocity is not None and len(t) > 1:
+            rate = np.abs(np.diff(ik.q, axis=0)) / np.maximum(np.diff(t), 1e-9)[:, None]
+            ratio = rate / (2.0 * self.max_velocity)
+            if np.max(ratio) > 1.0:
+                i, j = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
+                raise EeRejected('ik_discontinuous',
+                                 f'joint {sp.joint_names[j]} moves {rate[i, j]:.2f} rad/s between '
+                                 f'poses {i} and {i + 1} (twice its limit: '
+                                 f'{2 * self.max_velocity[j]:.2f})')
         return t, ik.q
 
 

@@ -222,6 +222,26 @@ class Follower:
         self.rejected[reason] += 1
         return reason
 
+    def precheck(self, stamp: float, now: float) -> str:
+        """The rejection reason on_chunk would give any chunk with this stamp now, before its
+        points are looked at ('' if none): lets a caller skip costly work (inverse kinematics
+        of an end-effector chunk) on a chunk that cannot be taken. Not counted."""
+        if not self.started:
+            return 'not_started'
+        if self._held_by_request:
+            return 'held'
+        if self.tracking_fault:
+            return 'tracking_fault'
+        if not math.isfinite(stamp):
+            return 'non_finite'
+        if now - stamp > self.cfg.max_stamp_age_s:
+            return 'stamp_too_old'
+        if stamp - now > self.cfg.max_future_stamp_s:
+            return 'stamp_in_future'
+        if stamp < self._last_stamp:
+            return 'out_of_order'
+        return ''
+
     def on_chunk(self, stamp: float, names: Sequence[str], t_from_start, positions,
                  velocities=None, now: float = 0.0, n_action_steps: Optional[int] = None) -> str:
         """Validate a chunk and hand it to the plan. Returns 'accepted' or the rejection reason.

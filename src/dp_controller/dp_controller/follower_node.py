@@ -97,7 +97,8 @@ class FollowerNode(LifecycleNode):
             self._ee = EndEffectorInput(
                 resolve_path(urdf) if urdf else None, str(self._param('tip_link')),
                 self.cfg.joint_names, float(self._param('ik_position_tolerance_m')),
-                float(self._param('ik_orientation_tolerance_rad')), self.cfg.lower, self.cfg.upper)
+                float(self._param('ik_orientation_tolerance_rad')), self.cfg.lower, self.cfg.upper,
+                self.cfg.vmax)
         except (ValueError, OSError) as exc:
             self.get_logger().error(f'configure failed: {exc}')
             return TransitionCallbackReturn.FAILURE
@@ -282,35 +283,39 @@ class FollowerNode(LifecycleNode):
             self._log_reject(result, f'stamp {stamp:.3f} now {now:.3f}')
 
     def _on_action_chunk(self, msg):
-        if msg.action_space != EE_POSE:
+        if msg.action_space in ('', 'joint'):
             self._on_trajectory(msg.trajectory, n_action_steps=msg.n_action_steps or None)
             return
-        now = self.now_s()
         follower, ee = self.follower, self._ee
         if follower is None or ee is None:
             return
-        with self._lock:
-            q_start = follower.command[0] if follower.started else None
-        if q_start is None:
-            q_start = self._joint_states.positions if self._joint_states is not None else None
-        if q_start is None:
-            with self._lock:
-                follower.count_rejection('not_started')
-            self._log_reject('not_started')
+        if msg.action_space != EE_POSE:
+            self._reject(follower, 'unknown_action_space',
+                         f'{msg.action_space!r} (joint or ee_pose)')
+            return
+        stamp = stamp_to_sec(msg.header.stamp)
+        with self._lock:   # what would refuse any chunk now: before the inverse kinematics
+            reason = follower.precheck(stamp, self.now_s())
+            q_start = follower.command[0].copy() if not reason else None
+        if reason:
+            self._reject(follower, reason, f'stamp {stamp:.3f}')
             return
         try:
             t, pos = ee.joint_chunk(msg, np.asarray(q_start, dtype=np.float64))
         except EeRejected as rej:
-            with self._lock:
-                follower.count_rejection(rej.reason)
-            self._log_reject(rej.reason, rej.detail)
+            self._reject(follower, rej.reason, rej.detail)
             return
-        stamp = stamp_to_sec(msg.header.stamp)
+        now = self.now_s()          # after the inverse kinematics (milliseconds)
         with self._lock:
             result = follower.on_chunk(stamp, self.cfg.joint_names, t, pos, None, now,
                                        n_action_steps=msg.n_action_steps or None)
         if result != ACCEPTED:
             self._log_reject(result, f'stamp {stamp:.3f} now {now:.3f}')
+
+    def _reject(self, follower, reason: str, detail: str = '') -> None:
+        with self._lock:
+            follower.count_rejection(reason)
+        self._log_reject(reason, detail)
 
     def _log_reject(self, reason: str, detail: str = ''):
         count = self.follower.rejected[reason] if self.follower else 0

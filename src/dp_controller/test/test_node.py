@@ -528,6 +528,7 @@ def test_pose_stamped_output_streams_the_tip_pose_of_the_command(harness_factory
     from geometry_msgs.msg import PoseStamped
 
     from dp_common.ee_space import EndEffectorSpace
+    from dp_common.rotations import quat_to_matrix
     from dp_msgs.msg import ActionChunk
     from dp_policy_node.messages import ee_chunk_message
     from dp_sim.env import default_urdf_path
@@ -554,8 +555,9 @@ def test_pose_stamped_output_streams_the_tip_pose_of_the_command(harness_factory
         pub.publish(ee_chunk_message(np.tile(sp.vectors(start + np.array([0.5, -1.2, 0.6])),
                                              (16, 1)), int((h.now() - 0.02) * 1e9), 0.1, 1,
                                      'world', 'tool0'))
-        p = poses[-1][1].pose.position
-        if np.allclose([p.x, p.y, p.z], goal[:3, 3], atol=1e-4):
+        p, o = poses[-1][1].pose.position, poses[-1][1].pose.orientation
+        if np.allclose([p.x, p.y, p.z], goal[:3, 3], atol=1e-4) and np.allclose(
+                quat_to_matrix([o.w, o.x, o.y, o.z]), goal[:3, :3], atol=1e-4):
             break
         time.sleep(0.1)
     received, msg = poses[-1]
@@ -563,6 +565,5 @@ def test_pose_stamped_output_streams_the_tip_pose_of_the_command(harness_factory
     assert abs(stamp_to_sec(msg.header.stamp) - received) < 0.1
     p, o = msg.pose.position, msg.pose.orientation
     assert np.allclose([p.x, p.y, p.z], goal[:3, 3], atol=1e-4)
-    from dp_common.rotations import quat_to_matrix
     assert np.allclose(quat_to_matrix([o.w, o.x, o.y, o.z]), goal[:3, :3], atol=1e-4)
     assert h.status.tracking_faults == 0 and h.status.state_label != 'holding'

@@ -286,6 +286,11 @@ def _live_metrics(bag: str, cfg: LiveConfig, play_topics: list, recorder, result
         result['errors'].append(f'no message on {cfg.action_chunk_topic} was recorded: is the '
                                 f'policy node running and subscribed to {play_topics}?')
         return m
+    if getattr(chunks[0], 'action_space', '') == 'ee_pose':
+        result['errors'].append('the chunks are end-effector poses: live replay compares joint '
+                                'chunks with the recorded commands only (the counts stand; use '
+                                'dp_eval offline, which scores poses, or closed-loop)')
+        return m
     names = [str(n) for n in chunks[0].trajectory.joint_names]
     try:
         ref_t, ref_q = _reference(bag, names, float(chunks[0].dt_s), cfg.command_topic,

@@ -256,7 +256,7 @@ def summarize(rec: StepRecord, meta: Any, cfg: OfflineConfig, probe: Sequence[fl
     truth = np.stack(rec.truth)
     mask = np.stack(rec.mask)
     samples = np.stack(rec.samples)      # (N, K, H, A)
-    names = list(meta.joint_names)
+    names = column_names(meta)
     full = mask.all(axis=1)
     if cfg.mode_fn is not None:
         model = metrics.ModeModel.from_function(cfg.mode_fn, cfg.mode_labels, 'user function')
@@ -294,7 +294,16 @@ def _meta_dict(meta: Any) -> dict:
     for k in keys:
         v = getattr(meta, k, None)
         out[k] = list(v) if isinstance(v, tuple) else v
+    out['action_space'] = getattr(meta, 'space_kind', 'joint')
+    out['columns'] = column_names(meta)
     return out
+
+
+def column_names(meta: Any) -> list[str]:
+    """Names of the action columns: the joints, or an end-effector space's pose columns
+    (x, y, z in m, then the 6D rotation)."""
+    space = getattr(meta, 'action_space', None)
+    return list(meta.joint_names) if space is None else list(space['columns'])
 
 
 def _evaluate_salvaged(bag: str, entry: dict, meta: Any, dataset_cfg: Any, evaluate) -> str:

@@ -127,6 +127,22 @@ def pyplot():
     return plt
 
 
+def _column_names(r: dict, n: int) -> list[str]:
+    """The action columns of a result: its policy's (joints, or an end-effector checkpoint's
+    pose columns), else j0, j1, ..."""
+    policy = r.get('policy') or {}
+    names = policy.get('columns') or policy.get('joint_names') or []
+    return list(names) if len(names) == n else [f'j{i}' for i in range(n)]
+
+
+def _axis_label(column: str) -> str:
+    if column in ('x', 'y', 'z'):
+        return f'tip {column} (m)'
+    if column.startswith('r') and column[1:].isdigit():
+        return f'rot6d {column}'
+    return f'{column} (rad)'
+
+
 def _plot_traces(r: dict, path: Path) -> bool:
     traces = r.get('traces') or []
     if not traces:
@@ -135,7 +151,7 @@ def _plot_traces(r: dict, path: Path) -> bool:
     tr = traces[0]
     rec = np.asarray(tr['recorded'], dtype=float)
     t = np.asarray(tr['t'], dtype=float)
-    names = (r.get('policy') or {}).get('joint_names') or [f'j{i}' for i in range(rec.shape[1])]
+    names = _column_names(r, rec.shape[1])
     J = rec.shape[1]
     fig, axes = plt.subplots(J, 1, figsize=(8, 2.2 * J), sharex=True, squeeze=False)
     for j in range(J):
@@ -145,7 +161,7 @@ def _plot_traces(r: dict, path: Path) -> bool:
             p = np.asarray(ch['pred'], dtype=float)
             ax.plot(ch['t'], p[:, j], '-', lw=1, alpha=0.7, color=f'C{c_i % 10}',
                     label='predicted chunks' if c_i == 0 else None)
-        ax.set_ylabel(f'{names[j]} (rad)')
+        ax.set_ylabel(_axis_label(names[j]))
         ax.grid(alpha=0.3)
     axes[0, 0].legend(loc='upper right', fontsize=8)
     axes[-1, 0].set_xlabel('time in episode (s)')
@@ -166,7 +182,7 @@ def _plot_examples(r: dict, path: Path) -> bool:
     plt = pyplot()
     truth0 = np.asarray(cases[0][1]['truth'], dtype=float)
     J = truth0.shape[1]
-    names = (r.get('policy') or {}).get('joint_names') or [f'j{i}' for i in range(J)]
+    names = _column_names(r, J)
     fig, axes = plt.subplots(J, len(cases), figsize=(5.5 * len(cases), 2.2 * J), sharex=True,
                              squeeze=False)
     for col, (name, e) in enumerate(cases):
@@ -181,7 +197,7 @@ def _plot_examples(r: dict, path: Path) -> bool:
             ax.plot(t, np.asarray(e['pred'], dtype=float)[:, j], '-', lw=1.8, color='C1',
                     label='chosen chunk')
             ax.plot(t[mask], truth[mask, j], 'k.-', lw=1.5, ms=3, label='recorded')
-            ax.set_ylabel(f'{names[j]} (rad)')
+            ax.set_ylabel(_axis_label(names[j]))
             ax.grid(alpha=0.3)
         axes[0, col].set_title(f"{name} step: {e['episode']} at {e['t']:.1f} s, RMSE "
                                f"{e['rmse']:.3f} rad", fontsize=9)

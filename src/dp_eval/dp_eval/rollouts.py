@@ -439,6 +439,23 @@ def episode_videos(bag: str | Path, rollouts: Sequence[Rollout], info, out_dir: 
 
 
 # ---------------------------------------------------------------------------------- all of it
+def robot_urdf(result: dict) -> Optional[str]:
+    """The URDF of the arm a closed-loop result ran, where its robot config names one
+    (robot_description_file of the follower or the policy node), else None (the default arm)."""
+    import yaml
+
+    from dp_common.params import resolve_path
+    config = ((result.get('config') or {}).get('launch_args') or {}).get('robot_config')
+    if not config or not Path(config).is_file():
+        return None
+    data = yaml.safe_load(Path(config).read_text()) or {}
+    for node in ('follower_node', 'policy_node'):
+        given = ((data.get(node) or {}).get('ros__parameters') or {}).get('robot_description_file')
+        if given:
+            return resolve_path(str(given))
+    return None
+
+
 def closed_loop_visuals(results: Sequence[dict], out_dir: str | Path, fans: int = 3,
                         fan_samples: int = 16, video_successes: int = 2, max_videos: int = 6,
                         log=print) -> list[dict]:
@@ -456,8 +473,10 @@ def closed_loop_visuals(results: Sequence[dict], out_dir: str | Path, fans: int 
             continue
         label = str(r.get('label'))
         episodes = [e['episode'] for e in r.get('episodes', [])] or None
+        urdf = robot_urdf(r)       # the arm that ran (another than the default: its own FK)
         try:
-            rollouts, info = read_rollouts(r['bag'], geometry=geometry, episodes=episodes)
+            rollouts, info = read_rollouts(r['bag'], urdf=urdf, geometry=geometry,
+                                           episodes=episodes)
         except Exception as exc:    # noqa: BLE001 - a figure must not sink the report
             r.setdefault('errors', []).append(f'rollouts of {r["bag"]}: {exc!r}')
             continue
@@ -476,7 +495,11 @@ def closed_loop_visuals(results: Sequence[dict], out_dir: str | Path, fans: int 
                                            f'{", obstacle contact" if x.contact else ""}'})
         except Exception as exc:    # noqa: BLE001
             r.setdefault('errors', []).append(f'videos: {exc!r}')
-        if fans > 0 and r.get('checkpoint'):
+        if fans > 0 and r.get('checkpoint') and urdf is not None and \
+                _chain(urdf).joint_names != _chain().joint_names:
+            log(f'{label}: no sampled futures: the run\'s arm ({urdf}) is not the one the '
+                'demonstration decoder reads')
+        elif fans > 0 and r.get('checkpoint'):
             try:
                 fan_sets.append((label, sample_fans(r['checkpoint'], r['bag'], fans,
                                                     samples=fan_samples, episodes=episodes)))

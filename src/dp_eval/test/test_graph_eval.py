@@ -237,9 +237,11 @@ def test_closed_loop_end_effector_checkpoint_drives_the_four_joint_arm(tmp_path)
 
     from dp_eval import cli
     space = EndEffectorSpace(default_urdf_path(), 'tool0', ['joint1', 'joint2', 'joint3'])
-    # outputs anywhere in the first arm's workspace (tip x, y; yaw within +-0.4 rad)
-    lo = [0.22, -0.1, 0.02, 0.92, -0.39, 0.0, -0.39, 0.92, 0.0]
-    hi = [0.40, 0.1, 0.02, 1.0, 0.39, 0.0, 0.39, 1.0, 0.0]
+    # random weights: outputs scattered over the normaliser's box; a small box (tip within 2 cm
+    # of (0.27, 0.06), yaw within 0.02 rad of 0) keeps consecutive poses close enough for the
+    # follower to take the chunks (a wider one: ik_discontinuous, rightly)
+    lo = [0.26, 0.05, 0.02, 0.9998, -0.02, 0.0, -0.02, 0.9998, 0.0]
+    hi = [0.28, 0.07, 0.02, 1.0, 0.02, 0.0, 0.02, 1.0, 0.0]
     ckpt = create_untrained_checkpoint(tmp_path / 'ee.ckpt', space.joint_names, ['camera'],
                                        (24, 32), preset='tiny', action_min=lo, action_max=hi,
                                        action_space=space.to_dict())
@@ -247,7 +249,7 @@ def test_closed_loop_end_effector_checkpoint_drives_the_four_joint_arm(tmp_path)
     (tmp_path / 'sim.yaml').write_text(SIM_YAML)
     out = tmp_path / 'out'
     rc = cli.main(['closed-loop', ckpt, '--episodes', '2', '--seed', '5', '--out', str(out),
-                   '--no-progress', '--launch-args',
+                   '--no-progress', '--record', '--launch-args',
                    f'robot_config:={_share("config", "robots", "embedded_arm4.yaml")}',
                    f'sim_params_file:={tmp_path / "sim.yaml"}',
                    f'policy_params_file:={tmp_path / "policy.yaml"}'])
@@ -258,3 +260,11 @@ def test_closed_loop_end_effector_checkpoint_drives_the_four_joint_arm(tmp_path)
     assert r['tracking_faults'] == 0
     policy_log = (out / 'logs' / 'policy_node.log').read_text()
     assert "joints ['joint1', 'joint2', 'joint3', 'joint4'], end-effector poses of tool0" in policy_log
+    # the recorded run's figures use the 4-joint arm's own kinematics (its robot config's URDF)
+    from dp_eval import bagio
+    from dp_eval.rollouts import read_rollouts, robot_urdf
+    assert robot_urdf(r).endswith('arm4.urdf')
+    assert bagio.bag_info(r['bag'])['topics']['/policy_node/action_chunk']['count'] > 0
+    rollouts, _ = read_rollouts(r['bag'], urdf=robot_urdf(r))
+    assert rollouts and all(len(x.tip) > 10 for x in rollouts)
+    assert r['errors'] == [] and (out / 'plots' / 'paths.png').is_file()

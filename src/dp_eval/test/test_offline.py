@@ -129,3 +129,27 @@ def test_camera_topics_default_to_the_training_topics():
     meta.extra = {}
     assert offline.default_camera_topics(meta) == {'overhead': '/overhead/image_raw',
                                                    'wrist': '/wrist/image_raw'}
+
+
+def test_end_effector_checkpoint_is_scored_on_tip_poses_and_reported(bags, tmp_path):
+    """dp_eval offline on an end-effector checkpoint: the bag's joint states and commands become
+    tip poses by the checkpoint's URDF, errors are per pose column (x, y, z, rot6d), and the
+    report's plots are drawn with those names."""
+    from dp_common.ee_space import EE_COLUMNS, EndEffectorSpace
+    from dp_policy.checkpoint import create_untrained_checkpoint
+    from dp_sim.env import default_urdf_path
+
+    from dp_eval import report
+    space = EndEffectorSpace(default_urdf_path(), 'tool0', ['joint1', 'joint2', 'joint3'])
+    ckpt = create_untrained_checkpoint(tmp_path / 'ee.ckpt', space.joint_names, ['camera'],
+                                       (24, 32), preset='tiny', action_min=-0.5, action_max=0.5,
+                                       action_space=space.to_dict())
+    res = offline.run_offline(ckpt, bags['sqlite3'], cfg=FAST, progress=False)
+    assert res['errors'] == [] and res['metrics']['steps'] >= 50
+    assert list(res['metrics']['error']['rmse_per_joint']) == list(EE_COLUMNS)
+    assert res['policy']['action_space'] == 'ee_pose'
+    recorded = np.asarray(res['traces'][0]['recorded'])
+    assert recorded.shape[1] == 9 and np.all(np.abs(recorded[:, :3]) < 0.6)   # metres, not rad
+    paths = report.write_report([res], tmp_path / 'rep')
+    assert paths['html'].is_file()
+    assert (tmp_path / 'rep' / 'plots' / 'examples_0.png').is_file()

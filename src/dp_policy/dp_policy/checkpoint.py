@@ -191,6 +191,9 @@ def from_dict_checked(d: Any, where: str = '<dict>') -> Checkpoint:
             ee = EndEffectorSpace.from_dict(dict(space))
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise CheckpointError(f'{where}: invalid action_space: {exc}') from exc
+        if sorted(ee.joint_names) != sorted(joint_names):
+            raise CheckpointError(f'{where}: the end-effector space is computed from joints '
+                                  f'{ee.joint_names}, the checkpoint names {joint_names}')
         if list(space.get('columns', EE_COLUMNS)) != list(EE_COLUMNS) or \
                 d['state_dim'] != ee.dim or d['action_dim'] != ee.dim:
             raise CheckpointError(f'{where}: end-effector space of {ee.dim} columns {list(EE_COLUMNS)} '

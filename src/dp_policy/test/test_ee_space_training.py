@@ -1,6 +1,8 @@
 """End-effector action and observation spaces in training: joint episodes become tip pose vectors
 (forward kinematics of the recording arm), the checkpoint carries the space, the policy samples
 in it, and what does not fit is refused with a message."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -13,7 +15,13 @@ from dp_policy.data.dataset import DatasetConfig, _cache_key
 from dp_policy.data.episode import Episode, EpisodeSetMeta
 from dp_policy.data.spaces import to_end_effector
 from dp_policy.policy import DiffusionPolicy
-from dp_sim.env import default_urdf_path
+
+# the embedded arm's URDF, from the source tree (dp_sim is not a dependency of dp_policy)
+ARM_URDF = Path(__file__).resolve().parents[2] / 'dp_sim' / 'description' / 'arm.urdf'
+
+
+def default_urdf_path():
+    return ARM_URDF
 
 torch.set_num_threads(1)
 JOINTS = ['joint1', 'joint2', 'joint3']

@@ -179,14 +179,21 @@ def end_effector_space(cfg: PolicyNodeConfig, joints: list[str], action_space: d
     demonstrations), else the checkpoint's URDF and tip, which must then move the same joints."""
     from dp_common.ee_space import EndEffectorSpace
     ckpt_tip = str(action_space.get('tip_link', 'tool0'))
+    where = cfg.robot_description_file or "the checkpoint's URDF (robot_description_file unset)"
     try:
         if cfg.robot_description_file:
-            return EndEffectorSpace(resolve_path(cfg.robot_description_file),
-                                    cfg.tip_link or ckpt_tip, joints)
-        return EndEffectorSpace(action_space['urdf'], ckpt_tip, joints)
+            space = EndEffectorSpace(resolve_path(cfg.robot_description_file),
+                                     cfg.tip_link or ckpt_tip, joints)
+        else:
+            space = EndEffectorSpace(action_space['urdf'], ckpt_tip, joints)
     except (OSError, ValueError, KeyError) as err:
-        where = cfg.robot_description_file or "the checkpoint's URDF (robot_description_file unset)"
         raise ConfigError(f'end-effector checkpoint: {where}: {err}') from err
+    # The poses are in the URDF's root frame: the robot's must be the one the policy learnt in.
+    trained = action_space.get('root_frame')
+    if trained and space.root_frame != trained:
+        raise ConfigError(f'end-effector checkpoint: {where}: root frame {space.root_frame!r}, '
+                          f'the checkpoint\'s poses are in {trained!r}')
+    return space
 
 
 def guidance_for(cfg: PolicyNodeConfig, joints: list[str], dt_s: float):

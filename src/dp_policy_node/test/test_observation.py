@@ -230,3 +230,32 @@ def test_latest_gives_the_newest_sample_of_a_stream():
     h.insert_joint_state(T + 1, [4, 5, 6])          # older, inserted later
     stamp, q = h.latest(JOINT_STREAM)
     assert stamp == T + 2 and q.tolist() == [1, 2, 3]
+
+
+def test_end_effector_space_of_the_robot_must_share_the_checkpoints_root_frame(tmp_path):
+    """An end-effector checkpoint's poses are in its URDF's root frame: a robot URDF rooted
+    elsewhere is refused at configure, naming both frames."""
+    import pytest as _pytest
+
+    from dp_common.ee_space import EndEffectorSpace
+    from dp_policy_node.node_config import ConfigError, PolicyNodeConfig, end_effector_space
+    from dp_sim.env import default_urdf_path
+    space = EndEffectorSpace(default_urdf_path(), 'tool0').to_dict()
+    text = default_urdf_path().read_text()
+    # the same arm without the world link: rooted at 'table'
+    start = text.index('  <link name="world"/>')
+    text = text.replace('  <link name="world"/>', '', 1)
+    a = text.index('<joint name="world_to_table"')
+    b = text.index('</joint>', a) + len('</joint>')
+    text = text[:a] + text[b:]
+    a = text.index('<joint name="world_to_camera"')
+    b = text.index('</joint>', a) + len('</joint>')
+    text = text[:a] + text[b:]
+    (tmp_path / 'table.urdf').write_text(text)
+    assert start > 0
+    cfg = PolicyNodeConfig(checkpoint='x.ckpt', robot_description_file=str(tmp_path / 'table.urdf'))
+    with _pytest.raises(ConfigError, match="root frame 'table', the checkpoint's poses are in 'world'"):
+        end_effector_space(cfg, ['joint1', 'joint2', 'joint3'], space)
+    ok = end_effector_space(PolicyNodeConfig(checkpoint='x.ckpt'), ['joint3', 'joint1', 'joint2'],
+                            space)
+    assert ok.root_frame == 'world' and ok.joint_names == ['joint3', 'joint1', 'joint2']

@@ -72,9 +72,10 @@ def model_path(model: str) -> Path:
 class TaskConfig:
     """Task layout and success criterion. Positions in the world frame (table top z = 0)."""
 
-    # Arm pose at the start of every episode (stylus tip near (0.21, 0)), plus uniform noise.
-    # None: the model's keyframe 'start' (another arm than the embedded one brings its own).
-    start_q_rad: Optional[tuple[float, ...]] = (-0.924, 2.561, -1.636)
+    # Arm pose at the start of every episode, plus uniform noise. None: the model's keyframe
+    # 'start' (arm.mjcf.xml: (-0.924, 2.561, -1.636), stylus tip near (0.21, 0); arm4.mjcf.xml:
+    # the same tip pose).
+    start_q_rad: Optional[tuple[float, ...]] = None
     start_noise_rad: float = 0.02
     # Target disk centre drawn uniformly in this box each episode.
     target_x_range_m: tuple[float, float] = (0.39, 0.44)

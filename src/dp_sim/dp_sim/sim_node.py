@@ -84,10 +84,8 @@ class SimNodeConfig:
 
     def task_config(self) -> TaskConfig:
         """The simulation's task: image size, episode length and the post options."""
-        start = None if self.model else TaskConfig.start_q_rad     # another arm: its keyframe
-        if self.start_q_rad:
-            start = tuple(float(v) for v in self.start_q_rad)
-        return TaskConfig(start_q_rad=start,
+        start = tuple(float(v) for v in self.start_q_rad) if self.start_q_rad else None
+        return TaskConfig(start_q_rad=start,          # None: the model's keyframe 'start'
                           image_width=self.image_width, image_height=self.image_height,
                           max_episode_s=self.max_episode_s,
                           post_xy_m=_xy(self.post_xy_m), post_radius_m=self.post_radius_m or None,

@@ -13,7 +13,7 @@ ARM4_URDF = model_path('arm4.urdf')
 
 @pytest.fixture(scope='module')
 def env4():
-    env = ArmTaskEnv(TaskConfig(start_q_rad=None), model_path=model_path('arm4.mjcf.xml'), seed=3)
+    env = ArmTaskEnv(TaskConfig(), model_path=model_path('arm4.mjcf.xml'), seed=3)
     yield env
     env.close()
 
@@ -39,7 +39,8 @@ def test_urdf_forward_kinematics_is_mujocos(env4):
 def test_start_pose_is_the_first_arms(env4):
     first = EndEffectorSpace(default_urdf_path(), 'tool0')
     second = EndEffectorSpace(ARM4_URDF, 'tool0')
-    v1 = first.vectors(np.array(TaskConfig().start_q_rad))
+    v1 = first.vectors(ArmTaskEnv(seed=0).start_q)
+    assert np.allclose(ArmTaskEnv(seed=0).start_q, [-0.924, 2.561, -1.636])
     v2 = second.vectors(env4.start_q)
     assert np.allclose(v1, v2, atol=1e-3)
 
@@ -51,7 +52,7 @@ def test_first_arms_workspace_is_reachable():
     from dp_sim.env import planar_ik
     first = EndEffectorSpace(default_urdf_path(), 'tool0')
     second = EndEffectorSpace(ARM4_URDF, 'tool0')
-    env = ArmTaskEnv(TaskConfig(start_q_rad=None), model_path=model_path('arm4.mjcf.xml'), seed=0)
+    env = ArmTaskEnv(TaskConfig(), model_path=model_path('arm4.mjcf.xml'), seed=0)
     q_start = env.start_q
     env.close()
     for target in [(0.39, 0.10), (0.44, 0.10), (0.39, -0.10), (0.44, -0.10)]:

@@ -376,6 +376,10 @@ def distill_main(argv: Sequence[str]) -> int:
         train_cfg = replace(teacher.train_cfg, **_train_overrides(
             args, steps=steps, lr=args.lr or DISTILL_DEFAULTS['lr'],
             warmup_steps=DISTILL_DEFAULTS['warmup_steps']))
+        space = teacher.action_space
+        if space is not None and args.action_space is None:   # the teacher's, its URDF's text
+            args.action_space, args.urdf, args.tip_link = space['kind'], space['urdf'], \
+                space['tip_link']
         episodes, meta, extra = load_training_data(
             args, teacher.extra.get('dataset_config'), teacher.joint_names, not args.quiet)
     except (DatasetError, ValueError, OSError) as err:

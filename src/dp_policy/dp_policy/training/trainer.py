@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import copy
 import csv
 import math
@@ -329,11 +330,20 @@ class LossLog:
 
 def _run_signature(meta: EpisodeSetMeta, model_cfg, vision_cfg, sched_cfg, train_cfg) -> dict:
     tc = {k: v for k, v in to_dict(train_cfg).items() if k not in RESUMABLE_CHANGES}
-    return {'model': to_dict(model_cfg), 'vision': to_dict(vision_cfg), 'scheduler': to_dict(sched_cfg),
-            'train': tc, 'fingerprint': meta.fingerprint, 'joint_names': list(meta.joint_names),
-            'camera_names': list(meta.camera_names),
-            'image_hw': list(meta.image_hw) if meta.image_hw else None, 'dt_s': float(meta.dt_s),
-            'action_space': meta.space_kind}
+    sig = {'model': to_dict(model_cfg), 'vision': to_dict(vision_cfg), 'scheduler': to_dict(sched_cfg),
+           'train': tc, 'fingerprint': meta.fingerprint, 'joint_names': list(meta.joint_names),
+           'camera_names': list(meta.camera_names),
+           'image_hw': list(meta.image_hw) if meta.image_hw else None, 'dt_s': float(meta.dt_s)}
+    if meta.action_space is not None:     # (joint space: no key, as in earlier resume files)
+        sig['action_space'] = _space_signature(meta.action_space)
+    return sig
+
+
+def _space_signature(space: dict) -> dict:
+    """What a resumed run must share of the action space: its kind, tip, joints and URDF."""
+    return {'kind': space['kind'], 'tip_link': space['tip_link'],
+            'joint_names': list(space['joint_names']),
+            'urdf_sha256': hashlib.sha256(space['urdf'].encode()).hexdigest()[:16]}
 
 
 def _diff(a: dict, b: dict, prefix: str = '') -> list[str]:
