@@ -107,3 +107,20 @@ def test_checkpoint_with_a_broken_space_is_refused(tmp_path):
     torch.save(d, tmp_path / 'bad2.ckpt')
     with pytest.raises(CheckpointError, match='end-effector space of 9 columns'):
         load_checkpoint(tmp_path / 'bad2.ckpt')
+
+
+def test_end_effector_normaliser_ranges_the_position_and_leaves_the_rotation():
+    """Diffusion Policy's normalisation of absolute end-effector actions: position by range,
+    6D rotation identity; constant columns pinned."""
+    from dp_policy.data.spaces import fit_normalizer
+    eps, meta = arm_episodes()
+    ee_eps, ee_meta = to_end_effector(eps, meta, str(default_urdf_path()), 'tool0')
+    data = np.concatenate([e.action for e in ee_eps])
+    n = fit_normalizer(data, ee_meta.action_space)
+    assert np.allclose(n.normalize(data)[:, :2].min(0), -1, atol=1e-5)        # x, y by range
+    assert np.allclose(n.normalize(data)[:, :2].max(0), 1, atol=1e-5)
+    assert np.allclose(n.normalize(data)[:, [3, 4, 6, 7]], data[:, [3, 4, 6, 7]])  # rotation as is
+    assert n.degenerate.tolist() == [False, False, True, False, False, True, False, False, True]
+    assert np.allclose(n.unnormalize(np.full((1, 9), 0.3))[0, [2, 5, 8]], data[0, [2, 5, 8]])
+    joint = fit_normalizer(np.concatenate([e.action for e in eps]), None)
+    assert np.allclose(joint.normalize(np.concatenate([e.action for e in eps])).max(0), 1, atol=1e-5)

@@ -16,7 +16,27 @@ import numpy as np
 from dp_common.ee_space import ACTION_SPACES, EndEffectorSpace
 from dp_policy.data.episode import Episode, EpisodeSetMeta
 
-__all__ = ['ACTION_SPACES', 'to_end_effector', 'space_of']
+__all__ = ['ACTION_SPACES', 'to_end_effector', 'space_of', 'fit_normalizer']
+
+
+def fit_normalizer(data, action_space: dict | None):
+    """The MinMaxNormalizer of (..., D) states or actions of a training set. Joint space: each
+    column's range to [-1, 1]. End-effector space, as Diffusion Policy normalises absolute
+    end-effector actions (diffusion_policy/common/normalize_util.py,
+    robomimic_abs_action_only_normalizer_from_stat): the position by its range, the 6D rotation
+    not at all (identity: its entries already lie in [-1, 1], and a range normalisation would
+    blow a column that varies over 0.07 up to the weight of the whole workspace, the network then
+    fitting the rotation at the expense of the position); a column that never changes stays
+    pinned to its constant either way."""
+    from dp_policy.data.normalizer import MinMaxNormalizer
+    norm = MinMaxNormalizer.fit(data)
+    if action_space is None:
+        return norm
+    lo, hi = norm.min.copy(), norm.max.copy()
+    for i, column in enumerate(action_space['columns']):
+        if column.startswith('r') and not norm.degenerate[i]:
+            lo[i], hi[i] = -1.0, 1.0
+    return MinMaxNormalizer(lo, hi)
 
 
 def space_of(meta_or_spec) -> EndEffectorSpace | None:

@@ -54,6 +54,7 @@ from dp_policy.training.holdout import HeldOut, split_holdout
 from dp_policy.training.report import EvalLog, Scalars, read_csv, write_report
 from dp_policy.model.models import build_model
 from dp_policy.data.normalizer import MinMaxNormalizer
+from dp_policy.data.spaces import fit_normalizer
 from dp_policy.sampling.schedulers import NoiseScheduler
 
 RESUME_VERSION = 2
@@ -453,8 +454,9 @@ class _TrainingRun:
         self.episodes, self.held_out = split_holdout(episodes, train_cfg.holdout_episodes, train_cfg.seed)
         self.precision = resolve_precision(train_cfg.precision, self.dev)
         torch.manual_seed(train_cfg.seed)
-        self.state_norm = MinMaxNormalizer.fit(np.concatenate([e.state for e in self.episodes]))
-        self.action_norm = MinMaxNormalizer.fit(np.concatenate([e.action for e in self.episodes]))
+        space = meta.action_space
+        self.state_norm = fit_normalizer(np.concatenate([e.state for e in self.episodes]), space)
+        self.action_norm = fit_normalizer(np.concatenate([e.action for e in self.episodes]), space)
         n = meta.dim
         self.model = build_model(n, n, list(meta.camera_names), meta.image_hw, model_cfg,
                                  vision_cfg).to(self.dev)
