@@ -576,7 +576,8 @@ class _TrainingRun:
             ckpt.save(self.out / CKPT_NAME)
         if self.progress:
             kept = 'kept' if self.best['step'] == self.step else f'best stays step {self.best["step"]}'
-            print(f'[train] step {self.step}: held-out rmse {m["rmse_executed"] * 1e3:.1f} mrad '
+            unit = 'mrad' if self.meta.action_space is None else 'mm / 1e-3 rot6d'
+            print(f'[train] step {self.step}: held-out rmse {m["rmse_executed"] * 1e3:.1f} {unit} '
                   f'(executed steps), mode JS {m["mode_js_bits"]:.3f} bit, score '
                   f'{m["score"]:.4f}: {kept} ({m["eval_s"]:.1f} s)', file=sys.stderr)
 
