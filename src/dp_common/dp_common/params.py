@@ -24,7 +24,6 @@ rclpy is imported inside the function: importing dp_common stays rclpy-free.
 from __future__ import annotations
 
 import os
-
 from functools import lru_cache
 from typing import Any, Collection, Mapping
 
