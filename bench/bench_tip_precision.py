@@ -50,8 +50,11 @@ def main() -> None:
         meta = policy.meta
         arm = EndEffectorSpace(args.urdf or default_urdf_path(), 'tool0', list(meta.joint_names))
         cam = meta.camera_names[0]
+        # a checkpoint trained with the arm painted out of the images gets them so (--mask-robot)
         cfg = DatasetConfig(joint_names=list(meta.joint_names), cameras={cam: args.camera_topic},
-                            episode_topic='/task_status', dt_s=meta.dt_s)
+                            episode_topic='/task_status', dt_s=meta.dt_s,
+                            urdf=str(args.urdf or default_urdf_path()),
+                            robot_mask=dict(meta.robot_mask or {}))
         eps, _ = load_episodes(bags, cfg, progress=False)
         n, f, k_exec = meta.n_obs_steps, meta.n_obs_steps - 1, meta.n_action_steps
 

@@ -12,9 +12,13 @@
 #   models/reach_ee.ckpt          the same Diffusion Policy in END-EFFECTOR space (--action-space
 #                                 ee_pose: the stylus tip's pose by the forward kinematics of the
 #                                 arm that recorded the demonstrations, src/dp_sim/description/
-#                                 arm.urdf), for TRAIN_MINUTES_EE (35) of wall time (README "End-
-#                                 effector actions and a second arm"). Only with TRAIN_MODELS="ee"
-#                                 (or "diffusion ee").
+#                                 arm.urdf) with that arm painted out of the camera images
+#                                 (--mask-robot: arm.urdf's camera_optical_frame and the overhead
+#                                 camera's intrinsics, fx = fy = 48 / tan(47 deg / 2) = 110.392 px,
+#                                 cx = cy = 48 px for 96 x 96, as sim_node's camera_info says), for
+#                                 TRAIN_MINUTES_EE (35) of wall time: it drives both embedded arms
+#                                 (README "End-effector actions and a second arm"). Only with
+#                                 TRAIN_MODELS="ee" (or "diffusion ee").
 #
 # runs/ keeps the resume state, loss.csv, eval.csv and report.png/report.html of each run.
 # Environment overrides: DEMOS (data/demos), TRAIN_MINUTES (diffusion, 9), TRAIN_STEPS (diffusion:
@@ -47,7 +51,8 @@ for model in $models; do
       run=runs/reach_image_mse; out=$dest/reach_image_mse.ckpt; budget=(--steps "$steps_mse" --holdout 0) ;;
     ee)
       run=runs/reach_ee; out=$dest/reach_ee.ckpt; budget=(--max-minutes "$minutes_ee"); kind=diffusion
-      space=(--action-space ee_pose --urdf src/dp_sim/description/arm.urdf) ;;
+      space=(--action-space ee_pose --urdf src/dp_sim/description/arm.urdf
+             --mask-robot overhead=camera_optical_frame:110.39244226734033,110.39244226734033,48,48:96x96) ;;
     *) echo "[train] unknown model $model" >&2; exit 2 ;;
   esac
   start=$(date +%s)

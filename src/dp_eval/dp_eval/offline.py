@@ -117,6 +117,11 @@ def dataset_config_for(meta: Any, cameras: Optional[dict[str, str]] = None,
     space = getattr(meta, 'action_space', None)
     if space is not None:     # load_episodes gives the checkpoint's end-effector poses
         d.update(action_space=space['kind'], urdf=space['urdf'], tip_link=space['tip_link'])
+    mask = getattr(meta, 'robot_mask', None)
+    if mask:                  # ... and paints the arm out of the images it was trained without
+        d['robot_mask'] = {cam: spec for cam, spec in mask.items() if cam in d['cameras']}
+        if not d.get('urdf'):
+            d['urdf'] = ((getattr(meta, 'extra', None) or {}).get('dataset_config') or {}).get('urdf', '')
     return DatasetConfig.from_dict(d)
 
 

@@ -62,6 +62,12 @@ class Checkpoint:
         return self.extra.get('action_space')
 
     @property
+    def robot_mask(self) -> dict | None:
+        """None, or {camera: dp_common.robot_mask.mask_spec}: it was trained on images with the
+        robot painted out, and must be given them so (policy node)."""
+        return self.extra.get('robot_mask') or None
+
+    @property
     def state_dim(self) -> int:
         return self.state_normalizer.dim
 
@@ -264,13 +270,14 @@ def create_untrained_checkpoint(path: str | os.PathLike, joint_names: list[str] 
                                 seed: int = 0, dt_s: float = 0.1, *, action_min: float = -3.14159, action_max: float = 3.14159,
                                 model_cfg: ModelConfig | None = None, vision_cfg: VisionConfig | None = None,
                                 sched_cfg: SchedulerConfig | None = None, fingerprint: str = 'untrained',
-                                action_space: dict | None = None) -> str:
+                                action_space: dict | None = None, robot_mask: dict | None = None) -> str:
     """A real checkpoint with random weights (seeded), for tests and for wiring up a robot.
 
     State and action normalisers span [action_min, action_max] (rad) for every joint (numbers,
     or one per column). ``preset`` is 'cpu_default', 'paper' or 'tiny' (smallest, fastest; for
     tests). ``action_space``: an end-effector space (EndEffectorSpace.to_dict()): its columns
-    (tip pose vectors) instead of the joints.
+    (tip pose vectors) instead of the joints. ``robot_mask``: {camera: mask_spec} as if trained
+    on images with the robot painted out.
     """
     cfgs = get_preset(preset)
     model_cfg = model_cfg or cfgs.model
@@ -293,5 +300,7 @@ def create_untrained_checkpoint(path: str | os.PathLike, joint_names: list[str] 
                            fingerprint=fingerprint, train_steps=0)
     if action_space is not None:
         ckpt.extra['action_space'] = dict(action_space)
+    if robot_mask:
+        ckpt.extra['robot_mask'] = dict(robot_mask)
     return ckpt.save(path)
 

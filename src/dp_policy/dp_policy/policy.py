@@ -58,6 +58,9 @@ class PolicyMeta:
     # None: actions and state are joint positions (joint_names); else the checkpoint's
     # end-effector space (dp_common.ee_space.EndEffectorSpace.to_dict()): tip pose vectors
     action_space: dict | None = None
+    # None, or {camera: dp_common.robot_mask.mask_spec}: its images must come with the robot
+    # painted out (the caller's job: it has the robot's URDF and joint positions)
+    robot_mask: dict | None = None
 
     @property
     def space_kind(self) -> str:
@@ -185,7 +188,8 @@ class DiffusionPolicy:
                                image_hw=ckpt.image_hw, n_obs_steps=cfg.n_obs_steps, horizon=cfg.horizon,
                                n_action_steps=cfg.n_action_steps, dt_s=ckpt.dt_s, state_dim=ckpt.state_dim,
                                action_dim=ckpt.action_dim, fingerprint=ckpt.fingerprint,
-                               train_steps=ckpt.train_steps, action_space=ckpt.action_space)
+                               train_steps=ckpt.train_steps, action_space=ckpt.action_space,
+                               robot_mask=ckpt.robot_mask)
         self.first_action_index = cfg.n_obs_steps - 1
         self.num_inference_steps = int(num_inference_steps or ckpt.sched_cfg.num_inference_steps)
         self.scheduler = ckpt.sched_cfg.kind

@@ -84,15 +84,18 @@ class InferenceWorker:
                  sim_time_active: Callable[[], bool], enabled: Callable[[], bool],
                  reject: Callable[[Robot, str, str, str], None], logger: Any,
                  context_ok: Callable[[], bool], timing: Optional[ChunkTiming] = None,
-                 ee: Any = None) -> None:
+                 ee: Any = None, masks: Optional[dict] = None) -> None:
         """now_ns: the node's clock with clock-jump detection (the ticks); clock_ns: its plain
         reading (chunk ages); reject(robot, stream, code, detail): the node's count and log of a
         rejected input; joint_names: the output's joints; timing: real-time chunking and the
         artificial delay (None: neither); ee: the robot's EndEffectorSpace for an end-effector
-        checkpoint (joint states -> tip poses in, poses out), None for a joint-space one."""
+        checkpoint (joint states -> tip poses in, poses out), None for a joint-space one;
+        masks: {camera: RobotMask} painting the robot out of those cameras' images, each frame
+        with the joint state of its observation step (checkpoints trained so)."""
         self.timing = timing or ChunkTiming(False)
         self.policy, self.robots, self.trigger = policy, robots, trigger
         self.cameras, self.joint_names, self.ee = cameras, joint_names, ee
+        self.masks = dict(masks or {})
         self.publish_velocities = publish_velocities
         self.book, self.now_ns, self.clock_ns = book, now_ns, clock_ns
         self.sim_time_active, self.enabled, self.reject = sim_time_active, enabled, reject
@@ -227,9 +230,11 @@ class InferenceWorker:
     def _infer(self, ready: list) -> None:
         """One predict for the batch of (robot, observation, schedule epoch); a chunk each."""
         state = np.stack([o.state for _, o, _ in ready])                           # (B, n_obs, J)
+        images = {cam: np.stack([o.images[cam] if cam not in self.masks else
+                                 self.masks[cam].paint_frames(o.images[cam], o.state)
+                                 for _, o, _ in ready]) for cam in self.cameras}
         if self.ee is not None:
             state = self.ee.vectors(state)                                   # (B, n_obs, 9) poses
-        images = {cam: np.stack([o.images[cam] for _, o, _ in ready]) for cam in self.cameras}
         stamps = np.array([o.stamp_ns for _, o, _ in ready], dtype=np.float64) * 1e-9
         timing = self.timing
         delays = [timing.expected_delay_s()] * len(ready) if timing.rtc else None

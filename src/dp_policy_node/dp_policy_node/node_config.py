@@ -196,6 +196,24 @@ def end_effector_space(cfg: PolicyNodeConfig, joints: list[str], action_space: d
     return space
 
 
+def robot_masks(cfg: PolicyNodeConfig, joints: list[str], meta) -> dict:
+    """{camera: dp_common.robot_mask.RobotMask} for a checkpoint trained on images with the
+    robot painted out (meta.robot_mask): this robot's links, from robot_description_file (else
+    the URDF an end-effector checkpoint carries), painted out of the images before inference."""
+    from dp_common.robot_mask import RobotMask
+    urdf = resolve_path(cfg.robot_description_file) if cfg.robot_description_file else \
+        (meta.action_space or {}).get('urdf')
+    if not urdf:
+        raise ConfigError('the checkpoint was trained on images with the robot painted out: set '
+                          'robot_description_file (the URDF of this robot and its cameras)')
+    try:
+        return {cam: RobotMask.from_spec(urdf, joints, spec, meta.image_hw)
+                for cam, spec in meta.robot_mask.items()}
+    except (OSError, ValueError, KeyError) as err:
+        raise ConfigError(f'robot mask ({cfg.robot_description_file or "checkpoint URDF"}): '
+                          f'{err}') from err
+
+
 def guidance_for(cfg: PolicyNodeConfig, joints: list[str], dt_s: float):
     """DiffusionPolicy.set_guidance's arguments from the guidance parameters (ConfigError says
     what does not fit: the URDF, its chain against the policy's joints, an obstacle)."""

@@ -52,7 +52,7 @@ from visualization_msgs.msg import MarkerArray
 
 from .messages import decode_image, fill_status, precheck_image
 from .node_config import (PARAMETERS, ConfigError, PolicyNodeConfig, end_effector_space,
-                          guidance_for, output_topic, robot_topic)
+                          guidance_for, output_topic, robot_masks, robot_topic)
 from .observation import JOINT_STREAM, ClockJumpDetector, ObservationHistory
 from .inference import ChunkTiming, InferenceWorker, Robot
 from .obstacles import TopicObstacles
@@ -156,6 +156,7 @@ class PolicyNode(LifecycleNode):
                                   f'{meta.space_kind} space (set guidance: false)')
             ee = end_effector_space(cfg, joints, meta.action_space)
         self._ee = ee
+        masks = robot_masks(cfg, joints, meta) if meta.robot_mask else {}
         policy.execution = cfg.execution
         if cfg.guidance:
             policy.set_guidance(*guidance_for(cfg, joints, meta.dt_s))
@@ -175,6 +176,7 @@ class PolicyNode(LifecycleNode):
             self._add_robot(ns, joints, topics, meta)
         self.worker = InferenceWorker(
             policy, self.robots, self.trigger, cameras=self._cameras, joint_names=joints, ee=ee,
+            masks=masks,
             publish_velocities=cfg.publish_velocities, book=self.book, now_ns=self._now_ns,
             clock_ns=lambda: self.get_clock().now().nanoseconds,
             sim_time_active=lambda: self.get_clock().ros_time_is_active,
@@ -197,7 +199,8 @@ class PolicyNode(LifecycleNode):
             f'(joints {joints}{f", end-effector poses of {ee.tip_link} in {ee.root_frame}" if ee else ""}, cameras {list(zip(meta.camera_names, topics, self._transports))}, '
             f'image {meta.image_hw}, n_obs {meta.n_obs_steps}, horizon {meta.horizon}, dt '
             f'{meta.dt_s} s), backend {choice or cfg.backend} on {cfg.device}, '
-            f'robots {cfg.robot_namespaces}, trigger {cfg.trigger}')
+            f'robots {cfg.robot_namespaces}, trigger {cfg.trigger}'
+            f'{f"; robot painted out of cameras {sorted(masks)}" if masks else ""}')
 
     def _add_robot(self, ns: str, joints: list[str], topics: list[str], meta: Any) -> None:
         cfg = self.cfg

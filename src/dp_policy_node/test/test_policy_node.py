@@ -654,3 +654,44 @@ def test_end_effector_checkpoint_observes_and_publishes_tip_poses_of_the_robot_i
     bad = graphs(base(path, joint_names=JOINTS, robot_description_file=arm4), name='policy_bad')
     assert bad.node.lifecycle_state == 'unconfigured'
     assert 'moves joints' in bad.node.last_skip_reason
+
+
+def test_checkpoint_trained_on_masked_images_gets_its_robot_painted_out(graphs, tmp_path):
+    """A checkpoint trained with the robot painted out of its camera (dp_train --mask-robot): the
+    node paints the robot it drives (robot_description_file, its joint states) out of each frame
+    before inference, as dp_common.robot_mask does in training; without a URDF it stays
+    unconfigured and says why."""
+    import math
+    from dp_common.ee_space import EndEffectorSpace
+    from dp_common.robot_mask import RobotMask
+    from dp_sim.env import default_urdf_path, model_path
+    space = EndEffectorSpace(default_urdf_path(), 'tool0', JOINTS).to_dict()
+    f = 48 / math.tan(math.radians(47) / 2)               # the overhead camera at 96 x 96
+    spec = {'frame': 'camera_optical_frame', 'K': [f, f, 48.0, 48.0], 'size': [96, 96],
+            'margin_m': 0.01}
+    path = create_untrained_checkpoint(tmp_path / 'm.ckpt', JOINTS, ['cam'], HW, preset='tiny',
+                                       action_space=space, robot_mask={'cam': spec})
+    arm4 = str(model_path('arm4.urdf'))
+    joints4 = JOINTS + ['joint4']
+    q4 = [-1.3678, 1.7554, 1.3912, -1.7779]
+    g = graphs(base(path, joint_names=joints4, robot_description_file=arm4, tip_link='tool0'))
+    assert g.node.lifecycle_state == 'active'
+    seen = []
+    predict = g.node.policy.predict
+    g.node.policy.predict = lambda state, images, **kw: (seen.append(images['cam'].copy()),
+                                                         predict(state, images, **kw))[1]
+    pattern = (np.arange(HW[0] * HW[1] * 3).reshape(*HW, 3) * 7 % 251).astype(np.uint8)
+    g.joints = lambda stamp_ns, ns='', **_: Graph.joints(g, stamp_ns, ns, names=joints4,
+                                                          positions=q4)
+    g.image = lambda stamp_ns, ns='', cam=None, **_: Graph.image(g, stamp_ns, ns, cam,
+                                                                 array=pattern)
+    assert g.play(60.0, until=lambda: len(seen) >= 2), g.counters('skipped')
+    expected = RobotMask.from_spec(arm4, joints4, spec, HW).paint(pattern, q4)
+    assert (expected != pattern).any()                   # the arm is in view: some pixels change
+    assert np.array_equal(seen[-1][0, -1], expected)     # (B, n_obs, H, W, 3): the last frame
+    # a joint-space checkpoint trained so needs the robot's URDF to paint it out
+    plain = create_untrained_checkpoint(tmp_path / 'j.ckpt', JOINTS, ['cam'], HW, preset='tiny',
+                                        robot_mask={'cam': spec})
+    bad = graphs(base(plain), name='policy_mask_bad')
+    assert bad.node.lifecycle_state == 'unconfigured'
+    assert 'robot_description_file' in bad.node.last_skip_reason

@@ -58,7 +58,7 @@ from dp_common.joints import JointIndexer
 from dp_common.stamps import stamp_to_ns
 from dp_common.trajectories import joint_trajectory_to_arrays
 from dp_policy.data.episode import Episode, EpisodeSetMeta, common_image_hw
-from dp_policy.data.spaces import ACTION_SPACES, to_end_effector
+from dp_policy.data.spaces import ACTION_SPACES, mask_robot, to_end_effector
 
 __all__ = ['DatasetError', 'DatasetConfig', 'find_bags', 'bag_fingerprint', 'decode_bag',
            'load_episodes', 'infer_joint_names', 'CACHE_VERSION']
@@ -107,6 +107,10 @@ class DatasetConfig:
     action_space: str = 'joint'                 # 'joint' | 'ee_pose': state and action as tip pose vectors (data/spaces.py)
     urdf: str = ''                              # ee_pose: URDF of the arm that recorded the bags (path)
     tip_link: str = 'tool0'                     # ee_pose: the link whose pose is the action
+    # Paint the robot out of cameras' images (spaces.mask_robot), from `urdf` and the joint states:
+    # camera name -> {frame: its optical frame in the URDF, K: [fx, fy, cx, cy] (camera_info),
+    # size: [height, width] that K is for, margin_m (default 0.01)}. {} = no masking.
+    robot_mask: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.joint_names = [str(n) for n in self.joint_names]
@@ -167,6 +171,17 @@ class DatasetConfig:
         if self.action_space == 'ee_pose' and not self.urdf:
             raise ValueError("action_space 'ee_pose' needs urdf: the URDF of the arm that "
                              'recorded the demonstrations (forward kinematics)')
+        if self.robot_mask:
+            from dp_common.robot_mask import mask_spec
+            if not self.urdf:
+                raise ValueError('robot_mask needs urdf: the URDF of the arm (and camera frame) '
+                                 'that recorded the demonstrations')
+            unknown = sorted(set(self.robot_mask) - set(self.cameras))
+            if unknown:
+                raise ValueError(f'robot_mask: cameras {unknown} are not among {self.camera_names}')
+            self.robot_mask = {str(c): mask_spec(v.get('frame', ''), v.get('K', ()),
+                                                 v.get('size', ()), v.get('margin_m', 0.01))
+                               for c, v in self.robot_mask.items()}
 
     @property
     def camera_names(self) -> list[str]:
@@ -239,7 +254,7 @@ def bag_fingerprint(bag: Path) -> str:
     return h.hexdigest()
 
 
-SPACE_KEYS = ('action_space', 'urdf', 'tip_link')   # applied after the cache: not in its key
+SPACE_KEYS = ('action_space', 'urdf', 'tip_link', 'robot_mask')   # applied after the cache: not in its key
 
 
 def _cache_key(bag: Path, cfg: DatasetConfig) -> str:
@@ -747,6 +762,11 @@ def load_episodes(bag_paths: Sequence[str | os.PathLike] | str | os.PathLike, cf
     meta = EpisodeSetMeta(joint_names=list(cfg.joint_names), camera_names=cfg.camera_names,
                           image_hw=image_hw, dt_s=float(cfg.dt_s),
                           fingerprint=hashlib.sha256(''.join(keys).encode()).hexdigest()[:16])
+    if cfg.robot_mask:
+        try:
+            episodes, meta = mask_robot(episodes, meta, cfg.urdf, cfg.robot_mask)
+        except ValueError as err:
+            raise DatasetError(f'robot_mask ({cfg.urdf}): {err}') from None
     if cfg.action_space == 'ee_pose':
         try:
             episodes, meta = to_end_effector(episodes, meta, cfg.urdf, cfg.tip_link)

@@ -73,6 +73,9 @@ class EpisodeSetMeta:
     # (dp_common.ee_space.EndEffectorSpace.to_dict(): kind 'ee_pose', URDF, tip link, the joints
     # it was computed from): state and action are tip pose vectors [x, y, z, rot6d] (spaces.py).
     action_space: Optional[dict] = None
+    # None, or {camera name: dp_common.robot_mask.mask_spec}: the moving links were painted out
+    # of those cameras' images (spaces.mask_robot); the policy node paints its own robot out.
+    robot_mask: Optional[dict] = None
 
     @property
     def dim(self) -> int:

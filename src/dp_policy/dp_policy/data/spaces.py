@@ -1,5 +1,6 @@
 """Action and observation spaces of a training set: joint positions (as recorded) or end-effector
-poses computed from them (dp_common.ee_space).
+poses computed from them (dp_common.ee_space); and images with the robot painted out
+(dp_common.robot_mask), so that a policy sees the scene, not the arm that recorded it.
 
 `to_end_effector(episodes, meta, urdf, tip_link)`: each episode's state (measured joint
 positions) and action (commanded joint positions) become the pose vectors [x, y, z, rot6d] of
@@ -16,7 +17,7 @@ import numpy as np
 from dp_common.ee_space import ACTION_SPACES, EndEffectorSpace
 from dp_policy.data.episode import Episode, EpisodeSetMeta
 
-__all__ = ['ACTION_SPACES', 'to_end_effector', 'space_of', 'fit_normalizer']
+__all__ = ['ACTION_SPACES', 'to_end_effector', 'mask_robot', 'space_of', 'fit_normalizer']
 
 
 def fit_normalizer(data, action_space: dict | None):
@@ -56,3 +57,21 @@ def to_end_effector(episodes: Sequence[Episode], meta: EpisodeSetMeta, urdf: str
                                action=space.vectors(ep.action).astype(np.float32))
            for ep in episodes]
     return out, dataclasses.replace(meta, action_space=space.to_dict())
+
+
+def mask_robot(episodes: Sequence[Episode], meta: EpisodeSetMeta, urdf: str,
+               specs: dict) -> tuple[list[Episode], EpisodeSetMeta]:
+    """Paint the links moved by the episodes' joints out of the cameras of `specs` ({camera:
+    dp_common.robot_mask.mask_spec}), each frame with the joint state of its step (the state
+    columns must still be joint positions: before to_end_effector). ValueError: the URDF, a
+    frame or a joint does not fit."""
+    from dp_common.robot_mask import RobotMask
+    if meta.action_space is not None:
+        raise ValueError('mask the images before turning the episodes into end-effector poses')
+    masks = {cam: RobotMask.from_spec(urdf, meta.joint_names, spec, meta.image_hw)
+             for cam, spec in specs.items()}
+    out = [dataclasses.replace(ep, images={cam: masks[cam].paint_frames(im, ep.state)
+                                           if cam in masks else im
+                                           for cam, im in ep.images.items()})
+           for ep in episodes]
+    return out, dataclasses.replace(meta, robot_mask={c: dict(s) for c, s in specs.items()})

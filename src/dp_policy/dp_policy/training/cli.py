@@ -71,6 +71,21 @@ def _camera(text: str) -> tuple[str, str]:
     return name.strip(), topic.strip()
 
 
+def _mask(text: str) -> tuple[str, dict]:
+    """--mask-robot CAM=FRAME:FX,FY,CX,CY:WxH -> (camera, {frame, K, size (height, width)})."""
+    try:
+        cam, rest = text.split('=', 1)
+        frame, k, wh = rest.split(':')
+        K = [float(v) for v in k.split(',')]
+        w, h = (int(v) for v in wh.lower().split('x'))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected CAM=FRAME:FX,FY,CX,CY:WxH, got {text!r}') \
+            from None
+    if len(K) != 4:
+        raise argparse.ArgumentTypeError(f'K needs 4 numbers fx,fy,cx,cy, got {k!r}')
+    return cam.strip(), {'frame': frame.strip(), 'K': K, 'size': [h, w]}
+
+
 def build_parser() -> argparse.ArgumentParser:
     from dp_policy.config import PRESETS
 
@@ -185,6 +200,10 @@ def _dataset_args(p) -> None:
                         "of --tip-link (xyz + 6D rotation) by the forward kinematics of --urdf")
     d.add_argument('--urdf', metavar='FILE', help='ee_pose: URDF of the arm that recorded the data')
     d.add_argument('--tip-link', metavar='LINK', help='ee_pose: the end-effector link (default tool0)')
+    d.add_argument('--mask-robot', type=_mask, action='append', metavar='CAM=FRAME:FX,FY,CX,CY:WxH',
+                   help="paint the arm out of camera CAM's images (needs --urdf; FRAME: the "
+                        "camera's optical frame in the URDF, FX..CY: its camera_info K for "
+                        'WxH images); the policy node paints its own robot out the same way')
     d.add_argument('--dt', type=float, metavar='S', help='grid step in seconds (default 0.1)')
     d.add_argument('--image-size', type=_hw, metavar='HxW', help='resize every camera to HxW')
     d.add_argument('--cache-dir', metavar='DIR', help='decoded-episode cache (default '
@@ -210,7 +229,8 @@ def dataset_config(args: argparse.Namespace, base: Optional[dict] = None):
              'dt_s': args.dt, 'image_hw': args.image_size, 'action_source': args.action_source,
              'future_steps': args.future_steps, 'leader_topic': args.leader_topic,
              'leader_joint_names': args.leader_joint_names, 'min_motion_rad': args.min_motion,
-             'action_space': args.action_space, 'urdf': args.urdf, 'tip_link': args.tip_link}
+             'action_space': args.action_space, 'urdf': args.urdf, 'tip_link': args.tip_link,
+             'robot_mask': dict(args.mask_robot) if args.mask_robot else None}
     data.update({k: v for k, v in flags.items() if v is not None})
     if args.camera:
         data['cameras'] = dict(args.camera)
@@ -272,7 +292,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         f'{train_cfg.batch_size}, lr {train_cfg.lr}', extra)
 
 
-BAG_ONLY = ('dataset_config', 'camera', 'joint_states_topic', 'command_topic', 'command_type',
+BAG_ONLY = ('dataset_config', 'camera', 'mask_robot', 'joint_states_topic', 'command_topic',
+            'command_type',
             'command_joint_names', 'episode_topic', 'action_source', 'future_steps', 'leader_topic',
             'leader_joint_names', 'min_motion', 'cache_dir')
 

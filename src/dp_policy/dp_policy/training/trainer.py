@@ -554,6 +554,8 @@ class _TrainingRun:
         ckpt.extra = dict(self.extra or {})
         if m.action_space is not None:
             ckpt.extra['action_space'] = dict(m.action_space)
+        if m.robot_mask:
+            ckpt.extra['robot_mask'] = dict(m.robot_mask)
         ckpt.extra['train_summary'] = {
             'elapsed_s': round(self.elapsed(), 2), 'windows': len(self.data),
             'episodes': len(self.episodes), 'held_out_episodes': len(self.held_out),
