@@ -6,7 +6,10 @@ arm the network never saw changes its answer as much as a black image does (READ
 actions and a second arm"). `RobotMask` paints the robot out: each link's <visual> geometry
 (box, cylinder, sphere) placed by the forward kinematics of the joint positions, seen through a
 pinhole camera whose pose is a frame of the same URDF (REP 103 optical frame: z forward, x right,
-y down, as a camera_info's K expects) and whose intrinsics are the camera_info's.
+y down, as a camera_info's K expects) and whose intrinsics are the camera_info's, with pixel
+centres at i + 0.5 (cx = W/2 for a centred camera: MuJoCo's rendering, sim_node's camera_info;
+a ROS/OpenCV calibration puts them at integers: add 0.5 to its cx and cy). A shape partly behind
+the camera is skipped (overhead and fixed cameras, not wrist cameras).
 
     mask = RobotMask(urdf_text, ['joint1', 'joint2', 'joint3'], 'camera_optical_frame',
                      K=(fx, fy, cx, cy), size=(96, 96))
@@ -46,25 +49,33 @@ class _Shape:
 
 
 def _outline(geometry: ET.Element, margin: float) -> Optional[np.ndarray]:
-    """Points whose convex hull contains the primitive grown by margin (None: no geometry)."""
+    """Points whose convex hull contains the primitive grown by margin (None: no geometry).
+    ValueError: a primitive without its size attributes."""
     box, cyl, sph = geometry.find('box'), geometry.find('cylinder'), geometry.find('sphere')
-    if box is not None:
-        half = np.array([float(v) for v in box.get('size').split()]) / 2 + margin
-        signs = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)])
-        return signs * half
-    a = np.linspace(0, 2 * np.pi, _CIRCLE, endpoint=False)
-    # a circumscribed polygon: its hull contains the circle
-    ring = np.stack([np.cos(a), np.sin(a)], 1) / np.cos(np.pi / _CIRCLE)
-    if cyl is not None:
-        r = float(cyl.get('radius')) + margin
-        h = float(cyl.get('length')) / 2 + margin
-        return np.concatenate([np.c_[r * ring, np.full(_CIRCLE, z)] for z in (-h, h)])
-    if sph is not None:
-        r = (float(sph.get('radius')) + margin) / np.cos(np.pi / _CIRCLE)
-        pts = [np.c_[r * ring[:, :1] * np.cos(e), r * ring[:, 1:] * np.cos(e),
-                     np.full((_CIRCLE, 1), r * np.sin(e))]
-               for e in np.linspace(-np.pi / 2, np.pi / 2, 7)]
-        return np.concatenate(pts)
+    try:
+        if box is not None:
+            half = np.array([float(v) for v in box.get('size').split()]) / 2 + margin
+            if half.shape != (3,):
+                raise ValueError
+            signs = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)])
+            return signs * half
+        a = np.linspace(0, 2 * np.pi, _CIRCLE, endpoint=False)
+        # a circumscribed polygon: its hull contains the circle
+        ring = np.stack([np.cos(a), np.sin(a)], 1) / np.cos(np.pi / _CIRCLE)
+        if cyl is not None:
+            r = float(cyl.get('radius')) + margin
+            h = float(cyl.get('length')) / 2 + margin
+            return np.concatenate([np.c_[r * ring, np.full(_CIRCLE, z)] for z in (-h, h)])
+        if sph is not None:
+            # 7 latitudes 30 degrees apart, each circumscribed: grown by 1 / cos(15 deg) as well
+            r = (float(sph.get('radius')) + margin) / np.cos(np.pi / 12)
+            pts = [np.c_[r * ring[:, :1] * np.cos(e), r * ring[:, 1:] * np.cos(e),
+                         np.full((_CIRCLE, 1), r * np.sin(e))]
+                   for e in np.linspace(-np.pi / 2, np.pi / 2, 7)]
+            return np.concatenate(pts)
+    except (AttributeError, TypeError, ValueError):
+        raise ValueError(f'a <{(box if box is not None else cyl if cyl is not None else sph).tag}> '
+                         f'visual without valid size attributes') from None
     return None
 
 
@@ -141,9 +152,6 @@ class RobotMask:
         missing = [n for n in self.joint_names if n not in by_name]
         if missing:
             raise ValueError(f'joints {missing} are not in the URDF')
-        bad = sorted({j.type for j in self.joints.values()} - set(SUPPORTED))
-        if bad:
-            raise ValueError(f'the robot mask cannot place links behind {bad} joints')
         if camera_frame not in self.joints:
             raise ValueError(f'camera frame {camera_frame!r} is not a link of the URDF (a child '
                              f'of a joint)')
@@ -152,6 +160,11 @@ class RobotMask:
         self.height, self.width = int(size[0]), int(size[1])
         moving = {by_name[n].child for n in self.joint_names}
         self.links = [link for link in self.joints if self._moved(link, moving)]
+        # only the chains to the painted links and to the camera must be computable
+        bad = sorted({self.joints[c].type for end in self.links + [camera_frame]
+                      for c in self._chain(end)} - set(SUPPORTED))
+        if bad:
+            raise ValueError(f'the robot mask cannot place links behind {bad} joints')
         self.shapes = link_shapes(self.urdf, self.links, margin_m)
         self.margin_m = float(margin_m)
 
@@ -165,6 +178,14 @@ class RobotMask:
         fx, fy, cx, cy = spec['K']
         K = (fx * w / w0, fy * h / h0, cx * w / w0, cy * h / h0)
         return cls(urdf, joint_names, spec['frame'], K, (h, w), spec['margin_m'])
+
+    def _chain(self, link: str) -> list[str]:
+        """`link` and its ancestors that are a joint's child (root last)."""
+        out = []
+        while link in self.joints:
+            out.append(link)
+            link = self.joints[link].parent
+        return out
 
     def _moved(self, link: str, moving: set) -> bool:
         while link in self.joints:

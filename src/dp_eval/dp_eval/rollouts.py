@@ -286,6 +286,15 @@ def sample_fans(checkpoint: str | Path, bag: str | Path, count: int = 3, at_s: f
     if meta.action_space is not None:
         from dp_policy.data.spaces import space_of
         ee = space_of(meta.action_space)
+    # a checkpoint trained with the arm painted out sees the run's arm painted out (the node did)
+    masks = {}
+    if meta.robot_mask:
+        from dp_common.robot_mask import RobotMask
+        if urdf is None:
+            from dp_sim.env import default_urdf_path
+            urdf = default_urdf_path()
+        masks = {c: RobotMask.from_spec(str(urdf), meta.joint_names, spec, meta.image_hw)
+                 for c, spec in meta.robot_mask.items()}
     keep = None if episodes is None else {int(e) for e in episodes}
     n = meta.n_obs_steps
     out = []
@@ -297,7 +306,12 @@ def sample_fans(checkpoint: str | Path, bag: str | Path, count: int = 3, at_s: f
         k = int(np.clip(round(at_s / meta.dt_s), n - 1, len(ep) - 1))
         state = ep.state[None, k - n + 1:k + 1]
         state = (state if ee is None else ee.vectors(state)).astype(np.float32)
-        images = {c: ep.images[c][None, k - n + 1:k + 1] for c in meta.camera_names}
+        images = {}
+        for c in meta.camera_names:
+            window = ep.images[c][k - n + 1:k + 1]
+            if c in masks:
+                window = masks[c].paint_frames(window, ep.state[k - n + 1:k + 1])
+            images[c] = window[None]
         res = policy.predict(state, images, stamps=ep.t[[k]], robot_ids=['fan'])
         policy.reset()
         samples = np.asarray(res.samples[0], dtype=float)

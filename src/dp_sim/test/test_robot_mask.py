@@ -70,6 +70,10 @@ def test_paint_and_refusals():
             '<box size="0.16 0.035 0.02"/>', '<mesh filename="link2.stl"/>', 1)
         with pytest.raises(ValueError, match='mesh'):
             RobotMask(mesh, env.joint_names, 'camera_optical_frame', K, (96, 96))
+        sizeless = model_path('arm.urdf').read_text().replace(
+            '<box size="0.16 0.035 0.02"/>', '<box/>', 1)
+        with pytest.raises(ValueError, match='size'):
+            RobotMask(sizeless, env.joint_names, 'camera_optical_frame', K, (96, 96))
     finally:
         env.close()
 
@@ -135,6 +139,8 @@ def test_training_images_are_painted_and_the_checkpoint_says_so(tmp_path):
         DatasetConfig(joint_names=['joint1'], cameras=cams, robot_mask={'overhead': spec})
     with pytest.raises(ValueError, match='not among'):
         DatasetConfig(joint_names=['joint1'], cameras=cams, urdf=urdf, robot_mask={'wrist': spec})
+    with pytest.raises(ValueError, match='must map'):
+        DatasetConfig(joint_names=['joint1'], cameras=cams, urdf=urdf, robot_mask={'overhead': 3})
     with pytest.raises(ValueError, match='K'):
         DatasetConfig(joint_names=['joint1'], cameras=cams, urdf=urdf,
                       robot_mask={'overhead': dict(spec, K=[0, 1, 2, 3])})

@@ -176,6 +176,10 @@ class DatasetConfig:
             if not self.urdf:
                 raise ValueError('robot_mask needs urdf: the URDF of the arm (and camera frame) '
                                  'that recorded the demonstrations')
+            if not isinstance(self.robot_mask, dict) or \
+                    not all(isinstance(v, dict) for v in self.robot_mask.values()):
+                raise ValueError('robot_mask must map camera name -> {frame, K, size, margin_m}, '
+                                 f'got {self.robot_mask!r}')
             unknown = sorted(set(self.robot_mask) - set(self.cameras))
             if unknown:
                 raise ValueError(f'robot_mask: cameras {unknown} are not among {self.camera_names}')

@@ -337,6 +337,8 @@ def _run_signature(meta: EpisodeSetMeta, model_cfg, vision_cfg, sched_cfg, train
            'image_hw': list(meta.image_hw) if meta.image_hw else None, 'dt_s': float(meta.dt_s)}
     if meta.action_space is not None:     # (joint space: no key, as in earlier resume files)
         sig['action_space'] = _space_signature(meta.action_space)
+    if meta.robot_mask:                   # (images as recorded: no key, likewise)
+        sig['robot_mask'] = meta.robot_mask
     return sig
 
 
