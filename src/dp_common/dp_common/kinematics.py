@@ -209,8 +209,9 @@ class KinematicChain:
                   orientation_tol_rad: float = 1e-9, max_step_rad: float = 0.5) -> IkResult:
         """Joint positions that put `link` at the pose `target` (4, 4), from q0 (n,): damped
         least squares (dq = J^T (J J^T + damping^2 I)^-1 e on the error e = [dp, w * log(R_t R^T)],
-        orientation weighted by `orientation_weight` m/rad), each step at most max_step_rad per
-        joint (m for a prismatic one), halved while it does not lower the error, and clipped into
+        orientation weighted by `orientation_weight` m/rad), each step scaled down to at most
+        max_step_rad on any joint (m for a prismatic one), halved while it does not lower the
+        error, and clipped into
         [lower, upper]. Stops when both errors are under the tolerances or no step helps (a local
         minimum: converged False); the best iterate is returned."""
         target = np.asarray(target, dtype=np.float64)
@@ -234,7 +235,9 @@ class KinematicChain:
             J = w[:, None] * self.jacobian(q, link)
             e = w * np.r_[dp, dr]
             dq = J.T @ np.linalg.solve(J @ J.T + lam2 * np.eye(6), e)
-            dq = np.clip(dq, -max_step_rad, max_step_rad)
+            # scaled as a whole, not clipped per joint: near a singularity a clipped step turns
+            # away from the least-squares direction and may not lower the error at any length
+            dq *= min(1.0, max_step_rad / max(float(np.max(np.abs(dq))), 1e-300))
             for _ in range(8):            # halve a step that overshoots (near a singularity or
                 q_new = np.clip(q + dq, self.lower, self.upper)           # a clipped limit)
                 dp_new, dr_new = errors(q_new)
