@@ -34,7 +34,7 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from dp_common.kinematics import SUPPORTED, origin_transform, parse_joints
+from dp_common.kinematics import KinematicChain, origin_transform, parse_joints
 
 __all__ = ['RobotMask', 'link_shapes', 'mask_spec']
 
@@ -160,11 +160,10 @@ class RobotMask:
         self.height, self.width = int(size[0]), int(size[1])
         moving = {by_name[n].child for n in self.joint_names}
         self.links = [link for link in self.joints if self._moved(link, moving)]
-        # only the chains to the painted links and to the camera must be computable
-        bad = sorted({self.joints[c].type for end in self.links + [camera_frame]
-                      for c in self._chain(end)} - set(SUPPORTED))
-        if bad:
-            raise ValueError(f'the robot mask cannot place links behind {bad} joints')
+        # the chains from the root to each painted link and to the camera (KinematicChain: it
+        # refuses a joint type it cannot place)
+        self._chains = {link: KinematicChain.from_urdf(self.urdf, link)
+                        for link in self.links + [camera_frame]}
         self.shapes = link_shapes(self.urdf, self.links, margin_m)
         self.margin_m = float(margin_m)
 
@@ -179,14 +178,6 @@ class RobotMask:
         K = (fx * w / w0, fy * h / h0, cx * w / w0, cy * h / h0)
         return cls(urdf, joint_names, spec['frame'], K, (h, w), spec['margin_m'])
 
-    def _chain(self, link: str) -> list[str]:
-        """`link` and its ancestors that are a joint's child (root last)."""
-        out = []
-        while link in self.joints:
-            out.append(link)
-            link = self.joints[link].parent
-        return out
-
     def _moved(self, link: str, moving: set) -> bool:
         while link in self.joints:
             if link in moving:
@@ -195,23 +186,9 @@ class RobotMask:
         return False
 
     def _pose(self, link: str, q: dict) -> np.ndarray:
-        """(4, 4) pose of `link` in the URDF root frame."""
-        T = np.eye(4)
-        while link in self.joints:
-            j = self.joints[link]
-            M = j.origin.copy()
-            if j.type in ('revolute', 'continuous') and j.name in q:
-                import transforms3d
-                R = np.eye(4)
-                R[:3, :3] = transforms3d.axangles.axangle2mat(j.axis, q[j.name])
-                M = M @ R
-            elif j.type == 'prismatic' and j.name in q:
-                P = np.eye(4)
-                P[:3, 3] = j.axis * q[j.name]
-                M = M @ P
-            T = M @ T
-            link = j.parent
-        return T
+        """(4, 4) pose of `link` in the URDF root frame (joints not in q at 0)."""
+        chain = self._chains[link]
+        return chain.pose(np.array([q.get(n, 0.0) for n in chain.joint_names]))
 
     def polygons(self, q) -> list[np.ndarray]:
         """Pixel polygons (each (V, 2): u right, v down) of the shapes at joint positions q."""

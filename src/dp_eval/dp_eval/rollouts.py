@@ -267,6 +267,9 @@ def sample_fans(checkpoint: str | Path, bag: str | Path, count: int = 3, at_s: f
     from dp_eval.offline import dataset_config_for
     from dp_policy.data.dataset import decode_bag
     from dp_policy.policy import DiffusionPolicy
+    if urdf is None:
+        from dp_sim.env import default_urdf_path
+        urdf = default_urdf_path()
     chain = _chain(urdf)
     policy = DiffusionPolicy.from_checkpoint(str(checkpoint), num_samples=samples, seed=seed,
                                              backend='torch')
@@ -290,9 +293,6 @@ def sample_fans(checkpoint: str | Path, bag: str | Path, count: int = 3, at_s: f
     masks = {}
     if meta.robot_mask:
         from dp_common.robot_mask import RobotMask
-        if urdf is None:
-            from dp_sim.env import default_urdf_path
-            urdf = default_urdf_path()
         masks = {c: RobotMask.from_spec(str(urdf), meta.joint_names, spec, meta.image_hw)
                  for c, spec in meta.robot_mask.items()}
     keep = None if episodes is None else {int(e) for e in episodes}
